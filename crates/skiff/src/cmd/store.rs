@@ -1,0 +1,132 @@
+//! `skiff store`: the store alone, on the etcd v3 gRPC API, with etcd's flag names.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use skiff_store::grpc::{self, Ctx, Identity};
+use skiff_store::{Config, Store};
+
+use super::urls;
+
+#[derive(Args, Debug)]
+pub struct StoreArgs {
+    /// Human-readable name of this member.
+    #[arg(long, default_value = "default")]
+    name: String,
+    /// Path to the data directory (default: `<name>.etcd`, as etcd).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// URLs to listen on for client traffic.
+    #[arg(long, default_value = "http://localhost:2379")]
+    listen_client_urls: String,
+    /// Client URLs advertised to the rest of the cluster (shown by `member list`).
+    #[arg(long, default_value = "http://localhost:2379")]
+    advertise_client_urls: String,
+    /// Peer URLs advertised to the rest of the cluster (shown by `member list`).
+    #[arg(long, default_value = "http://localhost:2380")]
+    initial_advertise_peer_urls: String,
+    /// URLs to serve Prometheus /metrics and /health on (plain HTTP).
+    #[arg(long)]
+    listen_metrics_urls: Option<String>,
+    /// Applied entries that trigger a snapshot to disk.
+    #[arg(long, default_value_t = 100_000)]
+    snapshot_count: u64,
+    /// Largest request the server accepts, in bytes.
+    #[arg(long, default_value_t = 1536 * 1024)]
+    max_request_bytes: usize,
+    /// Most operations a txn request may hold.
+    #[arg(long, default_value_t = 128)]
+    max_txn_ops: usize,
+    /// Interval between progress notifications to idle watchers that asked for them.
+    #[arg(long = "experimental-watch-progress-notify-interval", default_value = "10m", value_parser = parse_duration)]
+    progress_notify_interval: Duration,
+    /// Cancel a watcher that is more than this many revisions behind (0: never).
+    #[arg(long, default_value_t = 1_000_000)]
+    watch_max_lag: i64,
+}
+
+/// Parse Go-style durations: `500ms`, `10s`, `10m`, `1h`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (num, unit) = s.find(|c: char| !c.is_ascii_digit() && c != '.').map(|i| s.split_at(i)).unwrap_or((s, "s"));
+    let n: f64 = num.parse().map_err(|_| format!("invalid duration {s:?}"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("invalid duration unit in {s:?} (use ms, s, m or h)")),
+    };
+    Ok(Duration::from_secs_f64(secs))
+}
+
+pub async fn run(args: StoreArgs) -> Result<()> {
+    let data_dir = args.data_dir.clone().unwrap_or_else(|| PathBuf::from(format!("{}.etcd", args.name)));
+    let listen = urls::listen_addrs("--listen-client-urls", &args.listen_client_urls)?;
+    let metrics = match &args.listen_metrics_urls {
+        Some(u) => urls::listen_addrs("--listen-metrics-urls", u)?,
+        None => vec![],
+    };
+    let mut config = Config::new(&data_dir);
+    config.snapshot_count = args.snapshot_count.max(1);
+    config.max_request_bytes = args.max_request_bytes;
+    config.max_txn_ops = args.max_txn_ops;
+    config.watch_max_lag = args.watch_max_lag;
+    let store = Store::open(config).with_context(|| format!("opening store in {}", data_dir.display()))?;
+    let id = Identity::new(&args.name, urls::list(&args.initial_advertise_peer_urls), urls::list(&args.advertise_client_urls));
+    let ctx = Ctx { store: store.clone(), id, progress_interval: args.progress_notify_interval };
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut servers = Vec::new();
+    for addr in listen {
+        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("listening on {addr}"))?;
+        tracing::info!(%addr, name = %args.name, "serving etcd v3 API");
+        let mut stop = stop_rx.clone();
+        servers.push(tokio::spawn(grpc::serve(ctx.clone(), listener, async move {
+            let _ = stop.wait_for(|s| *s).await;
+        })));
+    }
+    for addr in metrics {
+        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("listening on {addr}"))?;
+        tracing::info!(%addr, "serving /metrics");
+        tokio::spawn(grpc::serve_metrics(store.clone(), listener));
+    }
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    let _ = stop_tx.send(true);
+    // Open watch streams can keep a graceful shutdown waiting; give them a moment.
+    let _ = tokio::time::timeout(Duration::from_secs(3), futures_join(servers)).await;
+    drop(ctx);
+    drop(store);
+    Ok(())
+}
+
+async fn futures_join(handles: Vec<tokio::task::JoinHandle<Result<(), tonic::transport::Error>>>) {
+    for h in handles {
+        let _ = h.await;
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10m").unwrap(), Duration::from_secs(600));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("2").unwrap(), Duration::from_secs(2));
+        assert!(parse_duration("5x").is_err());
+    }
+}

@@ -1,0 +1,46 @@
+//! etcd's KV service.
+
+use etcdpb::*;
+use tonic::{Request, Response, Status};
+
+use super::Ctx;
+
+pub struct KvService(pub Ctx);
+
+#[tonic::async_trait]
+impl kv_server::Kv for KvService {
+    async fn range(&self, req: Request<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
+        self.0.count("Range");
+        let mut resp = self.0.store.range(req.get_ref())?;
+        self.0.fill(&mut resp.header);
+        Ok(Response::new(resp))
+    }
+
+    async fn put(&self, req: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
+        self.0.count("Put");
+        let mut resp = self.0.store.put(req.into_inner()).await?;
+        self.0.fill(&mut resp.header);
+        Ok(Response::new(resp))
+    }
+
+    async fn delete_range(&self, req: Request<DeleteRangeRequest>) -> Result<Response<DeleteRangeResponse>, Status> {
+        self.0.count("DeleteRange");
+        let mut resp = self.0.store.delete_range(req.into_inner()).await?;
+        self.0.fill(&mut resp.header);
+        Ok(Response::new(resp))
+    }
+
+    async fn txn(&self, req: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
+        self.0.count("Txn");
+        let mut resp = self.0.store.txn(req.into_inner()).await?;
+        self.0.fill(&mut resp.header);
+        Ok(Response::new(resp))
+    }
+
+    async fn compact(&self, req: Request<CompactionRequest>) -> Result<Response<CompactionResponse>, Status> {
+        self.0.count("Compact");
+        let mut resp = self.0.store.compact(req.get_ref().revision).await?;
+        self.0.fill(&mut resp.header);
+        Ok(Response::new(resp))
+    }
+}
