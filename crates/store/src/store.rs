@@ -566,11 +566,25 @@ impl Watcher {
         self.next_rev
     }
 
-    /// If the watcher has seen everything up to the head, the head revision
-    /// (what a progress notification reports).
-    pub fn synced_revision(&self) -> Option<i64> {
-        let rev = *self.rev_rx.borrow();
-        (self.next_rev > rev).then_some(rev)
+    /// If no matching event is pending, the head revision (what a progress
+    /// notification reports), and the cursor moves past everything up to it.
+    pub fn synced_revision(&mut self) -> Option<i64> {
+        let sm = self.shared.state.read();
+        let head = sm.revision();
+        if self.next_rev > head {
+            return Some(head);
+        }
+        let (pending, _) = sm.changes_since(self.next_rev, &self.range, usize::MAX).ok()?;
+        if pending.iter().any(|c| self.wants(c.is_delete())) {
+            return None;
+        }
+        // Nothing this watcher would report lies between its cursor and the head.
+        self.next_rev = head + 1;
+        Some(head)
+    }
+
+    fn wants(&self, is_delete: bool) -> bool {
+        if is_delete { !self.opts.no_delete } else { !self.opts.no_put }
     }
 
     /// Wait for and return the next batch of matching events.
@@ -593,7 +607,7 @@ impl Watcher {
                 self.next_rev = next;
                 let events: Vec<Event> = changes
                     .into_iter()
-                    .filter(|c| if c.is_delete() { !self.opts.no_delete } else { !self.opts.no_put })
+                    .filter(|c| self.wants(c.is_delete()))
                     .map(|c| Event {
                         r#type: if c.is_delete() { 1 } else { 0 },
                         prev_kv: if self.opts.prev_kv { sm.prev_of(&c.kv) } else { None },
