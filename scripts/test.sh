@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Runs Skiff's whole test suite. Works as root on a fresh Debian machine:
+# installs the system packages the tests need (idempotent), then runs cargo test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
+command -v etcdctl >/dev/null 2>&1 || need+=(etcd-client)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "missing packages: ${need[*]} (run as root, or install them)" >&2
+    exit 1
+  fi
+  echo "installing: ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+# Debian's etcd package may start a system etcd on 2379; the tests use their
+# own ports, so it is left alone.
+
+cargo test --workspace --locked "$@"
