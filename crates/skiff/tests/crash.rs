@@ -12,7 +12,6 @@
 //! purges too. SKIFF_CRASH_ITERATIONS overrides the number of kills.
 
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -25,44 +24,13 @@ use tonic::transport::Channel;
 
 const WRITERS: usize = 8;
 
-struct Server {
-    child: Child,
-    port: u16,
-}
+mod common;
+use common::SkiffStore;
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-async fn start(dir: &std::path::Path) -> (Server, Channel) {
-    let port = free_port();
-    let url = format!("http://127.0.0.1:{port}");
-    let child = Command::new(env!("CARGO_BIN_EXE_skiff"))
-        .args(["store", "--data-dir"])
-        .arg(dir)
-        .args(["--listen-client-urls", &url, "--advertise-client-urls", &url, "--snapshot-count", "300"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start skiff store");
-    let server = Server { child, port };
-    for _ in 0..200 {
-        if let Ok(ch) = Channel::from_shared(url.clone()).unwrap().connect().await {
-            let mut kv = KvClient::new(ch.clone());
-            if kv.range(RangeRequest { key: Bytes::from("probe"), ..Default::default() }).await.is_ok() {
-                return (server, ch);
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("skiff store did not become ready on port {}", server.port);
+async fn start(dir: &std::path::Path) -> (SkiffStore, Channel) {
+    let server = SkiffStore::start(dir, &["--snapshot-count", "300"]);
+    let ch = Channel::from_shared(server.url()).unwrap().connect().await.expect("connect to skiff store");
+    (server, ch)
 }
 
 fn key(w: usize) -> Bytes {
