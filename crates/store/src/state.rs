@@ -331,7 +331,14 @@ impl StateMachine {
             }
         }
         // Keys are shared with the existing index entry where there is one.
-        let key = self.index.get_key_value(key.as_ref()).map(|(k, _)| k.clone()).unwrap_or_else(|| key.clone());
+        // New bytes are copied out of the request: a decoded request's `Bytes`
+        // may be a slice of a much larger network buffer, which would stay
+        // pinned in memory for as long as the version is retained.
+        let key = match self.index.get_key_value(key.as_ref()) {
+            Some((k, _)) => k.clone(),
+            None => Bytes::copy_from_slice(key),
+        };
+        let value = Bytes::copy_from_slice(&value);
         self.record(w, KeyValue { key, create_revision, mod_revision: w.rev, version, value, lease });
     }
 
