@@ -119,9 +119,9 @@ impl Wal {
                 tail_size = pos as u64;
             }
         }
-        if let (Some(first), Some(e)) = (segs.first(), entries.first()) {
-            // The first retained entry must follow the snapshot directly.
-            if e.index != after + 1 && first.first <= after + 1 {
+        if let Some(e) = entries.first() {
+            // The first entry after the snapshot must follow it directly: anything else means entries are missing.
+            if e.index != after + 1 {
                 return Err(corrupt(format!("wal: first entry after snapshot {after} is {}", e.index)));
             }
         }
