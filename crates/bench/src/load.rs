@@ -18,9 +18,26 @@ use crate::stats::{histogram, record, Figures};
 
 pub const VALUE: [u8; 256] = [b'v'; 256];
 
-/// Run `ops` requests from `clients` concurrent clients spread over `channels`;
-/// `op(client, i)` issues request number `i`.
-async fn closed_loop<F, Fut>(channels: &[Channel], clients: usize, ops: u64, op: F) -> Result<Figures>
+/// Longest any single request may take before the run is declared failed.
+const OP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Keys per load txn (etcd's and Skiff's default limit is 128 ops).
+const TXN_PUTS: u64 = 100;
+
+/// How long a closed-loop step runs.
+#[derive(Clone, Copy, Debug)]
+pub enum Span {
+    /// Exactly this many requests (loading data).
+    Ops(u64),
+    /// Requests until the time is up; those started during the warm-up are
+    /// not measured (connections, caches and allocators settle first).
+    Timed { warmup: Duration, measure: Duration },
+}
+
+/// Run requests from `clients` concurrent clients spread round-robin over
+/// `channels` for `span`; `op(client, i)` issues request number `i` (each `i`
+/// is used once, so keys derived from it are distinct).
+async fn closed_loop<F, Fut>(channels: &[Channel], clients: usize, span: Span, op: F) -> Result<Figures>
 where
     F: Fn(KvClient<Channel>, u64) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = Result<(), tonic::Status>> + Send,
@@ -28,35 +45,57 @@ where
     let next = Arc::new(AtomicU64::new(0));
     let op = Arc::new(op);
     let start = Instant::now();
+    let (measure_from, end) = match span {
+        Span::Ops(_) => (start, None),
+        Span::Timed { warmup, measure } => (start + warmup, Some(start + warmup + measure)),
+    };
     let mut tasks = Vec::new();
     for c in 0..clients {
         let kv = KvClient::new(channels[c % channels.len()].clone()).max_decoding_message_size(64 << 20);
         let (next, op) = (next.clone(), op.clone());
         tasks.push(tokio::spawn(async move {
             let mut h = histogram();
+            let mut last_done = measure_from;
             loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= ops {
+                let t = Instant::now();
+                if end.is_some_and(|end| t >= end) {
                     break;
                 }
-                let t = Instant::now();
-                op(kv.clone(), i).await?;
-                record(&mut h, t.elapsed());
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if let Span::Ops(ops) = span
+                    && i >= ops
+                {
+                    break;
+                }
+                // Bounded: a stuck server fails the run instead of hanging it.
+                match tokio::time::timeout(OP_TIMEOUT, op(kv.clone(), i)).await {
+                    Ok(r) => r?,
+                    Err(_) => return Err(tonic::Status::deadline_exceeded(format!("request {i} took over {OP_TIMEOUT:?}"))),
+                }
+                if t >= measure_from {
+                    let done = Instant::now();
+                    record(&mut h, done - t);
+                    last_done = last_done.max(done);
+                }
             }
-            Ok::<_, tonic::Status>(h)
+            Ok::<_, tonic::Status>((h, last_done))
         }));
     }
     let mut all = histogram();
+    let mut last_done = measure_from;
     for t in tasks {
-        all.add(t.await?.context("request failed")?)?;
+        let (h, done) = t.await?.context("request failed")?;
+        all.add(h)?;
+        last_done = last_done.max(done);
     }
-    Ok(Figures::from(&all, ops, start.elapsed()))
+    let ops = all.len();
+    Ok(Figures::from(&all, ops, last_done.saturating_duration_since(measure_from)))
 }
 
 /// Puts of 256-byte values to distinct keys.
-pub async fn puts(channels: &[Channel], clients: usize, ops: u64, tag: &str) -> Result<Figures> {
+pub async fn puts(channels: &[Channel], clients: usize, span: Span, tag: &str) -> Result<Figures> {
     let tag = tag.to_string();
-    closed_loop(channels, clients, ops, move |mut kv, i| {
+    closed_loop(channels, clients, span, move |mut kv, i| {
         let key = Bytes::from(format!("put/{tag}/{i:010}"));
         async move {
             kv.put(PutRequest { key, value: Bytes::from_static(&VALUE), ..Default::default() }).await?;
@@ -66,12 +105,12 @@ pub async fn puts(channels: &[Channel], clients: usize, ops: u64, tag: &str) -> 
     .await
 }
 
-/// Load `n` keys under `prefix` with txns of 100 puts from 16 clients.
-pub async fn load(channels: &[Channel], prefix: &str, n: u64) -> Result<()> {
+/// Load `n` keys under `prefix` with txns of `TXN_PUTS` puts from 16 clients.
+pub async fn load(channels: &[Channel], prefix: &str, n: u64) -> Result<Figures> {
     let prefix = prefix.to_string();
-    let batches = n.div_ceil(100);
-    closed_loop(channels, 16, batches, move |mut kv, b| {
-        let ops = (b * 100..((b + 1) * 100).min(n))
+    let batches = n.div_ceil(TXN_PUTS);
+    closed_loop(channels, 16, Span::Ops(batches), move |mut kv, b| {
+        let ops = (b * TXN_PUTS..((b + 1) * TXN_PUTS).min(n))
             .map(|i| RequestOp {
                 request: Some(request_op::Request::RequestPut(PutRequest {
                     key: Bytes::from(format!("{prefix}{i:010}")),
@@ -81,22 +120,26 @@ pub async fn load(channels: &[Channel], prefix: &str, n: u64) -> Result<()> {
             })
             .collect();
         async move {
-            kv.txn(TxnRequest { success: ops, ..Default::default() }).await?;
+            let r = kv.txn(TxnRequest { success: ops, ..Default::default() }).await?.into_inner();
+            if !r.succeeded {
+                return Err(tonic::Status::internal("load txn did not succeed"));
+            }
             Ok(())
         }
     })
-    .await?;
-    Ok(())
+    .await
 }
 
 /// Single-key gets of the keys `load` wrote under `prefix`.
-pub async fn gets(channels: &[Channel], clients: usize, ops: u64, prefix: &str, keys: u64) -> Result<Figures> {
+pub async fn gets(channels: &[Channel], clients: usize, span: Span, prefix: &str, keys: u64) -> Result<Figures> {
     let prefix = prefix.to_string();
-    closed_loop(channels, clients, ops, move |mut kv, i| {
+    closed_loop(channels, clients, span, move |mut kv, i| {
         let key = Bytes::from(format!("{prefix}{:010}", (i * 7919) % keys));
         async move {
             let r = kv.range(RangeRequest { key, ..Default::default() }).await?.into_inner();
-            assert_eq!(r.kvs.len(), 1);
+            if r.kvs.len() != 1 {
+                return Err(tonic::Status::internal(format!("get returned {} keys, want 1", r.kvs.len())));
+            }
             Ok(())
         }
     })
@@ -104,14 +147,16 @@ pub async fn gets(channels: &[Channel], clients: usize, ops: u64, prefix: &str, 
 }
 
 /// Ranges over a whole prefix of `keys` keys.
-pub async fn prefix_ranges(channels: &[Channel], clients: usize, ops: u64, prefix: &str, keys: usize) -> Result<Figures> {
+pub async fn prefix_ranges(channels: &[Channel], clients: usize, span: Span, prefix: &str, keys: usize) -> Result<Figures> {
     let key = Bytes::from(prefix.to_string());
     let range_end = skiff_prefix_end(prefix);
-    closed_loop(channels, clients, ops, move |mut kv, _| {
+    closed_loop(channels, clients, span, move |mut kv, _| {
         let req = RangeRequest { key: key.clone(), range_end: range_end.clone(), ..Default::default() };
         async move {
             let r = kv.range(req).await?.into_inner();
-            assert_eq!(r.kvs.len(), keys);
+            if r.kvs.len() != keys {
+                return Err(tonic::Status::internal(format!("range returned {} keys, want {keys}", r.kvs.len())));
+            }
             Ok(())
         }
     })
@@ -158,15 +203,16 @@ pub async fn watch_fanout(channels: &[Channel], watchers: usize, puts: u64, gap:
                 })
                 .await?;
         }
-        let mut stream = WatchClient::new(ch.clone())
-            .max_decoding_message_size(64 << 20)
-            .watch(tokio_stream::wrappers::ReceiverStream::new(req_rx))
-            .await?
-            .into_inner();
-        // Wait until every watcher on this stream is created.
+        let mut client = WatchClient::new(ch.clone()).max_decoding_message_size(64 << 20);
+        let call = client.watch(tokio_stream::wrappers::ReceiverStream::new(req_rx));
+        let mut stream = tokio::time::timeout(OP_TIMEOUT, call).await.context("opening watch stream timed out")??.into_inner();
+        // Wait (bounded) until every watcher on this stream is created.
         let mut created = 0;
         while created < n {
-            let r = stream.message().await?.context("watch stream closed")?;
+            let r = tokio::time::timeout(OP_TIMEOUT, stream.message())
+                .await
+                .with_context(|| format!("only {created} of {n} watchers created after {OP_TIMEOUT:?}"))??
+                .context("watch stream closed")?;
             if r.created {
                 created += 1;
             }
@@ -188,8 +234,8 @@ pub async fn watch_fanout(channels: &[Channel], watchers: usize, puts: u64, gap:
     let mut kv = KvClient::new(channels[0].clone());
     for i in 0..puts {
         let sent = origin.elapsed().as_nanos() as u64;
-        kv.put(PutRequest { key: Bytes::from(format!("{prefix}{}", i % 10)), value: Bytes::from(sent.to_string()), ..Default::default() })
-            .await?;
+        let put = kv.put(PutRequest { key: Bytes::from(format!("{prefix}{}", i % 10)), value: Bytes::from(sent.to_string()), ..Default::default() });
+        tokio::time::timeout(OP_TIMEOUT, put).await.context("watched put timed out")??;
         tokio::time::sleep(gap).await;
     }
     let expected = watchers as u64 * puts;

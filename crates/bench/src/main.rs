@@ -11,7 +11,7 @@ mod stats;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{ensure, Result};
+use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 use server::Server;
@@ -41,16 +41,29 @@ struct StoreArgs {
     /// A short run (under a minute) for smoke tests.
     #[arg(long)]
     quick: bool,
-    /// Keys loaded for the memory measurement.
+    /// Keys loaded for the memory measurement (default 1,000,000; 50,000 with --quick).
     #[arg(long)]
     keys: Option<u64>,
+    /// Measured seconds per throughput step, after a warm-up of a tenth of it
+    /// (default 10; 1.5 with --quick).
+    #[arg(long)]
+    step_secs: Option<f64>,
     /// Also write the report to this file.
     #[arg(long)]
     out: Option<PathBuf>,
 }
 
+/// Progress on stderr, stamped with seconds since start, so a slow step shows.
 fn progress(msg: &str) {
-    eprintln!("bench: {msg}");
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let t = START.get_or_init(std::time::Instant::now).elapsed().as_secs_f64();
+    eprintln!("bench [{t:6.1}s]: {msg}");
+}
+
+/// The connections `clients` clients share: one per 16 clients, as a client
+/// library pooling HTTP/2 connections would; the same for both servers.
+fn conns(ch: &[tonic::transport::Channel], clients: usize) -> &[tonic::transport::Channel] {
+    &ch[..ch.len().min(clients.div_ceil(16))]
 }
 
 fn machine() -> String {
@@ -65,25 +78,36 @@ fn machine() -> String {
 
 async fn store(args: StoreArgs) -> Result<String> {
     let q = args.quick;
-    let servers = [Server::skiff(&args.skiff_bin)?, Server::etcd(&args.etcd_bin)?];
+    let secs = args.step_secs.unwrap_or(if q { 1.5 } else { 10.0 });
+    anyhow::ensure!(secs > 0.0 && secs <= 600.0, "--step-secs must be in (0, 600]");
+    let span = load::Span::Timed { warmup: Duration::from_secs_f64(secs / 10.0), measure: Duration::from_secs_f64(secs) };
+    progress("starting skiff and etcd");
+    let mut servers = [Server::skiff(&args.skiff_bin)?, Server::etcd(&args.etcd_bin)?];
     let mut chans = Vec::new();
-    for s in &servers {
+    for s in &mut servers {
+        // One HTTP/2 connection per 16 clients, up to 16; same for both servers.
         chans.push(s.channels(16).await?);
     }
+    progress("both servers ready");
     let mut report = format!(
-        "Command: `{}`\n\nMachine: {}\n\n",
+        "Command: `{}`\n\nMachine: {}\n\nServers: Skiff `{}` ({}); etcd `{}` ({}); both single-member on loopback, fsync on, fresh data dirs.\n\n",
         std::env::args().collect::<Vec<_>>().join(" "),
-        machine()
+        machine(),
+        servers[0].version,
+        args.skiff_bin.display(),
+        servers[1].version,
+        args.etcd_bin.display(),
     );
+    // Problems that should not abort the run but must not go unnoticed.
+    let mut problems: Vec<String> = Vec::new();
 
     // Writes.
-    let mut t = Table::new("Puts (256-byte values, distinct keys)");
-    for (clients, ops) in [(1usize, if q { 300 } else { 2_000 }), (16, if q { 3_000 } else { 20_000 }), (256, if q { 10_000 } else { 100_000 })] {
+    let mut t = Table::new(format!("Puts (256-byte values, distinct keys, {secs} s per step)"));
+    for clients in [1usize, 16, 256] {
         let mut f = Vec::new();
         for (s, ch) in servers.iter().zip(&chans) {
-            progress(&format!("{}: {ops} puts from {clients} clients", s.name));
-            let n = ch.len().min(clients.div_ceil(16).max(1));
-            f.push(load::puts(&ch[..n], clients, ops, &clients.to_string()).await?);
+            progress(&format!("{}: puts from {clients} clients for {secs} s", s.name));
+            f.push(load::puts(conns(ch, clients), clients, span, &clients.to_string()).await?);
         }
         t.row(format!("puts/s, {clients} clients"), f[0].ops_per_sec, f[1].ops_per_sec, "higher");
         t.row(format!("p50 ms, {clients} clients"), f[0].p50_ms, f[1].p50_ms, "lower");
@@ -93,7 +117,7 @@ async fn store(args: StoreArgs) -> Result<String> {
 
     // Reads.
     let keys = if q { 1_000 } else { 10_000 };
-    let mut t = Table::new("Ranges (16 clients)");
+    let mut t = Table::new(format!("Ranges (16 clients, {secs} s per step)"));
     let mut gets = Vec::new();
     let mut pref = Vec::new();
     for (s, ch) in servers.iter().zip(&chans) {
@@ -101,13 +125,15 @@ async fn store(args: StoreArgs) -> Result<String> {
         load::load(ch, "get/", keys).await?;
         load::load(ch, "pref/", 100).await?;
         progress(&format!("{}: single-key gets", s.name));
-        gets.push(load::gets(ch, 16, if q { 5_000 } else { 100_000 }, "get/", keys).await?);
+        gets.push(load::gets(conns(ch, 16), 16, span, "get/", keys).await?);
         progress(&format!("{}: 100-key prefix ranges", s.name));
-        pref.push(load::prefix_ranges(ch, 16, if q { 1_000 } else { 20_000 }, "pref/", 100).await?);
+        pref.push(load::prefix_ranges(conns(ch, 16), 16, span, "pref/", 100).await?);
     }
     t.row("single-key gets/s", gets[0].ops_per_sec, gets[1].ops_per_sec, "higher");
+    t.row("single-key get p50 ms", gets[0].p50_ms, gets[1].p50_ms, "lower");
     t.row("single-key get p99 ms", gets[0].p99_ms, gets[1].p99_ms, "lower");
     t.row("100-key ranges/s", pref[0].ops_per_sec, pref[1].ops_per_sec, "higher");
+    t.row("100-key range p50 ms", pref[0].p50_ms, pref[1].p50_ms, "lower");
     t.row("100-key range p99 ms", pref[0].p99_ms, pref[1].p99_ms, "lower");
     report += &t.markdown();
 
@@ -118,10 +144,14 @@ async fn store(args: StoreArgs) -> Result<String> {
     for (s, ch) in servers.iter().zip(&chans) {
         progress(&format!("{}: {watchers} watchers, {puts} puts", s.name));
         let f = load::watch_fanout(&ch[..10], watchers, puts, Duration::from_millis(20)).await?;
-        ensure!(f.delivered == f.expected, "{}: delivered {} of {} events", s.name, f.delivered, f.expected);
+        if f.delivered != f.expected {
+            let msg = format!("{}: watch fan-out delivered {} of {} events", s.name, f.delivered, f.expected);
+            progress(&format!("PROBLEM: {msg}"));
+            problems.push(msg);
+        }
         fan.push(f);
     }
-    t.row("events delivered", fan[0].delivered as f64, fan[1].delivered as f64, "equal");
+    t.row(format!("events delivered (of {})", fan[0].expected), fan[0].delivered as f64, fan[1].delivered as f64, "equal");
     t.row("delivery p50 ms", fan[0].latency.p50_ms, fan[1].latency.p50_ms, "lower");
     t.row("delivery p99 ms", fan[0].latency.p99_ms, fan[1].latency.p99_ms, "lower");
     report += &t.markdown();
@@ -133,7 +163,9 @@ async fn store(args: StoreArgs) -> Result<String> {
     for (s, ch) in servers.iter().zip(&chans) {
         let before = s.rss()?;
         progress(&format!("{}: loading {n} keys (RSS before {} MiB)", s.name, before >> 20));
-        load::load(ch, "mem/", n).await?;
+        let f = load::load(ch, "mem/", n).await?;
+        progress(&format!("{}: loaded at {:.0} keys/s", s.name, f.ops_per_sec * 100.0));
+        // Let background work (compaction of request buffers, snapshots) settle.
         tokio::time::sleep(Duration::from_secs(2)).await;
         let after = s.rss()?;
         progress(&format!("{}: RSS after {} MiB", s.name, after >> 20));
@@ -141,6 +173,13 @@ async fn store(args: StoreArgs) -> Result<String> {
     }
     t.row("MiB per 1M keys", mem[0], mem[1], "lower");
     report += &t.markdown();
+    if !problems.is_empty() {
+        report += "\n### Problems\n\n";
+        for p in &problems {
+            report += &format!("- {p}\n");
+        }
+    }
+    progress("done; stopping servers");
     Ok(report)
 }
 
@@ -150,7 +189,11 @@ async fn main() -> Result<()> {
     match cli.command {
         Cmd::Store(args) => {
             let out = args.out.clone();
-            let report = store(args).await?;
+            // On Ctrl-C, drop the run so the servers' Drop guards stop them.
+            let report = tokio::select! {
+                r = store(args) => r?,
+                _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted"),
+            };
             println!("{report}");
             if let Some(path) = out {
                 std::fs::write(path, &report)?;

@@ -23,7 +23,7 @@ pub struct Figures {
 impl Figures {
     pub fn from(h: &Histogram<u64>, ops: u64, elapsed: Duration) -> Figures {
         Figures {
-            ops_per_sec: ops as f64 / elapsed.as_secs_f64(),
+            ops_per_sec: ops as f64 / elapsed.as_secs_f64().max(1e-9),
             p50_ms: h.value_at_quantile(0.50) as f64 / 1000.0,
             p99_ms: h.value_at_quantile(0.99) as f64 / 1000.0,
         }
@@ -50,7 +50,7 @@ impl Table {
             let ratio = if *b > 0.0 { format!("{:.2}", a / b) } else { "-".into() };
             s += &format!("| {name} | {} | {} | {ratio} | {better} |\n", fmt(*a), fmt(*b));
         }
-        s
+        s + "\n"
     }
 }
 
