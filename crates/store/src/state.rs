@@ -259,18 +259,20 @@ impl StateMachine {
         }
         if order != range_request::SortOrder::None {
             use range_request::SortTarget as T;
-            // Stable sort over key order, as Go's sort over a key-ordered slice is not
-            // guaranteed stable; ties rarely matter to clients.
-            kvs.sort_by(|a, b| match target {
-                T::Key => a.key.cmp(&b.key),
-                T::Version => a.version.cmp(&b.version),
-                T::Create => a.create_revision.cmp(&b.create_revision),
-                T::Mod => a.mod_revision.cmp(&b.mod_revision),
-                T::Value => a.value.cmp(&b.value),
+            // A stable sort over key order, descending by reversing the
+            // comparison (not the result), so ties stay in key order. This is
+            // what etcd's Go sort does for the small slices clients ask for.
+            let descend = order == range_request::SortOrder::Descend;
+            kvs.sort_by(|a, b| {
+                let o = match target {
+                    T::Key => a.key.cmp(&b.key),
+                    T::Version => a.version.cmp(&b.version),
+                    T::Create => a.create_revision.cmp(&b.create_revision),
+                    T::Mod => a.mod_revision.cmp(&b.mod_revision),
+                    T::Value => a.value.cmp(&b.value),
+                };
+                if descend { o.reverse() } else { o }
             });
-            if order == range_request::SortOrder::Descend {
-                kvs.reverse();
-            }
         }
         let mut more = false;
         if r.limit > 0 && kvs.len() > r.limit as usize {
@@ -390,6 +392,10 @@ impl StateMachine {
     }
 
     fn apply_put(&mut self, p: &PutRequest) -> Result<PutResponse> {
+        // A plain put checks the lease before the key (a put inside a txn checks the key first).
+        if p.lease != 0 && !self.leases.contains_key(&p.lease) {
+            return Err(StoreError::LeaseNotFound);
+        }
         self.check_put(p, self.rev)?;
         let mut w = self.begin();
         let resp = self.do_put(&mut w, p);
@@ -778,6 +784,14 @@ pub fn validate_delete(d: &DeleteRangeRequest) -> Result<()> {
 }
 
 pub fn validate_txn(t: &TxnRequest, max_ops: usize) -> Result<()> {
+    validate_txn_ops(t, max_ops)?;
+    // Overlaps are checked after the per-op checks, over the whole tree at once.
+    check_overlaps(&t.success)?;
+    check_overlaps(&t.failure)?;
+    Ok(())
+}
+
+fn validate_txn_ops(t: &TxnRequest, max_ops: usize) -> Result<()> {
     let ops = t.compare.len().max(t.success.len()).max(t.failure.len());
     if ops > max_ops {
         return Err(StoreError::TooManyOps);
@@ -785,22 +799,18 @@ pub fn validate_txn(t: &TxnRequest, max_ops: usize) -> Result<()> {
     if t.compare.iter().any(|c| c.key.is_empty()) {
         return Err(StoreError::EmptyKey);
     }
+    // Nested txns get what is left of the op budget, as in etcd.
     for op in t.success.iter().chain(t.failure.iter()) {
-        validate_op(op, max_ops)?;
+        match &op.request {
+            Some(request_op::Request::RequestRange(r)) => validate_range(r)?,
+            Some(request_op::Request::RequestPut(p)) => validate_put(p)?,
+            Some(request_op::Request::RequestDeleteRange(d)) => validate_delete(d)?,
+            Some(request_op::Request::RequestTxn(inner)) => validate_txn_ops(inner, max_ops.saturating_sub(ops))?,
+            // An empty op: etcd answers "key not found".
+            None => return Err(StoreError::KeyNotFound),
+        }
     }
-    check_overlaps(&t.success)?;
-    check_overlaps(&t.failure)?;
     Ok(())
-}
-
-fn validate_op(op: &RequestOp, max_ops: usize) -> Result<()> {
-    match &op.request {
-        Some(request_op::Request::RequestRange(r)) => validate_range(r),
-        Some(request_op::Request::RequestPut(p)) => validate_put(p),
-        Some(request_op::Request::RequestDeleteRange(d)) => validate_delete(d),
-        Some(request_op::Request::RequestTxn(t)) => validate_txn(t, max_ops),
-        None => Ok(()),
-    }
 }
 
 /// Puts and deletes of one branch (including nested txns) must not touch the
@@ -810,7 +820,9 @@ fn check_overlaps(ops: &[RequestOp]) -> Result<(BTreeSet<Bytes>, Vec<KeyRange>)>
     let mut dels: Vec<KeyRange> = ops
         .iter()
         .filter_map(|op| match &op.request {
-            Some(request_op::Request::RequestDeleteRange(d)) => Some(KeyRange::new(&d.key, &d.range_end)),
+            // Taken literally, as etcd 3.4 does: a "\0" range end makes an empty interval here.
+            Some(request_op::Request::RequestDeleteRange(d)) if d.range_end.is_empty() => Some(KeyRange::Single(d.key.clone())),
+            Some(request_op::Request::RequestDeleteRange(d)) => Some(KeyRange::Between(d.key.clone(), d.range_end.clone())),
             _ => None,
         })
         .collect();

@@ -610,7 +610,13 @@ impl Watcher {
                     .filter(|c| self.wants(c.is_delete()))
                     .map(|c| Event {
                         r#type: if c.is_delete() { 1 } else { 0 },
-                        prev_kv: if self.opts.prev_kv { sm.prev_of(&c.kv) } else { None },
+                        // Like etcd, a put that creates the key has no prev_kv, even when the
+                        // same revision deleted an older incarnation of it first.
+                        prev_kv: if self.opts.prev_kv && (c.is_delete() || c.kv.create_revision != c.kv.mod_revision) {
+                            sm.prev_of(&c.kv)
+                        } else {
+                            None
+                        },
                         kv: Some(KeyValue::clone(&c.kv)),
                     })
                     .collect();

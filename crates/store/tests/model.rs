@@ -134,6 +134,9 @@ impl Model {
         let rev = self.rev() + 1;
         match cmd.op.as_ref().unwrap() {
             Op::Put(p) => {
+                if p.lease != 0 && !self.leases.contains_key(&p.lease) {
+                    return Err(StoreError::LeaseNotFound);
+                }
                 self.check_put(p)?;
                 let mut w = self.cur().clone();
                 let r = self.put(&mut w, p, rev);

@@ -61,3 +61,44 @@ pub fn wait_for_port(port: u16, timeout: Duration) {
     }
     panic!("nothing listening on 127.0.0.1:{port} after {timeout:?}");
 }
+
+/// Debian's etcd (package etcd-server), single member on free loopback ports.
+pub struct Etcd {
+    pub child: Child,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Etcd {
+    pub fn start() -> Etcd {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let peer = free_port();
+        let url = format!("http://127.0.0.1:{port}");
+        let purl = format!("http://127.0.0.1:{peer}");
+        let child = Command::new("etcd")
+            .args(["--name", "diff", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .args(["--listen-client-urls", &url, "--advertise-client-urls", &url])
+            .args(["--listen-peer-urls", &purl, "--initial-advertise-peer-urls", &purl])
+            .args(["--initial-cluster", &format!("diff={purl}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start etcd (install etcd-server)");
+        let e = Etcd { child, port, _dir: dir };
+        wait_for_port(port, Duration::from_secs(20));
+        e
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
