@@ -370,6 +370,9 @@ impl StateMachine {
     }
 
     fn do_put(&mut self, w: &mut WriteCtx, p: &PutRequest) -> PutResponse {
+        // ignore_value/ignore_lease take what the key holds at this point of the
+        // txn. If an earlier op of the same txn deleted it (the pre-txn check
+        // passed), that is an empty value and no lease; etcd 3.4 crashes here.
         let existing = self.get_at(&p.key, w.rev).cloned();
         let value = if p.ignore_value { existing.as_ref().map(|kv| kv.value.clone()).unwrap_or_default() } else { p.value.clone() };
         let lease = if p.ignore_lease { existing.as_ref().map(|kv| kv.lease).unwrap_or_default() } else { p.lease };
