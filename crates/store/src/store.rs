@@ -251,6 +251,11 @@ impl Store {
         self.shared().state.read().revision()
     }
 
+    /// A receiver that changes whenever the head revision does.
+    pub fn subscribe_revision(&self) -> watch::Receiver<i64> {
+        self.shared().rev_tx.subscribe()
+    }
+
     pub fn compact_revision(&self) -> i64 {
         self.shared().state.read().compact_revision()
     }
@@ -544,6 +549,8 @@ pub enum WatchEnd {
 pub struct WatchBatch {
     pub events: Vec<Event>,
     pub revision: i64,
+    /// More changes are already committed past this batch.
+    pub more: bool,
 }
 
 /// A cursor into the store's change log. Each call to [`Watcher::next`]
@@ -569,7 +576,13 @@ impl Watcher {
     /// If no matching event is pending, the head revision (what a progress
     /// notification reports), and the cursor moves past everything up to it.
     pub fn synced_revision(&mut self) -> Option<i64> {
-        let sm = self.shared.state.read();
+        let shared = self.shared.clone();
+        let sm = shared.state.read();
+        self.synced_revision_in(&sm)
+    }
+
+    /// [`Watcher::synced_revision`] against a state the caller has locked.
+    pub fn synced_revision_in(&mut self, sm: &StateMachine) -> Option<i64> {
         let head = sm.revision();
         if self.next_rev > head {
             return Some(head);
@@ -587,42 +600,53 @@ impl Watcher {
         if is_delete { !self.opts.no_delete } else { !self.opts.no_put }
     }
 
+    /// The next batch of matching events already in `sm`, if any, without
+    /// waiting. Lets one task drive many watchers under one read lock.
+    pub fn next_in(&mut self, sm: &StateMachine) -> Result<Option<WatchBatch>, WatchEnd> {
+        if self.next_rev < sm.compact_revision() {
+            return Err(WatchEnd::Compacted { compact_revision: sm.compact_revision() });
+        }
+        let max = self.shared.config.watch_max_lag;
+        let lag = sm.revision() - self.next_rev;
+        if max > 0 && lag > max {
+            return Err(WatchEnd::TooSlow { lag, max });
+        }
+        let (changes, next) = sm
+            .changes_since(self.next_rev, &self.range, WATCH_BATCH)
+            .map_err(|_| WatchEnd::Compacted { compact_revision: sm.compact_revision() })?;
+        self.next_rev = next;
+        let events: Vec<Event> = changes
+            .into_iter()
+            .filter(|c| self.wants(c.is_delete()))
+            .map(|c| Event {
+                r#type: if c.is_delete() { 1 } else { 0 },
+                // Like etcd, a put that creates the key has no prev_kv, even when the
+                // same revision deleted an older incarnation of it first.
+                prev_kv: if self.opts.prev_kv && (c.is_delete() || c.kv.create_revision != c.kv.mod_revision) {
+                    sm.prev_of(&c.kv)
+                } else {
+                    None
+                },
+                kv: Some(KeyValue::clone(&c.kv)),
+            })
+            .collect();
+        if events.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(WatchBatch { events, revision: next - 1, more: next <= sm.revision() }))
+    }
+
     /// Wait for and return the next batch of matching events.
     pub async fn next(&mut self) -> Result<WatchBatch, WatchEnd> {
         loop {
             self.rev_rx.borrow_and_update();
-            {
-                let sm = self.shared.state.read();
-                if self.next_rev < sm.compact_revision() {
-                    return Err(WatchEnd::Compacted { compact_revision: sm.compact_revision() });
-                }
-                let max = self.shared.config.watch_max_lag;
-                let lag = sm.revision() - self.next_rev;
-                if max > 0 && lag > max {
-                    return Err(WatchEnd::TooSlow { lag, max });
-                }
-                let (changes, next) = sm
-                    .changes_since(self.next_rev, &self.range, WATCH_BATCH)
-                    .map_err(|_| WatchEnd::Compacted { compact_revision: sm.compact_revision() })?;
-                self.next_rev = next;
-                let events: Vec<Event> = changes
-                    .into_iter()
-                    .filter(|c| self.wants(c.is_delete()))
-                    .map(|c| Event {
-                        r#type: if c.is_delete() { 1 } else { 0 },
-                        // Like etcd, a put that creates the key has no prev_kv, even when the
-                        // same revision deleted an older incarnation of it first.
-                        prev_kv: if self.opts.prev_kv && (c.is_delete() || c.kv.create_revision != c.kv.mod_revision) {
-                            sm.prev_of(&c.kv)
-                        } else {
-                            None
-                        },
-                        kv: Some(KeyValue::clone(&c.kv)),
-                    })
-                    .collect();
-                if !events.is_empty() {
-                    return Ok(WatchBatch { events, revision: next - 1 });
-                }
+            let batch = {
+                let shared = self.shared.clone();
+                let sm = shared.state.read();
+                self.next_in(&sm)?
+            };
+            if let Some(b) = batch {
+                return Ok(b);
             }
             if self.rev_rx.changed().await.is_err() {
                 return Err(WatchEnd::Stopped);

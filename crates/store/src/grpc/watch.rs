@@ -1,30 +1,30 @@
 //! etcd's Watch service: many watchers multiplexed on one bidirectional stream.
 //!
-//! Each watcher runs as its own task pulling from the store (see
-//! [`crate::store::Watcher`]) and pushing responses into the stream's
-//! outgoing queue. A client that stops reading stalls only its own stream.
+//! One task drives a whole stream: when the head revision moves, it takes
+//! the store's read lock once and collects the next batch of every watcher
+//! on the stream (see [`crate::store::Watcher::next_in`]), then sends them.
+//! With a thousand watchers that is one wakeup and one lock per stream, not
+//! a thousand. A client that stops reading stalls only its own stream; the
+//! store's writers never wait for it.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::pin::Pin;
-use std::sync::Arc;
 
 use bytes::Bytes;
 use etcdpb::*;
 use futures::Stream;
-use parking_lot::Mutex;
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::Ctx;
-use crate::store::{WatchEnd, WatchOptions};
+use crate::store::{WatchEnd, WatchOptions, Watcher};
 
 pub struct WatchService(pub Ctx);
 
 type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchResponse, Status>> + Send>>;
 
-/// Responses queued per stream before a watcher waits for the client to read.
+/// Responses queued per stream before the stream's task waits for the client to read.
 const STREAM_QUEUE: usize = 256;
 
 #[tonic::async_trait]
@@ -34,157 +34,206 @@ impl watch_server::Watch for WatchService {
     async fn watch(&self, req: Request<Streaming<WatchRequest>>) -> Result<Response<WatchStream>, Status> {
         self.0.count("Watch");
         let (tx, rx) = mpsc::channel(STREAM_QUEUE);
-        tokio::spawn(session(self.0.clone(), req.into_inner(), tx));
+        tokio::spawn(Session::new(self.0.clone(), tx).run(req.into_inner()));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 }
 
 type Out = mpsc::Sender<Result<WatchResponse, Status>>;
 
-/// One client stream: reads create/cancel/progress requests until the client goes away.
-async fn session(ctx: Ctx, mut input: Streaming<WatchRequest>, tx: Out) {
-    let watchers: Arc<Mutex<HashMap<i64, JoinHandle<()>>>> = Default::default();
-    let mut next_id: i64 = 0;
-    loop {
-        let msg = tokio::select! {
-            m = input.message() => m,
-            _ = tx.closed() => break,
-        };
-        let req = match msg {
-            Ok(Some(r)) => r,
-            Ok(None) | Err(_) => break,
-        };
-        match req.request_union {
-            Some(watch_request::RequestUnion::CreateRequest(c)) => {
-                let id = if c.watch_id != 0 {
-                    c.watch_id
-                } else {
-                    let taken = watchers.lock();
-                    while taken.contains_key(&next_id) {
-                        next_id += 1;
-                    }
-                    next_id += 1;
-                    next_id - 1
-                };
-                let rev = ctx.store.revision();
-                let duplicate = watchers.lock().contains_key(&id);
-                if duplicate {
-                    let resp = WatchResponse {
-                        header: ctx.header(rev),
-                        watch_id: -1,
-                        created: true,
-                        canceled: true,
-                        cancel_reason: "mvcc: duplicate watch ID provided on the WatchStream".into(),
-                        ..Default::default()
-                    };
-                    if tx.send(Ok(resp)).await.is_err() {
-                        break;
-                    }
-                    continue;
-                }
-                // "\0" is the smallest key: an empty key means "from the start".
-                let key = if c.key.is_empty() { Bytes::from_static(&[0]) } else { c.key.clone() };
-                let opts = WatchOptions {
-                    key,
-                    range_end: c.range_end.clone(),
-                    start_revision: c.start_revision,
-                    prev_kv: c.prev_kv,
-                    no_put: c.filters.contains(&(watch_create_request::FilterType::Noput as i32)),
-                    no_delete: c.filters.contains(&(watch_create_request::FilterType::Nodelete as i32)),
-                };
-                let watcher = ctx.store.watch(opts);
-                let created = WatchResponse { header: ctx.header(rev), watch_id: id, created: true, ..Default::default() };
-                // "created" goes out before any event of this watcher.
-                if tx.send(Ok(created)).await.is_err() {
-                    break;
-                }
-                let task = tokio::spawn(run_watcher(ctx.clone(), id, watcher, c.progress_notify, tx.clone(), watchers.clone()));
-                watchers.lock().insert(id, task);
+struct Entry {
+    watcher: Watcher,
+    progress_notify: bool,
+    /// Whether an event went out since the last progress tick.
+    sent_since_tick: bool,
+}
+
+struct Session {
+    ctx: Ctx,
+    tx: Out,
+    watchers: BTreeMap<i64, Entry>,
+    next_id: i64,
+}
+
+/// The client went away; stop the session.
+struct Gone;
+
+impl Session {
+    fn new(ctx: Ctx, tx: Out) -> Session {
+        Session { ctx, tx, watchers: BTreeMap::new(), next_id: 0 }
+    }
+
+    async fn send(&self, resp: WatchResponse) -> Result<(), Gone> {
+        self.tx.send(Ok(resp)).await.map_err(|_| Gone)
+    }
+
+    async fn run(mut self, mut input: Streaming<WatchRequest>) {
+        let mut rev_rx = self.ctx.store.subscribe_revision();
+        let mut ticker = tokio::time::interval(self.ctx.progress_interval);
+        ticker.tick().await;
+        loop {
+            rev_rx.borrow_and_update();
+            if self.deliver().await.is_err() {
+                return;
             }
+            let result = tokio::select! {
+                m = input.message() => match m {
+                    Ok(Some(req)) => self.handle(req).await,
+                    Ok(None) | Err(_) => Err(Gone),
+                },
+                changed = rev_rx.changed() => changed.map_err(|_| Gone),
+                _ = ticker.tick() => self.progress().await,
+                _ = self.tx.closed() => Err(Gone),
+            };
+            if result.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Send every watcher's pending events, until none is left.
+    async fn deliver(&mut self) -> Result<(), Gone> {
+        loop {
+            let mut out = Vec::new();
+            let mut ended = Vec::new();
+            let mut more = false;
+            {
+                let store = self.ctx.store.clone();
+                let watchers = &mut self.watchers;
+                store.with_state(|sm| {
+                    for (&id, e) in watchers.iter_mut() {
+                        match e.watcher.next_in(sm) {
+                            Ok(Some(batch)) => {
+                                more |= batch.more;
+                                e.sent_since_tick = true;
+                                out.push((id, batch));
+                            }
+                            Ok(None) => {}
+                            Err(end) => ended.push((id, end)),
+                        }
+                    }
+                });
+            }
+            for (id, batch) in out {
+                let resp = WatchResponse {
+                    header: self.ctx.header(batch.revision),
+                    watch_id: id,
+                    events: batch.events,
+                    ..Default::default()
+                };
+                self.send(resp).await?;
+            }
+            for (id, end) in ended {
+                self.watchers.remove(&id);
+                self.send(self.cancelled(id, &end)).await?;
+            }
+            if !more {
+                return Ok(());
+            }
+        }
+    }
+
+    fn cancelled(&self, id: i64, end: &WatchEnd) -> WatchResponse {
+        let (compact_revision, reason) = match end {
+            WatchEnd::Compacted { compact_revision } => {
+                (*compact_revision, "etcdserver: mvcc: required revision has been compacted".to_string())
+            }
+            other => (0, other.to_string()),
+        };
+        tracing::debug!(watch_id = id, %reason, "watch cancelled");
+        WatchResponse {
+            header: self.ctx.header(self.ctx.store.revision()),
+            watch_id: id,
+            canceled: true,
+            compact_revision,
+            cancel_reason: reason,
+            ..Default::default()
+        }
+    }
+
+    async fn handle(&mut self, req: WatchRequest) -> Result<(), Gone> {
+        match req.request_union {
+            Some(watch_request::RequestUnion::CreateRequest(c)) => self.create(c).await,
             Some(watch_request::RequestUnion::CancelRequest(c)) => {
-                let removed = watchers.lock().remove(&c.watch_id);
-                if let Some(task) = removed {
-                    task.abort();
+                if self.watchers.remove(&c.watch_id).is_some() {
                     let resp = WatchResponse {
-                        header: ctx.header(ctx.store.revision()),
+                        header: self.ctx.header(self.ctx.store.revision()),
                         watch_id: c.watch_id,
                         canceled: true,
                         ..Default::default()
                     };
-                    if tx.send(Ok(resp)).await.is_err() {
-                        break;
-                    }
+                    self.send(resp).await?;
                 }
+                Ok(())
             }
             Some(watch_request::RequestUnion::ProgressRequest(_)) => {
                 // Not tied to one watcher: the client hands it to all of them.
-                let resp = WatchResponse { header: ctx.header(ctx.store.revision()), watch_id: -1, ..Default::default() };
-                if tx.send(Ok(resp)).await.is_err() {
-                    break;
-                }
+                let resp = WatchResponse { header: self.ctx.header(self.ctx.store.revision()), watch_id: -1, ..Default::default() };
+                self.send(resp).await
             }
-            None => {}
+            None => Ok(()),
         }
     }
-    let tasks: Vec<_> = watchers.lock().drain().map(|(_, t)| t).collect();
-    for task in tasks {
-        task.abort();
-    }
-}
 
-async fn run_watcher(
-    ctx: Ctx,
-    id: i64,
-    mut watcher: crate::store::Watcher,
-    progress_notify: bool,
-    tx: Out,
-    watchers: Arc<Mutex<HashMap<i64, JoinHandle<()>>>>,
-) {
-    let mut ticker = tokio::time::interval(ctx.progress_interval);
-    ticker.tick().await;
-    let mut sent_since_tick = false;
-    loop {
-        let resp = tokio::select! {
-            r = watcher.next() => match r {
-                Ok(batch) => {
-                    sent_since_tick = true;
-                    WatchResponse { header: ctx.header(batch.revision), watch_id: id, events: batch.events, ..Default::default() }
-                }
-                Err(end) => {
-                    let compact_revision = match &end {
-                        WatchEnd::Compacted { compact_revision } => *compact_revision,
-                        _ => 0,
-                    };
-                    if end != WatchEnd::Stopped {
-                        let reason = match &end {
-                            WatchEnd::Compacted { .. } => "etcdserver: mvcc: required revision has been compacted".to_string(),
-                            other => other.to_string(),
-                        };
-                        tracing::debug!(watch_id = id, %reason, "watch cancelled");
-                        let resp = WatchResponse {
-                            header: ctx.header(ctx.store.revision()),
-                            watch_id: id,
-                            canceled: true,
-                            compact_revision,
-                            cancel_reason: reason,
-                            ..Default::default()
-                        };
-                        let _ = tx.send(Ok(resp)).await;
-                    }
-                    watchers.lock().remove(&id);
-                    return;
-                }
-            },
-            _ = ticker.tick(), if progress_notify => {
-                let quiet = !std::mem::take(&mut sent_since_tick);
-                match watcher.synced_revision() {
-                    Some(rev) if quiet => WatchResponse { header: ctx.header(rev), watch_id: id, ..Default::default() },
-                    _ => continue,
-                }
+    async fn create(&mut self, c: WatchCreateRequest) -> Result<(), Gone> {
+        let rev = self.ctx.store.revision();
+        let id = if c.watch_id != 0 {
+            c.watch_id
+        } else {
+            while self.watchers.contains_key(&self.next_id) {
+                self.next_id += 1;
             }
+            self.next_id += 1;
+            self.next_id - 1
         };
-        if tx.send(Ok(resp)).await.is_err() {
-            return;
+        if self.watchers.contains_key(&id) {
+            let resp = WatchResponse {
+                header: self.ctx.header(rev),
+                watch_id: -1,
+                created: true,
+                canceled: true,
+                cancel_reason: "mvcc: duplicate watch ID provided on the WatchStream".into(),
+                ..Default::default()
+            };
+            return self.send(resp).await;
         }
+        // "\0" is the smallest key: an empty key means "from the start".
+        let key = if c.key.is_empty() { Bytes::from_static(&[0]) } else { c.key.clone() };
+        let opts = WatchOptions {
+            key,
+            range_end: c.range_end.clone(),
+            start_revision: c.start_revision,
+            prev_kv: c.prev_kv,
+            no_put: c.filters.contains(&(watch_create_request::FilterType::Noput as i32)),
+            no_delete: c.filters.contains(&(watch_create_request::FilterType::Nodelete as i32)),
+        };
+        let watcher = self.ctx.store.watch(opts);
+        // "created" goes out before any event of this watcher (the caller delivers next).
+        self.send(WatchResponse { header: self.ctx.header(rev), watch_id: id, created: true, ..Default::default() }).await?;
+        self.watchers.insert(id, Entry { watcher, progress_notify: c.progress_notify, sent_since_tick: false });
+        Ok(())
+    }
+
+    /// Idle watchers that asked for progress notifications learn the head revision.
+    async fn progress(&mut self) -> Result<(), Gone> {
+        let mut out = Vec::new();
+        {
+            let store = self.ctx.store.clone();
+            let watchers = &mut self.watchers;
+            store.with_state(|sm| {
+                for (&id, e) in watchers.iter_mut() {
+                    let quiet = !std::mem::take(&mut e.sent_since_tick);
+                    if e.progress_notify && quiet {
+                        if let Some(rev) = e.watcher.synced_revision_in(sm) {
+                            out.push((id, rev));
+                        }
+                    }
+                }
+            });
+        }
+        for (id, rev) in out {
+            self.send(WatchResponse { header: self.ctx.header(rev), watch_id: id, ..Default::default() }).await?;
+        }
+        Ok(())
     }
 }
