@@ -16,6 +16,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the control plane (API server on the embedded store) and write an admin kubeconfig.
+    Server(cmd::server::ServerArgs),
     /// Run Skiff's etcd-compatible store alone, serving the etcd v3 gRPC API.
     Store(cmd::store::StoreArgs),
 }
@@ -33,6 +35,7 @@ fn main() -> std::process::ExitCode {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     let result = rt.block_on(async {
         match cli.command {
+            Command::Server(args) => cmd::server::run(args).await,
             Command::Store(args) => cmd::store::run(args).await,
         }
     });

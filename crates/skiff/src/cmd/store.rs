@@ -92,7 +92,7 @@ pub async fn run(args: StoreArgs) -> Result<()> {
         tracing::info!(%addr, "serving /metrics");
         tokio::spawn(grpc::serve_metrics(store.clone(), listener));
     }
-    shutdown_signal().await;
+    super::shutdown_signal().await;
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
     // Open watch streams can keep a graceful shutdown waiting; give them a moment.
@@ -108,14 +108,6 @@ async fn futures_join(handles: Vec<tokio::task::JoinHandle<Result<(), tonic::tra
     }
 }
 
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
-}
 
 #[cfg(test)]
 mod tests {

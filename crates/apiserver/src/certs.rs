@@ -1,0 +1,116 @@
+//! The cluster CA, the API server's serving certificate, the admin
+//! credential and the admin kubeconfig, all kept in the data directory.
+//!
+//! The CA and the admin token are made once; the serving certificate is
+//! re-issued by the CA at every start, so a new listen address just works.
+
+use std::fs;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+
+pub struct Pki {
+    pub ca_pem: String,
+    pub server_cert_pem: String,
+    pub server_key_pem: String,
+    /// Bearer token of the cluster admin.
+    pub admin_token: String,
+}
+
+fn ca_params() -> Result<CertificateParams> {
+    let mut p = CertificateParams::new(Vec::<String>::new())?;
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.distinguished_name.push(DnType::CommonName, "skiff-ca");
+    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    Ok(p)
+}
+
+fn write_private(path: &Path, data: &str) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::io::Write;
+    let mut f = fs::OpenOptions::new().create(true).truncate(true).write(true).mode(0o600).open(path)?;
+    f.write_all(data.as_bytes())?;
+    f.sync_all()?;
+    Ok(())
+}
+
+/// Load or create the PKI under `dir/pki`.
+pub fn ensure(dir: &Path, listen: SocketAddr) -> Result<Pki> {
+    let pki = dir.join("pki");
+    fs::create_dir_all(&pki)?;
+    let (ca_crt, ca_key, token_path) = (pki.join("ca.crt"), pki.join("ca.key"), pki.join("admin.token"));
+    if !ca_crt.exists() || !ca_key.exists() {
+        let key = KeyPair::generate()?;
+        let cert = ca_params()?.self_signed(&key)?;
+        write_private(&ca_key, &key.serialize_pem())?;
+        fs::write(&ca_crt, cert.pem())?;
+        tracing::info!(path = %ca_crt.display(), "generated cluster CA");
+    }
+    if !token_path.exists() {
+        let token: String = (0..32).map(|_| format!("{:02x}", rand::random::<u8>())).collect();
+        write_private(&token_path, &token)?;
+    }
+    let ca_pem = fs::read_to_string(&ca_crt)?;
+    let ca_key = KeyPair::from_pem(&fs::read_to_string(&ca_key)?).context("reading the CA key")?;
+    let issuer = Issuer::new(ca_params()?, ca_key);
+
+    let mut sans = vec!["localhost".to_string(), "127.0.0.1".to_string(), "kubernetes".into(), "kubernetes.default".into(), "kubernetes.default.svc".into()];
+    let ip = listen.ip().to_string();
+    if !listen.ip().is_unspecified() && !sans.contains(&ip) {
+        sans.push(ip);
+    }
+    let mut params = CertificateParams::new(sans)?;
+    params.distinguished_name.push(DnType::CommonName, "kube-apiserver");
+    let key = KeyPair::generate()?;
+    let cert = params.signed_by(&key, &issuer)?;
+    Ok(Pki {
+        ca_pem,
+        server_cert_pem: cert.pem(),
+        server_key_pem: key.serialize_pem(),
+        admin_token: fs::read_to_string(&token_path)?.trim().to_string(),
+    })
+}
+
+fn base64(data: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for c in data.chunks(3) {
+        let n = (c[0] as u32) << 16 | (*c.get(1).unwrap_or(&0) as u32) << 8 | *c.get(2).unwrap_or(&0) as u32;
+        for i in 0..4 {
+            if i <= c.len() {
+                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Write `dir/kubeconfig.yaml` for the cluster admin and return its path.
+pub fn write_kubeconfig(dir: &Path, pki: &Pki, listen: SocketAddr) -> Result<PathBuf> {
+    let host = if listen.ip().is_unspecified() { "127.0.0.1".to_string() } else { listen.ip().to_string() };
+    let host = if host.contains(':') { format!("[{host}]") } else { host };
+    let cfg = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: skiff\n  cluster:\n    server: https://{host}:{port}\n    certificate-authority-data: {ca}\nusers:\n- name: skiff-admin\n  user:\n    token: {token}\ncontexts:\n- name: skiff\n  context:\n    cluster: skiff\n    user: skiff-admin\n    namespace: default\ncurrent-context: skiff\n",
+        port = listen.port(),
+        ca = base64(pki.ca_pem.as_bytes()),
+        token = pki.admin_token,
+    );
+    let path = dir.join("kubeconfig.yaml");
+    write_private(&path, &cfg)?;
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn base64_matches_rfc4648() {
+        assert_eq!(super::base64(b""), "");
+        assert_eq!(super::base64(b"f"), "Zg==");
+        assert_eq!(super::base64(b"fo"), "Zm8=");
+        assert_eq!(super::base64(b"foobar"), "Zm9vYmFy");
+    }
+}

@@ -1,0 +1,687 @@
+//! The REST verbs on resources: routing a path to a resource, then get,
+//! list, watch, create, update, patch, delete and deletecollection with
+//! upstream's semantics for metadata, concurrency and errors.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use serde_json::{json, Value};
+
+use crate::meta;
+use crate::patch;
+use crate::resources::{self, Resource};
+use crate::selector::Selector;
+use crate::status::{ApiError, ApiResult};
+use crate::storage::{decode, kv_error, Storage, WriteError};
+use crate::table;
+
+/// What a request path names.
+#[derive(Debug)]
+pub struct Target {
+    pub res: &'static Resource,
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+    pub sub: Option<String>,
+}
+
+impl Target {
+    fn key(&self) -> String {
+        let mut k = self.res.key_prefix();
+        if let Some(ns) = &self.namespace {
+            k += ns;
+            k.push('/');
+        }
+        if let Some(n) = &self.name {
+            k += n;
+        }
+        k
+    }
+    fn name(&self) -> &str {
+        self.name.as_deref().unwrap_or("")
+    }
+}
+
+/// Map `/api/v1/...` or `/apis/<g>/<v>/...` to a target.
+pub fn route(group: &str, version: &str, rest: &[&str]) -> ApiResult<Target> {
+    let res = |plural: &str| resources::find(group, version, plural).ok_or_else(ApiError::no_route);
+    let owned = |s: &str| Some(s.to_string());
+    match rest {
+        ["namespaces", ns, plural, tail @ ..] if resources::find(group, version, plural).is_some_and(|r| r.namespaced) => {
+            let r = res(plural)?;
+            match tail {
+                [] => Ok(Target { res: r, namespace: owned(ns), name: None, sub: None }),
+                [name] => Ok(Target { res: r, namespace: owned(ns), name: owned(name), sub: None }),
+                [name, sub] if r.subresources.contains(sub) => {
+                    Ok(Target { res: r, namespace: owned(ns), name: owned(name), sub: owned(sub) })
+                }
+                _ => Err(ApiError::no_route()),
+            }
+        }
+        [plural] => Ok(Target { res: res(plural)?, namespace: None, name: None, sub: None }),
+        [plural, name] => {
+            let r = res(plural)?;
+            if r.namespaced {
+                return Err(ApiError::no_route());
+            }
+            Ok(Target { res: r, namespace: None, name: owned(name), sub: None })
+        }
+        [plural, name, sub] => {
+            let r = res(plural)?;
+            if r.namespaced || !r.subresources.contains(sub) {
+                return Err(ApiError::no_route());
+            }
+            Ok(Target { res: r, namespace: None, name: owned(name), sub: owned(sub) })
+        }
+        _ => Err(ApiError::no_route()),
+    }
+}
+
+pub struct Request {
+    pub method: Method,
+    pub target: Target,
+    pub query: HashMap<String, String>,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Request {
+    fn q(&self, k: &str) -> Option<&str> {
+        self.query.get(k).map(String::as_str).filter(|v| !v.is_empty())
+    }
+    fn dry_run(&self) -> bool {
+        self.q("dryRun") == Some("All")
+    }
+    fn wants_table(&self) -> bool {
+        self.headers.get("accept").and_then(|a| a.to_str().ok()).is_some_and(|a| a.contains("as=Table"))
+    }
+}
+
+pub async fn dispatch(storage: &Storage, req: Request) -> ApiResult<Response> {
+    let t = &req.target;
+    match (&req.method, t.name.is_some()) {
+        (&Method::GET, true) => get(storage, &req).await,
+        (&Method::GET, false) if matches!(req.q("watch"), Some("true" | "1")) => watch(storage, &req).await,
+        (&Method::GET, false) => list(storage, &req).await,
+        (&Method::POST, false) => create(storage, &req).await,
+        (&Method::PUT, true) => update(storage, &req).await,
+        (&Method::PATCH, true) => patch(storage, &req).await,
+        (&Method::DELETE, true) => delete(storage, &req).await,
+        (&Method::DELETE, false) => delete_collection(storage, &req).await,
+        (m, _) => Err(ApiError::method_not_allowed(format!("the server does not allow this method on the requested resource ({m})"))),
+    }
+}
+
+fn json_response(code: StatusCode, v: &Value) -> Response {
+    (code, [("content-type", "application/json")], v.to_string()).into_response()
+}
+
+fn parse_body(req: &Request) -> ApiResult<Value> {
+    let ct = req.headers.get("content-type").and_then(|c| c.to_str().ok()).unwrap_or("application/json");
+    let base = ct.split(';').next().unwrap_or("").trim();
+    match base {
+        "application/json" | "" | "application/merge-patch+json" | "application/json-patch+json" | "application/strategic-merge-patch+json" => {
+            serde_json::from_slice(&req.body).map_err(|e| ApiError::bad_request(format!("json: cannot unmarshal request body: {e}")))
+        }
+        other => Err(ApiError::unsupported_media_type(other)),
+    }
+}
+
+fn labels_of(obj: &Value, field: &str) -> BTreeMap<String, String> {
+    obj["metadata"][field]
+        .as_object()
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string())).collect())
+        .unwrap_or_default()
+}
+
+fn not_found(t: &Target) -> ApiError {
+    ApiError::not_found(t.res.plural, t.res.group, t.name())
+}
+
+async fn current(storage: &Storage, t: &Target) -> ApiResult<(Value, i64)> {
+    let kv = storage.get(&t.key()).await.map_err(kv_error)?.ok_or_else(|| not_found(t))?;
+    Ok((decode(&kv)?, kv.mod_revision))
+}
+
+async fn get(storage: &Storage, req: &Request) -> ApiResult<Response> {
+    let (obj, _) = current(storage, &req.target).await?;
+    if req.wants_table() {
+        return Ok(json_response(StatusCode::OK, &table::table(req.target.res, &[obj], None)));
+    }
+    Ok(json_response(StatusCode::OK, &obj))
+}
+
+async fn namespace_exists(storage: &Storage, ns: &str) -> ApiResult<()> {
+    let key = format!("{}{ns}", resources::find("", "v1", "namespaces").unwrap().key_prefix());
+    match storage.get(&key).await.map_err(kv_error)? {
+        Some(_) => Ok(()),
+        None => Err(ApiError::not_found("namespaces", "", ns)),
+    }
+}
+
+/// Check `kind`/`apiVersion` of a request body against the resource, filling them in if absent.
+fn check_type(res: &Resource, obj: &mut Value) -> ApiResult<()> {
+    if !obj.is_object() {
+        return Err(ApiError::bad_request("the request body must be a JSON object"));
+    }
+    let av = res.api_version();
+    match obj.get("apiVersion").and_then(Value::as_str) {
+        Some(v) if v != av => {
+            return Err(ApiError::bad_request(format!("the API version in the data ({v}) does not match the expected API version ({av})")))
+        }
+        _ => obj["apiVersion"] = Value::String(av),
+    }
+    match obj.get("kind").and_then(Value::as_str) {
+        Some(k) if k != res.kind => {
+            return Err(ApiError::bad_request(format!("the kind in the data ({k}) does not match the expected kind ({})", res.kind)))
+        }
+        _ => obj["kind"] = Value::String(res.kind.into()),
+    }
+    if !obj["metadata"].is_object() {
+        obj["metadata"] = json!({});
+    }
+    Ok(())
+}
+
+fn validate_meta(res: &Resource, obj: &Value) -> ApiResult<()> {
+    let name = obj["metadata"]["name"].as_str().unwrap_or("");
+    let problem = if matches!(res.kind, "Namespace" | "Service") { meta::check_label(name) } else { meta::check_subdomain(name) };
+    let mut causes = Vec::new();
+    if name.is_empty() {
+        causes.push(("metadata.name".to_string(), "Required value: name or generateName is required".to_string()));
+    } else if let Some(p) = problem {
+        causes.push(("metadata.name".to_string(), format!("Invalid value: {name:?}: {p}")));
+    }
+    for field in ["labels", "annotations"] {
+        if let Some(m) = obj["metadata"][field].as_object() {
+            for (k, v) in m {
+                if !v.is_string() {
+                    causes.push((format!("metadata.{field}"), format!("Invalid value: {k:?}: values must be strings")));
+                }
+            }
+        }
+    }
+    if causes.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(res.kind, res.group, name, causes))
+    }
+}
+
+fn write_error(e: WriteError, t: &Target, name: &str) -> ApiError {
+    match e {
+        WriteError::Conflict => ApiError::conflict(t.res.plural, t.res.group, name, "the object has been modified; please apply your changes to the latest version and try again"),
+        WriteError::NotFound => ApiError::not_found(t.res.plural, t.res.group, name),
+        WriteError::Kv(e) => kv_error(e),
+    }
+}
+
+async fn create(storage: &Storage, req: &Request) -> ApiResult<Response> {
+    let t = &req.target;
+    let res = t.res;
+    if res.namespaced && t.namespace.is_none() {
+        return Err(ApiError::method_not_allowed("the server does not allow this method on the requested resource"));
+    }
+    let mut obj = parse_body(req)?;
+    check_type(res, &mut obj)?;
+    let m = &mut obj["metadata"];
+    if m["name"].as_str().unwrap_or("").is_empty() {
+        if let Some(g) = m["generateName"].as_str().filter(|g| !g.is_empty()) {
+            m["name"] = Value::String(format!("{g}{}", meta::random_suffix()));
+        }
+    }
+    if let Some(ns) = &t.namespace {
+        match m["namespace"].as_str() {
+            Some(n) if !n.is_empty() && n != ns => {
+                return Err(ApiError::bad_request("the namespace of the provided object does not match the namespace sent on the request"))
+            }
+            _ => m["namespace"] = Value::String(ns.clone()),
+        }
+    } else if let Some(o) = m.as_object_mut() {
+        o.remove("namespace");
+    }
+    validate_meta(res, &obj)?;
+    let name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
+    if let Some(ns) = &t.namespace {
+        namespace_exists(storage, ns).await?;
+    }
+    let m = obj["metadata"].as_object_mut().unwrap();
+    m.insert("uid".into(), Value::String(meta::new_uid()));
+    m.insert("creationTimestamp".into(), Value::String(meta::now_rfc3339()));
+    m.remove("resourceVersion");
+    m.remove("deletionTimestamp");
+    m.remove("deletionGracePeriodSeconds");
+    if res.has_spec() {
+        m.insert("generation".into(), json!(1));
+    } else {
+        m.remove("generation");
+    }
+    if res.kind == "Namespace" {
+        obj["spec"]["finalizers"] = json!(["kubernetes"]);
+        obj["status"] = json!({"phase": "Active"});
+    }
+    let target = Target { res, namespace: t.namespace.clone(), name: Some(name.clone()), sub: None };
+    if req.dry_run() {
+        return Ok(json_response(StatusCode::CREATED, &obj));
+    }
+    match storage.create(&target.key(), &obj).await {
+        Ok(rev) => {
+            obj["metadata"]["resourceVersion"] = Value::String(rev.to_string());
+            Ok(json_response(StatusCode::CREATED, &obj))
+        }
+        Err(WriteError::Conflict) => Err(ApiError::already_exists(res.plural, res.group, &name)),
+        Err(e) => Err(write_error(e, &target, &name)),
+    }
+}
+
+/// Carry over what clients cannot change, and bump generation on spec changes.
+fn prepare_update(res: &Resource, sub: Option<&str>, old: &Value, new: Value) -> Value {
+    let mut next = match sub {
+        // The status subresource changes only status.
+        Some("status") => {
+            let mut o = old.clone();
+            o["status"] = new.get("status").cloned().unwrap_or(Value::Null);
+            o
+        }
+        _ => {
+            let mut n = new;
+            if res.has_status() {
+                // The main resource ignores status changes.
+                match old.get("status") {
+                    Some(s) => n["status"] = s.clone(),
+                    None => {
+                        if let Some(o) = n.as_object_mut() {
+                            o.remove("status");
+                        }
+                    }
+                }
+            }
+            n
+        }
+    };
+    for k in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "namespace", "name"] {
+        match old["metadata"].get(k) {
+            Some(v) => next["metadata"][k] = v.clone(),
+            None => {
+                if let Some(m) = next["metadata"].as_object_mut() {
+                    m.remove(k);
+                }
+            }
+        }
+    }
+    if res.has_spec() {
+        let generation = old["metadata"]["generation"].as_i64().unwrap_or(1);
+        let bumped = if old.get("spec") != next.get("spec") { generation + 1 } else { generation };
+        next["metadata"]["generation"] = json!(bumped);
+    }
+    next
+}
+
+async fn update(storage: &Storage, req: &Request) -> ApiResult<Response> {
+    let t = &req.target;
+    let mut obj = parse_body(req)?;
+    check_type(t.res, &mut obj)?;
+    let body_name = obj["metadata"]["name"].as_str().unwrap_or("");
+    if body_name != t.name() {
+        return Err(ApiError::bad_request(format!("the name of the object ({body_name}) does not match the name on the URL ({})", t.name())));
+    }
+    let wanted_rv = obj["metadata"]["resourceVersion"].as_str().filter(|s| !s.is_empty()).map(str::to_string);
+    validate_meta(t.res, &obj)?;
+    for _ in 0..16 {
+        let (old, rev) = current(storage, t).await?;
+        if let Some(want) = &wanted_rv {
+            if want != &rev.to_string() {
+                return Err(write_error(WriteError::Conflict, t, t.name()));
+            }
+        }
+        let mut next = prepare_update(t.res, t.sub.as_deref(), &old, obj.clone());
+        if req.dry_run() {
+            next["metadata"]["resourceVersion"] = Value::String(rev.to_string());
+            return Ok(json_response(StatusCode::OK, &next));
+        }
+        match storage.update(&t.key(), rev, &next).await {
+            Ok(new_rev) => {
+                next["metadata"]["resourceVersion"] = Value::String(new_rev.to_string());
+                return Ok(json_response(StatusCode::OK, &next));
+            }
+            // Unconditional updates retry against the newer object.
+            Err(WriteError::Conflict) if wanted_rv.is_none() => continue,
+            Err(e) => return Err(write_error(e, t, t.name())),
+        }
+    }
+    Err(write_error(WriteError::Conflict, t, t.name()))
+}
+
+async fn patch(storage: &Storage, req: &Request) -> ApiResult<Response> {
+    let t = &req.target;
+    let ct = req.headers.get("content-type").and_then(|c| c.to_str().ok()).unwrap_or("").split(';').next().unwrap_or("").trim().to_string();
+    let body = parse_body(req)?;
+    for _ in 0..16 {
+        let (old, rev) = current(storage, t).await?;
+        let mut patched = old.clone();
+        match ct.as_str() {
+            "application/json-patch+json" => patch::json_patch(&mut patched, &body).map_err(|e| ApiError::bad_request(e))?,
+            "application/merge-patch+json" => patch::merge(&mut patched, &body),
+            // Not yet strategic: list fields are replaced rather than merged by key.
+            "application/strategic-merge-patch+json" => patch::merge(&mut patched, &body),
+            other => return Err(ApiError::unsupported_media_type(other)),
+        }
+        check_type(t.res, &mut patched)?;
+        if let Some(want) = patched["metadata"]["resourceVersion"].as_str().filter(|s| !s.is_empty()) {
+            if want != rev.to_string() && old["metadata"]["resourceVersion"] != patched["metadata"]["resourceVersion"] {
+                return Err(write_error(WriteError::Conflict, t, t.name()));
+            }
+        }
+        validate_meta(t.res, &patched)?;
+        let mut next = prepare_update(t.res, t.sub.as_deref(), &old, patched);
+        if req.dry_run() {
+            return Ok(json_response(StatusCode::OK, &next));
+        }
+        match storage.update(&t.key(), rev, &next).await {
+            Ok(new_rev) => {
+                next["metadata"]["resourceVersion"] = Value::String(new_rev.to_string());
+                return Ok(json_response(StatusCode::OK, &next));
+            }
+            Err(WriteError::Conflict) => continue,
+            Err(e) => return Err(write_error(e, t, t.name())),
+        }
+    }
+    Err(write_error(WriteError::Conflict, t, t.name()))
+}
+
+/// Delete one object: objects with finalizers get a deletionTimestamp and
+/// stay until the finalizers are removed; others go at once.
+async fn delete_one(storage: &Storage, t: &Target, dry_run: bool) -> ApiResult<Value> {
+    for _ in 0..16 {
+        let (mut obj, rev) = current(storage, t).await?;
+        let has_finalizers = obj["metadata"]["finalizers"].as_array().is_some_and(|f| !f.is_empty());
+        if dry_run {
+            return Ok(obj);
+        }
+        if has_finalizers {
+            if obj["metadata"]["deletionTimestamp"].is_null() {
+                obj["metadata"]["deletionTimestamp"] = Value::String(meta::now_rfc3339());
+                obj["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+                match storage.update(&t.key(), rev, &obj).await {
+                    Ok(r) => obj["metadata"]["resourceVersion"] = Value::String(r.to_string()),
+                    Err(WriteError::Conflict) => continue,
+                    Err(e) => return Err(write_error(e, t, t.name())),
+                }
+            }
+            return Ok(obj);
+        }
+        match storage.delete(&t.key(), rev).await {
+            Ok(_) => return Ok(obj),
+            Err(WriteError::Conflict) => continue,
+            Err(e) => return Err(write_error(e, t, t.name())),
+        }
+    }
+    Err(write_error(WriteError::Conflict, t, t.name()))
+}
+
+async fn delete(storage: &Storage, req: &Request) -> ApiResult<Response> {
+    let t = &req.target;
+    if t.res.kind == "Namespace" {
+        // Until the namespace controller exists, a namespace's contents go with it.
+        delete_namespace_contents(storage, t.name()).await?;
+    }
+    let obj = delete_one(storage, t, req.dry_run()).await?;
+    Ok(json_response(StatusCode::OK, &obj))
+}
+
+async fn delete_namespace_contents(storage: &Storage, ns: &str) -> ApiResult<()> {
+    for res in resources::RESOURCES.iter().filter(|r| r.namespaced) {
+        let prefix = format!("{}{ns}/", res.key_prefix());
+        let listed = storage.list(&prefix, None, 0, 0).await.map_err(kv_error)?;
+        for kv in listed.items {
+            let name = String::from_utf8_lossy(&kv.key[prefix.len()..]).to_string();
+            let t = Target { res, namespace: Some(ns.to_string()), name: Some(name), sub: None };
+            match delete_one(storage, &t, false).await {
+                Ok(_) => {}
+                Err(e) if e.code == 404 => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn delete_collection(storage: &Storage, req: &Request) -> ApiResult<Response> {
+    let t = &req.target;
+    let (items, rev) = select(storage, req, 0).await?;
+    let mut deleted = Vec::new();
+    for obj in items {
+        let name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
+        let ns = obj["metadata"]["namespace"].as_str().map(str::to_string);
+        let one = Target { res: t.res, namespace: ns, name: Some(name), sub: None };
+        match delete_one(storage, &one, req.dry_run()).await {
+            Ok(o) => deleted.push(o),
+            Err(e) if e.code == 404 => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(json_response(StatusCode::OK, &list_object(t.res, deleted, rev, None, None)))
+}
+
+fn list_object(res: &Resource, items: Vec<Value>, rev: i64, cont: Option<String>, remaining: Option<i64>) -> Value {
+    let mut metadata = json!({"resourceVersion": rev.to_string()});
+    if let Some(c) = cont {
+        metadata["continue"] = Value::String(c);
+    }
+    if let Some(r) = remaining {
+        metadata["remainingItemCount"] = json!(r);
+    }
+    json!({"kind": format!("{}List", res.kind), "apiVersion": res.api_version(), "metadata": metadata, "items": items})
+}
+
+/// Field values a field selector may name, per kind (as upstream allows).
+fn fields_of(res: &Resource, obj: &Value) -> BTreeMap<String, String> {
+    let s = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        Value::Bool(b) => b.to_string(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    };
+    let mut f = BTreeMap::new();
+    f.insert("metadata.name".into(), s(&obj["metadata"]["name"]));
+    if res.namespaced {
+        f.insert("metadata.namespace".into(), s(&obj["metadata"]["namespace"]));
+    }
+    let paths: &[&str] = match res.kind {
+        "Pod" => &["spec.nodeName", "spec.restartPolicy", "spec.schedulerName", "spec.serviceAccountName", "spec.hostNetwork", "status.phase", "status.podIP", "status.nominatedNodeName"],
+        "Event" => &["involvedObject.kind", "involvedObject.namespace", "involvedObject.name", "involvedObject.uid", "involvedObject.apiVersion", "involvedObject.resourceVersion", "involvedObject.fieldPath", "reason", "reportingComponent", "source", "type"],
+        "Node" => &["spec.unschedulable"],
+        "Secret" => &["type"],
+        "Namespace" => &["status.phase"],
+        "ReplicaSet" | "ReplicationController" => &["status.replicas"],
+        "Job" => &["status.successful"],
+        _ => &[],
+    };
+    for p in paths {
+        let v = p.split('.').fold(obj, |v, k| &v[k]);
+        let val = if *p == "spec.hostNetwork" && v.is_null() { "false".to_string() } else { s(v) };
+        let val = if *p == "source" { s(&obj["source"]["component"]) } else { val };
+        f.insert(p.to_string(), val);
+    }
+    f
+}
+
+/// Parse the selectors of a list or watch.
+fn selectors(req: &Request) -> ApiResult<(Selector, Selector)> {
+    let labels = Selector::parse(req.q("labelSelector").unwrap_or("")).map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?;
+    let fields = Selector::parse(req.q("fieldSelector").unwrap_or("")).map_err(|e| ApiError::bad_request(e))?;
+    let known = fields_of(req.target.res, &json!({}));
+    for k in fields.keys() {
+        if !known.contains_key(k) {
+            return Err(ApiError::bad_request(format!("field label not supported: {k}")));
+        }
+    }
+    Ok((labels, fields))
+}
+
+fn matches(res: &Resource, obj: &Value, labels: &Selector, fields: &Selector) -> bool {
+    (labels.is_empty() || labels.matches(&labels_of(obj, "labels"))) && (fields.is_empty() || fields.matches_fields(&fields_of(res, obj)))
+}
+
+fn list_prefix(t: &Target) -> String {
+    let mut p = t.res.key_prefix();
+    if let Some(ns) = &t.namespace {
+        p += ns;
+        p.push('/');
+    }
+    p
+}
+
+/// Continue tokens: the list revision and the next key, hex-encoded JSON (opaque to clients).
+fn encode_continue(rev: i64, next_key: &str) -> String {
+    json!({"rv": rev, "start": next_key}).to_string().bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+fn decode_continue(token: &str) -> ApiResult<(i64, String)> {
+    let bad = || ApiError::bad_request("continue key is not valid: illegal base64 data");
+    let bytes: Vec<u8> = (0..token.len() / 2).map(|i| u8::from_str_radix(token.get(2 * i..2 * i + 2).unwrap_or("zz"), 16)).collect::<Result<_, _>>().map_err(|_| bad())?;
+    let v: Value = serde_json::from_slice(&bytes).map_err(|_| bad())?;
+    Ok((v["rv"].as_i64().ok_or_else(bad)?, v["start"].as_str().ok_or_else(bad)?.to_string()))
+}
+
+/// All objects matching the request's selectors, at one revision.
+async fn select(storage: &Storage, req: &Request, limit: i64) -> ApiResult<(Vec<Value>, i64)> {
+    let (labels, fields) = selectors(req)?;
+    let prefix = list_prefix(&req.target);
+    let listed = storage.list(&prefix, None, 0, limit).await.map_err(kv_error)?;
+    let mut items = Vec::new();
+    for kv in &listed.items {
+        let obj = decode(kv)?;
+        if matches(req.target.res, &obj, &labels, &fields) {
+            items.push(obj);
+        }
+    }
+    Ok((items, listed.revision))
+}
+
+async fn list(storage: &Storage, req: &Request) -> ApiResult<Response> {
+    let t = &req.target;
+    let (labels, fields) = selectors(req)?;
+    let limit: i64 = match req.q("limit") {
+        Some(l) => l.parse().map_err(|_| ApiError::bad_request(format!("invalid limit {l:?}")))?,
+        None => 0,
+    };
+    let prefix = list_prefix(t);
+    let (mut rev, mut start) = match req.q("continue") {
+        Some(c) => {
+            let (rev, start) = decode_continue(c)?;
+            (rev, Some(start))
+        }
+        None => {
+            let rv = match req.q("resourceVersion") {
+                None | Some("0") => 0,
+                Some(v) => v.parse::<i64>().map_err(|_| ApiError::bad_request(format!("invalid resource version {v:?}")))?,
+            };
+            // Exact asks for that revision; otherwise (NotOlderThan or unset) the latest is at least as new.
+            (if req.q("resourceVersionMatch") == Some("Exact") { rv } else { 0 }, None)
+        }
+    };
+    let mut items = Vec::new();
+    let mut cont = None;
+    let mut remaining = None;
+    // Keep fetching pages until `limit` objects matched (selectors filter after the store's limit).
+    loop {
+        let page = if limit > 0 { (limit - items.len() as i64).max(1) } else { 0 };
+        let listed = storage.list(&prefix, start.as_deref(), rev, page).await.map_err(|e| match e {
+            crate::kv::KvError::Compacted(_) => ApiError::gone("The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list."),
+            other => kv_error(other),
+        })?;
+        rev = listed.revision;
+        let last_key = listed.items.last().map(|kv| String::from_utf8_lossy(&kv.key).to_string());
+        for kv in &listed.items {
+            let obj = decode(kv)?;
+            if matches(t.res, &obj, &labels, &fields) {
+                items.push(obj);
+            }
+        }
+        if !listed.more {
+            break;
+        }
+        let next = format!("{}\u{0}", last_key.unwrap_or_default());
+        if limit > 0 && items.len() as i64 >= limit {
+            cont = Some(encode_continue(rev, &next));
+            if labels.is_empty() && fields.is_empty() {
+                remaining = Some(listed.remaining);
+            }
+            break;
+        }
+        start = Some(next);
+    }
+    if req.wants_table() {
+        return Ok(json_response(StatusCode::OK, &table::table(t.res, &items, Some((rev, cont)))));
+    }
+    Ok(json_response(StatusCode::OK, &list_object(t.res, items, rev, cont, remaining)))
+}
+
+fn event_line(kind: &str, obj: &Value) -> Bytes {
+    let mut s = json!({"type": kind, "object": obj}).to_string();
+    s.push('\n');
+    Bytes::from(s)
+}
+
+async fn watch(storage: &Storage, req: &Request) -> ApiResult<Response> {
+    let t = &req.target;
+    let res = t.res;
+    let (labels, fields) = selectors(req)?;
+    let prefix = list_prefix(t);
+    let mut initial = Vec::new();
+    let after = match req.q("resourceVersion") {
+        // No version: the current state as ADDED events, then changes.
+        None | Some("0") => {
+            let listed = storage.list(&prefix, None, 0, 0).await.map_err(kv_error)?;
+            for kv in &listed.items {
+                let obj = decode(kv)?;
+                if matches(res, &obj, &labels, &fields) {
+                    initial.push(event_line("ADDED", &obj));
+                }
+            }
+            listed.revision
+        }
+        Some(v) => v.parse::<i64>().map_err(|_| ApiError::bad_request(format!("invalid resource version {v:?}")))?,
+    };
+    let timeout = req.q("timeoutSeconds").and_then(|s| s.parse::<u64>().ok()).map(Duration::from_secs).unwrap_or(Duration::from_secs(1800));
+    let changes = storage.watch(&prefix, after);
+    let events = changes
+        .flat_map(move |batch| {
+            let lines: Vec<Bytes> = match batch {
+                Err(crate::kv::KvError::Compacted(_)) => {
+                    let st = ApiError::gone(format!("too old resource version: {after}")).to_status();
+                    vec![event_line("ERROR", &st)]
+                }
+                Err(e) => vec![event_line("ERROR", &ApiError::internal(e.to_string()).to_status())],
+                Ok(b) => b.events.iter().filter_map(|e| translate(res, e, &labels, &fields)).collect(),
+            };
+            futures::stream::iter(lines)
+        });
+    let body = futures::stream::iter(initial).chain(events).take_until(tokio::time::sleep(timeout)).map(Ok::<_, std::convert::Infallible>);
+    Ok((StatusCode::OK, [("content-type", "application/json"), ("transfer-encoding", "chunked")], Body::from_stream(body)).into_response())
+}
+
+/// One store event as a watch event, with selector transitions: an object
+/// that stops matching is DELETED for this watcher, one that starts is ADDED.
+fn translate(res: &Resource, e: &etcdpb::Event, labels: &Selector, fields: &Selector) -> Option<Bytes> {
+    let kv = e.kv.as_ref()?;
+    let prev = e.prev_kv.as_ref().and_then(|p| decode(p).ok());
+    let prev_matches = prev.as_ref().is_some_and(|p| matches(res, p, labels, fields));
+    if e.r#type == 1 {
+        let mut obj = prev?;
+        obj["metadata"]["resourceVersion"] = Value::String(kv.mod_revision.to_string());
+        return prev_matches.then(|| event_line("DELETED", &obj));
+    }
+    let obj = decode(kv).ok()?;
+    let now_matches = matches(res, &obj, labels, fields);
+    match (prev_matches, now_matches) {
+        (true, true) if kv.create_revision != kv.mod_revision => Some(event_line("MODIFIED", &obj)),
+        (_, true) => Some(event_line("ADDED", &obj)),
+        (true, false) => Some(event_line("DELETED", &obj)),
+        (false, false) => None,
+    }
+}

@@ -1,0 +1,79 @@
+//! The API server's view of its backing store: exactly what etcd's API
+//! offers (ranges, txns with compares on mod_revision, watch from a
+//! revision, compaction), so the embedded store and an external etcd are
+//! interchangeable implementations.
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use etcdpb::{Event, RangeRequest, RangeResponse, TxnRequest, TxnResponse};
+use futures::stream::BoxStream;
+use skiff_store::{Store, StoreError, WatchEnd, WatchOptions};
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum KvError {
+    /// The revision asked for is older than the last compaction.
+    #[error("required revision has been compacted (compacted at {0})")]
+    Compacted(i64),
+    #[error("required revision is a future revision")]
+    FutureRevision,
+    #[error("storage error: {0}")]
+    Other(String),
+}
+
+impl From<StoreError> for KvError {
+    fn from(e: StoreError) -> KvError {
+        match e {
+            StoreError::Compacted => KvError::Compacted(0),
+            StoreError::FutureRev => KvError::FutureRevision,
+            other => KvError::Other(other.to_string()),
+        }
+    }
+}
+
+/// A batch of watch events and the revision the watcher has seen up to.
+pub struct WatchEvents {
+    pub events: Vec<Event>,
+    pub revision: i64,
+}
+
+pub type WatchStream = BoxStream<'static, Result<WatchEvents, KvError>>;
+
+#[async_trait]
+pub trait Kv: Send + Sync + 'static {
+    async fn range(&self, r: RangeRequest) -> Result<RangeResponse, KvError>;
+    async fn txn(&self, t: TxnRequest) -> Result<TxnResponse, KvError>;
+    async fn compact(&self, revision: i64) -> Result<(), KvError>;
+    /// Changes to keys in `[key, range_end)` from `start_revision` on, with prev_kv.
+    fn watch(&self, key: Bytes, range_end: Bytes, start_revision: i64) -> WatchStream;
+}
+
+/// The embedded store, called in-process.
+pub struct Embedded(pub Store);
+
+#[async_trait]
+impl Kv for Embedded {
+    async fn range(&self, r: RangeRequest) -> Result<RangeResponse, KvError> {
+        Ok(self.0.range(&r)?)
+    }
+
+    async fn txn(&self, t: TxnRequest) -> Result<TxnResponse, KvError> {
+        Ok(self.0.txn(t).await?)
+    }
+
+    async fn compact(&self, revision: i64) -> Result<(), KvError> {
+        self.0.compact(revision).await?;
+        Ok(())
+    }
+
+    fn watch(&self, key: Bytes, range_end: Bytes, start_revision: i64) -> WatchStream {
+        let watcher = self.0.watch(WatchOptions { key, range_end, start_revision, prev_kv: true, ..Default::default() });
+        Box::pin(futures::stream::unfold(Some(watcher), |w| async move {
+            let mut w = w?;
+            match w.next().await {
+                Ok(b) => Some((Ok(WatchEvents { events: b.events, revision: b.revision }), Some(w))),
+                Err(WatchEnd::Compacted { compact_revision }) => Some((Err(KvError::Compacted(compact_revision)), None)),
+                Err(e) => Some((Err(KvError::Other(e.to_string())), None)),
+            }
+        }))
+    }
+}

@@ -1,0 +1,167 @@
+//! The HTTPS listener, authentication, and routing of paths to handlers.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use serde_json::{json, Value};
+
+use crate::certs::Pki;
+use crate::discovery;
+use crate::handlers::{self, dispatch};
+use crate::status::ApiError;
+use crate::storage::Storage;
+
+/// The Kubernetes version whose API types Skiff serves.
+pub const KUBE_MINOR: &str = "33";
+
+#[derive(Clone)]
+pub struct AppState {
+    pub storage: Storage,
+    pub token: Arc<String>,
+}
+
+fn json_ok(v: Value) -> Response {
+    (StatusCode::OK, [("content-type", "application/json")], v.to_string()).into_response()
+}
+
+pub fn version() -> Value {
+    json!({
+        "major": "1",
+        "minor": KUBE_MINOR,
+        "gitVersion": format!("v1.{KUBE_MINOR}.0-skiff.{}", env!("CARGO_PKG_VERSION")),
+        "gitCommit": "",
+        "gitTreeState": "clean",
+        "buildDate": "1970-01-01T00:00:00Z",
+        "goVersion": "",
+        "compiler": "rustc",
+        "platform": format!("{}/{}", std::env::consts::OS, if std::env::consts::ARCH == "x86_64" { "amd64" } else { std::env::consts::ARCH }),
+    })
+}
+
+/// Paths anyone may read, as upstream's system:public-info-viewer allows.
+fn is_public(path: &str) -> bool {
+    matches!(path, "/version" | "/healthz" | "/livez" | "/readyz") || path.starts_with("/healthz/") || path.starts_with("/livez/") || path.starts_with("/readyz/")
+}
+
+fn authenticated(headers: &HeaderMap, token: &str) -> bool {
+    headers
+        .get("authorization")
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .is_some_and(|t| constant_time_eq(t.trim().as_bytes(), token.as_bytes()))
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn handle(
+    State(st): State<AppState>,
+    method: Method,
+    uri: Uri,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let path = uri.path().trim_end_matches('/').to_string();
+    let path = if path.is_empty() { "/".to_string() } else { path };
+    if !is_public(&path) && !authenticated(&headers, &st.token) {
+        return ApiError::unauthorized().into_response();
+    }
+    let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let result = match (method.clone(), segs.as_slice()) {
+        (Method::GET, ["version"]) => Ok(json_ok(version())),
+        (Method::GET, ["healthz" | "livez" | "readyz", ..]) => Ok((StatusCode::OK, "ok").into_response()),
+        (Method::GET, ["api"]) => Ok(json_ok(discovery::api_versions())),
+        (Method::GET, ["apis"]) => Ok(json_ok(discovery::api_group_list())),
+        (Method::GET, ["api", "v1"]) => discovery::resource_list("", "v1").map(json_ok).ok_or_else(ApiError::no_route),
+        (Method::GET, ["apis", g]) => discovery::api_group(g).map(json_ok).ok_or_else(ApiError::no_route),
+        (Method::GET, ["apis", g, v]) => discovery::resource_list(g, v).map(json_ok).ok_or_else(ApiError::no_route),
+        (_, ["api", "v1", rest @ ..]) => resource(&st, "", "v1", rest, method, query, headers, body).await,
+        (_, ["apis", g, v, rest @ ..]) => resource(&st, g, v, rest, method, query, headers, body).await,
+        _ => Err(ApiError::no_route()),
+    };
+    result.unwrap_or_else(|e| e.into_response())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn resource(
+    st: &AppState,
+    group: &str,
+    version: &str,
+    rest: &[&str],
+    method: Method,
+    query: HashMap<String, String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let target = handlers::route(group, version, rest)?;
+    dispatch(&st.storage, handlers::Request { method, target, query, headers, body }).await
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new().fallback(handle).with_state(state)
+}
+
+fn tls_config(pki: &Pki) -> Result<Arc<rustls::ServerConfig>> {
+    let certs = rustls_pemfile::certs(&mut pki.server_cert_pem.as_bytes()).collect::<Result<Vec<_>, _>>()?;
+    let key = rustls_pemfile::private_key(&mut pki.server_key_pem.as_bytes())?.context("no private key")?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)?;
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(cfg))
+}
+
+/// Serve HTTPS on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    pki: &Pki,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls_config(pki)?);
+    let app = router(state);
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (tcp, peer): (tokio::net::TcpStream, SocketAddr) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => { tracing::warn!("accept: {e}"); continue; }
+            },
+            _ = &mut shutdown => return Ok(()),
+        };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let app = app.clone();
+        tokio::spawn(async move {
+            let tls = match acceptor.accept(tcp).await {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::debug!(%peer, "TLS handshake failed: {e}");
+                    return;
+                }
+            };
+            let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                let app = app.clone();
+                async move {
+                    use tower::ServiceExt;
+                    app.oneshot(req.map(Body::new)).await
+                }
+            });
+            let builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+            if let Err(e) = builder.serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(tls), svc).await {
+                tracing::debug!(%peer, "connection ended: {e}");
+            }
+        });
+    }
+}

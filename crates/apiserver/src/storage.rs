@@ -1,0 +1,154 @@
+//! Kubernetes objects over the key-value store, as upstream's storage layer
+//! keeps them in etcd: one key per object, `resourceVersion` = the key's
+//! mod_revision, optimistic concurrency through txn compares on it.
+//!
+//! Objects are stored as JSON without `metadata.resourceVersion` (it is
+//! filled in from the revision on every read).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use etcdpb::{compare, request_op, Compare, DeleteRangeRequest, KeyValue, PutRequest, RangeRequest, RequestOp, TxnRequest};
+use futures::StreamExt;
+use serde_json::Value;
+
+use crate::kv::{Kv, KvError, WatchStream};
+use crate::status::ApiError;
+
+#[derive(Clone)]
+pub struct Storage {
+    kv: Arc<dyn Kv>,
+}
+
+/// Why a conditional write did not happen.
+#[derive(Debug)]
+pub enum WriteError {
+    /// The key exists (create) or changed since it was read (update/delete).
+    Conflict,
+    NotFound,
+    Kv(KvError),
+}
+
+impl From<KvError> for WriteError {
+    fn from(e: KvError) -> Self {
+        WriteError::Kv(e)
+    }
+}
+
+pub fn kv_error(e: KvError) -> ApiError {
+    match e {
+        KvError::Compacted(_) => ApiError::gone("The resourceVersion for the provided list is too old."),
+        KvError::FutureRevision => ApiError::internal("Too large resource version"),
+        KvError::Other(m) => ApiError::internal(m),
+    }
+}
+
+/// Decode a stored object and stamp its resourceVersion.
+pub fn decode(kv: &KeyValue) -> Result<Value, ApiError> {
+    let mut v: Value = serde_json::from_slice(&kv.value).map_err(|e| ApiError::internal(format!("corrupt object at {:?}: {e}", String::from_utf8_lossy(&kv.key))))?;
+    if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.insert("resourceVersion".into(), Value::String(kv.mod_revision.to_string()));
+    }
+    Ok(v)
+}
+
+fn encode(obj: &Value) -> Bytes {
+    let mut obj = obj.clone();
+    if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.remove("resourceVersion");
+    }
+    Bytes::from(serde_json::to_vec(&obj).expect("JSON values always serialize"))
+}
+
+fn put_op(key: &str, obj: &Value) -> RequestOp {
+    RequestOp {
+        request: Some(request_op::Request::RequestPut(PutRequest { key: Bytes::from(key.to_owned()), value: encode(obj), ..Default::default() })),
+    }
+}
+
+fn mod_is(key: &str, rev: i64) -> Compare {
+    Compare {
+        result: compare::CompareResult::Equal as i32,
+        target: compare::CompareTarget::Mod as i32,
+        key: Bytes::from(key.to_owned()),
+        target_union: Some(compare::TargetUnion::ModRevision(rev)),
+        range_end: Bytes::new(),
+    }
+}
+
+pub fn prefix_end(prefix: &str) -> Bytes {
+    skiff_store::prefix_end(prefix.as_bytes())
+}
+
+pub struct Listed {
+    pub items: Vec<KeyValue>,
+    pub revision: i64,
+    pub more: bool,
+    pub remaining: i64,
+}
+
+impl Storage {
+    pub fn new(kv: Arc<dyn Kv>) -> Storage {
+        Storage { kv }
+    }
+
+    pub fn kv(&self) -> &Arc<dyn Kv> {
+        &self.kv
+    }
+
+    pub async fn get(&self, key: &str) -> Result<Option<KeyValue>, KvError> {
+        let r = self.kv.range(RangeRequest { key: Bytes::from(key.to_owned()), ..Default::default() }).await?;
+        Ok(r.kvs.into_iter().next())
+    }
+
+    /// Keys under `prefix` from `start` (inclusive), at `revision` (0: latest), at most `limit` (0: all).
+    pub async fn list(&self, prefix: &str, start: Option<&str>, revision: i64, limit: i64) -> Result<Listed, KvError> {
+        let key = Bytes::from(start.unwrap_or(prefix).to_owned());
+        let r = self.kv.range(RangeRequest { key, range_end: prefix_end(prefix), revision, limit, ..Default::default() }).await?;
+        let revision = if revision > 0 { revision } else { r.header.map(|h| h.revision).unwrap_or(0) };
+        let remaining = r.count - r.kvs.len() as i64;
+        Ok(Listed { more: r.more, items: r.kvs, revision, remaining })
+    }
+
+    /// Create `key` if it does not exist. Returns the new revision.
+    pub async fn create(&self, key: &str, obj: &Value) -> Result<i64, WriteError> {
+        let t = TxnRequest {
+            compare: vec![mod_is(key, 0)],
+            success: vec![put_op(key, obj)],
+            failure: vec![],
+        };
+        let r = self.kv.txn(t).await?;
+        if !r.succeeded {
+            return Err(WriteError::Conflict);
+        }
+        Ok(r.header.map(|h| h.revision).unwrap_or(0))
+    }
+
+    /// Replace `key` if its mod_revision is still `expected`. Returns the new revision.
+    pub async fn update(&self, key: &str, expected: i64, obj: &Value) -> Result<i64, WriteError> {
+        let t = TxnRequest { compare: vec![mod_is(key, expected)], success: vec![put_op(key, obj)], failure: vec![] };
+        let r = self.kv.txn(t).await?;
+        if !r.succeeded {
+            return Err(WriteError::Conflict);
+        }
+        Ok(r.header.map(|h| h.revision).unwrap_or(0))
+    }
+
+    /// Delete `key` if its mod_revision is still `expected`. Returns the deletion revision.
+    pub async fn delete(&self, key: &str, expected: i64) -> Result<i64, WriteError> {
+        let del = RequestOp {
+            request: Some(request_op::Request::RequestDeleteRange(DeleteRangeRequest { key: Bytes::from(key.to_owned()), ..Default::default() })),
+        };
+        let t = TxnRequest { compare: vec![mod_is(key, expected)], success: vec![del], failure: vec![] };
+        let r = self.kv.txn(t).await?;
+        if !r.succeeded {
+            return Err(WriteError::Conflict);
+        }
+        Ok(r.header.map(|h| h.revision).unwrap_or(0))
+    }
+
+    /// Changes under `prefix` after `revision`.
+    pub fn watch(&self, prefix: &str, after: i64) -> WatchStream {
+        self.kv.watch(Bytes::from(prefix.to_owned()), prefix_end(prefix), after + 1).boxed()
+    }
+}

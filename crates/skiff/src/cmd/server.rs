@@ -1,0 +1,53 @@
+//! `skiff server`: the control plane on the embedded store.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use skiff_apiserver::{bootstrap, certs, kv::Embedded, storage::Storage, AppState};
+use skiff_store::{Config, Store};
+
+#[derive(Args, Debug)]
+pub struct ServerArgs {
+    /// Where the store, the PKI and the admin kubeconfig live
+    /// (default: /var/lib/skiff as root, else the user's data directory).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Address and port of the HTTPS API.
+    #[arg(long, default_value = "127.0.0.1:6443")]
+    listen: SocketAddr,
+    /// Do not run a kubelet for this machine (there is no kubelet yet; accepted for forward compatibility).
+    #[arg(long)]
+    disable_agent: bool,
+}
+
+fn default_data_dir() -> PathBuf {
+    let root = std::process::Command::new("id").arg("-u").output().ok().is_some_and(|o| o.stdout.trim_ascii() == b"0");
+    if root {
+        return PathBuf::from("/var/lib/skiff");
+    }
+    match std::env::var_os("XDG_DATA_HOME") {
+        Some(d) => PathBuf::from(d).join("skiff"),
+        None => PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| ".".into())).join(".local/share/skiff"),
+    }
+}
+
+pub async fn run(args: ServerArgs) -> Result<()> {
+    let dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let store = Store::open(Config::new(dir.join("store"))).with_context(|| format!("opening the store in {}", dir.display()))?;
+    let storage = Storage::new(Arc::new(Embedded(store.clone())));
+    bootstrap::ensure(&storage, "10.96.0.1", args.listen.port()).await?;
+    let pki = certs::ensure(&dir, args.listen)?;
+    let kubeconfig = certs::write_kubeconfig(&dir, &pki, args.listen)?;
+    let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
+    tracing::info!(listen = %args.listen, data_dir = %dir.display(), "API server ready");
+    println!("export KUBECONFIG={}", kubeconfig.display());
+    let state = AppState { storage, token: Arc::new(pki.admin_token.clone()) };
+    skiff_apiserver::serve(listener, &pki, state, super::shutdown_signal()).await?;
+    tracing::info!("shutting down");
+    drop(store);
+    Ok(())
+}
