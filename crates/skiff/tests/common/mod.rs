@@ -102,3 +102,77 @@ impl Drop for Etcd {
         let _ = self.child.wait();
     }
 }
+
+/// A `skiff server` child process with its data directory's kubeconfig.
+pub struct SkiffServer {
+    pub child: Child,
+    pub port: u16,
+    pub kubeconfig: std::path::PathBuf,
+}
+
+impl SkiffServer {
+    pub fn start(dir: &Path) -> SkiffServer {
+        Self::start_on(dir, free_port())
+    }
+
+    pub fn start_on(dir: &Path, port: u16) -> SkiffServer {
+        let child = Command::new(env!("CARGO_BIN_EXE_skiff"))
+            .args(["server", "--data-dir"])
+            .arg(dir)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start skiff server");
+        let s = SkiffServer { child, port, kubeconfig: dir.join("kubeconfig.yaml") };
+        wait_for_port(port, Duration::from_secs(30));
+        s
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return st;
+            }
+            if Instant::now() > deadline {
+                panic!("skiff server did not stop on SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for SkiffServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// kubectl of a given minor version, pointed at a kubeconfig.
+pub struct Kubectl {
+    pub bin: String,
+    pub kubeconfig: std::path::PathBuf,
+}
+
+impl Kubectl {
+    pub fn new(minor: u32, kubeconfig: &Path) -> Kubectl {
+        Kubectl { bin: format!("/usr/lib/google-cloud-sdk/bin/kubectl.1.{minor}"), kubeconfig: kubeconfig.to_owned() }
+    }
+    pub fn run(&self, args: &[&str]) -> std::process::Output {
+        Command::new(&self.bin).env("KUBECONFIG", &self.kubeconfig).args(args).output().expect("kubectl runs")
+    }
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(out.status.success(), "{} {args:?} failed: {}", self.bin, String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+    pub fn err(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(!out.status.success(), "{} {args:?} should fail", self.bin);
+        String::from_utf8(out.stderr).unwrap()
+    }
+}
