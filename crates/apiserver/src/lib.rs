@@ -10,6 +10,7 @@
 
 pub mod bootstrap;
 pub mod certs;
+pub mod compactor;
 pub mod discovery;
 pub mod handlers;
 pub mod kv;

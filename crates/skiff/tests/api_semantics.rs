@@ -101,3 +101,24 @@ fn pagination_watch_resume_and_conflicts() {
     let left: Vec<&str> = left["items"].as_array().unwrap().iter().map(|o| o["metadata"]["name"].as_str().unwrap()).collect();
     assert_eq!(left, ["page-0"]);
 }
+
+#[test]
+fn compacted_history_gives_410_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = SkiffServer::start_with(dir.path(), common::free_port(), &["--compaction-interval", "500ms"]);
+    let k = Kubectl::new(31, &server.kubeconfig);
+    for i in 0..3 {
+        create_cm(&k, dir.path(), &format!("old-{i}"), r#""a":"b""#);
+    }
+    let first = raw(&k, "/api/v1/namespaces/default/configmaps?limit=1");
+    let old_rv = first["metadata"]["resourceVersion"].as_str().unwrap().to_string();
+    let cont = first["metadata"]["continue"].as_str().unwrap().to_string();
+    // Make history move on, and let two compaction rounds pass.
+    create_cm(&k, dir.path(), "newer", r#""a":"b""#);
+    std::thread::sleep(std::time::Duration::from_millis(1600));
+    let evs = watch_events(&k, &format!("resourceVersion={}", old_rv.parse::<i64>().unwrap() - 2));
+    assert_eq!(evs.len(), 1, "{evs:?}");
+    assert_eq!((evs[0].0.as_str(), evs[0].1.as_str()), ("ERROR", "Expired"));
+    let err = k.err(&["get", "--raw", &format!("/api/v1/namespaces/default/configmaps?limit=1&continue={cont}")]);
+    assert!(err.contains("too old") || err.contains("Expired") || err.contains("410"), "{err}");
+}

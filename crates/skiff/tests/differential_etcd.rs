@@ -1,17 +1,28 @@
 //! Differential test: the same seeded random operations go through the same
-//! client to Debian's etcd 3.4 and to `skiff store`; every response and every
-//! error must match. Where they differ, etcd is right.
+//! client to Debian's etcd 3.4 and to `skiff store`, both started fresh for
+//! each seed; every response, every error (code and message) and every watch
+//! event must match. Where they differ, etcd is right.
 //!
-//! Only what must differ is normalised: the cluster ID, member ID and raft
-//! term in response headers. Lease IDs are chosen by the test, and leases
-//! that could expire during the run are revoked at once, so no timing enters.
+//! Normalised, because it must differ: the cluster ID, member ID and raft
+//! term in response headers. Normalised, because it is a clock reading: the
+//! remaining TTL of a live lease (granted TTL is compared exactly). Normalised,
+//! because etcd iterates a Go map: the order of a lease's keys and of the
+//! lease list. Watch events are compared as one flat sequence per watcher,
+//! since how events are batched into responses depends on timing; the
+//! created and cancel responses are compared whole.
 //!
-//! SKIFF_DIFF_SEEDS=N runs more seeds; SKIFF_DIFF_SEED=S replays seeds 0..=S
-//! (seeds run one after another on the same two servers).
+//! Lease IDs are chosen by the test; leases short enough to expire during a
+//! run are revoked at once, so no timing enters the random sequences. Expiry
+//! itself is compared separately (`lease_expiry_same_as_etcd`).
+//!
+//! Environment:
+//!   SKIFF_DIFF_SEED=S    run seed S only
+//!   SKIFF_DIFF_SEEDS=N   run seeds 0..N (default 20)
+//!   SKIFF_DIFF_OPS=M     operations per seed (default 200)
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::{Etcd, SkiffStore};
@@ -21,6 +32,7 @@ use etcdpb::watch_client::WatchClient;
 use etcdpb::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use tokio::sync::mpsc;
 use tonic::transport::Channel;
 
 #[derive(Clone)]
@@ -37,6 +49,34 @@ impl Client {
     }
 }
 
+/// A fresh etcd and a fresh `skiff store`, both ready to serve.
+struct Pair {
+    _etcd_server: Etcd,
+    _skiff_server: SkiffStore,
+    _dir: tempfile::TempDir,
+    etcd: Client,
+    skiff: Client,
+}
+
+async fn start_pair() -> Pair {
+    let (etcd_server, skiff_server, dir) = tokio::task::spawn_blocking(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SkiffStore::start(dir.path(), &[]);
+        (Etcd::start(), s, dir)
+    })
+    .await
+    .unwrap();
+    let mut etcd = Client::connect(etcd_server.url()).await;
+    let skiff = Client::connect(skiff_server.url()).await;
+    // etcd answers only once it has elected itself.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while etcd.kv.range(RangeRequest { key: Bytes::from("x"), ..Default::default() }).await.is_err() {
+        assert!(Instant::now() < deadline, "etcd not ready after 20s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Pair { _etcd_server: etcd_server, _skiff_server: skiff_server, _dir: dir, etcd, skiff }
+}
+
 #[derive(Debug, Clone)]
 enum Op {
     Put(PutRequest),
@@ -49,9 +89,10 @@ enum Op {
     GrantShort(LeaseGrantRequest),
     Revoke(LeaseRevokeRequest),
     TimeToLive(LeaseTimeToLiveRequest),
+    Leases,
 }
 
-/// A response with the fields that must differ between servers zeroed.
+/// A response (Debug-printed) with the fields that must differ zeroed, or the gRPC error.
 type Outcome = Result<String, (tonic::Code, String)>;
 
 fn norm(h: &mut Option<ResponseHeader>) {
@@ -98,112 +139,167 @@ async fn run(c: &mut Client, op: &Op) -> Outcome {
             let id = r.id;
             let g = outcome(c.lease.lease_grant(r).await, |v| norm(&mut v.header));
             let rv = outcome(c.lease.lease_revoke(LeaseRevokeRequest { id }).await, |v| norm(&mut v.header));
-            Ok(format!("{g:?} then {rv:?}"))
+            Ok(format!("grant: {g:?}; revoke: {rv:?}"))
         }
         Op::Revoke(r) => outcome(c.lease.lease_revoke(r).await, |v| norm(&mut v.header)),
-        Op::TimeToLive(r) => outcome(c.lease.lease_time_to_live(r).await, |v| {
+        Op::TimeToLive(r) => outcome(c.lease.lease_time_to_live(r).await, norm_ttl),
+        Op::Leases => outcome(c.lease.lease_leases(LeaseLeasesRequest {}).await, |v| {
             norm(&mut v.header);
-            // Remaining time is a clock reading; only "expired" (-1) is comparable.
-            if v.ttl > 0 {
-                v.ttl = 1;
-            }
-            // etcd lists a lease's keys from a Go map, in random order.
-            v.keys.sort();
+            // etcd lists leases from a Go map, in random order.
+            v.leases.sort_by_key(|l| l.id);
         }),
     }
 }
 
-/// Generates operations over a small key space under one prefix.
+fn norm_ttl(v: &mut LeaseTimeToLiveResponse) {
+    norm(&mut v.header);
+    // Remaining time is a clock reading; only "expired or unknown" (-1) is comparable.
+    if v.ttl > 0 {
+        v.ttl = 1;
+    }
+    // etcd lists a lease's keys from a Go map, in random order.
+    v.keys.sort();
+}
+
+/// Keys sharing prefixes, with one non-UTF-8 key at the top of the key space.
+const KEYS: [&[u8]; 11] = [b"a", b"a/1", b"a/1/x", b"a/2", b"a/3", b"ab", b"b", b"b/1", b"c", b"d/x", b"\xff"];
+/// Lease IDs the generator grants and uses (-7: etcd takes negative IDs as they are).
+const LEASES: [i64; 4] = [1, 2, 3, -7];
+/// Only ever granted by GrantShort, and revoked right after.
+const SHORT_LEASE: i64 = 5;
+/// Never granted.
+const UNKNOWN_LEASE: i64 = 9;
+
+/// etcd's prefix end: the key with its last byte below 0xff incremented, or "\0" (no end).
+fn prefix_end(key: &[u8]) -> Bytes {
+    let mut e = key.to_vec();
+    while let Some(&b) = e.last() {
+        if b < 0xff {
+            *e.last_mut().unwrap() += 1;
+            return Bytes::from(e);
+        }
+        e.pop();
+    }
+    Bytes::from_static(&[0])
+}
+
+/// Generates operations over the small key space.
 struct Gen {
     rng: StdRng,
-    prefix: String,
-    lease_base: i64,
     head: i64,
 }
 
 impl Gen {
     fn key(&mut self) -> Bytes {
-        const KEYS: [&str; 8] = ["a", "a/1", "a/2", "a/3", "b", "b/1", "c", "d/x"];
-        Bytes::from(format!("{}{}", self.prefix, KEYS[self.rng.random_range(0..KEYS.len())]))
+        Bytes::from_static(KEYS[self.rng.random_range(0..KEYS.len())])
     }
-    fn range_end(&mut self, key: &Bytes) -> Bytes {
-        match self.rng.random_range(0..8) {
+    /// A key for a range or delete: sometimes empty (an error) or "\0".
+    fn range_key(&mut self) -> Bytes {
+        match self.rng.random_range(0..100) {
+            0..=1 => Bytes::new(),
+            2..=4 => Bytes::from_static(&[0]),
+            _ => self.key(),
+        }
+    }
+    fn range_end(&mut self, key: &[u8]) -> Bytes {
+        match self.rng.random_range(0..10) {
             0..=3 => Bytes::new(),
             4 => Bytes::from_static(&[0]),
-            5 if !key.is_empty() => {
+            5 | 6 => prefix_end(key),
+            7 => {
+                // [key, key\0): just the key.
                 let mut e = key.to_vec();
-                *e.last_mut().unwrap() += 1;
+                e.push(0);
                 Bytes::from(e)
             }
-            // Often inverted (end before key).
-            6 => Bytes::from(format!("{}b", self.prefix)),
-            _ => Bytes::from(format!("{}a/2", self.prefix)),
+            // Any key: often inverted (end before key) or empty (end == key).
+            _ => self.key(),
         }
     }
     fn lease(&mut self) -> i64 {
-        match self.rng.random_range(0..10) {
+        match self.rng.random_range(0..12) {
             0..=6 => 0,
-            7 | 8 => self.lease_base + self.rng.random_range(1..3),
-            _ => self.lease_base + 9, // never granted
+            7..=10 => LEASES[self.rng.random_range(0..LEASES.len())],
+            _ => UNKNOWN_LEASE,
+        }
+    }
+    fn lease_id(&mut self) -> i64 {
+        match self.rng.random_range(0..10) {
+            0..=7 => LEASES[self.rng.random_range(0..LEASES.len())],
+            8 => SHORT_LEASE,
+            _ => UNKNOWN_LEASE,
         }
     }
     fn value(&mut self) -> Bytes {
-        const VALUES: [&str; 4] = ["", "x", "y", "zz"];
-        Bytes::from_static(VALUES[self.rng.random_range(0..4)].as_bytes())
+        const VALUES: [&str; 5] = ["", "x", "y", "zz", "x\0"];
+        Bytes::from_static(VALUES[self.rng.random_range(0..VALUES.len())].as_bytes())
     }
     fn revision(&mut self) -> i64 {
-        match self.rng.random_range(0..4) {
-            0 | 1 => 0,
+        match self.rng.random_range(0..20) {
+            0..=9 => 0,
+            10 => -1,
             _ => self.rng.random_range(1..self.head + 3),
         }
     }
     fn put(&mut self) -> PutRequest {
-        let ignore_value = self.rng.random_bool(0.06);
-        let ignore_lease = self.rng.random_bool(0.06);
+        let ignore_value = self.rng.random_bool(0.08);
+        let ignore_lease = self.rng.random_bool(0.08);
         PutRequest {
             key: if self.rng.random_bool(0.02) { Bytes::new() } else { self.key() },
-            value: if ignore_value { Bytes::new() } else { self.value() },
-            lease: if ignore_lease { 0 } else { self.lease() },
+            // With ignore_value, a value is mostly absent ("value is provided" otherwise).
+            value: if ignore_value && self.rng.random_bool(0.8) { Bytes::new() } else { self.value() },
+            lease: if ignore_lease && self.rng.random_bool(0.8) { 0 } else { self.lease() },
             prev_kv: self.rng.random_bool(0.5),
             ignore_value,
             ignore_lease,
         }
     }
+    fn rev_filter(&mut self, p: f64) -> i64 {
+        if self.rng.random_bool(p) {
+            self.rng.random_range(0..self.head + 2)
+        } else {
+            0
+        }
+    }
     fn range(&mut self, in_txn: bool) -> RangeRequest {
-        let key = if self.rng.random_bool(0.02) { Bytes::new() } else { self.key() };
+        let key = self.range_key();
         let range_end = self.range_end(&key);
-        let sorted = self.rng.random_bool(0.25);
+        let sorted = self.rng.random_bool(0.3);
         let filtered = self.rng.random_bool(0.15);
         RangeRequest {
             range_end,
             key,
-            limit: self.rng.random_range(0..4),
-            revision: if in_txn { 0 } else { self.revision() },
+            limit: match self.rng.random_range(0..10) {
+                0..=5 => 0,
+                6 => -1,
+                _ => self.rng.random_range(1..4),
+            },
+            // A revision inside a txn is checked against the txn's own view; keep some.
+            revision: if in_txn && self.rng.random_bool(0.7) { 0 } else { self.revision() },
             sort_order: if sorted { self.rng.random_range(0..3) } else { 0 },
-            sort_target: if sorted { self.rng.random_range(0..5) } else { 0 },
-            serializable: false,
+            sort_target: if sorted || self.rng.random_bool(0.1) { self.rng.random_range(0..5) } else { 0 },
+            serializable: self.rng.random_bool(0.1),
             keys_only: self.rng.random_bool(0.2),
             count_only: self.rng.random_bool(0.15),
-            min_mod_revision: if filtered { self.rng.random_range(0..self.head + 1) } else { 0 },
-            max_mod_revision: if filtered && self.rng.random_bool(0.5) { self.rng.random_range(0..self.head + 1) } else { 0 },
-            min_create_revision: if filtered && self.rng.random_bool(0.3) { self.rng.random_range(0..self.head + 1) } else { 0 },
-            max_create_revision: if filtered && self.rng.random_bool(0.3) { self.rng.random_range(0..self.head + 1) } else { 0 },
+            min_mod_revision: if filtered { self.rev_filter(0.6) } else { 0 },
+            max_mod_revision: if filtered { self.rev_filter(0.5) } else { 0 },
+            min_create_revision: if filtered { self.rev_filter(0.4) } else { 0 },
+            max_create_revision: if filtered { self.rev_filter(0.4) } else { 0 },
         }
     }
     fn delete(&mut self) -> DeleteRangeRequest {
-        let key = self.key();
+        let key = self.range_key();
         DeleteRangeRequest { range_end: self.range_end(&key), key, prev_kv: self.rng.random_bool(0.5) }
     }
     fn compare(&mut self) -> Compare {
         use compare::TargetUnion as U;
         let target = self.rng.random_range(0..5);
-        let n = self.rng.random_range(0..self.head + 2);
-        let key = self.key();
-        let range_end = if self.rng.random_bool(0.2) { self.range_end(&key) } else { Bytes::new() };
+        let key = if self.rng.random_bool(0.03) { Bytes::from_static(&[0]) } else { self.key() };
+        let range_end = if self.rng.random_bool(0.25) { self.range_end(&key) } else { Bytes::new() };
         let target_union = Some(match target {
-            0 => U::Version(n % 4),
-            1 => U::CreateRevision(n),
-            2 => U::ModRevision(n),
+            0 => U::Version(self.rng.random_range(0..4)),
+            1 => U::CreateRevision(self.rng.random_range(0..self.head + 2)),
+            2 => U::ModRevision(self.rng.random_range(0..self.head + 2)),
             3 => U::Value(self.value()),
             _ => U::Lease(self.lease()),
         });
@@ -212,9 +308,7 @@ impl Gen {
     fn request_op(&mut self, depth: u32) -> RequestOp {
         use request_op::Request as R;
         let request = match self.rng.random_range(0..10) {
-            // No ignore_value/ignore_lease inside txns: etcd 3.4 crashes when such a put
-            // follows a delete of its key in the same txn (Skiff keeps going).
-            0..=3 => R::RequestPut(PutRequest { ignore_value: false, ignore_lease: false, ..self.put() }),
+            0..=3 => R::RequestPut(self.put()),
             4 | 5 => R::RequestDeleteRange(self.delete()),
             6..=8 => R::RequestRange(self.range(true)),
             _ if depth < 2 => R::RequestTxn(self.txn(depth + 1)),
@@ -232,21 +326,62 @@ impl Gen {
             failure: (0..nf).map(|_| self.request_op(depth)).collect(),
         }
     }
+    fn top_txn(&mut self) -> TxnRequest {
+        let mut t = self.txn(0);
+        // etcd 3.4 panics (and dies) applying a put with ignore_value/ignore_lease whose key
+        // a delete earlier in the same txn removed; keep those flags only in txns without deletes.
+        if has_delete(&t) {
+            strip_ignores(&mut t);
+        }
+        t
+    }
     fn op(&mut self) -> Op {
-        let lease_id = self.lease_base + self.rng.random_range(1..4);
         match self.rng.random_range(0..100) {
-            0..=29 => Op::Put(self.put()),
-            30..=49 => Op::Range(self.range(false)),
-            50..=59 => Op::Delete(self.delete()),
-            60..=79 => Op::Txn(self.txn(0)),
-            80..=83 => Op::Compact(CompactionRequest { revision: self.rng.random_range(0..self.head + 3), physical: false }),
-            84..=89 => Op::Grant(LeaseGrantRequest {
-                id: lease_id,
-                ttl: if self.rng.random_bool(0.1) { 9_000_000_001 } else { 600 },
+            0..=27 => Op::Put(self.put()),
+            28..=47 => Op::Range(self.range(false)),
+            48..=56 => Op::Delete(self.delete()),
+            57..=76 => Op::Txn(self.top_txn()),
+            77..=80 => Op::Compact(CompactionRequest {
+                revision: self.rng.random_range(0..self.head + 3),
+                physical: self.rng.random_bool(0.5),
             }),
-            90 => Op::GrantShort(LeaseGrantRequest { id: self.lease_base + 5, ttl: 1 }),
-            91..=95 => Op::Revoke(LeaseRevokeRequest { id: self.lease_base + self.rng.random_range(1..5) }),
-            _ => Op::TimeToLive(LeaseTimeToLiveRequest { id: self.lease_base + self.rng.random_range(1..5), keys: true }),
+            81..=86 => Op::Grant(LeaseGrantRequest {
+                id: LEASES[self.rng.random_range(0..LEASES.len())],
+                ttl: match self.rng.random_range(0..20) {
+                    0 => 9_000_000_001, // too large
+                    1 => 9_000_000_000, // the largest allowed
+                    _ => 600,
+                },
+            }),
+            87 | 88 => Op::GrantShort(LeaseGrantRequest { id: SHORT_LEASE, ttl: [1, 0, -3][self.rng.random_range(0..3)] }),
+            89..=93 => Op::Revoke(LeaseRevokeRequest { id: self.lease_id() }),
+            94..=97 => Op::TimeToLive(LeaseTimeToLiveRequest { id: self.lease_id(), keys: self.rng.random_bool(0.7) }),
+            _ => Op::Leases,
+        }
+    }
+}
+
+fn ops_of(t: &TxnRequest) -> impl Iterator<Item = &RequestOp> {
+    t.success.iter().chain(t.failure.iter())
+}
+
+fn has_delete(t: &TxnRequest) -> bool {
+    ops_of(t).any(|o| match &o.request {
+        Some(request_op::Request::RequestDeleteRange(_)) => true,
+        Some(request_op::Request::RequestTxn(t)) => has_delete(t),
+        _ => false,
+    })
+}
+
+fn strip_ignores(t: &mut TxnRequest) {
+    for o in t.success.iter_mut().chain(t.failure.iter_mut()) {
+        match &mut o.request {
+            Some(request_op::Request::RequestPut(p)) => {
+                p.ignore_value = false;
+                p.ignore_lease = false;
+            }
+            Some(request_op::Request::RequestTxn(t)) => strip_ignores(t),
+            _ => {}
         }
     }
 }
@@ -256,109 +391,336 @@ async fn head(c: &mut Client) -> i64 {
     r.header.unwrap().revision
 }
 
-/// Watch `prefix` from `start`, collecting (flattened) events until `until`, or the cancellation.
-async fn watch_all(c: &mut Client, prefix: &str, start: i64, until: i64) -> Vec<String> {
-    let (tx, rx) = tokio::sync::mpsc::channel(1);
-    let mut end = prefix.as_bytes().to_vec();
-    *end.last_mut().unwrap() += 1;
-    tx.send(WatchRequest {
-        request_union: Some(watch_request::RequestUnion::CreateRequest(WatchCreateRequest {
-            key: Bytes::from(prefix.to_string()),
-            range_end: Bytes::from(end),
-            start_revision: start,
-            prev_kv: true,
-            ..Default::default()
-        })),
-    })
-    .await
-    .unwrap();
+// ---- Watches ----
+
+#[derive(Debug, Clone)]
+struct WatchSpec {
+    key: Bytes,
+    range_end: Bytes,
+    start_revision: i64,
+    prev_kv: bool,
+    filters: Vec<i32>,
+}
+
+impl WatchSpec {
+    /// A key inside the watched range, put then deleted to mark the end of the stream.
+    fn sentinel(&self) -> Bytes {
+        if self.range_end.is_empty() {
+            self.key.clone()
+        } else {
+            let mut k = self.key.to_vec();
+            k.extend_from_slice(b"\0end");
+            Bytes::from(k)
+        }
+    }
+}
+
+enum Item {
+    Event(mvccpb::Event),
+    /// A response without events (created, canceled, or anything else), normalised.
+    Msg(WatchResponse),
+    End(String),
+}
+
+/// An open watch: its create response and, while it lives, what it receives.
+struct Watching {
+    spec: WatchSpec,
+    created: String,
+    live: bool,
+    rx: mpsc::UnboundedReceiver<Item>,
+    _tx: mpsc::Sender<WatchRequest>,
+}
+
+fn norm_watch(mut r: WatchResponse) -> WatchResponse {
+    norm(&mut r.header);
+    r
+}
+
+async fn open_watch(c: &mut Client, spec: &WatchSpec) -> Watching {
+    let (tx, rx) = mpsc::channel(1);
+    let create = WatchCreateRequest {
+        key: spec.key.clone(),
+        range_end: spec.range_end.clone(),
+        start_revision: spec.start_revision,
+        prev_kv: spec.prev_kv,
+        filters: spec.filters.clone(),
+        ..Default::default()
+    };
+    tx.send(WatchRequest { request_union: Some(watch_request::RequestUnion::CreateRequest(create)) }).await.unwrap();
     let mut stream = c.watch.watch(tokio_stream::wrappers::ReceiverStream::new(rx)).await.unwrap().into_inner();
-    let mut out = Vec::new();
-    let mut seen = start - 1;
-    let r = tokio::time::timeout(Duration::from_secs(10), async {
-        while seen < until {
-            let Some(resp) = stream.message().await.unwrap() else { break };
-            if resp.canceled {
-                out.push(format!("canceled compact_revision={}", resp.compact_revision));
-                break;
-            }
-            for e in resp.events {
-                seen = e.kv.as_ref().unwrap().mod_revision;
-                out.push(format!("{e:?}"));
+    let first = tokio::time::timeout(Duration::from_secs(10), stream.message())
+        .await
+        .expect("no watch create response in 10s")
+        .expect("watch create failed")
+        .expect("watch stream ended");
+    let live = first.created && !first.canceled;
+    let created = format!("{:?}", norm_watch(first));
+    let (itx, irx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            match stream.message().await {
+                Ok(Some(r)) if r.events.is_empty() => {
+                    let done = r.canceled;
+                    let _ = itx.send(Item::Msg(norm_watch(r)));
+                    if done {
+                        return;
+                    }
+                }
+                Ok(Some(r)) => {
+                    for e in r.events {
+                        let _ = itx.send(Item::Event(e));
+                    }
+                }
+                Ok(None) => return drop(itx.send(Item::End("stream ended".into()))),
+                Err(e) => return drop(itx.send(Item::End(format!("stream error {:?} {}", e.code(), e.message())))),
             }
         }
-    })
-    .await;
-    drop(tx);
-    if r.is_err() {
-        out.push("timed out".into());
+    });
+    Watching { spec: spec.clone(), created, live, rx: irx, _tx: tx }
+}
+
+/// Everything a watch received up to its sentinel event at or after `stop_rev`,
+/// or its cancellation, or the end of its stream.
+async fn drain(w: &mut Watching, stop_rev: i64) -> Vec<String> {
+    let mut out = vec![format!("created: {}", w.created)];
+    if !w.live {
+        return out;
     }
-    out
+    let sentinel = w.spec.sentinel();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match tokio::time::timeout_at(deadline, w.rx.recv()).await {
+            Err(_) => {
+                out.push("timed out".into());
+                return out;
+            }
+            Ok(None) => {
+                out.push("collector gone".into());
+                return out;
+            }
+            Ok(Some(Item::Event(e))) => {
+                let kv = e.kv.as_ref().unwrap();
+                let done = kv.key == sentinel && kv.mod_revision >= stop_rev;
+                out.push(format!("{e:?}"));
+                if done {
+                    return out;
+                }
+            }
+            Ok(Some(Item::Msg(m))) => {
+                let done = m.canceled;
+                out.push(format!("{m:?}"));
+                if done {
+                    return out;
+                }
+            }
+            Ok(Some(Item::End(s))) => {
+                out.push(s);
+                return out;
+            }
+        }
+    }
 }
 
 fn assert_same_events(got: &[String], want: &[String], what: &str) {
     if let Some(i) = (0..got.len().max(want.len())).find(|&i| got.get(i) != want.get(i)) {
         panic!(
-            "{what}: event {i} differs ({} events from skiff, {} from etcd; previous: {:?})\n  skiff: {:?}\n  etcd:  {:?}",
+            "{what}: item {i} differs ({} items from skiff, {} from etcd; previous: {:?})\n  skiff: {:?}\n  etcd:  {:?}",
             got.len(),
             want.len(),
-            &want[i.saturating_sub(2)..i],
+            &want[i.saturating_sub(2)..i.min(want.len())],
             got.get(i),
             want.get(i)
         );
     }
 }
 
-async fn run_seed(seed: u64, ops: usize, etcd: &mut Client, skiff: &mut Client) {
-    let start = head(etcd).await;
-    assert_eq!(start, head(skiff).await, "seed {seed}: servers start at different revisions");
-    let prefix = format!("s{seed:04}/");
-    let mut g = Gen { rng: StdRng::seed_from_u64(seed), prefix: prefix.clone(), lease_base: (seed as i64 + 1) * 1000, head: start };
+fn watch_range(rng: &mut StdRng) -> (Bytes, Bytes) {
+    let key = Bytes::from_static(KEYS[rng.random_range(0..KEYS.len())]);
+    let end = match rng.random_range(0..8) {
+        0 | 1 => Bytes::new(),
+        2 | 3 | 4 => prefix_end(&key),
+        5 => Bytes::from_static(&[0]),
+        6 => return (Bytes::from_static(&[0]), Bytes::from_static(&[0])),
+        // Inverted or empty: etcd refuses it at creation.
+        _ => Bytes::from_static(KEYS[rng.random_range(0..KEYS.len())]),
+    };
+    (key, end)
+}
+
+fn filters(rng: &mut StdRng) -> Vec<i32> {
+    match rng.random_range(0..6) {
+        0 => vec![0],
+        1 => vec![1],
+        _ => vec![],
+    }
+}
+
+async fn run_seed(seed: u64, ops: usize) {
+    let Pair { mut etcd, mut skiff, _etcd_server, _skiff_server, _dir } = start_pair().await;
+    let ctx = |what: &str| format!("seed {seed} (rerun: SKIFF_DIFF_SEED={seed}): {what}");
+    let start = head(&mut etcd).await;
+    assert_eq!(start, head(&mut skiff).await, "{}", ctx("servers start at different revisions"));
+    let mut g = Gen { rng: StdRng::seed_from_u64(seed), head: start };
+    // Watch plans come from their own stream so that they don't shift the operations.
+    let mut wrng = StdRng::seed_from_u64(seed ^ 0x5741_5443_48);
+
+    // Live watches, open before the first operation: one from now on a range,
+    // one on everything from a (mostly future) revision with a random filter.
+    let mut live_specs = Vec::new();
+    let (key, range_end) = watch_range(&mut wrng);
+    live_specs.push(WatchSpec { key, range_end, start_revision: 0, prev_kv: true, filters: vec![] });
+    live_specs.push(WatchSpec {
+        key: Bytes::from_static(&[0]),
+        range_end: Bytes::from_static(&[0]),
+        start_revision: wrng.random_range(0..40),
+        prev_kv: wrng.random_bool(0.5),
+        filters: filters(&mut wrng),
+    });
+    let mut watches = Vec::new();
+    for spec in &live_specs {
+        watches.push((open_watch(&mut etcd, spec).await, open_watch(&mut skiff, spec).await));
+    }
+
+    let mut compacted = 0;
     for i in 0..ops {
         let op = g.op();
-        let want = run(etcd, &op).await;
-        let got = run(skiff, &op).await;
-        assert_eq!(got, want, "seed {seed}, op {i}: {op:?}\n  skiff: {got:?}\n  etcd:  {want:?}");
-        g.head = head(etcd).await;
+        let want = run(&mut etcd, &op).await;
+        let got = run(&mut skiff, &op).await;
+        assert_eq!(got, want, "{}\n  request: {op:?}\n  skiff: {got:?}\n  etcd:  {want:?}", ctx(&format!("op {i}")));
+        if let (Op::Compact(c), Ok(_)) = (&op, &want) {
+            compacted = compacted.max(c.revision);
+        }
+        g.head = head(&mut etcd).await;
+        assert_eq!(g.head, head(&mut skiff).await, "{}", ctx(&format!("revision after op {i}: {op:?}")));
     }
-    // The same history through a watch, from before the seed's first op.
-    let until = g.head;
-    let compacted = {
-        let r = etcd.kv.range(RangeRequest { key: Bytes::from("~"), revision: start, ..Default::default() }).await;
-        r.is_err()
-    };
-    let from = if compacted { until } else { start };
-    let want = watch_all(etcd, &prefix, from, until).await;
-    let got = watch_all(skiff, &prefix, from, until).await;
-    assert_same_events(&got, &want, &format!("seed {seed}: watch from {from}"));
-    // A watch from a compacted revision is cancelled the same way.
-    if start > 2 {
-        let want = watch_all(etcd, &prefix, 1, until).await;
-        let got = watch_all(skiff, &prefix, 1, until).await;
-        assert_same_events(&got, &want, &format!("seed {seed}: watch from revision 1"));
+
+    // The whole history that is left, revision by revision.
+    for rev in compacted.max(1)..=g.head {
+        let all = RangeRequest {
+            key: Bytes::from_static(&[0]),
+            range_end: Bytes::from_static(&[0]),
+            revision: rev,
+            ..Default::default()
+        };
+        let want = outcome(etcd.kv.range(all.clone()).await, |v| norm(&mut v.header));
+        let got = outcome(skiff.kv.range(all).await, |v| norm(&mut v.header));
+        assert_eq!(got, want, "{}\n  skiff: {got:?}\n  etcd:  {want:?}", ctx(&format!("all keys at revision {rev}")));
+    }
+
+    // Catch-up watches over the stored history: from a revision still there
+    // (the compaction point itself included), and from a compacted one.
+    let (key, range_end) = watch_range(&mut wrng);
+    let from = wrng.random_range(compacted.max(1)..=g.head);
+    let mut catch_up = vec![WatchSpec { key, range_end, start_revision: from, prev_kv: true, filters: filters(&mut wrng) }];
+    if compacted > 1 {
+        catch_up.push(WatchSpec {
+            key: Bytes::from_static(&[0]),
+            range_end: Bytes::from_static(&[0]),
+            start_revision: wrng.random_range(1..compacted),
+            prev_kv: true,
+            filters: vec![],
+        });
+    }
+    for spec in &catch_up {
+        watches.push((open_watch(&mut etcd, spec).await, open_watch(&mut skiff, spec).await));
+    }
+
+    // Mark the end of every watch's stream: put then delete its sentinel key.
+    let mut stops = Vec::new();
+    for (w, _) in &watches {
+        let k = w.spec.sentinel();
+        let put = Op::Put(PutRequest { key: k.clone(), value: Bytes::from("end"), ..Default::default() });
+        let del = Op::Delete(DeleteRangeRequest { key: k, ..Default::default() });
+        let mut rev = 0;
+        for op in [put, del] {
+            let want = run(&mut etcd, &op).await;
+            let got = run(&mut skiff, &op).await;
+            assert_eq!(got, want, "{}\n  skiff: {got:?}\n  etcd:  {want:?}", ctx(&format!("sentinel {op:?}")));
+            if rev == 0 {
+                rev = head(&mut etcd).await;
+            }
+        }
+        stops.push(rev);
+    }
+    for ((mut we, mut ws), stop) in watches.into_iter().zip(stops) {
+        let want = drain(&mut we, stop).await;
+        let got = drain(&mut ws, stop).await;
+        let what = ctx(&format!("watch {:?}", we.spec));
+        assert_same_events(&got, &want, &what);
+    }
+}
+
+fn seeds() -> Vec<u64> {
+    let env = |k: &str| std::env::var(k).ok().map(|s| s.parse::<u64>().unwrap_or_else(|_| panic!("{k}={s}: not a number")));
+    match env("SKIFF_DIFF_SEED") {
+        Some(s) => vec![s],
+        None => (0..env("SKIFF_DIFF_SEEDS").unwrap_or(20)).collect(),
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn same_operations_same_answers_as_etcd() {
-    let etcd_server = Etcd::start();
-    let dir = tempfile::tempdir().unwrap();
-    let skiff_server = SkiffStore::start(dir.path(), &[]);
-    let mut etcd = Client::connect(etcd_server.url()).await;
-    let mut skiff = Client::connect(skiff_server.url()).await;
-    // etcd answers only once it has elected itself.
-    for _ in 0..100 {
-        if etcd.kv.range(RangeRequest { key: Bytes::from("x"), ..Default::default() }).await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    let ops = std::env::var("SKIFF_DIFF_OPS").ok().map(|s| s.parse().unwrap()).unwrap_or(200);
+    for seed in seeds() {
+        run_seed(seed, ops).await;
     }
-    let seeds: Vec<u64> = match std::env::var("SKIFF_DIFF_SEED") {
-        // Seeds share the servers' history, so replaying seed S replays 0..=S.
-        Ok(s) => (0..=s.parse().unwrap()).collect(),
-        Err(_) => (0..std::env::var("SKIFF_DIFF_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(20)).collect(),
+}
+
+/// A lease with the smallest TTL expires on both, deleting its keys in one
+/// revision, with the same events and the same answers about it afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lease_expiry_same_as_etcd() {
+    let Pair { mut etcd, mut skiff, _etcd_server, _skiff_server, _dir } = start_pair().await;
+    let spec = WatchSpec {
+        key: Bytes::from("x/"),
+        range_end: Bytes::from("x0"),
+        start_revision: 0,
+        prev_kv: true,
+        filters: vec![],
     };
-    for seed in seeds {
-        run_seed(seed, 150, &mut etcd, &mut skiff).await;
+    let mut we = open_watch(&mut etcd, &spec).await;
+    let mut ws = open_watch(&mut skiff, &spec).await;
+    let put = |k: &'static str, lease: i64| Op::Put(PutRequest { key: Bytes::from(k), value: Bytes::from("v"), lease, ..Default::default() });
+    let setup = [
+        Op::Grant(LeaseGrantRequest { id: 7, ttl: 1 }),
+        put("x/2", 7),
+        put("x/1", 7),
+        put("x/3", 0),
+        put("x/2", 7),
+        Op::TimeToLive(LeaseTimeToLiveRequest { id: 7, keys: true }),
+    ];
+    for op in &setup {
+        let want = run(&mut etcd, op).await;
+        let got = run(&mut skiff, op).await;
+        assert_eq!(got, want, "{op:?}\n  skiff: {got:?}\n  etcd:  {want:?}");
     }
+    // Wait (bounded) for both to expire the lease: its keys go.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let count = RangeRequest { key: Bytes::from("x/"), range_end: Bytes::from("x0"), count_only: true, ..Default::default() };
+    for c in [&mut etcd, &mut skiff] {
+        while c.kv.range(count.clone()).await.unwrap().into_inner().count != 1 {
+            assert!(Instant::now() < deadline, "lease not expired in 15s");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let after = [
+        Op::TimeToLive(LeaseTimeToLiveRequest { id: 7, keys: true }),
+        Op::Revoke(LeaseRevokeRequest { id: 7 }),
+        put("x/4", 7),
+        Op::Leases,
+        Op::Range(RangeRequest { key: Bytes::from("x/"), range_end: Bytes::from("x0"), ..Default::default() }),
+    ];
+    for op in &after {
+        let want = run(&mut etcd, op).await;
+        let got = run(&mut skiff, op).await;
+        assert_eq!(got, want, "{op:?}\n  skiff: {got:?}\n  etcd:  {want:?}");
+    }
+    let stop = {
+        let op = Op::Put(PutRequest { key: spec.sentinel(), value: Bytes::from("end"), ..Default::default() });
+        assert_eq!(run(&mut skiff, &op).await, run(&mut etcd, &op).await);
+        head(&mut etcd).await
+    };
+    let want = drain(&mut we, stop).await;
+    let got = drain(&mut ws, stop).await;
+    assert_same_events(&got, &want, "lease expiry watch");
 }

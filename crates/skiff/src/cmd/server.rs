@@ -18,6 +18,9 @@ pub struct ServerArgs {
     /// Address and port of the HTTPS API.
     #[arg(long, default_value = "127.0.0.1:6443")]
     listen: SocketAddr,
+    /// How often the store's history is compacted (kube-apiserver's default is 5m).
+    #[arg(long, default_value = "5m", value_parser = super::store::parse_duration)]
+    compaction_interval: std::time::Duration,
     /// Do not run a kubelet for this machine (there is no kubelet yet; accepted for forward compatibility).
     #[arg(long)]
     disable_agent: bool,
@@ -38,7 +41,9 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     let dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let store = Store::open(Config::new(dir.join("store"))).with_context(|| format!("opening the store in {}", dir.display()))?;
-    let storage = Storage::new(Arc::new(Embedded(store.clone())));
+    let kv: Arc<dyn skiff_apiserver::kv::Kv> = Arc::new(Embedded(store.clone()));
+    let storage = Storage::new(kv.clone());
+    tokio::spawn(skiff_apiserver::compactor::run(kv, args.compaction_interval));
     bootstrap::ensure(&storage, "10.96.0.1", args.listen.port()).await?;
     let pki = certs::ensure(&dir, args.listen)?;
     let kubeconfig = certs::write_kubeconfig(&dir, &pki, args.listen)?;

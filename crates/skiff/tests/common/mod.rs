@@ -116,10 +116,15 @@ impl SkiffServer {
     }
 
     pub fn start_on(dir: &Path, port: u16) -> SkiffServer {
+        Self::start_with(dir, port, &[])
+    }
+
+    pub fn start_with(dir: &Path, port: u16, extra: &[&str]) -> SkiffServer {
         let child = Command::new(env!("CARGO_BIN_EXE_skiff"))
             .args(["server", "--data-dir"])
             .arg(dir)
             .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
