@@ -14,7 +14,8 @@ use hdrhistogram::Histogram;
 use tokio::sync::mpsc;
 use tonic::transport::Channel;
 
-use crate::stats::{histogram, record, Figures};
+pub use crate::stats::Figures;
+use crate::stats::{histogram, record};
 
 pub const VALUE: [u8; 256] = [b'v'; 256];
 
@@ -22,7 +23,7 @@ pub const VALUE: [u8; 256] = [b'v'; 256];
 const OP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Keys per load txn (etcd's and Skiff's default limit is 128 ops).
-const TXN_PUTS: u64 = 100;
+pub const TXN_PUTS: u64 = 100;
 
 /// How long a closed-loop step runs.
 #[derive(Clone, Copy, Debug)]

@@ -66,14 +66,35 @@ fn conns(ch: &[tonic::transport::Channel], clients: usize) -> &[tonic::transport
     &ch[..ch.len().min(clients.div_ceil(16))]
 }
 
+/// nproc, CPU model, RAM and kernel: enough to tell whether two reports are
+/// comparable.
 fn machine() -> String {
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpu = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name").and_then(|v| v.split_once(':')).map(|(_, v)| v.trim().to_string()))
+        .unwrap_or_else(|| "unknown CPU".into());
     let mem_kb: u64 = std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|m| m.lines().next().and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()))
         .unwrap_or(0);
-    format!("{cores} cores, {} GiB RAM, Linux {}", mem_kb / 1024 / 1024, kernel.trim())
+    format!("nproc {cores} ({cpu}), {} GiB RAM, Linux {}", mem_kb / 1024 / 1024, kernel.trim())
+}
+
+/// Which server goes first in step `k`. Alternating removes a systematic
+/// bias: whoever runs second inherits the first one's dirty page cache and
+/// any background work (compaction, GC) it left behind.
+fn order(k: usize) -> [usize; 2] {
+    if k.is_multiple_of(2) { [0, 1] } else { [1, 0] }
+}
+
+/// One line of the goal check: a throughput step with both servers' figures.
+struct Goal {
+    name: String,
+    skiff: load::Figures,
+    etcd: load::Figures,
 }
 
 async fn store(args: StoreArgs) -> Result<String> {
@@ -90,7 +111,9 @@ async fn store(args: StoreArgs) -> Result<String> {
     }
     progress("both servers ready");
     let mut report = format!(
-        "Command: `{}`\n\nMachine: {}\n\nServers: Skiff `{}` ({}); etcd `{}` ({}); both single-member on loopback, fsync on, fresh data dirs.\n\n",
+        "Command: `{}`\n\nMachine: {}\n\nServers: Skiff `{}` ({}); etcd `{}` ({}); both single-member on loopback, fsync on, fresh data dirs, \
+         running side by side on the same machine as the client (the idle one costs little). Each step runs both servers one after \
+         the other, alternating which goes first.\n\n",
         std::env::args().collect::<Vec<_>>().join(" "),
         machine(),
         servers[0].version,
@@ -100,84 +123,129 @@ async fn store(args: StoreArgs) -> Result<String> {
     );
     // Problems that should not abort the run but must not go unnoticed.
     let mut problems: Vec<String> = Vec::new();
+    let mut goals: Vec<Goal> = Vec::new();
+    let mut step = 0usize;
 
     // Writes.
-    let mut t = Table::new(format!("Puts (256-byte values, distinct keys, {secs} s per step)"));
+    let mut t = Table::new(format!("Puts (256-byte values, distinct keys, closed loop, {secs} s per step after a {:.1} s warm-up)", secs / 10.0));
     for clients in [1usize, 16, 256] {
-        let mut f = Vec::new();
-        for (s, ch) in servers.iter().zip(&chans) {
-            progress(&format!("{}: puts from {clients} clients for {secs} s", s.name));
-            f.push(load::puts(conns(ch, clients), clients, span, &clients.to_string()).await?);
+        let mut f = [load::Figures::default(); 2];
+        for i in order(step) {
+            let (s, ch) = (&servers[i], &chans[i]);
+            progress(&format!("{}: puts from {clients} clients over {} connections for {secs} s", s.name, conns(ch, clients).len()));
+            f[i] = load::puts(conns(ch, clients), clients, span, &clients.to_string()).await?;
         }
+        step += 1;
         t.row(format!("puts/s, {clients} clients"), f[0].ops_per_sec, f[1].ops_per_sec, "higher");
         t.row(format!("p50 ms, {clients} clients"), f[0].p50_ms, f[1].p50_ms, "lower");
         t.row(format!("p99 ms, {clients} clients"), f[0].p99_ms, f[1].p99_ms, "lower");
+        goals.push(Goal { name: format!("puts, {clients} clients"), skiff: f[0], etcd: f[1] });
     }
     report += &t.markdown();
 
     // Reads.
     let keys = if q { 1_000 } else { 10_000 };
-    let mut t = Table::new(format!("Ranges (16 clients, {secs} s per step)"));
-    let mut gets = Vec::new();
-    let mut pref = Vec::new();
+    let mut t = Table::new(format!("Ranges (16 clients over one connection, {secs} s per step; gets over {keys} keys)"));
+    let mut gets = [load::Figures::default(); 2];
+    let mut pref = [load::Figures::default(); 2];
     for (s, ch) in servers.iter().zip(&chans) {
         progress(&format!("{}: loading {keys} keys for reads", s.name));
         load::load(ch, "get/", keys).await?;
         load::load(ch, "pref/", 100).await?;
-        progress(&format!("{}: single-key gets", s.name));
-        gets.push(load::gets(conns(ch, 16), 16, span, "get/", keys).await?);
-        progress(&format!("{}: 100-key prefix ranges", s.name));
-        pref.push(load::prefix_ranges(conns(ch, 16), 16, span, "pref/", 100).await?);
     }
+    for i in order(step) {
+        let (s, ch) = (&servers[i], &chans[i]);
+        progress(&format!("{}: single-key gets", s.name));
+        gets[i] = load::gets(conns(ch, 16), 16, span, "get/", keys).await?;
+    }
+    step += 1;
+    for i in order(step) {
+        let (s, ch) = (&servers[i], &chans[i]);
+        progress(&format!("{}: 100-key prefix ranges", s.name));
+        pref[i] = load::prefix_ranges(conns(ch, 16), 16, span, "pref/", 100).await?;
+    }
+    step += 1;
     t.row("single-key gets/s", gets[0].ops_per_sec, gets[1].ops_per_sec, "higher");
     t.row("single-key get p50 ms", gets[0].p50_ms, gets[1].p50_ms, "lower");
     t.row("single-key get p99 ms", gets[0].p99_ms, gets[1].p99_ms, "lower");
     t.row("100-key ranges/s", pref[0].ops_per_sec, pref[1].ops_per_sec, "higher");
     t.row("100-key range p50 ms", pref[0].p50_ms, pref[1].p50_ms, "lower");
     t.row("100-key range p99 ms", pref[0].p99_ms, pref[1].p99_ms, "lower");
+    goals.push(Goal { name: "single-key gets, 16 clients".into(), skiff: gets[0], etcd: gets[1] });
+    goals.push(Goal { name: "100-key ranges, 16 clients".into(), skiff: pref[0], etcd: pref[1] });
     report += &t.markdown();
 
     // Watch fan-out.
-    let (watchers, puts) = (1_000, if q { 20 } else { 100 });
-    let mut t = Table::new(format!("Watch fan-out ({watchers} watchers on one prefix, {puts} puts, one every 20 ms)"));
-    let mut fan = Vec::new();
-    for (s, ch) in servers.iter().zip(&chans) {
+    let (watchers, puts, gap) = (1_000usize, if q { 20 } else { 100 }, Duration::from_millis(20));
+    let streams = 10;
+    let mut t = Table::new(format!(
+        "Watch fan-out ({watchers} watchers on one prefix over {streams} streams on {streams} connections, {puts} puts, one every {} ms; \
+         latency from just before the put is sent to each watcher receiving the event)",
+        gap.as_millis()
+    ));
+    let mut fan: [Option<load::FanOut>; 2] = [None, None];
+    for i in order(step) {
+        let (s, ch) = (&servers[i], &chans[i]);
         progress(&format!("{}: {watchers} watchers, {puts} puts", s.name));
-        let f = load::watch_fanout(&ch[..10], watchers, puts, Duration::from_millis(20)).await?;
+        let f = load::watch_fanout(&ch[..streams], watchers, puts, gap).await?;
         if f.delivered != f.expected {
             let msg = format!("{}: watch fan-out delivered {} of {} events", s.name, f.delivered, f.expected);
             progress(&format!("PROBLEM: {msg}"));
             problems.push(msg);
         }
-        fan.push(f);
+        fan[i] = Some(f);
     }
-    t.row(format!("events delivered (of {})", fan[0].expected), fan[0].delivered as f64, fan[1].delivered as f64, "equal");
-    t.row("delivery p50 ms", fan[0].latency.p50_ms, fan[1].latency.p50_ms, "lower");
-    t.row("delivery p99 ms", fan[0].latency.p99_ms, fan[1].latency.p99_ms, "lower");
+    step += 1;
+    let [Some(fs), Some(fe)] = fan else { unreachable!("both servers ran") };
+    t.row(format!("events delivered (of {})", fs.expected), fs.delivered as f64, fe.delivered as f64, "equal");
+    t.row("delivery p50 ms", fs.latency.p50_ms, fe.latency.p50_ms, "lower");
+    t.row("delivery p99 ms", fs.latency.p99_ms, fe.latency.p99_ms, "lower");
     report += &t.markdown();
 
     // Memory.
     let n = args.keys.unwrap_or(if q { 50_000 } else { 1_000_000 });
-    let mut t = Table::new(format!("Resident memory ({n} keys of 256 bytes loaded, scaled to 1M keys)"));
-    let mut mem = Vec::new();
-    for (s, ch) in servers.iter().zip(&chans) {
+    anyhow::ensure!(n > 0, "--keys must be positive");
+    let mut t = Table::new(format!(
+        "Resident memory (VmRSS growth while loading {n} new keys of 256 bytes in txns of 100 puts from 16 clients, scaled to 1M keys)"
+    ));
+    let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
+    let per_m = |before: u64, after: u64| mib(after.saturating_sub(before)) * 1e6 / n as f64;
+    let mut mem = [(0.0, 0.0, 0.0, 0.0); 2];
+    for i in order(step) {
+        let s = &servers[i];
         let before = s.rss()?;
-        progress(&format!("{}: loading {n} keys (RSS before {} MiB)", s.name, before >> 20));
-        let f = load::load(ch, "mem/", n).await?;
-        progress(&format!("{}: loaded at {:.0} keys/s", s.name, f.ops_per_sec * 100.0));
-        // Let background work (compaction of request buffers, snapshots) settle.
+        progress(&format!("{}: loading {n} keys (RSS before {:.0} MiB)", s.name, mib(before.total)));
+        let f = load::load(&chans[i], "mem/", n).await?;
+        progress(&format!("{}: loaded at {:.0} keys/s", s.name, f.ops_per_sec * load::TXN_PUTS as f64));
+        // Let background work (freeing request buffers, snapshots) settle.
         tokio::time::sleep(Duration::from_secs(2)).await;
         let after = s.rss()?;
-        progress(&format!("{}: RSS after {} MiB", s.name, after >> 20));
-        mem.push((after.saturating_sub(before)) as f64 * 1e6 / n as f64 / (1 << 20) as f64);
+        progress(&format!("{}: RSS after {:.0} MiB (anon {:.0}, file {:.0})", s.name, mib(after.total), mib(after.anon), mib(after.file)));
+        mem[i] = (per_m(before.total, after.total), per_m(before.anon, after.anon), mib(after.total), f.ops_per_sec * load::TXN_PUTS as f64);
     }
-    t.row("MiB per 1M keys", mem[0], mem[1], "lower");
+    t.row("VmRSS MiB per 1M keys", mem[0].0, mem[1].0, "lower");
+    t.row("RssAnon (anonymous) MiB per 1M keys", mem[0].1, mem[1].1, "lower");
+    t.row("VmRSS MiB after loading", mem[0].2, mem[1].2, "lower");
+    t.row("load rate, keys/s", mem[0].3, mem[1].3, "higher");
     report += &t.markdown();
+
+    // The project's goal: at least 1.5x etcd's throughput, p99 no worse.
+    report += "### Goal check (Skiff >= 1.5x etcd throughput, p99 no worse)\n\n\
+               | workload | throughput Skiff/etcd | p99 Skiff/etcd | >= 1.5x | p99 no worse |\n|---|---:|---:|---|---|\n";
+    for g in &goals {
+        let tput = g.skiff.ops_per_sec / g.etcd.ops_per_sec.max(1e-9);
+        let p99 = g.skiff.p99_ms / g.etcd.p99_ms.max(1e-9);
+        let yes = |b: bool| if b { "yes" } else { "**no**" };
+        report += &format!("| {} | {tput:.2} | {p99:.2} | {} | {} |\n", g.name, yes(tput >= 1.5), yes(p99 <= 1.0));
+    }
+    report += "\n";
+
     if !problems.is_empty() {
-        report += "\n### Problems\n\n";
+        report += "### Problems\n\n";
         for p in &problems {
             report += &format!("- {p}\n");
         }
+        report += "\n";
     }
     progress("done; stopping servers");
     Ok(report)

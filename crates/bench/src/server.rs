@@ -10,6 +10,15 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use tonic::transport::{Channel, Endpoint};
 
+/// Resident memory in bytes. `file` matters for etcd: its bbolt database is
+/// mmapped, so touched pages of the file count towards VmRSS as well.
+#[derive(Clone, Copy, Debug)]
+pub struct Rss {
+    pub total: u64,
+    pub anon: u64,
+    pub file: u64,
+}
+
 pub struct Server {
     pub name: &'static str,
     child: Child,
@@ -42,7 +51,10 @@ fn free_port() -> Result<u16> {
 }
 
 /// The child gets SIGKILL if the bench process dies, so a killed bench never
-/// leaves servers behind.
+/// leaves servers behind. (Strictly, the signal fires when the *thread* that
+/// spawned the child exits; the servers are spawned from the future that
+/// `#[tokio::main]` blocks on, i.e. from the main thread, which lives as long
+/// as the process.)
 fn die_with_parent(cmd: &mut Command) -> &mut Command {
     unsafe {
         cmd.pre_exec(|| {
@@ -107,16 +119,19 @@ impl Server {
         self.child.id()
     }
 
-    /// Resident memory of the server process, in bytes.
-    pub fn rss(&self) -> Result<u64> {
+    /// Resident memory of the server process, from `/proc/PID/status`.
+    pub fn rss(&self) -> Result<Rss> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))?;
-        let kb: u64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .context("no VmRSS")?;
-        Ok(kb * 1024)
+        let field = |name: &str| -> Result<u64> {
+            let kb: u64 = status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse().ok())
+                .with_context(|| format!("no {name} in /proc/{}/status", self.pid()))?;
+            Ok(kb * 1024)
+        };
+        Ok(Rss { total: field("VmRSS:")?, anon: field("RssAnon:")?, file: field("RssFile:")? })
     }
 
     /// Wait (bounded) until the server answers a range, then open `n`
