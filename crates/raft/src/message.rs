@@ -244,11 +244,12 @@ pub struct Message {
     pub entries: Vec<Entry>,
     pub commit: u64,
     pub snapshot: Option<SnapshotChunk>,
-    /// SnapshotResponse: bytes of the snapshot the follower holds.
+    /// SnapshotResponse: bytes of the snapshot the follower holds (a contiguous prefix).
     pub snapshot_offset: u64,
     pub reject: bool,
-    /// AppendResponse reject: first index of the conflicting term in the
-    /// follower's log (or its last index + 1 if its log is too short).
+    /// AppendResponse reject: the largest index at which the follower's
+    /// term is <= the leader's `log_term` at the rejected index (its term
+    /// there goes in `log_term`). Lets the leader skip whole terms.
     pub reject_hint: u64,
     /// Read requests: the caller's request id. Votes: campaign kind marker.
     pub context: Vec<u8>,

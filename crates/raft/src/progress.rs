@@ -74,14 +74,11 @@ pub struct Progress {
     pub probe_sent: bool,
     /// In Snapshot: index of the snapshot being streamed.
     pub pending_snapshot: u64,
-    /// In Snapshot: bytes the follower confirmed / bytes we have sent.
+    /// In Snapshot: chunks the follower confirmed holding / chunks we have
+    /// sent. A heartbeat response rewinds `sent` to `acked`, which resends
+    /// whatever the network lost.
     pub snapshot_acked: u64,
     pub snapshot_sent: u64,
-    /// In Snapshot: the last chunk was sent (nothing more until an ack).
-    pub snapshot_final_sent: bool,
-    /// In Snapshot: an ack advanced since the last heartbeat response. If
-    /// not, chunks were probably lost and the stream rewinds to the ack.
-    pub snapshot_progressed: bool,
     /// Heard from since the last check-quorum round.
     pub recent_active: bool,
     pub is_learner: bool,
@@ -98,8 +95,6 @@ impl Progress {
             pending_snapshot: 0,
             snapshot_acked: 0,
             snapshot_sent: 0,
-            snapshot_final_sent: false,
-            snapshot_progressed: false,
             recent_active: false,
             is_learner: false,
             inflights: Inflights::new(max_inflight),
@@ -111,8 +106,6 @@ impl Progress {
         self.pending_snapshot = 0;
         self.snapshot_acked = 0;
         self.snapshot_sent = 0;
-        self.snapshot_final_sent = false;
-        self.snapshot_progressed = false;
         self.state = state;
         self.inflights.reset();
     }
@@ -137,13 +130,6 @@ impl Progress {
     pub fn become_snapshot(&mut self, snapshot_index: u64) {
         self.reset_state(ProgressState::Snapshot);
         self.pending_snapshot = snapshot_index;
-    }
-
-    /// Restart the snapshot stream from the follower's acknowledged offset.
-    pub fn rewind_snapshot(&mut self, offset: u64) {
-        self.snapshot_acked = offset;
-        self.snapshot_sent = offset;
-        self.snapshot_final_sent = false;
     }
 
     /// An append was acknowledged up to `n`. Returns false if it was stale.

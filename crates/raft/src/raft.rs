@@ -1,76 +1,69 @@
-//! The Raft state machine: terms, roles, elections and message dispatch.
+//! The Raft state machine proper: roles, terms, timers and message dispatch.
 //!
-//! `Raft` is pure: inputs are `tick()` and `step(msg)`, outputs accumulate
-//! in `msgs`, `read_states` and the log's unstable part, and are collected
-//! by `RawNode::ready`. Role-specific handling lives in `leader.rs`,
-//! `follower.rs` (followers and candidates) and `membership.rs`.
+//! The work is split by concern across modules that each add an
+//! `impl Raft` block: `election` (campaigns and votes), `replication`
+//! (leader → follower log and snapshot streaming), `follower` (the receiving
+//! side), `membership` (conf changes) and this file (the skeleton that
+//! routes every message through the term rules of Raft §5.1).
 
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::log::RaftLog;
-use crate::message::{EntryKind, HardState, Message, MessageType, NONE, NodeId};
-use crate::progress::Progress;
-use crate::read_only::{ReadOnly, ReadState};
+use crate::message::{Entry, HardState, Message, MessageType, NONE, NodeId};
+use crate::read_only::{ReadOnly, ReadOnlyOption, ReadState};
 use crate::rng::Rng;
+use crate::snapshot_recv::SnapshotReceiver;
 use crate::storage::Storage;
-use crate::tracker::{ProgressTracker, VoteResult};
+use crate::tracker::ProgressTracker;
 
-/// Vote request context marking a leadership-transfer election, which may
-/// bypass leader leases (the leader asked for it).
-pub const CAMPAIGN_TRANSFER: &[u8] = b"CampaignTransfer";
-
+/// The role a node currently plays.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum StateRole {
     #[default]
     Follower,
+    /// Running a pre-vote round: asking whether it *could* win, without
+    /// bumping its term, so a node that cannot win never disrupts others.
     PreCandidate,
     Candidate,
     Leader,
 }
 
-/// Volatile state the application may want to observe (not persisted).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub struct SoftState {
-    pub leader_id: NodeId,
-    pub role: StateRole,
-}
-
-/// A snapshot being reassembled from chunks on a follower.
-#[derive(Debug)]
-pub(crate) struct SnapshotAssembly {
-    pub metadata: crate::message::SnapshotMetadata,
-    pub total_len: u64,
-    pub data: Vec<u8>,
-}
+/// Context marker on vote requests caused by a leadership transfer: such a
+/// campaign must override leader stickiness (the lease), because the
+/// current leader asked for it.
+pub(crate) const CAMPAIGN_TRANSFER: &[u8] = b"CampaignTransfer";
 
 pub struct Raft<S: Storage> {
-    pub(crate) id: NodeId,
-    pub(crate) term: u64,
-    pub(crate) vote: NodeId,
-    pub(crate) log: RaftLog<S>,
-    pub(crate) prs: ProgressTracker,
-    pub(crate) state: StateRole,
-    /// We are a learner in the current configuration.
-    pub(crate) is_learner: bool,
-    pub(crate) msgs: Vec<Message>,
-    pub(crate) leader_id: NodeId,
-    /// Target of an ongoing leadership transfer (leader only).
-    pub(crate) lead_transferee: NodeId,
-    /// Index of the latest conf change the leader appended; a new one may
-    /// only be proposed once this is applied (one change at a time).
-    pub(crate) pending_conf_index: u64,
+    pub id: NodeId,
+    pub term: u64,
+    pub vote: NodeId,
+    /// The leader we currently follow (or ourselves), `NONE` if unknown.
+    pub lead: NodeId,
+    pub state: StateRole,
+    pub raft_log: RaftLog<S>,
+    pub tracker: ProgressTracker,
+    /// Outgoing messages, drained into `Ready::messages`.
+    pub msgs: Vec<Message>,
+    pub read_states: Vec<ReadState>,
     pub(crate) read_only: ReadOnly,
-    pub(crate) read_states: Vec<ReadState>,
-    /// Reads received before this leader committed an entry of its term;
-    /// until then its commit index may be behind the true one.
+    /// ReadIndex requests that arrived before this leader committed an entry
+    /// of its own term; until then its commit index may be stale (§6.4).
     pub(crate) pending_read_index: Vec<Message>,
+    /// Target of an ongoing leadership transfer, or `NONE`.
+    pub lead_transferee: NodeId,
+    /// Index of the latest conf change proposed by this leader. Another may
+    /// only be proposed once it is applied: one change at a time is what
+    /// makes single-server membership changes safe.
+    pub pending_conf_index: u64,
+    pub(crate) snap_recv: SnapshotReceiver,
+
     pub(crate) election_elapsed: u64,
     pub(crate) heartbeat_elapsed: u64,
-    pub(crate) randomized_election_timeout: u64,
-    pub(crate) rng: Rng,
-    pub(crate) snapshot_assembly: Option<SnapshotAssembly>,
     pub(crate) election_timeout: u64,
     pub(crate) heartbeat_timeout: u64,
+    pub(crate) randomized_election_timeout: u64,
+    pub(crate) rng: Rng,
+
     pub(crate) check_quorum: bool,
     pub(crate) pre_vote: bool,
     pub(crate) max_msg_size: u64,
@@ -80,166 +73,114 @@ pub struct Raft<S: Storage> {
 }
 
 impl<S: Storage> Raft<S> {
-    pub fn new(cfg: &Config, storage: S) -> Result<Raft<S>> {
-        cfg.validate()?;
+    pub fn new(config: &Config, storage: S) -> Result<Raft<S>> {
+        config.validate()?;
         let (hs, cs) = storage.initial_state()?;
-        let log = RaftLog::new(storage, cfg.max_committed_size_per_ready);
+        let raft_log = RaftLog::new(storage, config.max_committed_size_per_ready);
         let mut r = Raft {
-            id: cfg.id,
+            id: config.id,
             term: 0,
             vote: NONE,
-            log,
-            prs: ProgressTracker::new(cfg.max_inflight_msgs),
+            lead: NONE,
             state: StateRole::Follower,
-            is_learner: false,
+            raft_log,
+            tracker: ProgressTracker::new(config.max_inflight_msgs),
             msgs: Vec::new(),
-            leader_id: NONE,
+            read_states: Vec::new(),
+            read_only: ReadOnly::new(config.read_only_option),
+            pending_read_index: Vec::new(),
             lead_transferee: NONE,
             pending_conf_index: 0,
-            read_only: ReadOnly::new(cfg.read_only_option),
-            read_states: Vec::new(),
-            pending_read_index: Vec::new(),
+            snap_recv: SnapshotReceiver::default(),
             election_elapsed: 0,
             heartbeat_elapsed: 0,
-            randomized_election_timeout: cfg.election_tick,
-            // Mix the id in so nodes sharing a cluster seed still diverge.
-            rng: Rng::new(cfg.seed ^ cfg.id.wrapping_mul(0xA24B_AED4_963E_E407)),
-            snapshot_assembly: None,
-            election_timeout: cfg.election_tick,
-            heartbeat_timeout: cfg.heartbeat_tick,
-            check_quorum: cfg.check_quorum,
-            pre_vote: cfg.pre_vote,
-            max_msg_size: cfg.max_size_per_msg,
-            snapshot_chunk_size: cfg.snapshot_chunk_size as u64,
-            max_snapshot_chunks_inflight: cfg.max_snapshot_chunks_inflight,
-            disable_proposal_forwarding: cfg.disable_proposal_forwarding,
+            election_timeout: config.election_tick,
+            heartbeat_timeout: config.heartbeat_tick,
+            randomized_election_timeout: config.election_tick,
+            // Mix in the id so nodes sharing a cluster seed still diverge.
+            rng: Rng::new(config.seed ^ config.id.wrapping_mul(0x2545_F491_4F6C_DD1D)),
+            check_quorum: config.check_quorum,
+            pre_vote: config.pre_vote,
+            max_msg_size: config.max_size_per_msg,
+            snapshot_chunk_size: config.snapshot_chunk_size as u64,
+            max_snapshot_chunks_inflight: config.max_snapshot_chunks_inflight,
+            disable_proposal_forwarding: config.disable_proposal_forwarding,
         };
-        let next = r.log.last_index() + 1;
-        r.prs.apply_conf(&cs, next);
-        r.is_learner = cs.learners.contains(&r.id);
+        let next = r.raft_log.last_index() + 1;
+        r.tracker.apply_conf(&cs, next);
         if hs != HardState::default() {
-            if hs.commit > r.log.last_index() {
-                return Err(Error::ConfigInvalid(format!(
-                    "hard state commit {} beyond last index {}",
-                    hs.commit,
-                    r.log.last_index()
-                )));
-            }
-            r.log.commit_to(hs.commit);
+            let (first, last) = (r.raft_log.first_index(), r.raft_log.last_index());
+            assert!(
+                hs.commit + 1 >= first && hs.commit <= last,
+                "persisted commit {} outside log [{first}, {last}]",
+                hs.commit
+            );
+            r.raft_log.committed = hs.commit;
             r.term = hs.term;
             r.vote = hs.vote;
         }
-        if cfg.applied > 0 {
-            r.log.applied_to(cfg.applied.min(r.log.committed));
+        if config.applied > 0 {
+            r.raft_log.applied_to(config.applied.min(r.raft_log.committed));
         }
-        let term = r.term;
-        r.become_follower(term, NONE);
+        r.become_follower(r.term, NONE);
         Ok(r)
     }
 
-    // ----- observation -------------------------------------------------
-
-    pub fn id(&self) -> NodeId {
-        self.id
-    }
-    pub fn term(&self) -> u64 {
-        self.term
-    }
-    pub fn vote(&self) -> NodeId {
-        self.vote
-    }
-    pub fn role(&self) -> StateRole {
-        self.state
-    }
-    pub fn leader_id(&self) -> NodeId {
-        self.leader_id
-    }
-    pub fn committed(&self) -> u64 {
-        self.log.committed
-    }
-    pub fn applied(&self) -> u64 {
-        self.log.applied
-    }
-    pub fn last_index(&self) -> u64 {
-        self.log.last_index()
-    }
-    pub fn first_index(&self) -> u64 {
-        self.log.first_index()
-    }
-    pub fn is_learner(&self) -> bool {
-        self.is_learner
-    }
-    pub fn lead_transferee(&self) -> NodeId {
-        self.lead_transferee
-    }
-    pub fn log(&self) -> &RaftLog<S> {
-        &self.log
-    }
-    pub fn tracker(&self) -> &ProgressTracker {
-        &self.prs
-    }
-    pub fn progress(&self, id: NodeId) -> Option<&Progress> {
-        self.prs.progress.get(&id)
-    }
-    pub fn election_elapsed(&self) -> u64 {
-        self.election_elapsed
-    }
-    pub fn randomized_election_timeout(&self) -> u64 {
-        self.randomized_election_timeout
-    }
     pub fn hard_state(&self) -> HardState {
-        HardState { term: self.term, vote: self.vote, commit: self.log.committed }
-    }
-    pub fn soft_state(&self) -> SoftState {
-        SoftState { leader_id: self.leader_id, role: self.state }
+        HardState { term: self.term, vote: self.vote, commit: self.raft_log.committed }
     }
 
-    // ----- output ------------------------------------------------------
+    /// Whether this node may campaign: only voters can become leader.
+    pub fn promotable(&self) -> bool {
+        self.tracker.is_voter(self.id)
+    }
 
-    /// Queue a message, stamping `from` and (except for votes, whose term is
-    /// explicit, and forwarded proposals/reads, which carry none) our term.
+    pub fn is_learner(&self) -> bool {
+        self.tracker.learners.contains(&self.id)
+    }
+
+    /// Queue a message. Fills in `from` and, except for messages that must
+    /// carry an explicit term (vote responses) or none (forwarded proposals
+    /// and reads), our current term.
     pub(crate) fn send(&mut self, mut m: Message) {
         if m.from == NONE {
             m.from = self.id;
         }
-        use MessageType::*;
         match m.msg_type {
-            RequestVote | RequestPreVote | RequestVoteResponse | RequestPreVoteResponse => {
-                assert!(m.term != 0, "vote message without term: {m:?}");
+            MessageType::RequestVote
+            | MessageType::RequestVoteResponse
+            | MessageType::RequestPreVote
+            | MessageType::RequestPreVoteResponse => {
+                assert!(m.term != 0, "vote message {:?} without term", m.msg_type);
             }
-            Propose | ReadIndex => {}
+            MessageType::Propose | MessageType::ReadIndex => m.term = 0,
             _ => m.term = self.term,
         }
         self.msgs.push(m);
     }
 
-    // ----- role transitions -------------------------------------------
+    // ----- role transitions -------------------------------------------------
 
-    fn reset_randomized_election_timeout(&mut self) {
-        self.randomized_election_timeout =
-            self.rng.range(self.election_timeout, 2 * self.election_timeout);
-    }
-
-    fn reset(&mut self, term: u64) {
+    pub(crate) fn reset(&mut self, term: u64) {
         if self.term != term {
             self.term = term;
             self.vote = NONE;
         }
-        self.leader_id = NONE;
+        self.lead = NONE;
         self.election_elapsed = 0;
         self.heartbeat_elapsed = 0;
-        self.reset_randomized_election_timeout();
-        self.lead_transferee = NONE;
-        self.prs.reset_votes();
-        let last = self.log.last_index();
-        let max_inflight = self.prs.max_inflight;
-        for (&id, pr) in self.prs.progress.iter_mut() {
-            let is_learner = pr.is_learner;
-            *pr = Progress::new(last + 1, max_inflight);
-            pr.is_learner = is_learner;
-            if id == self.id {
+        self.randomized_election_timeout =
+            self.election_timeout + self.rng.range(0, self.election_timeout);
+        self.abort_leader_transfer();
+        self.tracker.reset_votes();
+        let last = self.raft_log.last_index();
+        let (id, max_inflight) = (self.id, self.tracker.max_inflight);
+        for (&pid, pr) in self.tracker.progress.iter_mut() {
+            let learner = pr.is_learner;
+            *pr = crate::progress::Progress::new(last + 1, max_inflight);
+            pr.is_learner = learner;
+            if pid == id {
                 pr.matched = last;
-                pr.recent_active = true;
             }
         }
         self.pending_conf_index = 0;
@@ -247,53 +188,53 @@ impl<S: Storage> Raft<S> {
         self.pending_read_index.clear();
     }
 
-    pub(crate) fn become_follower(&mut self, term: u64, leader: NodeId) {
+    pub fn become_follower(&mut self, term: u64, lead: NodeId) {
         self.reset(term);
-        self.leader_id = leader;
+        self.lead = lead;
         self.state = StateRole::Follower;
     }
 
-    fn become_pre_candidate(&mut self) {
-        assert_ne!(self.state, StateRole::Leader, "leader cannot become pre-candidate");
-        // No term bump and no reset: a pre-election must leave no trace if
-        // it fails, which is the whole point of pre-vote.
-        self.prs.reset_votes();
-        self.leader_id = NONE;
+    pub(crate) fn become_pre_candidate(&mut self) {
+        assert!(self.state != StateRole::Leader, "leader cannot become pre-candidate");
+        // Deliberately no reset: a pre-vote changes neither term nor vote.
+        self.tracker.reset_votes();
+        self.lead = NONE;
         self.state = StateRole::PreCandidate;
     }
 
-    fn become_candidate(&mut self) {
-        assert_ne!(self.state, StateRole::Leader, "leader cannot become candidate");
-        let term = self.term + 1;
-        self.reset(term);
+    pub(crate) fn become_candidate(&mut self) {
+        assert!(self.state != StateRole::Leader, "leader cannot become candidate");
+        self.reset(self.term + 1);
         self.vote = self.id;
         self.state = StateRole::Candidate;
     }
 
     pub(crate) fn become_leader(&mut self) {
-        assert_ne!(self.state, StateRole::Follower, "follower cannot become leader directly");
-        let term = self.term;
-        self.reset(term);
-        self.leader_id = self.id;
+        assert!(self.state != StateRole::Follower, "follower cannot become leader directly");
+        self.reset(self.term);
+        self.lead = self.id;
         self.state = StateRole::Leader;
-        if let Some(pr) = self.prs.progress.get_mut(&self.id) {
+        let last = self.raft_log.last_index();
+        if let Some(pr) = self.tracker.progress.get_mut(&self.id) {
             pr.become_replicate();
+            pr.recent_active = true;
         }
-        // Conservatively treat the whole uncommitted tail as possibly holding
-        // a conf change: no new one until everything up to here is applied.
-        self.pending_conf_index = self.log.last_index();
-        // A leader may only commit entries of its own term by counting
-        // replicas (§5.4.2); the no-op lets it commit everything before it.
-        self.append_entry(vec![crate::message::Entry::default()]);
+        // Conf changes may be in the uncommitted tail; forbid new ones until
+        // everything up to here is applied. Together with committing an entry
+        // of our own term first, this closes the known single-server
+        // membership-change hole (Ongaro, raft-dev 2015).
+        self.pending_conf_index = last;
+        // A leader may only count replicas for entries of its own term
+        // (§5.4.2), so it commits an empty entry to learn what is committed.
+        self.append_entries(vec![Entry::default()]);
     }
 
-    // ----- ticks -------------------------------------------------------
+    // ----- time -------------------------------------------------------------
 
     pub fn tick(&mut self) {
-        if self.state == StateRole::Leader {
-            self.tick_heartbeat();
-        } else {
-            self.tick_election();
+        match self.state {
+            StateRole::Leader => self.tick_heartbeat(),
+            _ => self.tick_election(),
         }
     }
 
@@ -301,7 +242,7 @@ impl<S: Storage> Raft<S> {
         self.election_elapsed += 1;
         if self.promotable() && self.election_elapsed >= self.randomized_election_timeout {
             self.election_elapsed = 0;
-            let _ = self.step(Message::new(MessageType::Hup, NONE, self.id));
+            let _ = self.step(Message::new(MessageType::Hup, self.id, self.id));
         }
     }
 
@@ -311,12 +252,12 @@ impl<S: Storage> Raft<S> {
         if self.election_elapsed >= self.election_timeout {
             self.election_elapsed = 0;
             if self.check_quorum {
-                let _ = self.step(Message::new(MessageType::CheckQuorum, NONE, self.id));
+                let _ = self.step(Message::new(MessageType::CheckQuorum, self.id, self.id));
             }
-            // A transfer that did not finish within an election timeout is
-            // abandoned so proposals are accepted again.
+            // A transfer that did not finish within an election timeout failed
+            // (the target is down or slow); resume accepting proposals.
             if self.state == StateRole::Leader && self.lead_transferee != NONE {
-                self.lead_transferee = NONE;
+                self.abort_leader_transfer();
             }
         }
         if self.state != StateRole::Leader {
@@ -324,147 +265,55 @@ impl<S: Storage> Raft<S> {
         }
         if self.heartbeat_elapsed >= self.heartbeat_timeout {
             self.heartbeat_elapsed = 0;
-            let _ = self.step(Message::new(MessageType::Beat, NONE, self.id));
+            let _ = self.step(Message::new(MessageType::Beat, self.id, self.id));
         }
     }
 
-    /// Whether this node may campaign: it is a voter and is not in the
-    /// middle of installing a snapshot.
-    pub(crate) fn promotable(&self) -> bool {
-        self.prs.is_voter(self.id) && self.log.unstable.snapshot.is_none()
+    pub(crate) fn abort_leader_transfer(&mut self) {
+        self.lead_transferee = NONE;
     }
 
-    // ----- elections ---------------------------------------------------
-
-    fn has_unapplied_conf_changes(&self) -> bool {
-        if self.log.applied >= self.log.committed {
-            return false;
-        }
-        let lo = (self.log.applied + 1).max(self.log.first_index());
-        match self.log.slice(lo, self.log.committed + 1, None) {
-            Ok(ents) => ents.iter().any(|e| e.kind == EntryKind::ConfChange),
-            Err(_) => true,
-        }
+    /// Whether we heard from a leader within the election timeout: while we
+    /// did, we refuse to help anyone depose it (leader stickiness).
+    fn in_lease(&self) -> bool {
+        self.check_quorum && self.lead != NONE && self.election_elapsed < self.election_timeout
     }
 
-    pub(crate) fn hup(&mut self, transfer: bool) {
-        if self.state == StateRole::Leader || !self.promotable() {
-            return;
-        }
-        // A committed but unapplied conf change could change who the voters
-        // are; campaigning with a stale configuration is unsafe.
-        if self.has_unapplied_conf_changes() {
-            return;
-        }
-        self.campaign(self.pre_vote && !transfer, transfer);
-    }
-
-    pub(crate) fn campaign(&mut self, pre: bool, transfer: bool) {
-        let (vote_type, term) = if pre {
-            self.become_pre_candidate();
-            (MessageType::RequestPreVote, self.term + 1)
-        } else {
-            self.become_candidate();
-            (MessageType::RequestVote, self.term)
-        };
-        let self_id = self.id;
-        if self.poll(self_id, true) == VoteResult::Won {
-            // Single-voter cluster.
-            if pre {
-                self.campaign(false, transfer);
-            } else {
-                self.won_election();
-            }
-            return;
-        }
-        let (last_index, last_term) = (self.log.last_index(), self.log.last_term());
-        let voters: Vec<NodeId> = self.prs.voters.iter().copied().filter(|&v| v != self.id).collect();
-        for to in voters {
-            let mut m = Message::new(vote_type, to, self.id);
-            m.term = term;
-            m.index = last_index;
-            m.log_term = last_term;
-            if transfer {
-                m.context = CAMPAIGN_TRANSFER.to_vec();
-            }
-            self.send(m);
-        }
-    }
-
-    pub(crate) fn poll(&mut self, id: NodeId, granted: bool) -> VoteResult {
-        self.prs.record_vote(id, granted);
-        self.prs.tally_votes().2
-    }
-
-    pub(crate) fn won_election(&mut self) {
-        self.become_leader();
-        self.bcast_append();
-    }
-
-    fn handle_vote_request(&mut self, m: Message) {
-        let pre = m.msg_type == MessageType::RequestPreVote;
-        let resp_type = if pre { MessageType::RequestPreVoteResponse } else { MessageType::RequestVoteResponse };
-        // We can vote for the same candidate again (retransmission), for
-        // anyone if we have neither voted nor know a leader this term, and
-        // pre-vote for any future term.
-        let can_vote = self.vote == m.from
-            || (self.vote == NONE && self.leader_id == NONE)
-            || (pre && m.term > self.term);
-        let mut resp = Message::new(resp_type, m.from, self.id);
-        if can_vote && self.log.is_up_to_date(m.index, m.log_term) {
-            // Answer with the candidate's term: for a pre-vote our own term
-            // is lower and the pre-candidate would otherwise ignore us.
-            resp.term = m.term;
-            if !pre {
-                self.election_elapsed = 0;
-                self.vote = m.from;
-            }
-        } else {
-            resp.term = self.term;
-            resp.reject = true;
-        }
-        self.send(resp);
-    }
-
-    // ----- step --------------------------------------------------------
+    // ----- message dispatch -------------------------------------------------
 
     pub fn step(&mut self, m: Message) -> Result<()> {
         use MessageType::*;
         if m.term == 0 {
-            // Local message, or a forwarded proposal/read.
+            // Local message, or a forwarded proposal / read.
         } else if m.term > self.term {
             if matches!(m.msg_type, RequestVote | RequestPreVote) {
-                let force = m.context == CAMPAIGN_TRANSFER;
-                // Leader stickiness: while we heard from a leader within the
-                // election timeout, ignore would-be leaders entirely, so a
-                // node returning from a partition cannot depose it.
-                let in_lease = self.check_quorum
-                    && self.leader_id != NONE
-                    && self.election_elapsed < self.election_timeout;
-                if !force && in_lease {
+                let forced = m.context == CAMPAIGN_TRANSFER;
+                if !forced && self.in_lease() {
+                    // A rejoining partitioned node must not depose a leader
+                    // that a quorum still hears from. Ignore without replying.
                     return Ok(());
                 }
             }
             match m.msg_type {
-                // A pre-vote never changes our term, nor does a granted
-                // pre-vote response (we bump the term when we campaign).
+                // A pre-vote never changes our term: it is hypothetical.
                 RequestPreVote => {}
+                // A granted pre-vote carries the future term; we adopt it
+                // only when we actually campaign.
                 RequestPreVoteResponse if !m.reject => {}
                 Append | Heartbeat | Snapshot => self.become_follower(m.term, m.from),
                 _ => self.become_follower(m.term, NONE),
             }
         } else if m.term < self.term {
             if (self.check_quorum || self.pre_vote) && matches!(m.msg_type, Heartbeat | Append) {
-                // A stale leader (e.g. back from a partition) would never
-                // learn of the new term since its ignored vote requests go
-                // unanswered; tell it so it steps down.
-                self.send(Message::new(AppendResponse, m.from, self.id));
+                // A stale leader would otherwise never learn our term: with
+                // pre-vote/check-quorum we do not campaign against it, so it
+                // only finds out if we answer. The reply deposes it.
+                self.send(Message::new(AppendResponse, m.from, NONE));
             } else if m.msg_type == RequestPreVote {
-                // Let the pre-candidate learn our term so it can catch up.
-                let mut r = Message::new(RequestPreVoteResponse, m.from, self.id);
-                r.term = self.term;
-                r.reject = true;
-                self.send(r);
+                let mut resp = Message::new(RequestPreVoteResponse, m.from, NONE);
+                resp.term = self.term;
+                resp.reject = true;
+                self.send(resp);
             }
             return Ok(());
         }
@@ -484,5 +333,232 @@ impl<S: Storage> Raft<S> {
                 StateRole::Follower => self.step_follower(m),
             },
         }
+    }
+
+    fn step_candidate(&mut self, m: Message) -> Result<()> {
+        use MessageType::*;
+        match m.msg_type {
+            Propose => return Err(Error::ProposalDropped),
+            Append => {
+                // Someone won this term (or a later one).
+                self.become_follower(m.term, m.from);
+                self.handle_append(m);
+            }
+            Heartbeat => {
+                self.become_follower(m.term, m.from);
+                self.handle_heartbeat(m);
+            }
+            Snapshot => {
+                self.become_follower(m.term, m.from);
+                self.handle_snapshot_chunk(m);
+            }
+            RequestVoteResponse | RequestPreVoteResponse => self.handle_vote_response(m),
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn step_follower(&mut self, m: Message) -> Result<()> {
+        use MessageType::*;
+        match m.msg_type {
+            Propose => {
+                if self.lead == NONE || self.disable_proposal_forwarding {
+                    return Err(Error::ProposalDropped);
+                }
+                let mut m = m;
+                m.to = self.lead;
+                self.send(m);
+            }
+            Append => {
+                self.election_elapsed = 0;
+                self.lead = m.from;
+                self.handle_append(m);
+            }
+            Heartbeat => {
+                self.election_elapsed = 0;
+                self.lead = m.from;
+                self.handle_heartbeat(m);
+            }
+            Snapshot => {
+                self.election_elapsed = 0;
+                self.lead = m.from;
+                self.handle_snapshot_chunk(m);
+            }
+            TransferLeader => {
+                if self.lead == NONE {
+                    return Err(Error::ProposalDropped);
+                }
+                let mut m = m;
+                m.to = self.lead;
+                self.send(m);
+            }
+            TimeoutNow => {
+                // Campaign at once, skipping pre-vote: the leader vouches
+                // for us and will step aside.
+                self.hup(true);
+            }
+            ReadIndex => {
+                if self.lead == NONE {
+                    return Err(Error::ProposalDropped);
+                }
+                let mut m = m;
+                m.to = self.lead;
+                self.send(m);
+            }
+            ReadIndexResponse => {
+                self.read_states.push(ReadState { index: m.index, request_ctx: m.context });
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn step_leader(&mut self, m: Message) -> Result<()> {
+        use MessageType::*;
+        match m.msg_type {
+            Beat => {
+                let ctx = self.read_only.last_pending_ctx().cloned().unwrap_or_default();
+                self.bcast_heartbeat(ctx);
+                return Ok(());
+            }
+            CheckQuorum => {
+                if !self.tracker.quorum_active(self.id) {
+                    self.become_follower(self.term, NONE);
+                }
+                let id = self.id;
+                for (&pid, pr) in self.tracker.progress.iter_mut() {
+                    if pid != id {
+                        pr.recent_active = false;
+                    }
+                }
+                return Ok(());
+            }
+            Propose => return self.handle_propose(m),
+            ReadIndex => {
+                self.handle_read_index(m);
+                return Ok(());
+            }
+            _ => {}
+        }
+        // Everything else is a response from a peer; ignore unknown peers
+        // (e.g. a node we just removed).
+        if !self.tracker.progress.contains_key(&m.from) {
+            return Ok(());
+        }
+        match m.msg_type {
+            AppendResponse => self.handle_append_response(m),
+            HeartbeatResponse => self.handle_heartbeat_response(m),
+            SnapshotResponse => self.handle_snapshot_response(m),
+            Unreachable => {
+                let pr = self.tracker.progress.get_mut(&m.from).expect("checked");
+                if pr.state == crate::progress::ProgressState::Replicate {
+                    pr.become_probe();
+                }
+            }
+            TransferLeader => self.handle_transfer_leader(m.from),
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn handle_propose(&mut self, m: Message) -> Result<()> {
+        if m.entries.is_empty() {
+            return Err(Error::ProposalDropped);
+        }
+        if !self.tracker.progress.contains_key(&self.id) || self.lead_transferee != NONE {
+            // Removed from the cluster, or handing leadership over.
+            return Err(Error::ProposalDropped);
+        }
+        let base = self.raft_log.last_index();
+        let mut pending_conf = None;
+        for (i, e) in m.entries.iter().enumerate() {
+            if e.kind == crate::message::EntryKind::ConfChange {
+                if pending_conf.is_some() || self.pending_conf_index > self.raft_log.applied {
+                    return Err(Error::ProposalDropped);
+                }
+                self.check_conf_change(e)?;
+                pending_conf = Some(base + 1 + i as u64);
+            }
+        }
+        if let Some(idx) = pending_conf {
+            self.pending_conf_index = idx;
+        }
+        self.append_entries(m.entries);
+        self.bcast_append();
+        Ok(())
+    }
+
+    fn handle_read_index(&mut self, m: Message) {
+        if self.tracker.voters.len() == 1 && self.promotable() {
+            let index = self.raft_log.committed;
+            self.respond_read_index(m.from, m.context, index);
+            return;
+        }
+        if !self.committed_in_current_term() {
+            // Our commit index may lag the true one until our no-op commits.
+            self.pending_read_index.push(m);
+            return;
+        }
+        let index = self.raft_log.committed;
+        match self.read_only.option {
+            ReadOnlyOption::Safe => {
+                self.read_only.add_request(index, m.from, m.context.clone(), self.id);
+                self.bcast_heartbeat(m.context);
+            }
+            ReadOnlyOption::LeaseBased => self.respond_read_index(m.from, m.context, index),
+        }
+    }
+
+    pub(crate) fn respond_read_index(&mut self, from: NodeId, ctx: Vec<u8>, index: u64) {
+        if from == NONE || from == self.id {
+            self.read_states.push(ReadState { index, request_ctx: ctx });
+        } else {
+            let mut resp = Message::new(MessageType::ReadIndexResponse, from, NONE);
+            resp.index = index;
+            resp.context = ctx;
+            self.send(resp);
+        }
+    }
+
+    pub(crate) fn committed_in_current_term(&self) -> bool {
+        self.raft_log.term(self.raft_log.committed).is_ok_and(|t| t == self.term)
+    }
+
+    /// Once this leader commits in its own term, serve the reads that had
+    /// to wait for it.
+    pub(crate) fn release_pending_read_index(&mut self) {
+        if self.pending_read_index.is_empty() || !self.committed_in_current_term() {
+            return;
+        }
+        for m in std::mem::take(&mut self.pending_read_index) {
+            self.handle_read_index(m);
+        }
+    }
+
+    fn handle_transfer_leader(&mut self, transferee: NodeId) {
+        if self.tracker.progress.get(&transferee).is_none_or(|p| p.is_learner) {
+            return;
+        }
+        if self.lead_transferee != NONE {
+            if self.lead_transferee == transferee {
+                return;
+            }
+            self.abort_leader_transfer();
+        }
+        if transferee == self.id {
+            return;
+        }
+        // The transfer must finish within one election timeout.
+        self.election_elapsed = 0;
+        self.lead_transferee = transferee;
+        if self.tracker.progress[&transferee].matched == self.raft_log.last_index() {
+            self.send_timeout_now(transferee);
+        } else {
+            self.maybe_send_append(transferee, true);
+        }
+    }
+
+    pub(crate) fn send_timeout_now(&mut self, to: NodeId) {
+        self.send(Message::new(MessageType::TimeoutNow, to, NONE));
     }
 }

@@ -1,97 +1,68 @@
-//! `RawNode`: the application-facing API around `Raft`, adding the
-//! `Ready`/`advance` handshake. Everything is synchronous and single
-//! threaded; the caller drives time with `tick()`.
+//! `RawNode`: the application-facing handle around [`Raft`], producing
+//! [`Ready`] batches and consuming `advance` acknowledgements.
 
 use std::collections::BTreeMap;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::message::{ConfChange, ConfState, Entry, EntryKind, HardState, Message, MessageType, NodeId};
+use crate::message::{ConfChange, ConfState, Entry, EntryKind, HardState, Message, MessageType, NONE, NodeId};
 use crate::progress::Progress;
-use crate::raft::{Raft, SoftState, StateRole};
-use crate::ready::Ready;
+use crate::raft::{Raft, StateRole};
+use crate::ready::{Ready, SoftState};
 use crate::storage::Storage;
 
-/// A snapshot of the node's state for monitoring.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A snapshot of the node's state for monitoring and tests.
+#[derive(Clone, Debug)]
 pub struct Status {
     pub id: NodeId,
     pub hard_state: HardState,
     pub soft_state: SoftState,
     pub applied: u64,
-    /// Per-member progress; only on the leader.
+    /// Per-member replication progress; only populated on the leader.
     pub progress: BTreeMap<NodeId, Progress>,
 }
 
 pub struct RawNode<S: Storage> {
     raft: Raft<S>,
-    prev_ss: SoftState,
-    prev_hs: HardState,
-    awaiting_advance: bool,
+    prev_soft: SoftState,
+    prev_hard: HardState,
 }
 
 impl<S: Storage> RawNode<S> {
-    /// Start (or restart) a node from what `storage` holds. A node joining
-    /// an existing cluster starts with an empty configuration and waits for
-    /// the leader to contact it.
-    pub fn new(cfg: &Config, storage: S) -> Result<RawNode<S>> {
-        let raft = Raft::new(cfg, storage)?;
-        let prev_hs = raft.hard_state();
-        Ok(RawNode { prev_ss: raft.soft_state(), prev_hs, raft, awaiting_advance: false })
+    /// Create a node over `storage`, recovering whatever it holds (hard
+    /// state, snapshot, entries). For a new cluster, seed the storage with
+    /// the initial `ConfState` (see `MemStorage::new_with_conf_state`).
+    pub fn new(config: &Config, storage: S) -> Result<RawNode<S>> {
+        let raft = Raft::new(config, storage)?;
+        let prev_hard = raft.hard_state();
+        let prev_soft = SoftState { leader_id: raft.lead, role: raft.state };
+        Ok(RawNode { raft, prev_soft, prev_hard })
     }
 
-    /// Advance logical time by one tick.
+    /// Advance logical time by one tick (election / heartbeat timers).
     pub fn tick(&mut self) {
         self.raft.tick();
     }
 
-    /// Campaign immediately (skipping the election timeout).
+    /// Start an election now (e.g. for a single-node bootstrap).
     pub fn campaign(&mut self) -> Result<()> {
-        self.raft.step(Message::new(MessageType::Hup, 0, self.raft.id()))
+        self.raft.step(Message::new(MessageType::Hup, self.raft.id, self.raft.id))
     }
 
-    /// Propose application data. Success means "accepted for replication",
-    /// not "committed": watch committed entries for it.
+    /// Propose application data. `Ok` means accepted for replication, not
+    /// committed: watch `committed_entries`. Proposals can be lost (leader
+    /// change), so the application must retry on a timeout.
     pub fn propose(&mut self, data: Vec<u8>) -> Result<()> {
-        self.propose_entry(Entry { data, ..Default::default() })
+        let mut m = Message::new(MessageType::Propose, NONE, self.raft.id);
+        m.entries = vec![Entry { data, ..Default::default() }];
+        self.raft.step(m)
     }
 
-    /// Propose a single-server membership change.
+    /// Propose a membership change; it takes effect when applied.
     pub fn propose_conf_change(&mut self, cc: &ConfChange) -> Result<()> {
-        self.propose_entry(Entry { kind: EntryKind::ConfChange, data: cc.encode(), ..Default::default() })
-    }
-
-    fn propose_entry(&mut self, e: Entry) -> Result<()> {
-        let mut m = Message::new(MessageType::Propose, 0, self.raft.id());
-        m.entries = vec![e];
+        let mut m = Message::new(MessageType::Propose, NONE, self.raft.id);
+        m.entries = vec![Entry { kind: EntryKind::ConfChange, data: cc.encode(), ..Default::default() }];
         self.raft.step(m)
-    }
-
-    /// Feed a message received from a peer.
-    pub fn step(&mut self, m: Message) -> Result<()> {
-        if m.msg_type.is_local() {
-            return Err(Error::StepLocalMsg);
-        }
-        if m.msg_type.is_response() && self.raft.progress(m.from).is_none() {
-            return Err(Error::StepPeerNotFound);
-        }
-        self.raft.step(m)
-    }
-
-    /// Request a linearizable read. The answer arrives as a `ReadState` with
-    /// the same `ctx` (which must be unique per request) in a later `Ready`;
-    /// requests may be silently dropped (e.g. no leader) and should be
-    /// retried on timeout.
-    pub fn read_index(&mut self, ctx: Vec<u8>) {
-        let mut m = Message::new(MessageType::ReadIndex, 0, self.raft.id());
-        m.context = ctx;
-        let _ = self.raft.step(m);
-    }
-
-    /// Ask the leader to transfer leadership to `transferee`.
-    pub fn transfer_leader(&mut self, transferee: NodeId) {
-        let m = Message::new(MessageType::TransferLeader, 0, transferee);
-        let _ = self.raft.step(m);
     }
 
     /// Apply a committed conf change (call while applying its entry).
@@ -99,60 +70,85 @@ impl<S: Storage> RawNode<S> {
         self.raft.apply_conf_change(cc)
     }
 
-    /// The transport failed to deliver to `id`.
+    /// Feed a message received from a peer.
+    pub fn step(&mut self, m: Message) -> Result<()> {
+        if m.msg_type.is_local() {
+            return Err(Error::StepLocalMsg);
+        }
+        if m.msg_type.is_response() && !self.raft.tracker.progress.contains_key(&m.from) {
+            return Err(Error::StepPeerNotFound);
+        }
+        self.raft.step(m)
+    }
+
+    /// Request a linearizable read. The answer arrives as a `ReadState`
+    /// carrying `ctx` (make it unique per request); serve the read once the
+    /// state machine has applied its `index`. Requests can be lost (leader
+    /// change), so retry on a timeout.
+    pub fn read_index(&mut self, ctx: Vec<u8>) -> Result<()> {
+        let mut m = Message::new(MessageType::ReadIndex, NONE, self.raft.id);
+        m.context = ctx;
+        self.raft.step(m)
+    }
+
+    /// Ask the leader to hand leadership to `to`.
+    pub fn transfer_leader(&mut self, to: NodeId) -> Result<()> {
+        self.raft.step(Message::new(MessageType::TransferLeader, NONE, to))
+    }
+
+    /// Tell the node that a message to `id` could not be delivered, so the
+    /// leader stops pipelining to it.
     pub fn report_unreachable(&mut self, id: NodeId) {
-        let m = Message::new(MessageType::Unreachable, 0, id);
-        let _ = self.raft.step(m);
+        let _ = self.raft.step(Message::new(MessageType::Unreachable, self.raft.id, id));
+    }
+
+    fn soft_state(&self) -> SoftState {
+        SoftState { leader_id: self.raft.lead, role: self.raft.state }
     }
 
     pub fn has_ready(&self) -> bool {
         let r = &self.raft;
-        r.soft_state() != self.prev_ss
-            || r.hard_state() != self.prev_hs
+        self.soft_state() != self.prev_soft
+            || r.hard_state() != self.prev_hard
             || !r.msgs.is_empty()
             || !r.read_states.is_empty()
-            || !r.log.unstable.entries.is_empty()
-            || r.log.unstable.snapshot.is_some()
-            || r.log.has_next_committed_entries()
+            || !r.raft_log.unstable.entries.is_empty()
+            || r.raft_log.unstable.snapshot.is_some()
+            || r.raft_log.has_next_committed_entries()
     }
 
-    /// Collect pending work. See [`Ready`] for what to do with it.
+    /// Collect pending work. Call `advance` with it once handled.
     pub fn ready(&mut self) -> Ready {
-        assert!(!self.awaiting_advance, "ready() called twice without advance()");
-        self.awaiting_advance = true;
+        let soft = self.soft_state();
+        let hard = self.raft.hard_state();
         let r = &mut self.raft;
-        let hs = r.hard_state();
-        let ss = r.soft_state();
-        let entries = r.log.unstable.entries.clone();
-        let snapshot = r.log.unstable.snapshot.clone();
+        let entries = r.raft_log.unstable.entries.clone();
+        let snapshot = r.raft_log.unstable.snapshot.clone();
         let must_sync = !entries.is_empty()
             || snapshot.is_some()
-            || hs.term != self.prev_hs.term
-            || hs.vote != self.prev_hs.vote;
+            || hard.term != self.prev_hard.term
+            || hard.vote != self.prev_hard.vote;
         let rd = Ready {
-            soft_state: (ss != self.prev_ss).then_some(ss),
-            hard_state: (hs != self.prev_hs).then_some(hs),
+            soft_state: (soft != self.prev_soft).then_some(soft),
+            hard_state: (hard != self.prev_hard).then_some(hard),
             read_states: std::mem::take(&mut r.read_states),
-            committed_entries: r.log.next_committed_entries(),
             entries,
             snapshot,
+            committed_entries: r.raft_log.next_committed_entries(),
             messages: std::mem::take(&mut r.msgs),
             must_sync,
         };
-        self.prev_hs = hs;
-        self.prev_ss = ss;
+        self.prev_soft = soft;
+        self.prev_hard = hard;
         rd
     }
 
-    /// Acknowledge that `rd` was persisted, sent and applied.
+    /// Acknowledge that `rd` was handled per the `Ready` contract.
     pub fn advance(&mut self, rd: Ready) {
-        self.awaiting_advance = false;
-        let log = &mut self.raft.log;
+        let log = &mut self.raft.raft_log;
         if let Some(s) = &rd.snapshot {
             log.stable_snap_to(s.metadata.index);
-            if s.metadata.index > log.applied {
-                log.applied_to(s.metadata.index);
-            }
+            log.applied = log.applied.max(s.metadata.index);
         }
         if let Some(e) = rd.entries.last() {
             log.stable_to(e.index, e.term);
@@ -163,26 +159,31 @@ impl<S: Storage> RawNode<S> {
     }
 
     pub fn status(&self) -> Status {
-        let r = &self.raft;
-        let progress =
-            if r.role() == StateRole::Leader { r.prs.progress.clone() } else { BTreeMap::new() };
+        let progress = if self.raft.state == StateRole::Leader {
+            self.raft.tracker.progress.clone()
+        } else {
+            BTreeMap::new()
+        };
         Status {
-            id: r.id(),
-            hard_state: r.hard_state(),
-            soft_state: r.soft_state(),
-            applied: r.applied(),
+            id: self.raft.id,
+            hard_state: self.raft.hard_state(),
+            soft_state: self.soft_state(),
+            applied: self.raft.raft_log.applied,
             progress,
         }
     }
 
-    /// Read-only access to the state machine, for inspection and tests.
+    /// Read-only access to the core, for inspection and tests.
     pub fn raft(&self) -> &Raft<S> {
         &self.raft
     }
 
-    /// Mutable access for tests that need to poke at internals.
-    #[doc(hidden)]
+    /// Mutable access to the core, for tests that need to poke state.
     pub fn raft_mut(&mut self) -> &mut Raft<S> {
         &mut self.raft
+    }
+
+    pub fn store(&self) -> &S {
+        &self.raft.raft_log.storage
     }
 }

@@ -1,56 +1,47 @@
 //! `Ready`: everything the application must do on the node's behalf.
-//!
-//! ## The contract
-//!
-//! Handle a `Ready` strictly in this order, then call `RawNode::advance`:
-//!
-//! 1. **Persist** (durably, e.g. one WAL write + fsync when `must_sync`):
-//!    `snapshot` (if any) first, then `entries` (appending; an entry at an
-//!    index already stored replaces it and everything after it), then
-//!    `hard_state` (if any).
-//! 2. **Send** `messages`. Only after step 1: a vote or an append
-//!    acknowledgement promises the state is durable, and the leader counts
-//!    its own unpersisted entries as replicated, which is safe only because
-//!    nothing leaves the node before they are on disk.
-//! 3. **Apply** `snapshot` to the state machine (if any), then
-//!    `committed_entries` in order. For entries of kind `ConfChange`, decode
-//!    the change and call `RawNode::apply_conf_change`. Serve `read_states`
-//!    once the applied index reaches each one's `index`.
-//! 4. Call `advance(ready)`.
-//!
-//! Never call `ready()` again before `advance` of the previous one.
 
-use crate::message::{Entry, HardState, Message, Snapshot};
-use crate::raft::SoftState;
+use crate::message::{Entry, HardState, Message, NodeId, Snapshot};
+use crate::raft::StateRole;
 use crate::read_only::ReadState;
 
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Ready {
-    /// Leader/role change since the last `Ready`; informational.
-    pub soft_state: Option<SoftState>,
-    /// Changed hard state to persist.
-    pub hard_state: Option<HardState>,
-    /// Answers to read-index requests.
-    pub read_states: Vec<ReadState>,
-    /// Entries to persist (may overwrite a suffix of stored entries).
-    pub entries: Vec<Entry>,
-    /// Snapshot from the leader to persist and apply.
-    pub snapshot: Option<Snapshot>,
-    /// Committed entries to apply, in order.
-    pub committed_entries: Vec<Entry>,
-    /// Messages to send after persisting.
-    pub messages: Vec<Message>,
-    /// Whether the persistence must be synchronous (fsync). False when only
-    /// the commit index moved: a lost commit index is re-learned.
-    pub must_sync: bool,
+/// Volatile state worth reporting but never persisted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct SoftState {
+    pub leader_id: NodeId,
+    pub role: StateRole,
 }
 
-impl Ready {
-    /// The index applied once this `Ready` has been handled.
-    pub fn applied_cursor(&self) -> Option<u64> {
-        if let Some(e) = self.committed_entries.last() {
-            return Some(e.index);
-        }
-        self.snapshot.as_ref().map(|s| s.metadata.index)
-    }
+/// A batch of work for the application.
+///
+/// # Contract
+///
+/// Handle the fields in this order, then call `RawNode::advance(ready)`
+/// before asking for the next `Ready`:
+///
+/// 1. **Persist** `snapshot` (if any, first: it replaces the log prefix),
+///    then `entries` (overwriting any existing entries at the same indexes
+///    and everything after them), then `hard_state` (if any). These writes
+///    must be durable (fsync) before step 2. Raft's safety depends on it: a
+///    vote, an acknowledged entry or a term must not be forgotten by a
+///    crash once another node may have acted on it, and every such action
+///    is triggered by one of this `Ready`'s messages.
+/// 2. **Send** `messages`. Dropping, duplicating or reordering them is
+///    tolerated; sending before step 1 completes is not.
+/// 3. **Apply** `committed_entries` in order. They may include entries from
+///    this very `Ready`'s `entries` (hence after step 1). For conf-change
+///    entries call `RawNode::apply_conf_change`. Answer each `read_states`
+///    request once the state machine has applied at least its `index`.
+///
+/// `must_sync` is false when nothing durable changed except the commit
+/// index, which may be persisted lazily (it is recovered from the leader).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Ready {
+    pub soft_state: Option<SoftState>,
+    pub hard_state: Option<HardState>,
+    pub read_states: Vec<ReadState>,
+    pub entries: Vec<Entry>,
+    pub snapshot: Option<Snapshot>,
+    pub committed_entries: Vec<Entry>,
+    pub messages: Vec<Message>,
+    pub must_sync: bool,
 }
