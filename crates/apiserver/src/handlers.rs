@@ -365,8 +365,7 @@ async fn patch(storage: &Storage, req: &Request) -> ApiResult<Response> {
         match ct.as_str() {
             "application/json-patch+json" => patch::json_patch(&mut patched, &body).map_err(|e| ApiError::bad_request(e))?,
             "application/merge-patch+json" => patch::merge(&mut patched, &body),
-            // Not yet strategic: list fields are replaced rather than merged by key.
-            "application/strategic-merge-patch+json" => patch::merge(&mut patched, &body),
+            "application/strategic-merge-patch+json" => crate::smp::apply(&mut patched, &body).map_err(ApiError::bad_request)?,
             other => return Err(ApiError::unsupported_media_type(other)),
         }
         check_type(t.res, &mut patched)?;

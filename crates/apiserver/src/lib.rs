@@ -18,6 +18,7 @@ pub mod meta;
 pub mod patch;
 pub mod resources;
 pub mod selector;
+pub mod smp;
 pub mod server;
 pub mod status;
 pub mod storage;

@@ -1,7 +1,5 @@
-//! JSON merge patch (RFC 7386) and JSON patch (RFC 6902).
-//!
-//! Strategic merge patch, which knows the merge keys of built-in list
-//! fields, is not here yet; see the API server issue.
+//! JSON merge patch (RFC 7386) and JSON patch (RFC 6902). Strategic merge
+//! patch is in [`crate::smp`].
 
 use serde_json::Value;
 

@@ -95,3 +95,32 @@ fn unauthenticated_requests_get_401_and_data_survives_restart() {
     assert_eq!(k.ok(&["get", "cm", "cfg", "-o", "jsonpath={.data.a}"]), "1");
     assert!(k.ok(&["get", "svc", "kubernetes", "-o", "jsonpath={.spec.clusterIP}"]).starts_with("10.96.0.1"));
 }
+
+#[test]
+fn strategic_merge_patch_merges_containers_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = SkiffServer::start(dir.path());
+    let k = Kubectl::new(33, &server.kubeconfig);
+    let f = dir.path().join("deploy.json");
+    std::fs::write(
+        &f,
+        r#"{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"web"},"spec":{"replicas":1,
+            "selector":{"matchLabels":{"app":"web"}},
+            "template":{"metadata":{"labels":{"app":"web"}},"spec":{"containers":[
+              {"name":"a","image":"a:1","env":[{"name":"X","value":"1"}]},{"name":"b","image":"b:1"}]}}}}"#,
+    )
+    .unwrap();
+    k.ok(&["create", "-f", f.to_str().unwrap(), "--validate=false"]);
+    let gen1 = k.ok(&["get", "deploy", "web", "-o", "jsonpath={.metadata.generation}"]);
+    assert_eq!(gen1, "1");
+    // kubectl patch's default type is strategic: containers merge by name, env by name.
+    k.ok(&["patch", "deploy", "web", "-p", r#"{"spec":{"template":{"spec":{"containers":[{"name":"b","image":"b:2"},{"name":"a","env":[{"name":"Y","value":"2"}]}]}}}}"#]);
+    let images = k.ok(&["get", "deploy", "web", "-o", "jsonpath={range .spec.template.spec.containers[*]}{.name}={.image} {end}"]);
+    assert_eq!(images, "a=a:1 b=b:2 ");
+    let env = k.ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.template.spec.containers[0].env[*].name}"]);
+    assert_eq!(env, "X Y");
+    // A spec change bumps the generation; a label change does not.
+    assert_eq!(k.ok(&["get", "deploy", "web", "-o", "jsonpath={.metadata.generation}"]), "2");
+    k.ok(&["label", "deploy", "web", "x=y"]);
+    assert_eq!(k.ok(&["get", "deploy", "web", "-o", "jsonpath={.metadata.generation}"]), "2");
+}
