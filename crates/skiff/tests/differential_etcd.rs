@@ -486,6 +486,10 @@ async fn drain(w: &mut Watching, stop_rev: i64) -> Vec<String> {
     if !w.live {
         return out;
     }
+    if w.spec.start_revision > stop_rev + 1 {
+        out.push("(starts after the sentinel)".into());
+        return out;
+    }
     let sentinel = w.spec.sentinel();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
@@ -521,17 +525,18 @@ async fn drain(w: &mut Watching, stop_rev: i64) -> Vec<String> {
     }
 }
 
-fn assert_same_events(got: &[String], want: &[String], what: &str) {
+fn same_events(got: &[String], want: &[String], what: &str) -> Result<(), String> {
     if let Some(i) = (0..got.len().max(want.len())).find(|&i| got.get(i) != want.get(i)) {
-        panic!(
+        return Err(format!(
             "{what}: item {i} differs ({} items from skiff, {} from etcd; previous: {:?})\n  skiff: {:?}\n  etcd:  {:?}",
             got.len(),
             want.len(),
             &want[i.saturating_sub(2)..i.min(want.len())],
             got.get(i),
             want.get(i)
-        );
+        ));
     }
+    Ok(())
 }
 
 fn watch_range(rng: &mut StdRng) -> (Bytes, Bytes) {
@@ -555,7 +560,8 @@ fn filters(rng: &mut StdRng) -> Vec<i32> {
     }
 }
 
-async fn run_seed(seed: u64, ops: usize) {
+/// Runs one seed on fresh servers; the first difference ends it.
+async fn run_seed(seed: u64, ops: usize) -> Result<(), String> {
     let Pair { mut etcd, mut skiff, _etcd_server, _skiff_server, _dir } = start_pair().await;
     let ctx = |what: &str| format!("seed {seed} (rerun: SKIFF_DIFF_SEED={seed}): {what}");
     let start = head(&mut etcd).await;
@@ -586,12 +592,17 @@ async fn run_seed(seed: u64, ops: usize) {
         let op = g.op();
         let want = run(&mut etcd, &op).await;
         let got = run(&mut skiff, &op).await;
-        assert_eq!(got, want, "{}\n  request: {op:?}\n  skiff: {got:?}\n  etcd:  {want:?}", ctx(&format!("op {i}")));
+        if got != want {
+            return Err(format!("{}\n  request: {op:?}\n  skiff: {got:?}\n  etcd:  {want:?}", ctx(&format!("op {i}"))));
+        }
         if let (Op::Compact(c), Ok(_)) = (&op, &want) {
             compacted = compacted.max(c.revision);
         }
         g.head = head(&mut etcd).await;
-        assert_eq!(g.head, head(&mut skiff).await, "{}", ctx(&format!("revision after op {i}: {op:?}")));
+        let skiff_head = head(&mut skiff).await;
+        if skiff_head != g.head {
+            return Err(ctx(&format!("revision after op {i} ({op:?}): skiff {skiff_head}, etcd {}", g.head)));
+        }
     }
 
     // The whole history that is left, revision by revision.
@@ -604,7 +615,9 @@ async fn run_seed(seed: u64, ops: usize) {
         };
         let want = outcome(etcd.kv.range(all.clone()).await, |v| norm(&mut v.header));
         let got = outcome(skiff.kv.range(all).await, |v| norm(&mut v.header));
-        assert_eq!(got, want, "{}\n  skiff: {got:?}\n  etcd:  {want:?}", ctx(&format!("all keys at revision {rev}")));
+        if got != want {
+            return Err(format!("{}\n  skiff: {got:?}\n  etcd:  {want:?}", ctx(&format!("all keys at revision {rev}"))));
+        }
     }
 
     // Catch-up watches over the stored history: from a revision still there
@@ -635,7 +648,9 @@ async fn run_seed(seed: u64, ops: usize) {
         for op in [put, del] {
             let want = run(&mut etcd, &op).await;
             let got = run(&mut skiff, &op).await;
-            assert_eq!(got, want, "{}\n  skiff: {got:?}\n  etcd:  {want:?}", ctx(&format!("sentinel {op:?}")));
+            if got != want {
+                return Err(format!("{}\n  skiff: {got:?}\n  etcd:  {want:?}", ctx(&format!("sentinel {op:?}"))));
+            }
             if rev == 0 {
                 rev = head(&mut etcd).await;
             }
@@ -645,9 +660,9 @@ async fn run_seed(seed: u64, ops: usize) {
     for ((mut we, mut ws), stop) in watches.into_iter().zip(stops) {
         let want = drain(&mut we, stop).await;
         let got = drain(&mut ws, stop).await;
-        let what = ctx(&format!("watch {:?}", we.spec));
-        assert_same_events(&got, &want, &what);
+        same_events(&got, &want, &ctx(&format!("watch {:?}", we.spec)))?;
     }
+    Ok(())
 }
 
 fn seeds() -> Vec<u64> {
@@ -661,9 +676,15 @@ fn seeds() -> Vec<u64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn same_operations_same_answers_as_etcd() {
     let ops = std::env::var("SKIFF_DIFF_OPS").ok().map(|s| s.parse().unwrap()).unwrap_or(200);
+    // Every seed runs; each reports its first difference.
+    let mut failures = Vec::new();
     for seed in seeds() {
-        run_seed(seed, ops).await;
+        if let Err(e) = run_seed(seed, ops).await {
+            eprintln!("{e}\n");
+            failures.push(e);
+        }
     }
+    assert!(failures.is_empty(), "{} seeds differ from etcd:\n\n{}", failures.len(), failures.join("\n\n"));
 }
 
 /// A lease with the smallest TTL expires on both, deleting its keys in one
@@ -722,5 +743,5 @@ async fn lease_expiry_same_as_etcd() {
     };
     let want = drain(&mut we, stop).await;
     let got = drain(&mut ws, stop).await;
-    assert_same_events(&got, &want, "lease expiry watch");
+    same_events(&got, &want, "lease expiry watch").unwrap();
 }
