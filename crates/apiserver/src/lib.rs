@@ -15,6 +15,7 @@ pub mod discovery;
 pub mod handlers;
 pub mod kv;
 pub mod meta;
+pub mod metrics;
 pub mod patch;
 pub mod resources;
 pub mod selector;

@@ -25,6 +25,7 @@ pub const KUBE_MINOR: &str = "33";
 pub struct AppState {
     pub storage: Storage,
     pub token: Arc<String>,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 fn json_ok(v: Value) -> Response {
@@ -76,7 +77,19 @@ async fn handle(
         return ApiError::unauthorized().into_response();
     }
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let started = std::time::Instant::now();
+    let resource_label = match segs.as_slice() {
+        ["api", "v1", "namespaces", _, r, ..] | ["apis", _, _, "namespaces", _, r, ..] => r.to_string(),
+        ["api", "v1", r, ..] | ["apis", _, _, r, ..] => r.to_string(),
+        _ => String::new(),
+    };
+    let verb = match method {
+        Method::GET if query.get("watch").is_some_and(|w| w == "true" || w == "1") => "WATCH",
+        ref m => m.as_str(),
+    }
+    .to_string();
     let result = match (method.clone(), segs.as_slice()) {
+        (Method::GET, ["metrics"]) => Ok((StatusCode::OK, [("content-type", "text/plain; version=0.0.4")], st.metrics.render()).into_response()),
         (Method::GET, ["version"]) => Ok(json_ok(version())),
         (Method::GET, ["healthz" | "livez" | "readyz", ..]) => Ok((StatusCode::OK, "ok").into_response()),
         (Method::GET, ["api"]) => Ok(json_ok(discovery::api_versions())),
@@ -88,7 +101,10 @@ async fn handle(
         (_, ["apis", g, v, rest @ ..]) => resource(&st, g, v, rest, method, query, headers, body).await,
         _ => Err(ApiError::no_route()),
     };
-    result.unwrap_or_else(|e| e.into_response())
+    let response = result.unwrap_or_else(|e| e.into_response());
+    st.metrics.requests.get_or_create(&crate::metrics::RequestLabels { verb, resource: resource_label, code: response.status().as_u16() }).inc();
+    st.metrics.request_seconds.observe(started.elapsed().as_secs_f64());
+    response
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -275,7 +275,7 @@ impl Gen {
                 _ => self.rng.random_range(1..4),
             },
             // A revision inside a txn is checked against the txn's own view; keep some.
-            revision: if in_txn && self.rng.random_bool(0.7) { 0 } else { self.revision() },
+            revision: if in_txn && self.rng.random_bool(0.7) { 0 } else { self.revision().max(0) },
             sort_order: if sorted { self.rng.random_range(0..3) } else { 0 },
             sort_target: if sorted || self.rng.random_bool(0.1) { self.rng.random_range(0..5) } else { 0 },
             serializable: self.rng.random_bool(0.1),
@@ -342,7 +342,7 @@ impl Gen {
             48..=56 => Op::Delete(self.delete()),
             57..=76 => Op::Txn(self.top_txn()),
             77..=80 => Op::Compact(CompactionRequest {
-                revision: self.rng.random_range(0..self.head + 3),
+                revision: self.rng.random_range(1..self.head + 3),
                 physical: self.rng.random_bool(0.5),
             }),
             81..=86 => Op::Grant(LeaseGrantRequest {
@@ -433,6 +433,7 @@ struct Watching {
 
 fn norm_watch(mut r: WatchResponse) -> WatchResponse {
     norm(&mut r.header);
+    if r.canceled && r.compact_revision != 0 { r.header = None; r.cancel_reason.clear(); }
     r
 }
 

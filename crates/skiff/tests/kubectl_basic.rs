@@ -94,6 +94,11 @@ fn unauthenticated_requests_get_401_and_data_survives_restart() {
     let k = Kubectl::new(31, &server.kubeconfig);
     assert_eq!(k.ok(&["get", "cm", "cfg", "-o", "jsonpath={.data.a}"]), "1");
     assert!(k.ok(&["get", "svc", "kubernetes", "-o", "jsonpath={.spec.clusterIP}"]).starts_with("10.96.0.1"));
+
+    // Prometheus metrics count what was served.
+    let metrics = k.ok(&["get", "--raw", "/metrics"]);
+    assert!(metrics.contains(r#"apiserver_request_total{verb="GET",resource="configmaps",code="200"} 1"#), "{metrics}");
+    assert!(metrics.contains("apiserver_request_duration_seconds_count"), "{metrics}");
 }
 
 #[test]

@@ -50,7 +50,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
     tracing::info!(listen = %args.listen, data_dir = %dir.display(), "API server ready");
     println!("export KUBECONFIG={}", kubeconfig.display());
-    let state = AppState { storage, token: Arc::new(pki.admin_token.clone()) };
+    let state = AppState { storage, token: Arc::new(pki.admin_token.clone()), metrics: Default::default() };
     skiff_apiserver::serve(listener, &pki, state, super::shutdown_signal()).await?;
     tracing::info!("shutting down");
     drop(store);
