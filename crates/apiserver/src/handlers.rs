@@ -647,7 +647,9 @@ async fn watch(storage: &Storage, req: &Request) -> ApiResult<Response> {
         Some(v) => v.parse::<i64>().map_err(|_| ApiError::bad_request(format!("invalid resource version {v:?}")))?,
     };
     let timeout = req.q("timeoutSeconds").and_then(|s| s.parse::<u64>().ok()).map(Duration::from_secs).unwrap_or(Duration::from_secs(1800));
-    let changes = storage.watch(&prefix, after);
+    let bookmarks = matches!(req.q("allowWatchBookmarks"), Some("true" | "1"));
+    let changes = storage.watch(&prefix, after, bookmarks.then_some(storage.bookmark_interval));
+    let api_version = res.api_version();
     let events = changes
         .flat_map(move |batch| {
             let lines: Vec<Bytes> = match batch {
@@ -656,6 +658,11 @@ async fn watch(storage: &Storage, req: &Request) -> ApiResult<Response> {
                     vec![event_line("ERROR", &st)]
                 }
                 Err(e) => vec![event_line("ERROR", &ApiError::internal(e.to_string()).to_status())],
+                // A bookmark: only the kind and the revision everything has been sent up to.
+                Ok(b) if b.events.is_empty() => vec![event_line(
+                    "BOOKMARK",
+                    &json!({"kind": res.kind, "apiVersion": api_version, "metadata": {"resourceVersion": b.revision.to_string()}}),
+                )],
                 Ok(b) => b.events.iter().filter_map(|e| translate(res, e, &labels, &fields)).collect(),
             };
             futures::stream::iter(lines)

@@ -3,6 +3,8 @@
 //! revision, compaction), so the embedded store and an external etcd are
 //! interchangeable implementations.
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use bytes::Bytes;
 use etcdpb::{Event, RangeRequest, RangeResponse, TxnRequest, TxnResponse};
@@ -43,8 +45,10 @@ pub trait Kv: Send + Sync + 'static {
     async fn range(&self, r: RangeRequest) -> Result<RangeResponse, KvError>;
     async fn txn(&self, t: TxnRequest) -> Result<TxnResponse, KvError>;
     async fn compact(&self, revision: i64) -> Result<(), KvError>;
-    /// Changes to keys in `[key, range_end)` from `start_revision` on, with prev_kv.
-    fn watch(&self, key: Bytes, range_end: Bytes, start_revision: i64) -> WatchStream;
+    /// Changes to keys in `[key, range_end)` from `start_revision` on, with
+    /// prev_kv. With `progress`, a quiet watch yields an empty batch whose
+    /// revision everything has been delivered up to (for bookmarks).
+    fn watch(&self, key: Bytes, range_end: Bytes, start_revision: i64, progress: Option<Duration>) -> WatchStream;
 }
 
 /// The embedded store, called in-process.
@@ -65,11 +69,22 @@ impl Kv for Embedded {
         Ok(())
     }
 
-    fn watch(&self, key: Bytes, range_end: Bytes, start_revision: i64) -> WatchStream {
+    fn watch(&self, key: Bytes, range_end: Bytes, start_revision: i64, progress: Option<Duration>) -> WatchStream {
         let watcher = self.0.watch(WatchOptions { key, range_end, start_revision, prev_kv: true, ..Default::default() });
-        Box::pin(futures::stream::unfold(Some(watcher), |w| async move {
+        Box::pin(futures::stream::unfold(Some(watcher), move |w| async move {
             let mut w = w?;
-            match w.next().await {
+            let result = match progress {
+                Some(every) => tokio::select! {
+                    r = w.next() => r,
+                    _ = tokio::time::sleep(every) => match w.synced_revision() {
+                        // Everything up to `rev` has been delivered: a bookmark may say so.
+                        Some(rev) => return Some((Ok(WatchEvents { events: vec![], revision: rev }), Some(w))),
+                        None => w.next().await,
+                    },
+                },
+                None => w.next().await,
+            };
+            match result {
                 Ok(b) => Some((Ok(WatchEvents { events: b.events, revision: b.revision }), Some(w))),
                 Err(WatchEnd::Compacted { compact_revision }) => Some((Err(KvError::Compacted(compact_revision)), None)),
                 Err(e) => Some((Err(KvError::Other(e.to_string())), None)),

@@ -18,6 +18,8 @@ use crate::status::ApiError;
 #[derive(Clone)]
 pub struct Storage {
     kv: Arc<dyn Kv>,
+    /// How often a quiet watch that allows bookmarks gets one (upstream: about a minute).
+    pub bookmark_interval: std::time::Duration,
 }
 
 /// Why a conditional write did not happen.
@@ -89,7 +91,7 @@ pub struct Listed {
 
 impl Storage {
     pub fn new(kv: Arc<dyn Kv>) -> Storage {
-        Storage { kv }
+        Storage { kv, bookmark_interval: std::time::Duration::from_secs(60) }
     }
 
     pub fn kv(&self) -> &Arc<dyn Kv> {
@@ -147,8 +149,8 @@ impl Storage {
         Ok(r.header.map(|h| h.revision).unwrap_or(0))
     }
 
-    /// Changes under `prefix` after `revision`.
-    pub fn watch(&self, prefix: &str, after: i64) -> WatchStream {
-        self.kv.watch(Bytes::from(prefix.to_owned()), prefix_end(prefix), after + 1).boxed()
+    /// Changes under `prefix` after `revision`; with `progress`, empty batches when quiet.
+    pub fn watch(&self, prefix: &str, after: i64, progress: Option<std::time::Duration>) -> WatchStream {
+        self.kv.watch(Bytes::from(prefix.to_owned()), prefix_end(prefix), after + 1, progress).boxed()
     }
 }

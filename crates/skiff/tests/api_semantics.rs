@@ -122,3 +122,20 @@ fn compacted_history_gives_410_gone() {
     let err = k.err(&["get", "--raw", &format!("/api/v1/namespaces/default/configmaps?limit=1&continue={cont}")]);
     assert!(err.contains("too old") || err.contains("Expired") || err.contains("410"), "{err}");
 }
+
+#[test]
+fn quiet_watches_get_bookmarks_when_they_allow_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = SkiffServer::start_with(dir.path(), common::free_port(), &["--watch-bookmark-interval", "200ms"]);
+    let k = Kubectl::new(31, &server.kubeconfig);
+    create_cm(&k, dir.path(), "bm", r#""a":"b""#);
+    let rv: i64 = raw(&k, "/api/v1/namespaces/default/configmaps")["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap();
+    let evs = watch_events(&k, &format!("resourceVersion={rv}&allowWatchBookmarks=true"));
+    assert!(!evs.is_empty(), "no bookmark within a second");
+    for (t, _, erv) in &evs {
+        assert_eq!(t, "BOOKMARK");
+        assert!(erv.parse::<i64>().unwrap() >= rv);
+    }
+    // Without allowWatchBookmarks there are none.
+    assert!(watch_events(&k, &format!("resourceVersion={rv}")).is_empty());
+}

@@ -21,6 +21,9 @@ pub struct ServerArgs {
     /// How often the store's history is compacted (kube-apiserver's default is 5m).
     #[arg(long, default_value = "5m", value_parser = super::store::parse_duration)]
     compaction_interval: std::time::Duration,
+    /// How often a quiet watch that allows bookmarks gets a BOOKMARK event.
+    #[arg(long, default_value = "1m", value_parser = super::store::parse_duration, hide = true)]
+    watch_bookmark_interval: std::time::Duration,
     /// Do not run a kubelet for this machine (there is no kubelet yet; accepted for forward compatibility).
     #[arg(long)]
     disable_agent: bool,
@@ -42,7 +45,8 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let store = Store::open(Config::new(dir.join("store"))).with_context(|| format!("opening the store in {}", dir.display()))?;
     let kv: Arc<dyn skiff_apiserver::kv::Kv> = Arc::new(Embedded(store.clone()));
-    let storage = Storage::new(kv.clone());
+    let mut storage = Storage::new(kv.clone());
+    storage.bookmark_interval = args.watch_bookmark_interval;
     tokio::spawn(skiff_apiserver::compactor::run(kv, args.compaction_interval));
     bootstrap::ensure(&storage, "10.96.0.1", args.listen.port()).await?;
     let pki = certs::ensure(&dir, args.listen)?;
