@@ -5,6 +5,7 @@
 //! single-member with fsync on.
 
 mod load;
+mod noise;
 mod server;
 mod stats;
 
@@ -83,6 +84,15 @@ fn machine() -> String {
     format!("nproc {cores} ({cpu}), {} GiB RAM, Linux {}", mem_kb / 1024 / 1024, kernel.trim())
 }
 
+/// Logs the other processes' CPU share during a step, so a skewed step shows
+/// while the run is still going.
+fn note(noise: &mut noise::Tracker, name: &str, from: noise::Sample) {
+    let share = noise.step(name, from);
+    if share > 5.0 {
+        progress(&format!("note: other processes used {share:.1}% of the CPU during {name}"));
+    }
+}
+
 /// Which server goes first in step `k`. Alternating removes a systematic
 /// bias: whoever runs second inherits the first one's dirty page cache and
 /// any background work (compaction, GC) it left behind.
@@ -110,6 +120,7 @@ async fn store(args: StoreArgs) -> Result<String> {
         chans.push(s.channels(16).await?);
     }
     progress("both servers ready");
+    let mut noise = noise::Tracker::new(servers.iter().map(Server::pid).collect());
     let mut report = format!(
         "Command: `{}`\n\nMachine: {}\n\nServers: Skiff `{}` ({}); etcd `{}` ({}); both single-member on loopback, fsync on, fresh data dirs, \
          running side by side on the same machine as the client (the idle one costs little). Each step runs both servers one after \
@@ -133,7 +144,9 @@ async fn store(args: StoreArgs) -> Result<String> {
         for i in order(step) {
             let (s, ch) = (&servers[i], &chans[i]);
             progress(&format!("{}: puts from {clients} clients over {} connections for {secs} s", s.name, conns(ch, clients).len()));
+            let from = noise.sample();
             f[i] = load::puts(conns(ch, clients), clients, span, &clients.to_string()).await?;
+            note(&mut noise, &format!("{}: puts, {clients} clients", s.name), from);
         }
         step += 1;
         t.row(format!("puts/s, {clients} clients"), f[0].ops_per_sec, f[1].ops_per_sec, "higher");
@@ -156,13 +169,17 @@ async fn store(args: StoreArgs) -> Result<String> {
     for i in order(step) {
         let (s, ch) = (&servers[i], &chans[i]);
         progress(&format!("{}: single-key gets", s.name));
+        let from = noise.sample();
         gets[i] = load::gets(conns(ch, 16), 16, span, "get/", keys).await?;
+        note(&mut noise, &format!("{}: gets", s.name), from);
     }
     step += 1;
     for i in order(step) {
         let (s, ch) = (&servers[i], &chans[i]);
         progress(&format!("{}: 100-key prefix ranges", s.name));
+        let from = noise.sample();
         pref[i] = load::prefix_ranges(conns(ch, 16), 16, span, "pref/", 100).await?;
+        note(&mut noise, &format!("{}: prefix ranges", s.name), from);
     }
     step += 1;
     t.row("single-key gets/s", gets[0].ops_per_sec, gets[1].ops_per_sec, "higher");
@@ -187,7 +204,9 @@ async fn store(args: StoreArgs) -> Result<String> {
     for i in order(step) {
         let (s, ch) = (&servers[i], &chans[i]);
         progress(&format!("{}: {watchers} watchers, {puts} puts", s.name));
+        let from = noise.sample();
         let f = load::watch_fanout(&ch[..streams], watchers, puts, gap).await?;
+        note(&mut noise, &format!("{}: watch fan-out", s.name), from);
         if f.delivered != f.expected {
             let msg = format!("{}: watch fan-out delivered {} of {} events", s.name, f.delivered, f.expected);
             progress(&format!("PROBLEM: {msg}"));
@@ -215,7 +234,9 @@ async fn store(args: StoreArgs) -> Result<String> {
         let s = &servers[i];
         let before = s.rss()?;
         progress(&format!("{}: loading {n} keys (RSS before {:.0} MiB)", s.name, mib(before.total)));
+        let from = noise.sample();
         let f = load::load(&chans[i], "mem/", n).await?;
+        note(&mut noise, &format!("{}: memory load", s.name), from);
         progress(&format!("{}: loaded at {:.0} keys/s", s.name, f.ops_per_sec * load::TXN_PUTS as f64));
         // Let background work (freeing request buffers, snapshots) settle.
         tokio::time::sleep(Duration::from_secs(2)).await;
@@ -240,6 +261,15 @@ async fn store(args: StoreArgs) -> Result<String> {
     }
     report += "\n";
 
+    let (run, worst, worst_step) = noise.summary();
+    report += &format!(
+        "Other processes on the machine used {run:.1}% of its CPU capacity during the run (worst step: {worst:.1}%, {worst_step}).\n\n"
+    );
+    if worst > 10.0 {
+        problems.push(format!(
+            "other processes used up to {worst:.1}% of the machine's CPU during a step ({worst_step}); figures may be skewed"
+        ));
+    }
     if !problems.is_empty() {
         report += "### Problems\n\n";
         for p in &problems {

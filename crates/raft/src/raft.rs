@@ -126,6 +126,11 @@ impl<S: Storage> Raft<S> {
         Ok(r)
     }
 
+    /// This node's current (randomized) election timeout in ticks.
+    pub fn randomized_election_timeout(&self) -> u64 {
+        self.randomized_election_timeout
+    }
+
     pub fn hard_state(&self) -> HardState {
         HardState { term: self.term, vote: self.vote, commit: self.raft_log.committed }
     }
