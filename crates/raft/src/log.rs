@@ -33,6 +33,14 @@ impl<S: Storage> RaftLog<S> {
         }
     }
 
+    pub fn committed(&self) -> u64 {
+        self.committed
+    }
+
+    pub fn applied(&self) -> u64 {
+        self.applied
+    }
+
     pub fn first_index(&self) -> u64 {
         self.unstable
             .maybe_first_index()

@@ -161,7 +161,7 @@ impl ConfChange {
 
 /// Every kind of message. Those marked *local* never cross the network:
 /// they are how the node drives itself, and `RawNode::step` refuses them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub enum MessageType {
     /// *local*: start an election (election timeout fired).
     #[default]
