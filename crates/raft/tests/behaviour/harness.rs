@@ -75,9 +75,20 @@ impl Net {
         self.add(id, store);
     }
 
-    /// A node joining an existing cluster: empty storage, no membership.
-    pub fn add_empty(&mut self, id: NodeId) {
-        self.add(id, MemStorage::new());
+    /// Snapshot node `id` at its applied index with `data` and compact its
+    /// log up to there, as the application would periodically.
+    pub fn compact(&mut self, id: NodeId, data: &[u8]) {
+        let raft = self.nodes[&id].rn.raft();
+        let applied = raft.raft_log.applied();
+        let cs = raft.tracker.conf_state();
+        let mut s = self.nodes[&id].store.wl();
+        s.create_snapshot(applied, cs, data.to_vec()).unwrap();
+        s.compact(applied).unwrap();
+    }
+
+    /// A node joining an existing cluster: empty log, told the voters.
+    pub fn add_joining(&mut self, id: NodeId, voters: &[NodeId]) {
+        self.add(id, MemStorage::new_with_conf_state(ConfState::with_voters(voters.iter().copied())));
     }
 
     pub fn node(&self, id: NodeId) -> &Node {
