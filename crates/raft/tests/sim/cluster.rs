@@ -1,0 +1,565 @@
+//! The simulated cluster: nodes with explicit durable "disks", a lossy
+//! network, and a fault injector, all driven by one seeded RNG.
+//!
+//! Persistence is modelled explicitly: a node's `disk` (a `MemStorage`)
+//! only ever receives what a `Ready` asked to persist, written before that
+//! `Ready`'s messages are sent. A crash throws away the `RawNode` and the
+//! state machine; a restart rebuilds them from the disk alone. A *torn*
+//! crash dies in the middle of persisting a `Ready`: a prefix of its
+//! entries reaches the disk, nothing else does and no message leaves.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use skiff_raft::{
+    ConfChange, ConfChangeKind, ConfState, Config, EntryKind, MemStorage, Message, NodeId, RawNode, StateRole,
+    Storage,
+};
+
+use crate::checker::{Check, Checker, data_hash};
+use crate::rng::SimRng;
+
+/// Time units per tick; message delays are measured in units.
+pub const UNITS_PER_TICK: u64 = 10;
+
+#[derive(Clone, Debug)]
+pub struct Params {
+    pub voters: u64,
+    /// Extra node ids that may join via membership changes.
+    pub spares: u64,
+    pub fault_ticks: u64,
+    pub liveness_ticks: u64,
+    pub drop: f64,
+    pub dup: f64,
+    pub max_delay: u64,
+    pub long_delay: f64,
+    pub crash: f64,
+    pub crash_leader: f64,
+    pub torn: f64,
+    pub restart: f64,
+    pub partition: f64,
+    pub heal: f64,
+    /// Isolate the current leader together with a minority.
+    pub leader_minority: f64,
+    pub compact: f64,
+    pub propose: f64,
+    pub read: f64,
+    pub transfer: f64,
+    pub conf_change: f64,
+    pub chunk_size: usize,
+}
+
+impl Default for Params {
+    fn default() -> Params {
+        Params {
+            voters: 3,
+            spares: 0,
+            fault_ticks: 300,
+            liveness_ticks: 300,
+            drop: 0.05,
+            dup: 0.03,
+            max_delay: 12,
+            long_delay: 0.01,
+            crash: 0.005,
+            crash_leader: 0.005,
+            torn: 0.3,
+            restart: 0.05,
+            partition: 0.01,
+            heal: 0.05,
+            leader_minority: 0.0,
+            compact: 0.02,
+            propose: 0.3,
+            read: 0.05,
+            transfer: 0.002,
+            conf_change: 0.0,
+            chunk_size: 16,
+        }
+    }
+}
+
+/// The application's state machine: a hash chain over applied entries.
+#[derive(Clone, Copy, Default)]
+struct Sm {
+    index: u64,
+    hash: u64,
+}
+
+impl Sm {
+    fn encode(&self, pad: usize) -> Vec<u8> {
+        let mut v = Vec::with_capacity(16 + pad);
+        v.extend_from_slice(&self.index.to_le_bytes());
+        v.extend_from_slice(&self.hash.to_le_bytes());
+        v.extend((0..pad).map(|i| (self.hash >> (i % 8)) as u8));
+        v
+    }
+
+    fn decode(d: &[u8]) -> Sm {
+        if d.len() < 16 {
+            return Sm::default();
+        }
+        Sm { index: u64::from_le_bytes(d[..8].try_into().unwrap()), hash: u64::from_le_bytes(d[8..16].try_into().unwrap()) }
+    }
+}
+
+struct SimNode {
+    rn: Option<RawNode<MemStorage>>,
+    disk: MemStorage,
+    sm: Sm,
+    crash_in_next_ready: bool,
+}
+
+pub struct Sim {
+    pub seed: u64,
+    rng: SimRng,
+    p: Params,
+    now: u64,
+    nodes: BTreeMap<NodeId, SimNode>,
+    /// (delivery time, sequence) -> message.
+    net: BTreeMap<(u64, u64), Message>,
+    seq: u64,
+    /// Partition group per node; messages cross only within a group.
+    group: BTreeMap<NodeId, u64>,
+    initial: ConfState,
+    /// Spares added at some point (never re-added after removal).
+    joined: BTreeSet<NodeId>,
+    next_val: u64,
+    pub chk: Checker,
+    pub stats: Stats,
+    trace: bool,
+}
+
+#[derive(Default, Debug, Clone)]
+pub struct Stats {
+    pub crashes: u64,
+    pub torn: u64,
+    pub snapshots_sent: u64,
+    pub conf_changes: u64,
+    pub elections: u64,
+    pub ticks_to_recover: u64,
+}
+
+impl Sim {
+    pub fn new(seed: u64, p: Params) -> Sim {
+        let initial = ConfState::with_voters(1..=p.voters);
+        let mut s = Sim {
+            seed,
+            rng: SimRng::new(seed),
+            now: 0,
+            nodes: BTreeMap::new(),
+            net: BTreeMap::new(),
+            seq: 0,
+            group: BTreeMap::new(),
+            initial,
+            joined: BTreeSet::new(),
+            next_val: 0,
+            chk: Checker::default(),
+            stats: Stats::default(),
+            trace: std::env::var_os("SKIFF_SIM_TRACE").is_some(),
+            p,
+        };
+        for id in 1..=s.p.voters {
+            s.start_node(id);
+        }
+        s
+    }
+
+    fn config(&self, id: NodeId, applied: u64) -> Config {
+        Config {
+            id,
+            election_tick: 10,
+            heartbeat_tick: 2,
+            applied,
+            max_size_per_msg: 256,
+            max_inflight_msgs: 4,
+            snapshot_chunk_size: self.p.chunk_size,
+            max_snapshot_chunks_inflight: 2,
+            seed: self.seed,
+            ..Config::default()
+        }
+    }
+
+    fn start_node(&mut self, id: NodeId) {
+        let disk = MemStorage::new_with_conf_state(self.initial.clone());
+        self.nodes.insert(id, SimNode { rn: None, disk, sm: Sm::default(), crash_in_next_ready: false });
+        self.group.insert(id, 0);
+        self.restart(id);
+    }
+
+    /// Rebuild a node from its disk alone.
+    fn restart(&mut self, id: NodeId) {
+        let snap = self.nodes[&id].disk.snapshot().unwrap();
+        let cfg = self.config(id, snap.metadata.index);
+        let n = self.nodes.get_mut(&id).unwrap();
+        n.sm = Sm::decode(&snap.data);
+        n.rn = Some(RawNode::new(&cfg, n.disk.clone()).unwrap());
+        n.crash_in_next_ready = false;
+        self.chk.forget_commit_progress(id);
+        self.log(|| format!("restart {id}"));
+    }
+
+    fn crash(&mut self, id: NodeId) {
+        let torn = self.rng.chance(self.p.torn);
+        self.log(|| format!("crash {id} torn={torn}"));
+        let n = self.nodes.get_mut(&id).unwrap();
+        if torn {
+            n.crash_in_next_ready = true;
+            self.stats.torn += 1;
+        } else {
+            n.rn = None;
+        }
+        self.stats.crashes += 1;
+    }
+
+    fn log(&self, f: impl FnOnce() -> String) {
+        if self.trace {
+            eprintln!("[{:>6}] {}", self.now, f());
+        }
+    }
+
+    fn live(&self) -> Vec<NodeId> {
+        self.nodes.iter().filter(|(_, n)| n.rn.is_some()).map(|(&id, _)| id).collect()
+    }
+
+    /// The leader with the highest term, if any.
+    pub fn leader(&self) -> Option<NodeId> {
+        self.nodes
+            .iter()
+            .filter_map(|(&id, n)| n.rn.as_ref().map(|rn| (id, rn.raft())))
+            .filter(|(_, r)| r.state == StateRole::Leader)
+            .max_by_key(|(_, r)| r.term)
+            .map(|(id, _)| id)
+    }
+
+    fn send(&mut self, m: Message) {
+        if self.group.get(&m.from) != self.group.get(&m.to) || self.rng.chance(self.p.drop) {
+            return;
+        }
+        let copies = if self.rng.chance(self.p.dup) { 2 } else { 1 };
+        for _ in 0..copies {
+            let delay = if self.rng.chance(self.p.long_delay) {
+                self.rng.range(UNITS_PER_TICK, 20 * UNITS_PER_TICK)
+            } else {
+                self.rng.range(1, self.p.max_delay + 1)
+            };
+            self.seq += 1;
+            self.net.insert((self.now + delay, self.seq), m.clone());
+        }
+    }
+
+    /// Handle every pending Ready of `id` per the contract, checking
+    /// invariants along the way.
+    fn process(&mut self, id: NodeId) -> Check {
+        loop {
+            let n = self.nodes.get_mut(&id).unwrap();
+            let Some(rn) = n.rn.as_mut() else { return Ok(()) };
+            if !rn.has_ready() {
+                return self.chk.on_step(id, rn);
+            }
+            let rd = rn.ready();
+            if n.crash_in_next_ready {
+                // Torn write: a prefix of the entries hits the disk.
+                let keep = self.rng.range(0, rd.entries.len() as u64 + 1) as usize;
+                let mut d = n.disk.wl();
+                if let Some(s) = &rd.snapshot
+                    && self.rng.chance(0.5)
+                {
+                    d.apply_snapshot(s.clone()).unwrap();
+                    d.append(&rd.entries[..keep]).unwrap();
+                } else if rd.snapshot.is_none() {
+                    d.append(&rd.entries[..keep]).unwrap();
+                }
+                drop(d);
+                n.rn = None;
+                return Ok(());
+            }
+            self.chk.on_entries(id, rn, &rd.entries)?;
+            {
+                let mut d = n.disk.wl();
+                if let Some(s) = &rd.snapshot {
+                    d.apply_snapshot(s.clone()).unwrap();
+                }
+                d.append(&rd.entries).unwrap();
+                if let Some(hs) = rd.hard_state {
+                    d.set_hard_state(hs);
+                }
+            }
+            if let Some(s) = &rd.snapshot {
+                n.sm = Sm::decode(&s.data);
+                self.stats.snapshots_sent += 1;
+                if n.sm.index != s.metadata.index {
+                    return Err(format!("snapshot data/metadata mismatch at node {id}"));
+                }
+                self.chk.on_apply(id, n.sm.index, n.sm.hash)?;
+            }
+            for e in &rd.committed_entries {
+                if e.index != n.sm.index + 1 {
+                    return Err(format!("node {id} applies {} after {}", e.index, n.sm.index));
+                }
+                n.sm.index = e.index;
+                n.sm.hash = (n.sm.hash.rotate_left(17) ^ data_hash(e) ^ e.term.wrapping_mul(0x9E37)).wrapping_mul(0x100_0000_01b3);
+                self.chk.on_apply(id, e.index, n.sm.hash)?;
+                if e.kind == EntryKind::ConfChange {
+                    let cc = ConfChange::decode(&e.data).ok_or("bad conf change")?;
+                    rn.apply_conf_change(&cc);
+                }
+            }
+            for rs in &rd.read_states {
+                self.chk.on_read_state(id, rs.index, &rs.request_ctx)?;
+            }
+            if rd.soft_state.is_some_and(|s| s.role == StateRole::Leader) {
+                self.stats.elections += 1;
+                if self.trace {
+                    eprintln!("[{:>6}] {id} leads term {}", self.now, rn.raft().term);
+                }
+            }
+            let msgs = rd.messages.clone();
+            rn.advance(rd);
+            self.chk.on_step(id, self.nodes[&id].rn.as_ref().unwrap())?;
+            for m in msgs {
+                self.send(m);
+            }
+        }
+    }
+
+    fn deliver_due(&mut self) -> Check {
+        while let Some((&(t, s), _)) = self.net.first_key_value() {
+            if t > self.now {
+                break;
+            }
+            let m = self.net.remove(&(t, s)).unwrap();
+            let to = m.to;
+            if self.group.get(&m.from) != self.group.get(&to) {
+                continue;
+            }
+            let Some(rn) = self.nodes.get_mut(&to).and_then(|n| n.rn.as_mut()) else { continue };
+            let _ = rn.step(m);
+            self.process(to)?;
+        }
+        Ok(())
+    }
+
+    fn tick_all(&mut self) -> Check {
+        for id in self.live() {
+            self.nodes.get_mut(&id).unwrap().rn.as_mut().unwrap().tick();
+            self.process(id)?;
+        }
+        Ok(())
+    }
+
+    fn faults(&mut self) -> Check {
+        let p = self.p.clone();
+        let live = self.live();
+        // Keep a quorum of the original size up most of the time.
+        if live.len() as u64 > self.p.voters / 2 + 1 {
+            if self.rng.chance(p.crash)
+                && let Some(id) = self.rng.pick(&live)
+            {
+                self.crash(id);
+            }
+            if self.rng.chance(p.crash_leader)
+                && let Some(l) = self.leader()
+            {
+                self.crash(l);
+            }
+        }
+        let down: Vec<_> = self.nodes.iter().filter(|(_, n)| n.rn.is_none()).map(|(&id, _)| id).collect();
+        for id in down {
+            if self.rng.chance(p.restart) {
+                self.restart(id);
+            }
+        }
+        let ids: Vec<_> = self.nodes.keys().copied().collect();
+        if self.rng.chance(p.partition) {
+            for &id in &ids {
+                let g = self.rng.range(0, 2);
+                self.group.insert(id, g);
+            }
+            self.log(|| format!("partition {:?}", self.group));
+        }
+        if self.rng.chance(p.leader_minority)
+            && let Some(l) = self.leader()
+        {
+            // The leader keeps a minority (itself plus at most one other).
+            for &id in &ids {
+                self.group.insert(id, 0);
+            }
+            self.group.insert(l, 1);
+            if ids.len() >= 5 {
+                let others: Vec<_> = ids.iter().copied().filter(|&i| i != l).collect();
+                if let Some(o) = self.rng.pick(&others) {
+                    self.group.insert(o, 1);
+                }
+            }
+            self.log(|| format!("leader {l} isolated with minority {:?}", self.group));
+        }
+        if self.rng.chance(p.heal) {
+            for &id in &ids {
+                self.group.insert(id, 0);
+            }
+        }
+        for id in self.live() {
+            if self.rng.chance(p.compact) {
+                self.compact(id);
+            }
+        }
+        Ok(())
+    }
+
+    /// Snapshot at the applied index and drop some log prefix.
+    fn compact(&mut self, id: NodeId) {
+        let pad = self.rng.range(0, 64) as usize;
+        let keep = self.rng.range(0, 4);
+        let n = self.nodes.get_mut(&id).unwrap();
+        let rn = n.rn.as_ref().unwrap();
+        let applied = n.sm.index;
+        let mut d = n.disk.wl();
+        if applied <= d.snapshot_ref().metadata.index {
+            return;
+        }
+        let cs = rn.raft().tracker.conf_state();
+        d.create_snapshot(applied, cs, n.sm.encode(pad)).unwrap();
+        let _ = d.compact(applied.saturating_sub(keep));
+    }
+
+    fn clients(&mut self) -> Check {
+        let live = self.live();
+        if self.rng.chance(self.p.propose) {
+            let target = if self.rng.chance(0.7) { self.leader() } else { self.rng.pick(&live) };
+            if let Some(id) = target {
+                self.next_val += 1;
+                let v = self.next_val.to_le_bytes().to_vec();
+                let _ = self.nodes.get_mut(&id).unwrap().rn.as_mut().unwrap().propose(v);
+                self.process(id)?;
+            }
+        }
+        let live = self.live();
+        if self.rng.chance(self.p.read)
+            && let Some(id) = self.rng.pick(&live)
+        {
+            self.next_val += 1;
+            let ctx = self.next_val.to_le_bytes().to_vec();
+            self.chk.on_read_issued(ctx.clone());
+            let _ = self.nodes.get_mut(&id).unwrap().rn.as_mut().unwrap().read_index(ctx);
+            self.process(id)?;
+        }
+        if self.rng.chance(self.p.transfer)
+            && let Some(l) = self.leader()
+        {
+            let voters: Vec<_> = self.nodes[&l].rn.as_ref().unwrap().raft().tracker.voters.iter().copied().collect();
+            if let Some(to) = self.rng.pick(&voters) {
+                let _ = self.nodes.get_mut(&l).unwrap().rn.as_mut().unwrap().transfer_leader(to);
+                self.process(l)?;
+            }
+        }
+        if self.rng.chance(self.p.conf_change) {
+            self.membership()?;
+        }
+        Ok(())
+    }
+
+    /// Grow with a spare as learner, promote caught-up learners, or remove
+    /// a voter (possibly the leader itself).
+    fn membership(&mut self) -> Check {
+        let Some(l) = self.leader() else { return Ok(()) };
+        let r = self.nodes[&l].rn.as_ref().unwrap().raft();
+        let learners: Vec<_> = r.tracker.learners.iter().copied().filter(|&x| r.learner_caught_up(x)).collect();
+        let voters: Vec<_> = r.tracker.voters.iter().copied().collect();
+        let spare = (1..=self.p.voters + self.p.spares).find(|id| !self.nodes.contains_key(id));
+        let cc = if let Some(x) = self.rng.pick(&learners) {
+            ConfChange { kind: ConfChangeKind::AddVoter, node_id: x, context: vec![] }
+        } else if let Some(s) = spare.filter(|_| self.rng.chance(0.5)) {
+            ConfChange { kind: ConfChangeKind::AddLearner, node_id: s, context: vec![] }
+        } else if voters.len() > 3 {
+            let v = self.rng.pick(&voters).unwrap();
+            ConfChange { kind: ConfChangeKind::Remove, node_id: v, context: vec![] }
+        } else {
+            return Ok(());
+        };
+        let res = self.nodes.get_mut(&l).unwrap().rn.as_mut().unwrap().propose_conf_change(&cc);
+        if res.is_ok() {
+            self.stats.conf_changes += 1;
+            self.log(|| format!("{l} proposes {cc:?}"));
+            if cc.kind == ConfChangeKind::AddLearner && !self.joined.contains(&cc.node_id) {
+                self.joined.insert(cc.node_id);
+                self.start_node(cc.node_id);
+            }
+        }
+        self.process(l)
+    }
+
+    fn advance_tick(&mut self) -> Check {
+        for _ in 0..UNITS_PER_TICK {
+            self.now += 1;
+            self.deliver_due()?;
+        }
+        self.tick_all()
+    }
+
+    /// Run the fault phase, then heal everything and require progress.
+    pub fn run(&mut self) -> Check {
+        for _ in 0..self.p.fault_ticks {
+            self.advance_tick()?;
+            self.faults()?;
+            self.clients()?;
+        }
+        // Heal: reconnect, restart everyone, stop losing messages.
+        self.p.drop = 0.0;
+        self.p.dup = 0.0;
+        self.p.long_delay = 0.0;
+        for g in self.group.values_mut() {
+            *g = 0;
+        }
+        let down: Vec<_> = self.nodes.iter().filter(|(_, n)| n.rn.is_none()).map(|(&id, _)| id).collect();
+        for id in down {
+            self.restart(id);
+        }
+        for n in self.nodes.values_mut() {
+            n.crash_in_next_ready = false;
+        }
+        let mut marker: Option<(NodeId, Vec<u8>, u64)> = None;
+        for t in 0..self.p.liveness_ticks {
+            self.advance_tick()?;
+            let Some(l) = self.leader() else { continue };
+            match &marker {
+                None => {
+                    self.next_val += 1;
+                    let v = self.next_val.to_le_bytes().to_vec();
+                    if self.nodes.get_mut(&l).unwrap().rn.as_mut().unwrap().propose(v.clone()).is_ok() {
+                        let idx = self.nodes[&l].rn.as_ref().unwrap().raft().raft_log.last_index();
+                        marker = Some((l, v, idx));
+                    }
+                    self.process(l)?;
+                }
+                Some((_, _, idx)) => {
+                    // Done once every member of the leader's configuration
+                    // applied past the marker (it may have been lost with a
+                    // leader change: then propose again).
+                    let r = self.nodes[&l].rn.as_ref().unwrap().raft();
+                    let members: Vec<_> = r.tracker.progress.keys().copied().collect();
+                    if members.iter().all(|m| self.nodes.get(m).is_some_and(|n| n.sm.index >= *idx)) {
+                        self.stats.ticks_to_recover = t;
+                        return self.converged(&members);
+                    }
+                    if t % 50 == 49 {
+                        marker = None; // retry the proposal
+                    }
+                }
+            }
+        }
+        Err(format!(
+            "liveness: no commit on all members within {} ticks after healing (leader {:?})",
+            self.p.liveness_ticks,
+            self.leader()
+        ))
+    }
+
+    fn converged(&self, members: &[NodeId]) -> Check {
+        let first = self.nodes[&members[0]].sm;
+        for m in members {
+            let sm = self.nodes[m].sm;
+            if sm.index == first.index && sm.hash != first.hash {
+                return Err(format!("final state machines differ: {} vs {m}", members[0]));
+            }
+        }
+        Ok(())
+    }
+}
