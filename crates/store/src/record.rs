@@ -66,7 +66,10 @@ pub fn decode(data: &[u8], pos: usize) -> Frame<'_> {
 /// Whether any intact record starts anywhere in `data[from..]`. Used to tell a
 /// torn tail (nothing valid after the damage) from corruption in the middle.
 pub fn any_record_after(data: &[u8], from: usize) -> bool {
-    (from..data.len().saturating_sub(HEADER)).any(|p| match decode(data, p) {
+    // Only the written part can hold records: skip preallocated zeros at the end.
+    let end = data.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1);
+    let data = &data[..end];
+    (from..data.len().saturating_sub(HEADER) + 1).any(|p| match decode(data, p) {
         // A zero-length record of zeros has crc 0 over 4 zero bytes ≠ 0, so
         // zero-filled space never parses as a record.
         Frame::Record(payload, _) => !payload.is_empty(),

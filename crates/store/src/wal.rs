@@ -11,7 +11,9 @@
 //! store refuses to start rather than silently drop acknowledged data.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use etcdpb::skiffpb::Entry;
@@ -53,6 +55,17 @@ fn list_segments(dir: &Path) -> io::Result<Vec<Segment>> {
     }
     segs.sort_by_key(|s| s.seq);
     Ok(segs)
+}
+
+/// Reserve the segment's blocks up front: an fdatasync after writing into
+/// allocated space need not also commit a growing file size, which made
+/// appends measurably slower here. Best effort: without it the log still works.
+fn preallocate(f: &File) {
+    // SAFETY: posix_fallocate only reads its integer arguments; the fd is owned by `f` and open.
+    let rc = unsafe { libc::posix_fallocate(f.as_raw_fd(), 0, SEGMENT_BYTES as libc::off_t) };
+    if rc != 0 {
+        tracing::debug!("posix_fallocate failed ({rc}); the log grows by appending");
+    }
 }
 
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
@@ -99,11 +112,14 @@ impl Wal {
                         pos = next;
                     }
                     Frame::End => break,
+                    // Preallocated space not yet written.
+                    _ if data[pos..].iter().all(|b| *b == 0) => break,
                     Frame::Torn | Frame::Bad if newest && !record::any_record_after(&data, pos + 1) => {
-                        tracing::warn!(segment = %seg.path.display(), offset = pos, dropped = data.len() - pos,
+                        tracing::warn!(segment = %seg.path.display(), offset = pos,
                             "truncating torn write at the end of the log");
                         let f = OpenOptions::new().write(true).open(&seg.path)?;
                         f.set_len(pos as u64)?;
+                        preallocate(&f);
                         f.sync_all()?;
                         break;
                     }
@@ -126,7 +142,7 @@ impl Wal {
             }
         }
         if let Some(seg) = segs.last() {
-            let file = OpenOptions::new().append(true).open(&seg.path)?;
+            let file = OpenOptions::new().write(true).open(&seg.path)?;
             let wal = Wal { dir: dir.to_owned(), file, seq: seg.seq, size: tail_size, last_index, buf: Vec::new() };
             Ok((wal, entries))
         } else {
@@ -137,7 +153,8 @@ impl Wal {
 
     fn create_segment(dir: &Path, seq: u64, first: u64) -> io::Result<(File, u64)> {
         let path = dir.join(segment_name(seq, first));
-        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        let file = OpenOptions::new().create(true).truncate(false).write(true).open(&path)?;
+        preallocate(&file);
         file.sync_all()?;
         sync_dir(dir)?;
         Ok((file, seq))
@@ -158,7 +175,7 @@ impl Wal {
             self.last_index = e.index;
             record::encode(&mut self.buf, &e.encode_to_vec());
         }
-        self.file.write_all(&self.buf)?;
+        self.file.write_all_at(&self.buf, self.size)?;
         self.file.sync_data()?;
         self.size += self.buf.len() as u64;
         Ok(())
@@ -239,8 +256,11 @@ mod tests {
         drop(w);
         let seg = list_segments(dir.path()).unwrap().pop().unwrap().path;
         let data = fs::read(&seg).unwrap();
-        // Cut the last record in half: a crash mid-write.
-        fs::write(&seg, &data[..data.len() - 3]).unwrap();
+        let written = data.iter().rposition(|b| *b != 0).unwrap() + 1;
+        // Cut the last record in half: a crash mid-write (the rest of the segment stays preallocated zeros).
+        let mut torn = data[..written - 3].to_vec();
+        torn.resize(data.len(), 0);
+        fs::write(&seg, &torn).unwrap();
         let (mut w, got) = Wal::open(dir.path(), 0).unwrap();
         assert_eq!(got.len(), 4);
         w.append(&[entry(5)]).unwrap();
