@@ -52,7 +52,7 @@ impl<S: Storage> Raft<S> {
             self.send(resp);
             return;
         }
-        match self.snap_recv.receive(chunk) {
+        match self.snap_recv.receive(m.from, m.term, chunk) {
             ChunkOutcome::Partial(held) => {
                 let mut resp = Message::new(MessageType::SnapshotResponse, m.from, NONE);
                 resp.index = index;

@@ -11,6 +11,11 @@ use crate::message::{Snapshot, SnapshotChunk, SnapshotMetadata};
 #[derive(Debug, Default)]
 pub(crate) struct SnapshotReceiver {
     meta: Option<SnapshotMetadata>,
+    /// Who is streaming (leader id, leader term) and the total length.
+    /// Two leaders may each hold a snapshot at the same index whose bytes
+    /// differ (encoding is the application's business), so bytes from
+    /// different streams must never be spliced together.
+    stream: (u64, u64, u64),
     data: Vec<u8>,
 }
 
@@ -21,11 +26,11 @@ pub(crate) enum ChunkOutcome {
 }
 
 impl SnapshotReceiver {
-    pub fn receive(&mut self, chunk: SnapshotChunk) -> ChunkOutcome {
-        let same = self
-            .meta
-            .as_ref()
-            .is_some_and(|m| m.index == chunk.metadata.index && m.term == chunk.metadata.term);
+    /// Take `chunk` from leader `from` in term `term`.
+    pub fn receive(&mut self, from: u64, term: u64, chunk: SnapshotChunk) -> ChunkOutcome {
+        let stream = (from, term, chunk.total_len);
+        let same = self.stream == stream
+            && self.meta.as_ref().is_some_and(|m| m.index == chunk.metadata.index && m.term == chunk.metadata.term);
         if !same {
             self.meta = None;
             self.data.clear();
@@ -33,6 +38,7 @@ impl SnapshotReceiver {
                 return ChunkOutcome::Partial(0);
             }
             self.meta = Some(chunk.metadata.clone());
+            self.stream = stream;
         }
         let held = self.data.len() as u64;
         let end = chunk.offset + chunk.data.len() as u64;
@@ -72,12 +78,12 @@ mod tests {
     #[test]
     fn reassembles_despite_gaps_duplicates_and_overlap() {
         let mut r = SnapshotReceiver::default();
-        assert!(matches!(r.receive(chunk(2, b"cd", false)), ChunkOutcome::Partial(0)));
-        assert!(matches!(r.receive(chunk(0, b"ab", false)), ChunkOutcome::Partial(2)));
-        assert!(matches!(r.receive(chunk(4, b"ef", true)), ChunkOutcome::Partial(2)));
-        assert!(matches!(r.receive(chunk(0, b"ab", false)), ChunkOutcome::Partial(2)));
-        assert!(matches!(r.receive(chunk(1, b"bcd", false)), ChunkOutcome::Partial(4)));
-        match r.receive(chunk(4, b"ef", true)) {
+        assert!(matches!(r.receive(1, 1, chunk(2, b"cd", false)), ChunkOutcome::Partial(0)));
+        assert!(matches!(r.receive(1, 1, chunk(0, b"ab", false)), ChunkOutcome::Partial(2)));
+        assert!(matches!(r.receive(1, 1, chunk(4, b"ef", true)), ChunkOutcome::Partial(2)));
+        assert!(matches!(r.receive(1, 1, chunk(0, b"ab", false)), ChunkOutcome::Partial(2)));
+        assert!(matches!(r.receive(1, 1, chunk(1, b"bcd", false)), ChunkOutcome::Partial(4)));
+        match r.receive(1, 1, chunk(4, b"ef", true)) {
             ChunkOutcome::Complete(s) => {
                 assert_eq!(s.data, b"abcdef");
                 assert_eq!(s.metadata.index, 5);
@@ -87,12 +93,20 @@ mod tests {
     }
 
     #[test]
+    fn same_index_from_another_leader_is_not_spliced() {
+        let mut r = SnapshotReceiver::default();
+        r.receive(1, 1, chunk(0, b"ab", false));
+        assert!(matches!(r.receive(2, 2, chunk(2, b"cd", false)), ChunkOutcome::Partial(0)));
+        assert!(matches!(r.receive(2, 2, chunk(0, b"AB", false)), ChunkOutcome::Partial(2)));
+    }
+
+    #[test]
     fn new_snapshot_restarts() {
         let mut r = SnapshotReceiver::default();
-        r.receive(chunk(0, b"ab", false));
+        r.receive(1, 1, chunk(0, b"ab", false));
         let mut c = chunk(0, b"xy", false);
         c.metadata.index = 9;
-        assert!(matches!(r.receive(c), ChunkOutcome::Partial(2)));
-        assert!(matches!(r.receive(chunk(2, b"cd", false)), ChunkOutcome::Partial(0)));
+        assert!(matches!(r.receive(1, 1, c), ChunkOutcome::Partial(2)));
+        assert!(matches!(r.receive(1, 1, chunk(2, b"cd", false)), ChunkOutcome::Partial(0)));
     }
 }

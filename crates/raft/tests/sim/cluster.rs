@@ -36,6 +36,10 @@ pub struct Params {
     pub crash_leader: f64,
     pub torn: f64,
     pub restart: f64,
+    /// Crash-and-immediately-restart a node; much likelier while an
+    /// election is running, where forgetting a vote or term would show.
+    pub bounce: f64,
+    pub bounce_in_election: f64,
     pub partition: f64,
     pub heal: f64,
     /// Isolate the current leader together with a minority.
@@ -46,6 +50,8 @@ pub struct Params {
     pub transfer: f64,
     pub conf_change: f64,
     pub chunk_size: usize,
+    /// Bytes of entries per append (at least one entry is always sent).
+    pub max_msg_size: u64,
 }
 
 impl Default for Params {
@@ -63,6 +69,8 @@ impl Default for Params {
             crash_leader: 0.005,
             torn: 0.3,
             restart: 0.05,
+            bounce: 0.01,
+            bounce_in_election: 0.1,
             partition: 0.01,
             heal: 0.05,
             leader_minority: 0.0,
@@ -72,6 +80,7 @@ impl Default for Params {
             transfer: 0.002,
             conf_change: 0.0,
             chunk_size: 16,
+            max_msg_size: 256,
         }
     }
 }
@@ -168,7 +177,7 @@ impl Sim {
             election_tick: 10,
             heartbeat_tick: 2,
             applied,
-            max_size_per_msg: 256,
+            max_size_per_msg: self.p.max_msg_size,
             max_inflight_msgs: 4,
             snapshot_chunk_size: self.p.chunk_size,
             max_snapshot_chunks_inflight: 2,
@@ -361,6 +370,19 @@ impl Sim {
                 self.crash(l);
             }
         }
+        let electing = self.nodes.values().any(|n| {
+            n.rn.as_ref().is_some_and(|rn| matches!(rn.raft().state, StateRole::Candidate | StateRole::PreCandidate))
+        });
+        let bounce = if electing { p.bounce_in_election } else { p.bounce };
+        if self.rng.chance(bounce)
+            && let Some(id) = self.rng.pick(&live)
+            && self.nodes[&id].rn.is_some()
+        {
+            self.log(|| format!("bounce {id}"));
+            self.nodes.get_mut(&id).unwrap().rn = None;
+            self.stats.crashes += 1;
+            self.restart(id);
+        }
         let down: Vec<_> = self.nodes.iter().filter(|(_, n)| n.rn.is_none()).map(|(&id, _)| id).collect();
         for id in down {
             if self.rng.chance(p.restart) {
@@ -546,10 +568,41 @@ impl Sim {
             }
         }
         Err(format!(
-            "liveness: no commit on all members within {} ticks after healing (leader {:?})",
+            "liveness: no commit on all members within {} ticks after healing (leader {:?})\n{}",
             self.p.liveness_ticks,
-            self.leader()
+            self.leader(),
+            self.describe()
         ))
+    }
+
+    /// One line per node, for failure reports.
+    fn describe(&self) -> String {
+        let mut out = String::new();
+        let l = self.leader();
+        for (id, n) in &self.nodes {
+            let Some(rn) = n.rn.as_ref() else {
+                out += &format!("  {id}: down\n");
+                continue;
+            };
+            let r = rn.raft();
+            let pr = l
+                .and_then(|l| self.nodes[&l].rn.as_ref())
+                .and_then(|lr| lr.raft().tracker.progress.get(id).cloned());
+            out += &format!(
+                "  {id}: {:?} term {} lead {} commit {} applied {} first {} last {} voters {:?} learners {:?} | leader's progress {:?}\n",
+                r.state,
+                r.term,
+                r.lead,
+                r.raft_log.committed(),
+                n.sm.index,
+                r.raft_log.first_index(),
+                r.raft_log.last_index(),
+                r.tracker.voters,
+                r.tracker.learners,
+                pr.map(|p| (p.state, p.matched, p.next_idx, p.probe_sent, p.pending_snapshot, p.snapshot_sent, p.snapshot_acked, p.inflights.count()))
+            );
+        }
+        out
     }
 
     fn converged(&self, members: &[NodeId]) -> Check {

@@ -98,6 +98,9 @@ fn figure_8_leader_churn() {
         torn: 0.5,
         drop: 0.15,
         propose: 0.8,
+        // One entry per append: partial replication up to an old-term
+        // entry (without the new leader's entry) becomes common.
+        max_msg_size: 1,
         ..Params::default()
     });
 }
