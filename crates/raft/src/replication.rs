@@ -121,6 +121,18 @@ impl<S: Storage> Raft<S> {
     /// `max_snapshot_chunks_inflight` unacknowledged. `snapshot_sent` and
     /// `snapshot_acked` count chunks.
     pub(crate) fn send_snapshot_chunks(&mut self, to: NodeId) {
+        self.stream_snapshot(to, false);
+    }
+
+    /// Like `send_snapshot_chunks`, but first rewind to the last
+    /// acknowledged chunk, so chunks the network lost are sent again. At
+    /// least the final chunk is always resent: if the follower installed the
+    /// snapshot but its answer was lost, the repeat makes it answer again.
+    fn resend_snapshot_chunks(&mut self, to: NodeId) {
+        self.stream_snapshot(to, true);
+    }
+
+    fn stream_snapshot(&mut self, to: NodeId, rewind: bool) {
         let Ok(snap) = self.raft_log.snapshot() else { return };
         let Some(pr) = self.tracker.progress.get_mut(&to) else { return };
         if pr.state != ProgressState::Snapshot {
@@ -136,8 +148,13 @@ impl<S: Storage> Raft<S> {
         let total = snap.data.len() as u64;
         let n_chunks = total.div_ceil(chunk).max(1);
         let mut out = Vec::new();
-        pr.snapshot_sent = pr.snapshot_sent.max(pr.snapshot_acked);
-        while pr.snapshot_sent < n_chunks && pr.snapshot_sent - pr.snapshot_acked < self.max_snapshot_chunks_inflight {
+        if rewind {
+            pr.snapshot_sent = pr.snapshot_acked.min(n_chunks - 1);
+        }
+        pr.snapshot_sent = pr.snapshot_sent.max(pr.snapshot_acked.min(n_chunks - 1));
+        while pr.snapshot_sent < n_chunks
+            && pr.snapshot_sent.saturating_sub(pr.snapshot_acked) < self.max_snapshot_chunks_inflight
+        {
             let i = pr.snapshot_sent;
             let (off, end) = (i * chunk, ((i + 1) * chunk).min(total));
             out.push(SnapshotChunk {
@@ -216,14 +233,10 @@ impl<S: Storage> Raft<S> {
         match state {
             // The follower is alive, so lost appends must not stall us.
             ProgressState::Replicate if pr.inflights.full() => pr.inflights.free_first_one(),
-            ProgressState::Snapshot => {
-                // Resend any chunks that were lost since the last ack.
-                pr.snapshot_sent = pr.snapshot_acked;
-            }
             _ => {}
         }
         if state == ProgressState::Snapshot {
-            self.send_snapshot_chunks(from);
+            self.resend_snapshot_chunks(from);
         } else if self.tracker.progress[&from].matched < last || state == ProgressState::Probe {
             self.maybe_send_append(from, true);
         }

@@ -119,3 +119,24 @@ fn follower_restart_mid_stream_restarts_transfer() {
     assert_eq!(n.node(3).store.snapshot().unwrap().data, DATA);
     assert_eq!(n.entries(3), n.entries(1));
 }
+
+#[test]
+fn lost_answer_to_installed_snapshot_is_recovered() {
+    let mut n = lagging_follower();
+    let (mut done_seen, mut dropped) = (false, false);
+    n.filter = Some(Box::new(move |m: &mut Message| {
+        if m.msg_type == MessageType::Snapshot && m.snapshot.as_ref().unwrap().done {
+            done_seen = true;
+        }
+        if done_seen && !dropped && m.msg_type == MessageType::AppendResponse && m.from == 3 {
+            dropped = true;
+            return true;
+        }
+        false
+    }));
+    n.tick(1, 4);
+    let pr = n.node(1).rn.status().progress[&3].clone();
+    assert_eq!(pr.state, skiff_raft::ProgressState::Replicate, "{pr:?}");
+    n.propose(1, b"z").unwrap();
+    assert_eq!(n.node(3).applied, vec![b"z".to_vec()]);
+}
