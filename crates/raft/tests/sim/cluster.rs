@@ -142,6 +142,7 @@ pub struct Stats {
     pub torn: u64,
     pub snapshots_sent: u64,
     pub conf_changes: u64,
+    pub leader_removals: u64,
     pub elections: u64,
     pub ticks_to_recover: u64,
 }
@@ -499,6 +500,9 @@ impl Sim {
         let res = self.nodes.get_mut(&l).unwrap().rn.as_mut().unwrap().propose_conf_change(&cc);
         if res.is_ok() {
             self.stats.conf_changes += 1;
+            if cc.kind == ConfChangeKind::Remove && cc.node_id == l {
+                self.stats.leader_removals += 1;
+            }
             self.log(|| format!("{l} proposes {cc:?}"));
             if cc.kind == ConfChangeKind::AddLearner && !self.joined.contains(&cc.node_id) {
                 self.joined.insert(cc.node_id);

@@ -44,6 +44,7 @@ fn run(scenario: &str, default_seeds: u64, params: impl Fn() -> Params) -> Stats
                 total.torn += st.torn;
                 total.snapshots_sent += st.snapshots_sent;
                 total.conf_changes += st.conf_changes;
+                total.leader_removals += st.leader_removals;
                 total.elections += st.elections;
                 total.ticks_to_recover = total.ticks_to_recover.max(st.ticks_to_recover);
                 reads += r;
@@ -63,7 +64,7 @@ fn run(scenario: &str, default_seeds: u64, params: impl Fn() -> Params) -> Stats
         );
     }
     eprintln!(
-        "{scenario}: {} seeds in {:.1?}; {commits} committed entries, {reads} reads checked, {} elections, {} crashes ({} torn), {} snapshots installed, {} conf changes, max term {max_term}, worst recovery {} ticks",
+        "{scenario}: {} seeds in {:.1?}; {commits} committed entries, {reads} reads checked, {} elections, {} crashes ({} torn), {} snapshots installed, {} conf changes ({} removing the leader), max term {max_term}, worst recovery {} ticks",
         seeds.len(),
         start.elapsed(),
         total.elections,
@@ -71,6 +72,7 @@ fn run(scenario: &str, default_seeds: u64, params: impl Fn() -> Params) -> Stats
         total.torn,
         total.snapshots_sent,
         total.conf_changes,
+        total.leader_removals,
         total.ticks_to_recover
     );
     total
@@ -78,19 +80,19 @@ fn run(scenario: &str, default_seeds: u64, params: impl Fn() -> Params) -> Stats
 
 #[test]
 fn random_faults_3_nodes() {
-    run("random_faults_3_nodes", 150, Params::default);
+    run("random_faults_3_nodes", 300, Params::default);
 }
 
 #[test]
 fn random_faults_5_nodes() {
-    run("random_faults_5_nodes", 100, || Params { voters: 5, ..Params::default() });
+    run("random_faults_5_nodes", 200, || Params { voters: 5, ..Params::default() });
 }
 
 /// Frequent leader crashes with partial replication: the figure 8 pattern
 /// (old-term entries on a majority, then overwritten) arises constantly.
 #[test]
 fn figure_8_leader_churn() {
-    run("figure_8_leader_churn", 100, || Params {
+    run("figure_8_leader_churn", 200, || Params {
         voters: 5,
         crash: 0.0,
         crash_leader: 0.05,
@@ -107,7 +109,7 @@ fn figure_8_leader_churn() {
 
 #[test]
 fn leader_partitioned_with_minority() {
-    run("leader_partitioned_with_minority", 100, || Params {
+    run("leader_partitioned_with_minority", 200, || Params {
         voters: 5,
         leader_minority: 0.03,
         partition: 0.0,
@@ -121,7 +123,7 @@ fn leader_partitioned_with_minority() {
 
 #[test]
 fn membership_changes_during_partitions() {
-    run("membership_changes_during_partitions", 100, || Params {
+    run("membership_changes_during_partitions", 300, || Params {
         voters: 3,
         spares: 3,
         conf_change: 0.05,
@@ -135,7 +137,7 @@ fn membership_changes_during_partitions() {
 /// snapshots (in many small chunks) while new entries keep arriving.
 #[test]
 fn snapshots_while_entries_arrive() {
-    run("snapshots_while_entries_arrive", 100, || Params {
+    run("snapshots_while_entries_arrive", 300, || Params {
         compact: 0.3,
         chunk_size: 8,
         partition: 0.03,
@@ -145,18 +147,23 @@ fn snapshots_while_entries_arrive() {
     });
 }
 
+/// Many more seeds per scenario (default 2000 each, or `SKIFF_SIM_SEEDS`;
+/// `SKIFF_SIM_BASE` shifts the seed range to explore new ground).
 #[test]
 #[ignore = "soak: SKIFF_SIM_SEEDS=<n> cargo test -p skiff-raft --test sim -- --ignored"]
 fn soak() {
-    let n = if std::env::var("SKIFF_SIM_SEEDS").is_ok() { 0 } else { 2000 };
-    let _ = n;
-    for (name, p) in [
+    let scenarios: [(&str, Params); 6] = [
         ("soak_3", Params::default()),
         ("soak_5", Params { voters: 5, ..Params::default() }),
         ("soak_membership", Params { spares: 3, conf_change: 0.05, partition: 0.02, ..Params::default() }),
         ("soak_snapshots", Params { compact: 0.3, chunk_size: 8, partition: 0.03, propose: 0.9, ..Params::default() }),
-        ("soak_churn", Params { voters: 5, crash_leader: 0.05, restart: 0.2, torn: 0.5, drop: 0.15, ..Params::default() }),
-    ] {
+        (
+            "soak_churn",
+            Params { voters: 5, crash_leader: 0.05, restart: 0.2, torn: 0.5, drop: 0.15, max_msg_size: 1, ..Params::default() },
+        ),
+        ("soak_minority", Params { voters: 5, leader_minority: 0.03, heal: 0.03, read: 0.2, ..Params::default() }),
+    ];
+    for (name, p) in scenarios {
         run(name, 2000, || p.clone());
     }
 }
