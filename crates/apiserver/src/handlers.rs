@@ -211,6 +211,34 @@ fn validate_meta(res: &Resource, obj: &Value) -> ApiResult<()> {
     }
 }
 
+/// Decode a body as its type (fieldValidation: Strict fails on unknown
+/// fields, Warn — the default — reports them, Ignore drops them silently).
+/// Returns the object as it will be stored, and warnings for the response.
+fn typed(req: &Request, res: &Resource, obj: Value) -> ApiResult<(Value, Vec<String>)> {
+    let (clean, unknown) = crate::typed::check(res, &obj).map_err(|e| {
+        ApiError::bad_request(format!("{} in version \"{}\" cannot be handled as a {}: {e}", res.kind, res.version, res.kind))
+    })?;
+    if unknown.is_empty() {
+        return Ok((clean, vec![]));
+    }
+    let msgs: Vec<String> = unknown.iter().map(|f| format!("unknown field \"{f}\"")).collect();
+    match req.q("fieldValidation") {
+        Some("Strict") => Err(ApiError::bad_request(format!("strict decoding error: {}", msgs.join(", ")))),
+        Some("Ignore") => Ok((clean, vec![])),
+        _ => Ok((clean, msgs)),
+    }
+}
+
+fn with_warnings(mut resp: Response, warnings: &[String]) -> Response {
+    for w in warnings {
+        let v = format!("299 - \"{}\"", w.replace('"', "\\\""));
+        if let Ok(h) = axum::http::HeaderValue::from_str(&v) {
+            resp.headers_mut().append("warning", h);
+        }
+    }
+    resp
+}
+
 fn write_error(e: WriteError, t: &Target, name: &str) -> ApiError {
     match e {
         WriteError::Conflict => ApiError::conflict(t.res.plural, t.res.group, name, "the object has been modified; please apply your changes to the latest version and try again"),
@@ -227,6 +255,7 @@ async fn create(storage: &Storage, req: &Request) -> ApiResult<Response> {
     }
     let mut obj = parse_body(req)?;
     check_type(res, &mut obj)?;
+    let (mut obj, warnings) = typed(req, res, obj)?;
     let m = &mut obj["metadata"];
     if m["name"].as_str().unwrap_or("").is_empty() {
         if let Some(g) = m["generateName"].as_str().filter(|g| !g.is_empty()) {
@@ -265,12 +294,12 @@ async fn create(storage: &Storage, req: &Request) -> ApiResult<Response> {
     }
     let target = Target { res, namespace: t.namespace.clone(), name: Some(name.clone()), sub: None };
     if req.dry_run() {
-        return Ok(json_response(StatusCode::CREATED, &obj));
+        return Ok(with_warnings(json_response(StatusCode::CREATED, &obj), &warnings));
     }
     match storage.create(&target.key(), &obj).await {
         Ok(rev) => {
             obj["metadata"]["resourceVersion"] = Value::String(rev.to_string());
-            Ok(json_response(StatusCode::CREATED, &obj))
+            Ok(with_warnings(json_response(StatusCode::CREATED, &obj), &warnings))
         }
         Err(WriteError::Conflict) => Err(ApiError::already_exists(res.plural, res.group, &name)),
         Err(e) => Err(write_error(e, &target, &name)),
@@ -324,11 +353,12 @@ async fn update(storage: &Storage, req: &Request) -> ApiResult<Response> {
     let t = &req.target;
     let mut obj = parse_body(req)?;
     check_type(t.res, &mut obj)?;
+    let wanted_rv = obj["metadata"]["resourceVersion"].as_str().filter(|s| !s.is_empty()).map(str::to_string);
+    let (obj, warnings) = typed(req, t.res, obj)?;
     let body_name = obj["metadata"]["name"].as_str().unwrap_or("");
     if body_name != t.name() {
         return Err(ApiError::bad_request(format!("the name of the object ({body_name}) does not match the name on the URL ({})", t.name())));
     }
-    let wanted_rv = obj["metadata"]["resourceVersion"].as_str().filter(|s| !s.is_empty()).map(str::to_string);
     validate_meta(t.res, &obj)?;
     for _ in 0..16 {
         let (old, rev) = current(storage, t).await?;
@@ -340,12 +370,12 @@ async fn update(storage: &Storage, req: &Request) -> ApiResult<Response> {
         let mut next = prepare_update(t.res, t.sub.as_deref(), &old, obj.clone());
         if req.dry_run() {
             next["metadata"]["resourceVersion"] = Value::String(rev.to_string());
-            return Ok(json_response(StatusCode::OK, &next));
+            return Ok(with_warnings(json_response(StatusCode::OK, &next), &warnings));
         }
         match storage.update(&t.key(), rev, &next).await {
             Ok(new_rev) => {
                 next["metadata"]["resourceVersion"] = Value::String(new_rev.to_string());
-                return Ok(json_response(StatusCode::OK, &next));
+                return Ok(with_warnings(json_response(StatusCode::OK, &next), &warnings));
             }
             // Unconditional updates retry against the newer object.
             Err(WriteError::Conflict) if wanted_rv.is_none() => continue,
@@ -369,6 +399,7 @@ async fn patch(storage: &Storage, req: &Request) -> ApiResult<Response> {
             other => return Err(ApiError::unsupported_media_type(other)),
         }
         check_type(t.res, &mut patched)?;
+        let (patched, warnings) = typed(req, t.res, patched)?;
         if let Some(want) = patched["metadata"]["resourceVersion"].as_str().filter(|s| !s.is_empty()) {
             if want != rev.to_string() && old["metadata"]["resourceVersion"] != patched["metadata"]["resourceVersion"] {
                 return Err(write_error(WriteError::Conflict, t, t.name()));
@@ -377,12 +408,12 @@ async fn patch(storage: &Storage, req: &Request) -> ApiResult<Response> {
         validate_meta(t.res, &patched)?;
         let mut next = prepare_update(t.res, t.sub.as_deref(), &old, patched);
         if req.dry_run() {
-            return Ok(json_response(StatusCode::OK, &next));
+            return Ok(with_warnings(json_response(StatusCode::OK, &next), &warnings));
         }
         match storage.update(&t.key(), rev, &next).await {
             Ok(new_rev) => {
                 next["metadata"]["resourceVersion"] = Value::String(new_rev.to_string());
-                return Ok(json_response(StatusCode::OK, &next));
+                return Ok(with_warnings(json_response(StatusCode::OK, &next), &warnings));
             }
             Err(WriteError::Conflict) => continue,
             Err(e) => return Err(write_error(e, t, t.name())),

@@ -24,5 +24,6 @@ pub mod server;
 pub mod status;
 pub mod storage;
 pub mod table;
+pub mod typed;
 
 pub use server::{serve, AppState};

@@ -139,3 +139,25 @@ fn quiet_watches_get_bookmarks_when_they_allow_them() {
     // Without allowWatchBookmarks there are none.
     assert!(watch_events(&k, &format!("resourceVersion={rv}")).is_empty());
 }
+
+#[test]
+fn field_validation_and_type_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = SkiffServer::start(dir.path());
+    let k = Kubectl::new(33, &server.kubeconfig);
+    let f = dir.path().join("cm.json");
+    std::fs::write(&f, r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"fv","bogus":1},"dta":{"a":"b"}}"#).unwrap();
+    let path = "/api/v1/namespaces/default/configmaps";
+    let err = k.err(&["create", "--raw", &format!("{path}?fieldValidation=Strict"), "-f", f.to_str().unwrap()]);
+    assert!(err.contains(r#"strict decoding error: unknown field \"dta\", unknown field \"metadata.bogus\""#) || err.contains("strict decoding error"), "{err}");
+    // Warn (the default) stores the object without the unknown fields.
+    let out = k.run(&["create", "--raw", path, "-f", f.to_str().unwrap()]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown field \"dta\""), "warnings go to stderr");
+    let stored = raw(&k, &format!("{path}/fv"));
+    assert!(stored.get("dta").is_none() && stored["metadata"].get("bogus").is_none(), "{stored}");
+    // A wrong type is a 400 that names the kind.
+    std::fs::write(&f, r#"{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"d"},"spec":{"replicas":"three","selector":{},"template":{}}}"#).unwrap();
+    let err = k.err(&["create", "--raw", "/apis/apps/v1/namespaces/default/deployments", "-f", f.to_str().unwrap()]);
+    assert!(err.contains("Deployment in version \\\"v1\\\" cannot be handled as a Deployment") || err.contains("cannot be handled as a Deployment"), "{err}");
+}
