@@ -20,13 +20,15 @@ pub struct Node {
     pub read_states: Vec<ReadState>,
 }
 
+/// Sees (and may rewrite) a message in flight; returning true drops it.
+pub type Filter = Box<dyn FnMut(&mut Message) -> bool>;
+
 pub struct Net {
     pub nodes: BTreeMap<NodeId, Node>,
     /// Directed links that lose everything.
     pub cut: BTreeSet<(NodeId, NodeId)>,
     pub drop_types: BTreeSet<MessageType>,
-    /// Sees (and may rewrite) every message; drops it if it returns true.
-    pub filter: Option<Box<dyn FnMut(&mut Message) -> bool>>,
+    pub filter: Option<Filter>,
     pub queue: VecDeque<Message>,
     /// Every message that was delivered, in order.
     pub delivered: Vec<Message>,
