@@ -42,7 +42,10 @@ pub struct Config {
 
 impl Config {
     pub fn new(id: NodeId) -> Config {
-        Config { id, ..Config::default() }
+        Config {
+            id,
+            ..Config::default()
+        }
     }
 
     pub fn validate(&self) -> Result<()> {
@@ -53,16 +56,22 @@ impl Config {
             return Err(Error::ConfigInvalid("heartbeat_tick must be > 0".into()));
         }
         if self.election_tick <= self.heartbeat_tick {
-            return Err(Error::ConfigInvalid("election_tick must exceed heartbeat_tick".into()));
+            return Err(Error::ConfigInvalid(
+                "election_tick must exceed heartbeat_tick".into(),
+            ));
         }
         if self.max_inflight_msgs == 0 {
             return Err(Error::ConfigInvalid("max_inflight_msgs must be > 0".into()));
         }
         if self.snapshot_chunk_size == 0 || self.max_snapshot_chunks_inflight == 0 {
-            return Err(Error::ConfigInvalid("snapshot chunking limits must be > 0".into()));
+            return Err(Error::ConfigInvalid(
+                "snapshot chunking limits must be > 0".into(),
+            ));
         }
         if self.read_only_option == ReadOnlyOption::LeaseBased && !self.check_quorum {
-            return Err(Error::ConfigInvalid("lease-based reads require check_quorum".into()));
+            return Err(Error::ConfigInvalid(
+                "lease-based reads require check_quorum".into(),
+            ));
         }
         Ok(())
     }

@@ -35,7 +35,10 @@ impl<S: Storage> Raft<S> {
         if lo >= hi {
             return false;
         }
-        match self.raft_log.slice(lo.max(self.raft_log.first_index()), hi, None) {
+        match self
+            .raft_log
+            .slice(lo.max(self.raft_log.first_index()), hi, None)
+        {
             Ok(ents) => ents.iter().any(|e| e.kind == EntryKind::ConfChange),
             Err(_) => false,
         }
@@ -60,7 +63,13 @@ impl<S: Storage> Raft<S> {
             return;
         }
         let (last_index, last_term) = (self.raft_log.last_index(), self.raft_log.last_term());
-        let voters: Vec<_> = self.tracker.voters.iter().copied().filter(|&v| v != self.id).collect();
+        let voters: Vec<_> = self
+            .tracker
+            .voters
+            .iter()
+            .copied()
+            .filter(|&v| v != self.id)
+            .collect();
         for v in voters {
             let mut m = Message::new(msg_type, v, NONE);
             m.term = term;
@@ -76,7 +85,11 @@ impl<S: Storage> Raft<S> {
     /// Called with `m.term >= self.term` (the term rules ran already).
     pub(crate) fn handle_vote_request(&mut self, m: Message) {
         let pre = m.msg_type == MessageType::RequestPreVote;
-        let resp_type = if pre { MessageType::RequestPreVoteResponse } else { MessageType::RequestVoteResponse };
+        let resp_type = if pre {
+            MessageType::RequestPreVoteResponse
+        } else {
+            MessageType::RequestVoteResponse
+        };
         // We may vote for the one we already voted for (duplicate request),
         // for anyone if we have not voted and know no leader this term, and
         // hypothetically for a pre-candidate from a future term.

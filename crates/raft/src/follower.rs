@@ -16,7 +16,10 @@ impl<S: Storage> Raft<S> {
             self.send(resp);
             return;
         }
-        if let Some(last) = self.raft_log.maybe_append(m.index, m.log_term, m.commit, &m.entries) {
+        if let Some(last) = self
+            .raft_log
+            .maybe_append(m.index, m.log_term, m.commit, &m.entries)
+        {
             resp.index = last;
             self.send(resp);
             return;
@@ -61,8 +64,11 @@ impl<S: Storage> Raft<S> {
             }
             ChunkOutcome::Complete(snap) => {
                 let mut resp = Message::new(MessageType::AppendResponse, m.from, NONE);
-                resp.index =
-                    if self.restore(snap) { self.raft_log.last_index() } else { self.raft_log.committed };
+                resp.index = if self.restore(snap) {
+                    self.raft_log.last_index()
+                } else {
+                    self.raft_log.committed
+                };
                 self.send(resp);
             }
         }

@@ -49,8 +49,8 @@ mod unstable;
 pub use config::Config;
 pub use error::{Error, Result, StorageError};
 pub use message::{
-    ConfChange, ConfChangeKind, ConfState, Entry, EntryKind, HardState, Message, MessageType, NONE, NodeId, Snapshot,
-    SnapshotChunk, SnapshotMetadata,
+    ConfChange, ConfChangeKind, ConfState, Entry, EntryKind, HardState, Message, MessageType, NONE,
+    NodeId, Snapshot, SnapshotChunk, SnapshotMetadata,
 };
 pub use progress::{Progress, ProgressState};
 pub use raft::{Raft, StateRole};

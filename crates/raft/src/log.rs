@@ -70,7 +70,8 @@ impl<S: Storage> RaftLog<S> {
     }
 
     pub fn last_term(&self) -> u64 {
-        self.term(self.last_index()).expect("last term must be known")
+        self.term(self.last_index())
+            .expect("last term must be known")
     }
 
     pub fn match_term(&self, index: u64, term: u64) -> bool {
@@ -101,14 +102,24 @@ impl<S: Storage> RaftLog<S> {
     /// at (`index`, `log_term`), splice `ents` in and advance the commit
     /// index (only as far as the entries we now know match). Returns the
     /// index of the last new entry, or `None` on a mismatch.
-    pub fn maybe_append(&mut self, index: u64, log_term: u64, commit: u64, ents: &[Entry]) -> Option<u64> {
+    pub fn maybe_append(
+        &mut self,
+        index: u64,
+        log_term: u64,
+        commit: u64,
+        ents: &[Entry],
+    ) -> Option<u64> {
         if !self.match_term(index, log_term) {
             return None;
         }
         let last_new = index + ents.len() as u64;
         let conflict = self.find_conflict(ents);
         if conflict != 0 {
-            assert!(conflict > self.committed, "entry {conflict} conflicts with committed {}", self.committed);
+            assert!(
+                conflict > self.committed,
+                "entry {conflict} conflicts with committed {}",
+                self.committed
+            );
             let start = (conflict - (index + 1)) as usize;
             self.append(&ents[start..]);
         }
@@ -120,7 +131,9 @@ impl<S: Storage> RaftLog<S> {
     /// log, or 0 if we already hold all of them. Skipping entries we have
     /// keeps duplicated/reordered appends from truncating a longer log.
     fn find_conflict(&self, ents: &[Entry]) -> u64 {
-        ents.iter().find(|e| !self.match_term(e.index, e.term)).map_or(0, |e| e.index)
+        ents.iter()
+            .find(|e| !self.match_term(e.index, e.term))
+            .map_or(0, |e| e.index)
     }
 
     /// For backtracking: the largest index `<= index` whose term is `<= term`
@@ -139,7 +152,9 @@ impl<S: Storage> RaftLog<S> {
     /// First index of the term that entry `index` belongs to, not going
     /// below `floor` or the log's first index.
     pub fn first_index_of_term_at(&self, index: u64, floor: u64) -> u64 {
-        let Ok(term) = self.term(index) else { return index };
+        let Ok(term) = self.term(index) else {
+            return index;
+        };
         let floor = floor.max(self.first_index());
         let mut i = index;
         while i > floor && self.term(i - 1).is_ok_and(|t| t == term) {
@@ -150,7 +165,11 @@ impl<S: Storage> RaftLog<S> {
 
     pub fn commit_to(&mut self, commit: u64) {
         if commit > self.committed {
-            assert!(commit <= self.last_index(), "commit {commit} beyond last index {}", self.last_index());
+            assert!(
+                commit <= self.last_index(),
+                "commit {commit} beyond last index {}",
+                self.last_index()
+            );
             self.committed = commit;
         }
     }
@@ -159,7 +178,10 @@ impl<S: Storage> RaftLog<S> {
         if index == 0 {
             return;
         }
-        assert!(index <= self.committed && index >= self.applied, "applied {index} out of range");
+        assert!(
+            index <= self.committed && index >= self.applied,
+            "applied {index} out of range"
+        );
         self.applied = index;
     }
 
@@ -219,7 +241,8 @@ impl<S: Storage> RaftLog<S> {
             return Vec::new();
         }
         let lo = (self.applied + 1).max(self.first_index());
-        self.slice(lo, self.committed + 1, self.max_apply_size).expect("committed entries must be available")
+        self.slice(lo, self.committed + 1, self.max_apply_size)
+            .expect("committed entries must be available")
     }
 
     pub fn snapshot(&self) -> SResult<Snapshot> {
@@ -250,12 +273,20 @@ mod tests {
     use crate::storage::MemStorage;
 
     fn ent(index: u64, term: u64) -> Entry {
-        Entry { index, term, ..Default::default() }
+        Entry {
+            index,
+            term,
+            ..Default::default()
+        }
     }
 
     fn log_with(terms: &[u64]) -> RaftLog<MemStorage> {
         let s = MemStorage::new();
-        let ents: Vec<_> = terms.iter().enumerate().map(|(i, &t)| ent(i as u64 + 1, t)).collect();
+        let ents: Vec<_> = terms
+            .iter()
+            .enumerate()
+            .map(|(i, &t)| ent(i as u64 + 1, t))
+            .collect();
         s.wl().append(&ents).unwrap();
         RaftLog::new(s, None)
     }

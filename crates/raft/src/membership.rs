@@ -29,7 +29,10 @@ impl<S: Storage> Raft<S> {
                 return Err(Error::ProposalDropped);
             }
         }
-        if cc.kind == ConfChangeKind::Remove && self.tracker.voters.len() == 1 && self.tracker.is_voter(cc.node_id) {
+        if cc.kind == ConfChangeKind::Remove
+            && self.tracker.voters.len() == 1
+            && self.tracker.is_voter(cc.node_id)
+        {
             return Err(Error::ProposalDropped); // would leave no voters
         }
         Ok(())
@@ -37,7 +40,10 @@ impl<S: Storage> Raft<S> {
 
     /// A learner is caught up once it holds everything committed.
     pub fn learner_caught_up(&self, id: NodeId) -> bool {
-        self.tracker.progress.get(&id).is_some_and(|p| p.matched >= self.raft_log.committed)
+        self.tracker
+            .progress
+            .get(&id)
+            .is_some_and(|p| p.matched >= self.raft_log.committed)
     }
 
     /// Apply a committed conf change; returns the new configuration.
@@ -87,7 +93,9 @@ impl<S: Storage> Raft<S> {
             self.become_follower(self.term, crate::message::NONE);
             return;
         }
-        if self.lead_transferee != crate::message::NONE && !self.tracker.is_voter(self.lead_transferee) {
+        if self.lead_transferee != crate::message::NONE
+            && !self.tracker.is_voter(self.lead_transferee)
+        {
             self.abort_leader_transfer();
         }
         // The quorum changed: something may now be committed, and new

@@ -62,7 +62,10 @@ pub struct ConfState {
 
 impl ConfState {
     pub fn with_voters(ids: impl IntoIterator<Item = NodeId>) -> ConfState {
-        ConfState { voters: ids.into_iter().collect(), learners: BTreeSet::new() }
+        ConfState {
+            voters: ids.into_iter().collect(),
+            learners: BTreeSet::new(),
+        }
     }
 
     pub fn contains(&self, id: NodeId) -> bool {
@@ -155,7 +158,11 @@ impl ConfChange {
             _ => return None,
         };
         let node_id = u64::from_le_bytes(data[1..9].try_into().ok()?);
-        Some(ConfChange { kind, node_id, context: data[9..].to_vec() })
+        Some(ConfChange {
+            kind,
+            node_id,
+            context: data[9..].to_vec(),
+        })
     }
 }
 
@@ -205,7 +212,10 @@ impl MessageType {
     pub fn is_local(self) -> bool {
         matches!(
             self,
-            MessageType::Hup | MessageType::Beat | MessageType::CheckQuorum | MessageType::Unreachable
+            MessageType::Hup
+                | MessageType::Beat
+                | MessageType::CheckQuorum
+                | MessageType::Unreachable
         )
     }
 
@@ -257,6 +267,11 @@ pub struct Message {
 
 impl Message {
     pub fn new(msg_type: MessageType, to: NodeId, from: NodeId) -> Message {
-        Message { msg_type, to, from, ..Default::default() }
+        Message {
+            msg_type,
+            to,
+            from,
+            ..Default::default()
+        }
     }
 }

@@ -29,7 +29,10 @@ pub struct Inflights {
 
 impl Inflights {
     pub fn new(cap: usize) -> Inflights {
-        Inflights { cap: cap.max(1), queue: VecDeque::new() }
+        Inflights {
+            cap: cap.max(1),
+            queue: VecDeque::new(),
+        }
     }
 
     pub fn full(&self) -> bool {

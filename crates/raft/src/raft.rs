@@ -120,7 +120,8 @@ impl<S: Storage> Raft<S> {
             r.vote = hs.vote;
         }
         if config.applied > 0 {
-            r.raft_log.applied_to(config.applied.min(r.raft_log.committed));
+            r.raft_log
+                .applied_to(config.applied.min(r.raft_log.committed));
         }
         r.become_follower(r.term, NONE);
         Ok(r)
@@ -132,7 +133,11 @@ impl<S: Storage> Raft<S> {
     }
 
     pub fn hard_state(&self) -> HardState {
-        HardState { term: self.term, vote: self.vote, commit: self.raft_log.committed }
+        HardState {
+            term: self.term,
+            vote: self.vote,
+            commit: self.raft_log.committed,
+        }
     }
 
     /// Whether this node may campaign: only voters can become leader.
@@ -200,7 +205,10 @@ impl<S: Storage> Raft<S> {
     }
 
     pub(crate) fn become_pre_candidate(&mut self) {
-        assert!(self.state != StateRole::Leader, "leader cannot become pre-candidate");
+        assert!(
+            self.state != StateRole::Leader,
+            "leader cannot become pre-candidate"
+        );
         // Deliberately no reset: a pre-vote changes neither term nor vote.
         self.tracker.reset_votes();
         self.lead = NONE;
@@ -208,14 +216,20 @@ impl<S: Storage> Raft<S> {
     }
 
     pub(crate) fn become_candidate(&mut self) {
-        assert!(self.state != StateRole::Leader, "leader cannot become candidate");
+        assert!(
+            self.state != StateRole::Leader,
+            "leader cannot become candidate"
+        );
         self.reset(self.term + 1);
         self.vote = self.id;
         self.state = StateRole::Candidate;
     }
 
     pub(crate) fn become_leader(&mut self) {
-        assert!(self.state != StateRole::Follower, "follower cannot become leader directly");
+        assert!(
+            self.state != StateRole::Follower,
+            "follower cannot become leader directly"
+        );
         self.reset(self.term);
         self.lead = self.id;
         self.state = StateRole::Leader;
@@ -411,7 +425,10 @@ impl<S: Storage> Raft<S> {
                 self.send(m);
             }
             ReadIndexResponse => {
-                self.read_states.push(ReadState { index: m.index, request_ctx: m.context });
+                self.read_states.push(ReadState {
+                    index: m.index,
+                    request_ctx: m.context,
+                });
             }
             _ => {}
         }
@@ -422,7 +439,11 @@ impl<S: Storage> Raft<S> {
         use MessageType::*;
         match m.msg_type {
             Beat => {
-                let ctx = self.read_only.last_pending_ctx().cloned().unwrap_or_default();
+                let ctx = self
+                    .read_only
+                    .last_pending_ctx()
+                    .cloned()
+                    .unwrap_or_default();
                 self.bcast_heartbeat(ctx);
                 return Ok(());
             }
@@ -507,7 +528,8 @@ impl<S: Storage> Raft<S> {
         let index = self.raft_log.committed;
         match self.read_only.option {
             ReadOnlyOption::Safe => {
-                self.read_only.add_request(index, m.from, m.context.clone(), self.id);
+                self.read_only
+                    .add_request(index, m.from, m.context.clone(), self.id);
                 self.bcast_heartbeat(m.context);
             }
             ReadOnlyOption::LeaseBased => self.respond_read_index(m.from, m.context, index),
@@ -516,7 +538,10 @@ impl<S: Storage> Raft<S> {
 
     pub(crate) fn respond_read_index(&mut self, from: NodeId, ctx: Vec<u8>, index: u64) {
         if from == NONE || from == self.id {
-            self.read_states.push(ReadState { index, request_ctx: ctx });
+            self.read_states.push(ReadState {
+                index,
+                request_ctx: ctx,
+            });
         } else {
             let mut resp = Message::new(MessageType::ReadIndexResponse, from, NONE);
             resp.index = index;
@@ -526,7 +551,9 @@ impl<S: Storage> Raft<S> {
     }
 
     pub(crate) fn committed_in_current_term(&self) -> bool {
-        self.raft_log.term(self.raft_log.committed).is_ok_and(|t| t == self.term)
+        self.raft_log
+            .term(self.raft_log.committed)
+            .is_ok_and(|t| t == self.term)
     }
 
     /// Once this leader commits in its own term, serve the reads that had
@@ -541,7 +568,12 @@ impl<S: Storage> Raft<S> {
     }
 
     fn handle_transfer_leader(&mut self, transferee: NodeId) {
-        if self.tracker.progress.get(&transferee).is_none_or(|p| p.is_learner) {
+        if self
+            .tracker
+            .progress
+            .get(&transferee)
+            .is_none_or(|p| p.is_learner)
+        {
             return;
         }
         if self.lead_transferee != NONE {

@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::message::{ConfChange, ConfState, Entry, EntryKind, HardState, Message, MessageType, NONE, NodeId};
+use crate::message::{
+    ConfChange, ConfState, Entry, EntryKind, HardState, Message, MessageType, NONE, NodeId,
+};
 use crate::progress::Progress;
 use crate::raft::{Raft, StateRole};
 use crate::ready::{Ready, SoftState};
@@ -35,8 +37,15 @@ impl<S: Storage> RawNode<S> {
     pub fn new(config: &Config, storage: S) -> Result<RawNode<S>> {
         let raft = Raft::new(config, storage)?;
         let prev_hard = raft.hard_state();
-        let prev_soft = SoftState { leader_id: raft.lead, role: raft.state };
-        Ok(RawNode { raft, prev_soft, prev_hard })
+        let prev_soft = SoftState {
+            leader_id: raft.lead,
+            role: raft.state,
+        };
+        Ok(RawNode {
+            raft,
+            prev_soft,
+            prev_hard,
+        })
     }
 
     /// Advance logical time by one tick (election / heartbeat timers).
@@ -46,7 +55,8 @@ impl<S: Storage> RawNode<S> {
 
     /// Start an election now (e.g. for a single-node bootstrap).
     pub fn campaign(&mut self) -> Result<()> {
-        self.raft.step(Message::new(MessageType::Hup, self.raft.id, self.raft.id))
+        self.raft
+            .step(Message::new(MessageType::Hup, self.raft.id, self.raft.id))
     }
 
     /// Propose application data. `Ok` means accepted for replication, not
@@ -54,14 +64,21 @@ impl<S: Storage> RawNode<S> {
     /// change), so the application must retry on a timeout.
     pub fn propose(&mut self, data: Vec<u8>) -> Result<()> {
         let mut m = Message::new(MessageType::Propose, NONE, self.raft.id);
-        m.entries = vec![Entry { data, ..Default::default() }];
+        m.entries = vec![Entry {
+            data,
+            ..Default::default()
+        }];
         self.raft.step(m)
     }
 
     /// Propose a membership change; it takes effect when applied.
     pub fn propose_conf_change(&mut self, cc: &ConfChange) -> Result<()> {
         let mut m = Message::new(MessageType::Propose, NONE, self.raft.id);
-        m.entries = vec![Entry { kind: EntryKind::ConfChange, data: cc.encode(), ..Default::default() }];
+        m.entries = vec![Entry {
+            kind: EntryKind::ConfChange,
+            data: cc.encode(),
+            ..Default::default()
+        }];
         self.raft.step(m)
     }
 
@@ -93,17 +110,23 @@ impl<S: Storage> RawNode<S> {
 
     /// Ask the leader to hand leadership to `to`.
     pub fn transfer_leader(&mut self, to: NodeId) -> Result<()> {
-        self.raft.step(Message::new(MessageType::TransferLeader, NONE, to))
+        self.raft
+            .step(Message::new(MessageType::TransferLeader, NONE, to))
     }
 
     /// Tell the node that a message to `id` could not be delivered, so the
     /// leader stops pipelining to it.
     pub fn report_unreachable(&mut self, id: NodeId) {
-        let _ = self.raft.step(Message::new(MessageType::Unreachable, self.raft.id, id));
+        let _ = self
+            .raft
+            .step(Message::new(MessageType::Unreachable, self.raft.id, id));
     }
 
     fn soft_state(&self) -> SoftState {
-        SoftState { leader_id: self.raft.lead, role: self.raft.state }
+        SoftState {
+            leader_id: self.raft.lead,
+            role: self.raft.state,
+        }
     }
 
     pub fn has_ready(&self) -> bool {

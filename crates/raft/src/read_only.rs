@@ -50,7 +50,10 @@ pub struct ReadOnly {
 
 impl ReadOnly {
     pub fn new(option: ReadOnlyOption) -> ReadOnly {
-        ReadOnly { option, ..Default::default() }
+        ReadOnly {
+            option,
+            ..Default::default()
+        }
     }
 
     /// Queue a request. Duplicate contexts are ignored: the context is the
@@ -62,7 +65,15 @@ impl ReadOnly {
         let mut acks = BTreeSet::new();
         acks.insert(self_id);
         self.queue.push_back(ctx.clone());
-        self.pending.insert(ctx.clone(), ReadIndexStatus { from, ctx, index, acks });
+        self.pending.insert(
+            ctx.clone(),
+            ReadIndexStatus {
+                from,
+                ctx,
+                index,
+                acks,
+            },
+        );
     }
 
     /// Record that `id` echoed `ctx`; returns the ack set if `ctx` is pending.
@@ -81,7 +92,11 @@ impl ReadOnly {
         let mut out = Vec::new();
         while let Some(c) = self.queue.pop_front() {
             let done = c == ctx;
-            out.push(self.pending.remove(&c).expect("queued read must be pending"));
+            out.push(
+                self.pending
+                    .remove(&c)
+                    .expect("queued read must be pending"),
+            );
             if done {
                 break;
             }

@@ -39,7 +39,13 @@ impl<S: Storage> Raft<S> {
     }
 
     pub(crate) fn bcast_append(&mut self) {
-        let peers: Vec<NodeId> = self.tracker.progress.keys().copied().filter(|&p| p != self.id).collect();
+        let peers: Vec<NodeId> = self
+            .tracker
+            .progress
+            .keys()
+            .copied()
+            .filter(|&p| p != self.id)
+            .collect();
         for p in peers {
             self.maybe_send_append(p, true);
         }
@@ -67,7 +73,9 @@ impl<S: Storage> Raft<S> {
     /// compacted), respecting its flow control. Returns whether anything
     /// was sent.
     pub(crate) fn maybe_send_append(&mut self, to: NodeId, send_if_empty: bool) -> bool {
-        let Some(pr) = self.tracker.progress.get(&to) else { return false };
+        let Some(pr) = self.tracker.progress.get(&to) else {
+            return false;
+        };
         if pr.is_paused() {
             return false;
         }
@@ -110,9 +118,15 @@ impl<S: Storage> Raft<S> {
         if !self.tracker.progress[&to].recent_active {
             return false;
         }
-        let Ok(snap) = self.raft_log.snapshot() else { return false };
+        let Ok(snap) = self.raft_log.snapshot() else {
+            return false;
+        };
         assert!(!snap.is_empty(), "log compacted but no snapshot available");
-        self.tracker.progress.get_mut(&to).expect("checked").become_snapshot(snap.metadata.index);
+        self.tracker
+            .progress
+            .get_mut(&to)
+            .expect("checked")
+            .become_snapshot(snap.metadata.index);
         self.send_snapshot_chunks(to);
         true
     }
@@ -133,8 +147,12 @@ impl<S: Storage> Raft<S> {
     }
 
     fn stream_snapshot(&mut self, to: NodeId, rewind: bool) {
-        let Ok(snap) = self.raft_log.snapshot() else { return };
-        let Some(pr) = self.tracker.progress.get_mut(&to) else { return };
+        let Ok(snap) = self.raft_log.snapshot() else {
+            return;
+        };
+        let Some(pr) = self.tracker.progress.get_mut(&to) else {
+            return;
+        };
         if pr.state != ProgressState::Snapshot {
             return;
         }
@@ -153,7 +171,8 @@ impl<S: Storage> Raft<S> {
         }
         pr.snapshot_sent = pr.snapshot_sent.max(pr.snapshot_acked.min(n_chunks - 1));
         while pr.snapshot_sent < n_chunks
-            && pr.snapshot_sent.saturating_sub(pr.snapshot_acked) < self.max_snapshot_chunks_inflight
+            && pr.snapshot_sent.saturating_sub(pr.snapshot_acked)
+                < self.max_snapshot_chunks_inflight
         {
             let i = pr.snapshot_sent;
             let (off, end) = (i * chunk, ((i + 1) * chunk).min(total));
@@ -176,7 +195,11 @@ impl<S: Storage> Raft<S> {
 
     pub(crate) fn handle_append_response(&mut self, m: Message) {
         let from = m.from;
-        let pr = self.tracker.progress.get_mut(&from).expect("caller checked");
+        let pr = self
+            .tracker
+            .progress
+            .get_mut(&from)
+            .expect("caller checked");
         pr.recent_active = true;
         if m.reject {
             // Fast backtracking: jump to the last index where our log can
@@ -184,7 +207,10 @@ impl<S: Storage> Raft<S> {
             // instead of stepping back one entry per round trip.
             let mut next_probe = m.reject_hint;
             if m.log_term > 0 {
-                next_probe = self.raft_log.find_conflict_by_term(m.reject_hint, m.log_term).0;
+                next_probe = self
+                    .raft_log
+                    .find_conflict_by_term(m.reject_hint, m.log_term)
+                    .0;
             }
             let pr = self.tracker.progress.get_mut(&from).expect("checked");
             if pr.maybe_decr_to(m.index, next_probe + 1) {
@@ -218,7 +244,9 @@ impl<S: Storage> Raft<S> {
         }
         // Pipelining: keep the window full.
         while self.maybe_send_append(from, false) {}
-        if from == self.lead_transferee && self.tracker.progress[&from].matched == self.raft_log.last_index() {
+        if from == self.lead_transferee
+            && self.tracker.progress[&from].matched == self.raft_log.last_index()
+        {
             self.send_timeout_now(from);
         }
     }
@@ -226,7 +254,11 @@ impl<S: Storage> Raft<S> {
     pub(crate) fn handle_heartbeat_response(&mut self, m: Message) {
         let from = m.from;
         let last = self.raft_log.last_index();
-        let pr = self.tracker.progress.get_mut(&from).expect("caller checked");
+        let pr = self
+            .tracker
+            .progress
+            .get_mut(&from)
+            .expect("caller checked");
         pr.recent_active = true;
         pr.probe_sent = false;
         let state = pr.state;
@@ -244,7 +276,9 @@ impl<S: Storage> Raft<S> {
         if self.read_only.option != ReadOnlyOption::Safe || m.context.is_empty() {
             return;
         }
-        let Some(acks) = self.read_only.recv_ack(from, &m.context) else { return };
+        let Some(acks) = self.read_only.recv_ack(from, &m.context) else {
+            return;
+        };
         if !self.tracker.has_quorum(acks) {
             return;
         }
@@ -255,7 +289,11 @@ impl<S: Storage> Raft<S> {
 
     pub(crate) fn handle_snapshot_response(&mut self, m: Message) {
         let chunk = self.snapshot_chunk_size;
-        let pr = self.tracker.progress.get_mut(&m.from).expect("caller checked");
+        let pr = self
+            .tracker
+            .progress
+            .get_mut(&m.from)
+            .expect("caller checked");
         pr.recent_active = true;
         if pr.state != ProgressState::Snapshot || pr.pending_snapshot != m.index {
             return;

@@ -30,7 +30,10 @@ impl SnapshotReceiver {
     pub fn receive(&mut self, from: u64, term: u64, chunk: SnapshotChunk) -> ChunkOutcome {
         let stream = (from, term, chunk.total_len);
         let same = self.stream == stream
-            && self.meta.as_ref().is_some_and(|m| m.index == chunk.metadata.index && m.term == chunk.metadata.term);
+            && self
+                .meta
+                .as_ref()
+                .is_some_and(|m| m.index == chunk.metadata.index && m.term == chunk.metadata.term);
         if !same {
             self.meta = None;
             self.data.clear();
@@ -46,11 +49,15 @@ impl SnapshotReceiver {
             return ChunkOutcome::Partial(held); // a gap: an earlier chunk is missing
         }
         if end > held {
-            self.data.extend_from_slice(&chunk.data[(held - chunk.offset) as usize..]);
+            self.data
+                .extend_from_slice(&chunk.data[(held - chunk.offset) as usize..]);
         }
         if chunk.done && end == chunk.total_len && self.data.len() as u64 == chunk.total_len {
             let metadata = self.meta.take().expect("set above");
-            return ChunkOutcome::Complete(Snapshot { metadata, data: std::mem::take(&mut self.data) });
+            return ChunkOutcome::Complete(Snapshot {
+                metadata,
+                data: std::mem::take(&mut self.data),
+            });
         }
         ChunkOutcome::Partial(self.data.len() as u64)
     }
@@ -67,7 +74,11 @@ mod tests {
 
     fn chunk(offset: u64, data: &[u8], done: bool) -> SnapshotChunk {
         SnapshotChunk {
-            metadata: SnapshotMetadata { index: 5, term: 2, ..Default::default() },
+            metadata: SnapshotMetadata {
+                index: 5,
+                term: 2,
+                ..Default::default()
+            },
             offset,
             total_len: 6,
             data: data.to_vec(),
@@ -78,11 +89,26 @@ mod tests {
     #[test]
     fn reassembles_despite_gaps_duplicates_and_overlap() {
         let mut r = SnapshotReceiver::default();
-        assert!(matches!(r.receive(1, 1, chunk(2, b"cd", false)), ChunkOutcome::Partial(0)));
-        assert!(matches!(r.receive(1, 1, chunk(0, b"ab", false)), ChunkOutcome::Partial(2)));
-        assert!(matches!(r.receive(1, 1, chunk(4, b"ef", true)), ChunkOutcome::Partial(2)));
-        assert!(matches!(r.receive(1, 1, chunk(0, b"ab", false)), ChunkOutcome::Partial(2)));
-        assert!(matches!(r.receive(1, 1, chunk(1, b"bcd", false)), ChunkOutcome::Partial(4)));
+        assert!(matches!(
+            r.receive(1, 1, chunk(2, b"cd", false)),
+            ChunkOutcome::Partial(0)
+        ));
+        assert!(matches!(
+            r.receive(1, 1, chunk(0, b"ab", false)),
+            ChunkOutcome::Partial(2)
+        ));
+        assert!(matches!(
+            r.receive(1, 1, chunk(4, b"ef", true)),
+            ChunkOutcome::Partial(2)
+        ));
+        assert!(matches!(
+            r.receive(1, 1, chunk(0, b"ab", false)),
+            ChunkOutcome::Partial(2)
+        ));
+        assert!(matches!(
+            r.receive(1, 1, chunk(1, b"bcd", false)),
+            ChunkOutcome::Partial(4)
+        ));
         match r.receive(1, 1, chunk(4, b"ef", true)) {
             ChunkOutcome::Complete(s) => {
                 assert_eq!(s.data, b"abcdef");
@@ -96,8 +122,14 @@ mod tests {
     fn same_index_from_another_leader_is_not_spliced() {
         let mut r = SnapshotReceiver::default();
         r.receive(1, 1, chunk(0, b"ab", false));
-        assert!(matches!(r.receive(2, 2, chunk(2, b"cd", false)), ChunkOutcome::Partial(0)));
-        assert!(matches!(r.receive(2, 2, chunk(0, b"AB", false)), ChunkOutcome::Partial(2)));
+        assert!(matches!(
+            r.receive(2, 2, chunk(2, b"cd", false)),
+            ChunkOutcome::Partial(0)
+        ));
+        assert!(matches!(
+            r.receive(2, 2, chunk(0, b"AB", false)),
+            ChunkOutcome::Partial(2)
+        ));
     }
 
     #[test]
@@ -107,6 +139,9 @@ mod tests {
         let mut c = chunk(0, b"xy", false);
         c.metadata.index = 9;
         assert!(matches!(r.receive(1, 1, c), ChunkOutcome::Partial(2)));
-        assert!(matches!(r.receive(1, 1, chunk(2, b"cd", false)), ChunkOutcome::Partial(0)));
+        assert!(matches!(
+            r.receive(1, 1, chunk(2, b"cd", false)),
+            ChunkOutcome::Partial(0)
+        ));
     }
 }

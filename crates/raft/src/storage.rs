@@ -108,7 +108,11 @@ impl MemStorageCore {
         }
         let term = self.term(index)?;
         self.snapshot = Snapshot {
-            metadata: crate::message::SnapshotMetadata { conf_state: cs, index, term },
+            metadata: crate::message::SnapshotMetadata {
+                conf_state: cs,
+                index,
+                term,
+            },
             data,
         };
         Ok(())
@@ -135,14 +139,24 @@ impl MemStorageCore {
     /// Append entries, overwriting any conflicting suffix (entries from a
     /// deposed leader). Entries below the first index are ignored.
     pub fn append(&mut self, ents: &[Entry]) -> SResult<()> {
-        let Some(first_new) = ents.first().map(|e| e.index) else { return Ok(()) };
+        let Some(first_new) = ents.first().map(|e| e.index) else {
+            return Ok(());
+        };
         let first = self.first_index();
         if first_new + ents.len() as u64 <= first {
             return Ok(());
         }
-        let ents = if first_new < first { &ents[(first - first_new) as usize..] } else { ents };
+        let ents = if first_new < first {
+            &ents[(first - first_new) as usize..]
+        } else {
+            ents
+        };
         let start = ents[0].index;
-        assert!(start <= self.last_index() + 1, "gap in log: appending {start} after {}", self.last_index());
+        assert!(
+            start <= self.last_index() + 1,
+            "gap in log: appending {start} after {}",
+            self.last_index()
+        );
         self.entries.truncate((start - first) as usize);
         self.entries.extend_from_slice(ents);
         Ok(())
@@ -232,7 +246,11 @@ mod tests {
     use super::*;
 
     fn ent(index: u64, term: u64) -> Entry {
-        Entry { index, term, ..Default::default() }
+        Entry {
+            index,
+            term,
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -249,7 +267,9 @@ mod tests {
         let s = MemStorage::new();
         s.wl().append(&[ent(1, 1), ent(2, 2), ent(3, 3)]).unwrap();
         assert_eq!(s.wl().compact(2), Err(StorageError::Unavailable));
-        s.wl().create_snapshot(2, ConfState::default(), vec![1]).unwrap();
+        s.wl()
+            .create_snapshot(2, ConfState::default(), vec![1])
+            .unwrap();
         s.wl().compact(2).unwrap();
         assert_eq!(s.first_index().unwrap(), 3);
         assert_eq!(s.term(2).unwrap(), 2);
@@ -272,13 +292,20 @@ mod tests {
         let s = MemStorage::new();
         s.wl().append(&[ent(1, 1), ent(2, 1)]).unwrap();
         let snap = Snapshot {
-            metadata: crate::message::SnapshotMetadata { index: 5, term: 3, ..Default::default() },
+            metadata: crate::message::SnapshotMetadata {
+                index: 5,
+                term: 3,
+                ..Default::default()
+            },
             data: vec![],
         };
         s.wl().apply_snapshot(snap.clone()).unwrap();
         assert_eq!(s.first_index().unwrap(), 6);
         assert_eq!(s.last_index().unwrap(), 5);
         assert_eq!(s.term(5).unwrap(), 3);
-        assert_eq!(s.wl().apply_snapshot(snap), Err(StorageError::SnapshotOutOfDate));
+        assert_eq!(
+            s.wl().apply_snapshot(snap),
+            Err(StorageError::SnapshotOutOfDate)
+        );
     }
 }

@@ -30,11 +30,17 @@ pub struct ProgressTracker {
 
 impl ProgressTracker {
     pub fn new(max_inflight: usize) -> ProgressTracker {
-        ProgressTracker { max_inflight, ..Default::default() }
+        ProgressTracker {
+            max_inflight,
+            ..Default::default()
+        }
     }
 
     pub fn conf_state(&self) -> ConfState {
-        ConfState { voters: self.voters.clone(), learners: self.learners.clone() }
+        ConfState {
+            voters: self.voters.clone(),
+            learners: self.learners.clone(),
+        }
     }
 
     pub fn quorum(&self) -> usize {
@@ -49,7 +55,12 @@ impl ProgressTracker {
     /// creating fresh progress (starting at `next_idx`) for new ones.
     pub fn apply_conf(&mut self, cs: &ConfState, next_idx: u64) {
         self.voters = cs.voters.clone();
-        self.learners = cs.learners.iter().filter(|id| !cs.voters.contains(id)).copied().collect();
+        self.learners = cs
+            .learners
+            .iter()
+            .filter(|id| !cs.voters.contains(id))
+            .copied()
+            .collect();
         self.progress.retain(|id, _| cs.contains(*id));
         for &id in cs.voters.iter().chain(cs.learners.iter()) {
             let max_inflight = self.max_inflight;
@@ -70,8 +81,11 @@ impl ProgressTracker {
         if self.voters.is_empty() {
             return 0;
         }
-        let mut matched: Vec<u64> =
-            self.voters.iter().map(|id| self.progress.get(id).map_or(0, |p| p.matched)).collect();
+        let mut matched: Vec<u64> = self
+            .voters
+            .iter()
+            .map(|id| self.progress.get(id).map_or(0, |p| p.matched))
+            .collect();
         matched.sort_unstable_by(|a, b| b.cmp(a));
         matched[self.quorum() - 1]
     }

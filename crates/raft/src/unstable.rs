@@ -18,7 +18,11 @@ pub struct Unstable {
 
 impl Unstable {
     pub fn new(offset: u64) -> Unstable {
-        Unstable { snapshot: None, entries: Vec::new(), offset }
+        Unstable {
+            snapshot: None,
+            entries: Vec::new(),
+            offset,
+        }
     }
 
     /// First index known only from the unstable snapshot.
@@ -59,7 +63,11 @@ impl Unstable {
     }
 
     pub fn stable_snap_to(&mut self, index: u64) {
-        if self.snapshot.as_ref().is_some_and(|s| s.metadata.index == index) {
+        if self
+            .snapshot
+            .as_ref()
+            .is_some_and(|s| s.metadata.index == index)
+        {
             self.snapshot = None;
         }
     }
@@ -73,7 +81,9 @@ impl Unstable {
     /// Append `ents`, which start at or before our end; anything we hold
     /// from that index on is a conflicting suffix and is replaced.
     pub fn truncate_and_append(&mut self, ents: &[Entry]) {
-        let Some(after) = ents.first().map(|e| e.index) else { return };
+        let Some(after) = ents.first().map(|e| e.index) else {
+            return;
+        };
         let end = self.offset + self.entries.len() as u64;
         if after == end {
             // Directly after what we have.
@@ -102,7 +112,11 @@ mod tests {
     use crate::message::SnapshotMetadata;
 
     fn ent(index: u64, term: u64) -> Entry {
-        Entry { index, term, ..Default::default() }
+        Entry {
+            index,
+            term,
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -134,7 +148,11 @@ mod tests {
         let mut u = Unstable::new(1);
         u.truncate_and_append(&[ent(1, 1)]);
         let snap = Snapshot {
-            metadata: SnapshotMetadata { index: 10, term: 4, ..Default::default() },
+            metadata: SnapshotMetadata {
+                index: 10,
+                term: 4,
+                ..Default::default()
+            },
             data: vec![],
         };
         u.restore(snap);

@@ -23,7 +23,9 @@ fn leader_elected_after_randomized_timeout() {
 fn timeouts_are_randomized_per_node_and_reproducible() {
     let timeouts = |seed| {
         let n = Net::with(&[1, 2, 3], |c| c.seed = seed);
-        (1..=3).map(|id| n.node(id).rn.raft().randomized_election_timeout()).collect::<Vec<_>>()
+        (1..=3)
+            .map(|id| n.node(id).rn.raft().randomized_election_timeout())
+            .collect::<Vec<_>>()
     };
     assert_eq!(timeouts(5), timeouts(5));
     let t = timeouts(5);
@@ -78,7 +80,11 @@ fn rejoining_node_does_not_depose_leader() {
         n.tick(3, 1);
     }
     assert_eq!(n.leader(), Some(1));
-    assert!(!n.delivered.iter().any(|m| m.from == 3 && m.msg_type == MessageType::RequestVote));
+    assert!(
+        !n.delivered
+            .iter()
+            .any(|m| m.from == 3 && m.msg_type == MessageType::RequestVote)
+    );
     n.propose(1, b"b").unwrap();
     assert_eq!(n.node(3).applied, vec![b"a".to_vec(), b"b".to_vec()]);
 }
@@ -100,7 +106,10 @@ fn followers_ignore_vote_requests_within_lease() {
     m.log_term = term;
     n.step(m);
     assert_eq!(n.term(2), term, "in lease: request ignored, term unchanged");
-    assert!(n.take(|m| m.msg_type == MessageType::RequestVoteResponse).is_empty());
+    assert!(
+        n.take(|m| m.msg_type == MessageType::RequestVoteResponse)
+            .is_empty()
+    );
 }
 
 #[test]
@@ -124,7 +133,10 @@ fn split_votes_resolve() {
     n.tick_all(100);
     assert!(n.leader().is_some());
     let l = n.leader().unwrap();
-    let leaders = [1, 2, 3, 4, 5].iter().filter(|&&id| n.state(id) == StateRole::Leader && n.term(id) == n.term(l)).count();
+    let leaders = [1, 2, 3, 4, 5]
+        .iter()
+        .filter(|&&id| n.state(id) == StateRole::Leader && n.term(id) == n.term(l))
+        .count();
     assert_eq!(leaders, 1);
 }
 

@@ -8,8 +8,8 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use skiff_raft::{
-    ConfChange, ConfState, Config, Entry, EntryKind, MemStorage, Message, MessageType, NodeId, RawNode, ReadState,
-    StateRole,
+    ConfChange, ConfState, Config, Entry, EntryKind, MemStorage, Message, MessageType, NodeId,
+    RawNode, ReadState, StateRole,
 };
 
 pub struct Node {
@@ -36,7 +36,13 @@ pub struct Net {
 }
 
 pub fn config(id: NodeId) -> Config {
-    Config { id, election_tick: 10, heartbeat_tick: 1, seed: 7, ..Config::default() }
+    Config {
+        id,
+        election_tick: 10,
+        heartbeat_tick: 1,
+        seed: 7,
+        ..Config::default()
+    }
 }
 
 impl Net {
@@ -65,9 +71,21 @@ impl Net {
 
     /// Add (or restart) node `id` over `store`.
     pub fn add(&mut self, id: NodeId, store: MemStorage) {
-        let cfg = Config { id, applied: store.rl().snapshot_ref().metadata.index, ..self.base.clone() };
+        let cfg = Config {
+            id,
+            applied: store.rl().snapshot_ref().metadata.index,
+            ..self.base.clone()
+        };
         let rn = RawNode::new(&cfg, store.clone()).unwrap();
-        self.nodes.insert(id, Node { rn, store, applied: Vec::new(), read_states: Vec::new() });
+        self.nodes.insert(
+            id,
+            Node {
+                rn,
+                store,
+                applied: Vec::new(),
+                read_states: Vec::new(),
+            },
+        );
     }
 
     /// Crash and restart `id`: everything not persisted is lost.
@@ -90,7 +108,10 @@ impl Net {
 
     /// A node joining an existing cluster: empty log, told the voters.
     pub fn add_joining(&mut self, id: NodeId, voters: &[NodeId]) {
-        self.add(id, MemStorage::new_with_conf_state(ConfState::with_voters(voters.iter().copied())));
+        self.add(
+            id,
+            MemStorage::new_with_conf_state(ConfState::with_voters(voters.iter().copied())),
+        );
     }
 
     pub fn node(&self, id: NodeId) -> &Node {
@@ -118,8 +139,12 @@ impl Net {
     }
 
     pub fn leader(&self) -> Option<NodeId> {
-        let leaders: Vec<_> =
-            self.nodes.iter().filter(|(_, n)| n.rn.raft().state == StateRole::Leader).map(|(&id, _)| id).collect();
+        let leaders: Vec<_> = self
+            .nodes
+            .iter()
+            .filter(|(_, n)| n.rn.raft().state == StateRole::Leader)
+            .map(|(&id, _)| id)
+            .collect();
         match leaders.as_slice() {
             [] => None,
             [l] => Some(*l),
@@ -133,7 +158,12 @@ impl Net {
     /// Handle every pending Ready, queueing messages.
     pub fn flush(&mut self) {
         loop {
-            let ids: Vec<_> = self.nodes.iter().filter(|(_, n)| n.rn.has_ready()).map(|(&id, _)| id).collect();
+            let ids: Vec<_> = self
+                .nodes
+                .iter()
+                .filter(|(_, n)| n.rn.has_ready())
+                .map(|(&id, _)| id)
+                .collect();
             if ids.is_empty() {
                 return;
             }
@@ -181,7 +211,9 @@ impl Net {
         {
             return false;
         }
-        !self.cut.contains(&(m.from, m.to)) && !self.drop_types.contains(&m.msg_type) && self.nodes.contains_key(&m.to)
+        !self.cut.contains(&(m.from, m.to))
+            && !self.drop_types.contains(&m.msg_type)
+            && self.nodes.contains_key(&m.to)
     }
 
     /// Deliver queued messages (and everything they cause) until quiet.

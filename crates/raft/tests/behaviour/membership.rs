@@ -3,7 +3,11 @@ use skiff_raft::{ConfChange, ConfChangeKind, Error, MessageType, StateRole};
 use crate::harness::Net;
 
 fn cc(kind: ConfChangeKind, node_id: u64) -> ConfChange {
-    ConfChange { kind, node_id, context: vec![] }
+    ConfChange {
+        kind,
+        node_id,
+        context: vec![],
+    }
 }
 
 fn with_learner() -> Net {
@@ -11,7 +15,9 @@ fn with_learner() -> Net {
     n.campaign(1);
     n.propose(1, b"before").unwrap();
     n.add_joining(4, &[1, 2, 3]);
-    n.rn(1).propose_conf_change(&cc(ConfChangeKind::AddLearner, 4)).unwrap();
+    n.rn(1)
+        .propose_conf_change(&cc(ConfChangeKind::AddLearner, 4))
+        .unwrap();
     n.deliver();
     n.tick(1, 2);
     n
@@ -33,7 +39,11 @@ fn learner_receives_log_but_does_not_count_or_campaign() {
     n.isolate(4);
     n.tick(4, 100);
     assert_eq!(n.state(4), StateRole::Follower);
-    assert!(!n.delivered.iter().any(|m| m.from == 4 && m.msg_type == MessageType::RequestPreVote));
+    assert!(
+        !n.delivered
+            .iter()
+            .any(|m| m.from == 4 && m.msg_type == MessageType::RequestPreVote)
+    );
 }
 
 #[test]
@@ -43,15 +53,24 @@ fn caught_up_learner_is_promoted_lagging_one_is_refused() {
     for i in 0..3u8 {
         n.propose(1, &[i]).unwrap();
     }
-    assert_eq!(n.rn(1).propose_conf_change(&cc(ConfChangeKind::AddVoter, 4)), Err(Error::ProposalDropped));
+    assert_eq!(
+        n.rn(1)
+            .propose_conf_change(&cc(ConfChangeKind::AddVoter, 4)),
+        Err(Error::ProposalDropped)
+    );
     n.heal();
     n.tick(1, 2);
     assert!(n.node(1).rn.raft().learner_caught_up(4));
-    n.rn(1).propose_conf_change(&cc(ConfChangeKind::AddVoter, 4)).unwrap();
+    n.rn(1)
+        .propose_conf_change(&cc(ConfChangeKind::AddVoter, 4))
+        .unwrap();
     n.deliver();
     n.tick(1, 1);
     for id in [1, 2, 3, 4] {
-        assert!(n.node(id).rn.raft().tracker.voters.contains(&4), "node {id}");
+        assert!(
+            n.node(id).rn.raft().tracker.voters.contains(&4),
+            "node {id}"
+        );
     }
     // 4 voters: quorum is 3, so 1 + 4 alone cannot commit, 1 + 2 + 4 can.
     n.partition(&[1, 4], &[2, 3]);
@@ -69,18 +88,28 @@ fn one_conf_change_at_a_time() {
     let mut n = Net::new(&[1, 2, 3]);
     n.campaign(1);
     n.isolate(1);
-    n.rn(1).propose_conf_change(&cc(ConfChangeKind::AddLearner, 4)).unwrap();
-    assert_eq!(n.rn(1).propose_conf_change(&cc(ConfChangeKind::AddLearner, 5)), Err(Error::ProposalDropped));
+    n.rn(1)
+        .propose_conf_change(&cc(ConfChangeKind::AddLearner, 4))
+        .unwrap();
+    assert_eq!(
+        n.rn(1)
+            .propose_conf_change(&cc(ConfChangeKind::AddLearner, 5)),
+        Err(Error::ProposalDropped)
+    );
     n.heal();
     n.tick(1, 2);
-    n.rn(1).propose_conf_change(&cc(ConfChangeKind::AddLearner, 5)).unwrap();
+    n.rn(1)
+        .propose_conf_change(&cc(ConfChangeKind::AddLearner, 5))
+        .unwrap();
 }
 
 #[test]
 fn removing_a_follower_shrinks_the_quorum() {
     let mut n = Net::new(&[1, 2, 3]);
     n.campaign(1);
-    n.rn(1).propose_conf_change(&cc(ConfChangeKind::Remove, 3)).unwrap();
+    n.rn(1)
+        .propose_conf_change(&cc(ConfChangeKind::Remove, 3))
+        .unwrap();
     n.deliver();
     n.isolate(3);
     n.cut.insert((1, 2));
@@ -97,11 +126,19 @@ fn leader_removes_itself_and_hands_over() {
     let mut n = Net::new(&[1, 2, 3]);
     n.campaign(1);
     n.propose(1, b"x").unwrap();
-    n.rn(1).propose_conf_change(&cc(ConfChangeKind::Remove, 1)).unwrap();
+    n.rn(1)
+        .propose_conf_change(&cc(ConfChangeKind::Remove, 1))
+        .unwrap();
     n.deliver();
-    assert_eq!(n.state(1), StateRole::Follower, "removed leader steps down once it applies");
+    assert_eq!(
+        n.state(1),
+        StateRole::Follower,
+        "removed leader steps down once it applies"
+    );
     n.tick_all(3);
-    let l = n.leader().expect("TimeoutNow made a caught-up voter campaign");
+    let l = n
+        .leader()
+        .expect("TimeoutNow made a caught-up voter campaign");
     assert!(l == 2 || l == 3);
     assert!(!n.node(l).rn.raft().tracker.voters.contains(&1));
     n.propose(l, b"y").unwrap();

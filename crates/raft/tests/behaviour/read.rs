@@ -3,7 +3,10 @@ use skiff_raft::{MessageType, ReadOnlyOption, ReadState};
 use crate::harness::Net;
 
 fn rs(index: u64, ctx: &[u8]) -> ReadState {
-    ReadState { index, request_ctx: ctx.to_vec() }
+    ReadState {
+        index,
+        request_ctx: ctx.to_vec(),
+    }
 }
 
 #[test]
@@ -15,7 +18,10 @@ fn leader_read_index_needs_quorum_heartbeat() {
     n.isolate(1);
     n.rn(1).read_index(b"r1".to_vec()).unwrap();
     n.deliver();
-    assert!(n.node(1).read_states.is_empty(), "cannot confirm leadership alone");
+    assert!(
+        n.node(1).read_states.is_empty(),
+        "cannot confirm leadership alone"
+    );
     n.heal();
     n.rn(1).read_index(b"r2".to_vec()).unwrap();
     n.deliver();
@@ -46,7 +52,10 @@ fn new_leader_answers_reads_only_after_committing_in_its_term() {
     assert_eq!(n.leader(), Some(2));
     n.rn(2).read_index(b"r".to_vec()).unwrap();
     n.deliver();
-    assert!(n.node(2).read_states.is_empty(), "commit index may be stale until the no-op commits");
+    assert!(
+        n.node(2).read_states.is_empty(),
+        "commit index may be stale until the no-op commits"
+    );
     n.heal();
     n.tick(2, 2);
     let noop = n.last_index(2);
@@ -55,7 +64,9 @@ fn new_leader_answers_reads_only_after_committing_in_its_term() {
 
 #[test]
 fn lease_based_reads_skip_the_round_trip() {
-    let mut n = Net::with(&[1, 2, 3], |c| c.read_only_option = ReadOnlyOption::LeaseBased);
+    let mut n = Net::with(&[1, 2, 3], |c| {
+        c.read_only_option = ReadOnlyOption::LeaseBased
+    });
     n.campaign(1);
     let before = n.delivered.len();
     n.rn(1).read_index(b"l".to_vec()).unwrap();

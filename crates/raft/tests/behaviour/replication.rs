@@ -3,7 +3,15 @@ use skiff_raft::{Entry, HardState, MemStorage, Message, MessageType, StateRole};
 use crate::harness::Net;
 
 fn ents(terms: &[u64]) -> Vec<Entry> {
-    terms.iter().enumerate().map(|(i, &t)| Entry { index: i as u64 + 1, term: t, ..Default::default() }).collect()
+    terms
+        .iter()
+        .enumerate()
+        .map(|(i, &t)| Entry {
+            index: i as u64 + 1,
+            term: t,
+            ..Default::default()
+        })
+        .collect()
 }
 
 /// Replace node `id` with one whose persisted log has the given terms.
@@ -11,7 +19,11 @@ fn with_log(n: &mut Net, id: u64, terms: &[u64], term: u64) {
     let cs = n.node(id).rn.raft().tracker.conf_state();
     let s = MemStorage::new_with_conf_state(cs);
     s.wl().append(&ents(terms)).unwrap();
-    s.wl().set_hard_state(HardState { term, vote: 0, commit: 0 });
+    s.wl().set_hard_state(HardState {
+        term,
+        vote: 0,
+        commit: 0,
+    });
     n.add(id, s);
 }
 
@@ -23,7 +35,10 @@ fn replicates_and_applies_in_order() {
         n.propose(1, &[i]).unwrap();
     }
     for id in [1, 2, 3] {
-        assert_eq!(n.node(id).applied, (0..10u8).map(|i| vec![i]).collect::<Vec<_>>());
+        assert_eq!(
+            n.node(id).applied,
+            (0..10u8).map(|i| vec![i]).collect::<Vec<_>>()
+        );
     }
     assert_eq!(n.entries(2), n.entries(1));
 }
@@ -46,7 +61,11 @@ fn fast_backtracking_skips_whole_terms() {
     with_log(&mut n, 2, &[1, 1, 1, 2, 2, 2, 3, 3, 3, 3, 3], 3);
     n.campaign(1);
     assert_eq!(n.state(1), StateRole::Leader);
-    let rejects = n.delivered.iter().filter(|m| m.msg_type == MessageType::AppendResponse && m.reject).count();
+    let rejects = n
+        .delivered
+        .iter()
+        .filter(|m| m.msg_type == MessageType::AppendResponse && m.reject)
+        .count();
     // One rejection per divergent term at most (naive: one per entry = 8).
     assert!(rejects <= 2, "rejections: {rejects}");
     assert_eq!(n.entries(2), n.entries(1));
@@ -60,8 +79,15 @@ fn backtracking_follower_with_short_log() {
     with_log(&mut n, 3, &[1; 20], 1);
     with_log(&mut n, 2, &[1; 3], 1);
     n.campaign(1);
-    let rejects = n.delivered.iter().filter(|m| m.msg_type == MessageType::AppendResponse && m.reject).count();
-    assert!(rejects <= 1, "short log: one hint jumps to its end ({rejects})");
+    let rejects = n
+        .delivered
+        .iter()
+        .filter(|m| m.msg_type == MessageType::AppendResponse && m.reject)
+        .count();
+    assert!(
+        rejects <= 1,
+        "short log: one hint jumps to its end ({rejects})"
+    );
     assert_eq!(n.entries(2), n.entries(1));
 }
 
@@ -89,7 +115,11 @@ fn commits_only_current_term_entries() {
     ack.term = term;
     ack.index = 2;
     n.step(ack);
-    assert_eq!(n.committed(1), 0, "old-term entry on a quorum must not commit by counting");
+    assert_eq!(
+        n.committed(1),
+        0,
+        "old-term entry on a quorum must not commit by counting"
+    );
     // Once the no-op of the current term replicates, both commit.
     n.queue.extend(held);
     n.deliver();
@@ -117,7 +147,11 @@ fn batching_respects_max_size_and_pipelines() {
     // After heal, heartbeats unblock the window and everything replicates
     // in messages of at most one 84-byte entry each (100-byte cap).
     n.tick(1, 3);
-    let big = n.delivered.iter().filter(|m| m.msg_type == MessageType::Append && m.entries.len() > 1).count();
+    let big = n
+        .delivered
+        .iter()
+        .filter(|m| m.msg_type == MessageType::Append && m.entries.len() > 1)
+        .count();
     assert_eq!(big, 0);
     assert_eq!(n.node(2).applied.len(), 20);
 }
@@ -159,9 +193,17 @@ fn figure_8_old_term_entry_is_not_committed_then_overwritten() {
     }
     n.tick(1, 3);
     for id in [2, 3, 4] {
-        assert_eq!(n.entries(id).len(), 2, "S{id} holds the term-1 entry at index 2");
+        assert_eq!(
+            n.entries(id).len(),
+            2,
+            "S{id} holds the term-1 entry at index 2"
+        );
     }
-    assert_eq!(n.committed(1), 1, "replicated on a majority, yet not committed (figure 8c)");
+    assert_eq!(
+        n.committed(1),
+        1,
+        "replicated on a majority, yet not committed (figure 8c)"
+    );
     // (d) S1 down; S5 wins and overwrites index 2 everywhere.
     n.heal();
     n.restart(5);
@@ -171,7 +213,11 @@ fn figure_8_old_term_entry_is_not_committed_then_overwritten() {
     }
     n.propose(5, b"c").unwrap();
     for id in [2, 3, 4, 5] {
-        assert_eq!(n.node(id).applied, vec![b"b".to_vec(), b"c".to_vec()], "S{id}");
+        assert_eq!(
+            n.node(id).applied,
+            vec![b"b".to_vec(), b"c".to_vec()],
+            "S{id}"
+        );
     }
     // S1 rejoins and its uncommitted "a" is discarded.
     n.heal();

@@ -20,7 +20,10 @@ fn lagging_follower() -> Net {
 }
 
 fn chunks_to(n: &Net, to: u64) -> Vec<&Message> {
-    n.delivered.iter().filter(|m| m.msg_type == MessageType::Snapshot && m.to == to).collect()
+    n.delivered
+        .iter()
+        .filter(|m| m.msg_type == MessageType::Snapshot && m.to == to)
+        .collect()
 }
 
 #[test]
@@ -44,7 +47,10 @@ fn lost_and_reordered_chunks_are_resent() {
     let mut n = lagging_follower();
     let mut dropped = false;
     n.filter = Some(Box::new(move |m: &mut Message| {
-        if m.msg_type == MessageType::Snapshot && m.snapshot.as_ref().unwrap().offset == 4 && !dropped {
+        if m.msg_type == MessageType::Snapshot
+            && m.snapshot.as_ref().unwrap().offset == 4
+            && !dropped
+        {
             dropped = true;
             return true;
         }

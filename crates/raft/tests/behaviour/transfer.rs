@@ -13,7 +13,12 @@ fn transfer_to_up_to_date_follower() {
     assert_eq!(n.term(2), term + 1);
     assert_eq!(n.state(1), StateRole::Follower);
     assert_eq!(n.count_delivered(MessageType::TimeoutNow), 1);
-    assert!(!n.delivered.iter().any(|m| m.from == 2 && m.msg_type == MessageType::RequestPreVote), "transfer skips pre-vote");
+    assert!(
+        !n.delivered
+            .iter()
+            .any(|m| m.from == 2 && m.msg_type == MessageType::RequestPreVote),
+        "transfer skips pre-vote"
+    );
 }
 
 #[test]
@@ -26,7 +31,10 @@ fn transfer_to_lagging_follower_catches_it_up_and_blocks_proposals() {
     }
     n.heal();
     n.rn(1).transfer_leader(3).unwrap();
-    assert_eq!(n.rn(1).propose(b"during".to_vec()), Err(Error::ProposalDropped));
+    assert_eq!(
+        n.rn(1).propose(b"during".to_vec()),
+        Err(Error::ProposalDropped)
+    );
     n.deliver();
     assert_eq!(n.leader(), Some(3));
     assert_eq!(n.node(3).applied.len(), 5);

@@ -83,7 +83,12 @@ impl Checker {
         self.max_term = self.max_term.max(r.term);
         if r.state == skiff_raft::StateRole::Leader {
             match self.leaders.get(&r.term) {
-                Some(&l) if l != id => return Err(format!("election safety: {l} and {id} both lead term {}", r.term)),
+                Some(&l) if l != id => {
+                    return Err(format!(
+                        "election safety: {l} and {id} both lead term {}",
+                        r.term
+                    ));
+                }
                 Some(_) => {}
                 None => {
                     self.leaders.insert(r.term, id);
@@ -92,12 +97,22 @@ impl Checker {
             }
         }
         let c = r.raft_log.committed();
-        let from = self.checked_commit.get(&id).copied().unwrap_or(0).max(r.raft_log.first_index() - 1);
+        let from = self
+            .checked_commit
+            .get(&id)
+            .copied()
+            .unwrap_or(0)
+            .max(r.raft_log.first_index() - 1);
         for i in from + 1..=c {
-            let t = r.raft_log.term(i).map_err(|e| format!("node {id} committed {i} but term: {e}"))?;
+            let t = r
+                .raft_log
+                .term(i)
+                .map_err(|e| format!("node {id} committed {i} but term: {e}"))?;
             match self.committed.get(&i) {
                 Some(&(ct, _)) if ct != t => {
-                    return Err(format!("committed entry changed: index {i} committed at term {ct}, node {id} commits term {t}"));
+                    return Err(format!(
+                        "committed entry changed: index {i} committed at term {ct}, node {id} commits term {t}"
+                    ));
                 }
                 Some(_) => {}
                 None => {
@@ -133,7 +148,9 @@ impl Checker {
     /// Node `id` applied up to `index`, reaching state-machine `hash`.
     pub fn on_apply(&mut self, id: NodeId, index: u64, hash: u64) -> Check {
         match self.applied.get(&index) {
-            Some(&h) if h != hash => Err(format!("state machine safety: node {id} diverged at index {index}")),
+            Some(&h) if h != hash => Err(format!(
+                "state machine safety: node {id} diverged at index {index}"
+            )),
             Some(_) => Ok(()),
             None => {
                 self.applied.insert(index, hash);
@@ -148,9 +165,13 @@ impl Checker {
     }
 
     pub fn on_read_state(&mut self, id: NodeId, index: u64, ctx: &[u8]) -> Check {
-        let Some(&need) = self.reads.get(ctx) else { return Ok(()) };
+        let Some(&need) = self.reads.get(ctx) else {
+            return Ok(());
+        };
         if index < need {
-            return Err(format!("stale read at node {id}: read index {index} < {need} committed before the read"));
+            return Err(format!(
+                "stale read at node {id}: read index {index} < {need} committed before the read"
+            ));
         }
         self.reads_served += 1;
         Ok(())

@@ -11,8 +11,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use skiff_raft::{
-    ConfChange, ConfChangeKind, ConfState, Config, EntryKind, MemStorage, Message, NodeId, RawNode, StateRole,
-    Storage,
+    ConfChange, ConfChangeKind, ConfState, Config, EntryKind, MemStorage, Message, NodeId, RawNode,
+    StateRole, Storage,
 };
 
 use crate::checker::{Check, Checker, data_hash};
@@ -105,7 +105,10 @@ impl Sm {
         if d.len() < 16 {
             return Sm::default();
         }
-        Sm { index: u64::from_le_bytes(d[..8].try_into().unwrap()), hash: u64::from_le_bytes(d[8..16].try_into().unwrap()) }
+        Sm {
+            index: u64::from_le_bytes(d[..8].try_into().unwrap()),
+            hash: u64::from_le_bytes(d[8..16].try_into().unwrap()),
+        }
     }
 }
 
@@ -189,7 +192,15 @@ impl Sim {
 
     fn start_node(&mut self, id: NodeId) {
         let disk = MemStorage::new_with_conf_state(self.initial.clone());
-        self.nodes.insert(id, SimNode { rn: None, disk, sm: Sm::default(), crash_in_next_ready: false });
+        self.nodes.insert(
+            id,
+            SimNode {
+                rn: None,
+                disk,
+                sm: Sm::default(),
+                crash_in_next_ready: false,
+            },
+        );
         self.group.insert(id, 0);
         self.restart(id);
     }
@@ -226,7 +237,11 @@ impl Sim {
     }
 
     fn live(&self) -> Vec<NodeId> {
-        self.nodes.iter().filter(|(_, n)| n.rn.is_some()).map(|(&id, _)| id).collect()
+        self.nodes
+            .iter()
+            .filter(|(_, n)| n.rn.is_some())
+            .map(|(&id, _)| id)
+            .collect()
     }
 
     /// The leader with the highest term, if any.
@@ -260,7 +275,9 @@ impl Sim {
     fn process(&mut self, id: NodeId) -> Check {
         loop {
             let n = self.nodes.get_mut(&id).unwrap();
-            let Some(rn) = n.rn.as_mut() else { return Ok(()) };
+            let Some(rn) = n.rn.as_mut() else {
+                return Ok(());
+            };
             if !rn.has_ready() {
                 return self.chk.on_step(id, rn);
             }
@@ -302,10 +319,15 @@ impl Sim {
             }
             for e in &rd.committed_entries {
                 if e.index != n.sm.index + 1 {
-                    return Err(format!("node {id} applies {} after {}", e.index, n.sm.index));
+                    return Err(format!(
+                        "node {id} applies {} after {}",
+                        e.index, n.sm.index
+                    ));
                 }
                 n.sm.index = e.index;
-                n.sm.hash = (n.sm.hash.rotate_left(17) ^ data_hash(e) ^ e.term.wrapping_mul(0x9E37)).wrapping_mul(0x100_0000_01b3);
+                n.sm.hash =
+                    (n.sm.hash.rotate_left(17) ^ data_hash(e) ^ e.term.wrapping_mul(0x9E37))
+                        .wrapping_mul(0x100_0000_01b3);
                 self.chk.on_apply(id, e.index, n.sm.hash)?;
                 if e.kind == EntryKind::ConfChange {
                     let cc = ConfChange::decode(&e.data).ok_or("bad conf change")?;
@@ -340,7 +362,9 @@ impl Sim {
             if self.group.get(&m.from) != self.group.get(&to) {
                 continue;
             }
-            let Some(rn) = self.nodes.get_mut(&to).and_then(|n| n.rn.as_mut()) else { continue };
+            let Some(rn) = self.nodes.get_mut(&to).and_then(|n| n.rn.as_mut()) else {
+                continue;
+            };
             let _ = rn.step(m);
             self.process(to)?;
         }
@@ -372,9 +396,18 @@ impl Sim {
             }
         }
         let electing = self.nodes.values().any(|n| {
-            n.rn.as_ref().is_some_and(|rn| matches!(rn.raft().state, StateRole::Candidate | StateRole::PreCandidate))
+            n.rn.as_ref().is_some_and(|rn| {
+                matches!(
+                    rn.raft().state,
+                    StateRole::Candidate | StateRole::PreCandidate
+                )
+            })
         });
-        let bounce = if electing { p.bounce_in_election } else { p.bounce };
+        let bounce = if electing {
+            p.bounce_in_election
+        } else {
+            p.bounce
+        };
         if self.rng.chance(bounce)
             && let Some(id) = self.rng.pick(&live)
             && self.nodes[&id].rn.is_some()
@@ -384,7 +417,12 @@ impl Sim {
             self.stats.crashes += 1;
             self.restart(id);
         }
-        let down: Vec<_> = self.nodes.iter().filter(|(_, n)| n.rn.is_none()).map(|(&id, _)| id).collect();
+        let down: Vec<_> = self
+            .nodes
+            .iter()
+            .filter(|(_, n)| n.rn.is_none())
+            .map(|(&id, _)| id)
+            .collect();
         for id in down {
             if self.rng.chance(p.restart) {
                 self.restart(id);
@@ -446,11 +484,22 @@ impl Sim {
     fn clients(&mut self) -> Check {
         let live = self.live();
         if self.rng.chance(self.p.propose) {
-            let target = if self.rng.chance(0.7) { self.leader() } else { self.rng.pick(&live) };
+            let target = if self.rng.chance(0.7) {
+                self.leader()
+            } else {
+                self.rng.pick(&live)
+            };
             if let Some(id) = target {
                 self.next_val += 1;
                 let v = self.next_val.to_le_bytes().to_vec();
-                let _ = self.nodes.get_mut(&id).unwrap().rn.as_mut().unwrap().propose(v);
+                let _ = self
+                    .nodes
+                    .get_mut(&id)
+                    .unwrap()
+                    .rn
+                    .as_mut()
+                    .unwrap()
+                    .propose(v);
                 self.process(id)?;
             }
         }
@@ -461,15 +510,38 @@ impl Sim {
             self.next_val += 1;
             let ctx = self.next_val.to_le_bytes().to_vec();
             self.chk.on_read_issued(ctx.clone());
-            let _ = self.nodes.get_mut(&id).unwrap().rn.as_mut().unwrap().read_index(ctx);
+            let _ = self
+                .nodes
+                .get_mut(&id)
+                .unwrap()
+                .rn
+                .as_mut()
+                .unwrap()
+                .read_index(ctx);
             self.process(id)?;
         }
         if self.rng.chance(self.p.transfer)
             && let Some(l) = self.leader()
         {
-            let voters: Vec<_> = self.nodes[&l].rn.as_ref().unwrap().raft().tracker.voters.iter().copied().collect();
+            let voters: Vec<_> = self.nodes[&l]
+                .rn
+                .as_ref()
+                .unwrap()
+                .raft()
+                .tracker
+                .voters
+                .iter()
+                .copied()
+                .collect();
             if let Some(to) = self.rng.pick(&voters) {
-                let _ = self.nodes.get_mut(&l).unwrap().rn.as_mut().unwrap().transfer_leader(to);
+                let _ = self
+                    .nodes
+                    .get_mut(&l)
+                    .unwrap()
+                    .rn
+                    .as_mut()
+                    .unwrap()
+                    .transfer_leader(to);
                 self.process(l)?;
             }
         }
@@ -482,22 +554,49 @@ impl Sim {
     /// Grow with a spare as learner, promote caught-up learners, or remove
     /// a voter (possibly the leader itself).
     fn membership(&mut self) -> Check {
-        let Some(l) = self.leader() else { return Ok(()) };
+        let Some(l) = self.leader() else {
+            return Ok(());
+        };
         let r = self.nodes[&l].rn.as_ref().unwrap().raft();
-        let learners: Vec<_> = r.tracker.learners.iter().copied().filter(|&x| r.learner_caught_up(x)).collect();
+        let learners: Vec<_> = r
+            .tracker
+            .learners
+            .iter()
+            .copied()
+            .filter(|&x| r.learner_caught_up(x))
+            .collect();
         let voters: Vec<_> = r.tracker.voters.iter().copied().collect();
         let spare = (1..=self.p.voters + self.p.spares).find(|id| !self.nodes.contains_key(id));
         let cc = if let Some(x) = self.rng.pick(&learners) {
-            ConfChange { kind: ConfChangeKind::AddVoter, node_id: x, context: vec![] }
+            ConfChange {
+                kind: ConfChangeKind::AddVoter,
+                node_id: x,
+                context: vec![],
+            }
         } else if let Some(s) = spare.filter(|_| self.rng.chance(0.5)) {
-            ConfChange { kind: ConfChangeKind::AddLearner, node_id: s, context: vec![] }
+            ConfChange {
+                kind: ConfChangeKind::AddLearner,
+                node_id: s,
+                context: vec![],
+            }
         } else if voters.len() > 3 {
             let v = self.rng.pick(&voters).unwrap();
-            ConfChange { kind: ConfChangeKind::Remove, node_id: v, context: vec![] }
+            ConfChange {
+                kind: ConfChangeKind::Remove,
+                node_id: v,
+                context: vec![],
+            }
         } else {
             return Ok(());
         };
-        let res = self.nodes.get_mut(&l).unwrap().rn.as_mut().unwrap().propose_conf_change(&cc);
+        let res = self
+            .nodes
+            .get_mut(&l)
+            .unwrap()
+            .rn
+            .as_mut()
+            .unwrap()
+            .propose_conf_change(&cc);
         if res.is_ok() {
             self.stats.conf_changes += 1;
             if cc.kind == ConfChangeKind::Remove && cc.node_id == l {
@@ -534,7 +633,12 @@ impl Sim {
         for g in self.group.values_mut() {
             *g = 0;
         }
-        let down: Vec<_> = self.nodes.iter().filter(|(_, n)| n.rn.is_none()).map(|(&id, _)| id).collect();
+        let down: Vec<_> = self
+            .nodes
+            .iter()
+            .filter(|(_, n)| n.rn.is_none())
+            .map(|(&id, _)| id)
+            .collect();
         for id in down {
             self.restart(id);
         }
@@ -549,8 +653,23 @@ impl Sim {
                 None => {
                     self.next_val += 1;
                     let v = self.next_val.to_le_bytes().to_vec();
-                    if self.nodes.get_mut(&l).unwrap().rn.as_mut().unwrap().propose(v.clone()).is_ok() {
-                        let idx = self.nodes[&l].rn.as_ref().unwrap().raft().raft_log.last_index();
+                    if self
+                        .nodes
+                        .get_mut(&l)
+                        .unwrap()
+                        .rn
+                        .as_mut()
+                        .unwrap()
+                        .propose(v.clone())
+                        .is_ok()
+                    {
+                        let idx = self.nodes[&l]
+                            .rn
+                            .as_ref()
+                            .unwrap()
+                            .raft()
+                            .raft_log
+                            .last_index();
                         marker = Some((l, v, idx));
                     }
                     self.process(l)?;
@@ -561,7 +680,10 @@ impl Sim {
                     // leader change: then propose again).
                     let r = self.nodes[&l].rn.as_ref().unwrap().raft();
                     let members: Vec<_> = r.tracker.progress.keys().copied().collect();
-                    if members.iter().all(|m| self.nodes.get(m).is_some_and(|n| n.sm.index >= *idx)) {
+                    if members
+                        .iter()
+                        .all(|m| self.nodes.get(m).is_some_and(|n| n.sm.index >= *idx))
+                    {
                         self.stats.ticks_to_recover = t;
                         return self.converged(&members);
                     }
@@ -603,7 +725,16 @@ impl Sim {
                 r.raft_log.last_index(),
                 r.tracker.voters,
                 r.tracker.learners,
-                pr.map(|p| (p.state, p.matched, p.next_idx, p.probe_sent, p.pending_snapshot, p.snapshot_sent, p.snapshot_acked, p.inflights.count()))
+                pr.map(|p| (
+                    p.state,
+                    p.matched,
+                    p.next_idx,
+                    p.probe_sent,
+                    p.pending_snapshot,
+                    p.snapshot_sent,
+                    p.snapshot_acked,
+                    p.inflights.count()
+                ))
             );
         }
         out
@@ -614,7 +745,10 @@ impl Sim {
         for m in members {
             let sm = self.nodes[m].sm;
             if sm.index == first.index && sm.hash != first.hash {
-                return Err(format!("final state machines differ: {} vs {m}", members[0]));
+                return Err(format!(
+                    "final state machines differ: {} vs {m}",
+                    members[0]
+                ));
             }
         }
         Ok(())

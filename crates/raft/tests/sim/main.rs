@@ -19,8 +19,14 @@ fn seeds(default: u64) -> Vec<u64> {
     if let Ok(s) = std::env::var("SKIFF_SIM_SEED") {
         return vec![s.parse().expect("SKIFF_SIM_SEED must be a number")];
     }
-    let n = std::env::var("SKIFF_SIM_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(default);
-    let base = std::env::var("SKIFF_SIM_BASE").ok().and_then(|s| s.parse().ok()).unwrap_or(0u64);
+    let n = std::env::var("SKIFF_SIM_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default);
+    let base = std::env::var("SKIFF_SIM_BASE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0u64);
     (base..base + n).collect()
 }
 
@@ -36,7 +42,13 @@ fn run(scenario: &str, default_seeds: u64, params: impl Fn() -> Params) -> Stats
         let res = catch_unwind(AssertUnwindSafe(|| {
             let mut sim = Sim::new(seed, p);
             let r = sim.run();
-            (r, sim.stats.clone(), sim.chk.reads_served, sim.chk.committed_count(), sim.chk.max_term)
+            (
+                r,
+                sim.stats.clone(),
+                sim.chk.reads_served,
+                sim.chk.committed_count(),
+                sim.chk.max_term,
+            )
         }));
         let err = match res {
             Ok((Ok(()), st, r, c, t)) => {
@@ -85,7 +97,10 @@ fn random_faults_3_nodes() {
 
 #[test]
 fn random_faults_5_nodes() {
-    run("random_faults_5_nodes", 200, || Params { voters: 5, ..Params::default() });
+    run("random_faults_5_nodes", 200, || Params {
+        voters: 5,
+        ..Params::default()
+    });
 }
 
 /// Frequent leader crashes with partial replication: the figure 8 pattern
@@ -154,14 +169,54 @@ fn snapshots_while_entries_arrive() {
 fn soak() {
     let scenarios: [(&str, Params); 6] = [
         ("soak_3", Params::default()),
-        ("soak_5", Params { voters: 5, ..Params::default() }),
-        ("soak_membership", Params { spares: 3, conf_change: 0.05, partition: 0.02, ..Params::default() }),
-        ("soak_snapshots", Params { compact: 0.3, chunk_size: 8, partition: 0.03, propose: 0.9, ..Params::default() }),
+        (
+            "soak_5",
+            Params {
+                voters: 5,
+                ..Params::default()
+            },
+        ),
+        (
+            "soak_membership",
+            Params {
+                spares: 3,
+                conf_change: 0.05,
+                partition: 0.02,
+                ..Params::default()
+            },
+        ),
+        (
+            "soak_snapshots",
+            Params {
+                compact: 0.3,
+                chunk_size: 8,
+                partition: 0.03,
+                propose: 0.9,
+                ..Params::default()
+            },
+        ),
         (
             "soak_churn",
-            Params { voters: 5, crash_leader: 0.05, restart: 0.2, torn: 0.5, drop: 0.15, max_msg_size: 1, ..Params::default() },
+            Params {
+                voters: 5,
+                crash_leader: 0.05,
+                restart: 0.2,
+                torn: 0.5,
+                drop: 0.15,
+                max_msg_size: 1,
+                ..Params::default()
+            },
         ),
-        ("soak_minority", Params { voters: 5, leader_minority: 0.03, heal: 0.03, read: 0.2, ..Params::default() }),
+        (
+            "soak_minority",
+            Params {
+                voters: 5,
+                leader_minority: 0.03,
+                heal: 0.03,
+                read: 0.2,
+                ..Params::default()
+            },
+        ),
     ];
     for (name, p) in scenarios {
         run(name, 2000, || p.clone());

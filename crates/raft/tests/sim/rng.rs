@@ -18,7 +18,11 @@ impl SimRng {
 
     /// Uniform in `[lo, hi)` (`lo` if empty).
     pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        if hi <= lo { lo } else { lo + self.next() % (hi - lo) }
+        if hi <= lo {
+            lo
+        } else {
+            lo + self.next() % (hi - lo)
+        }
     }
 
     pub fn chance(&mut self, p: f64) -> bool {
@@ -26,6 +30,10 @@ impl SimRng {
     }
 
     pub fn pick<T: Copy>(&mut self, xs: &[T]) -> Option<T> {
-        if xs.is_empty() { None } else { Some(xs[self.range(0, xs.len() as u64) as usize]) }
+        if xs.is_empty() {
+            None
+        } else {
+            Some(xs[self.range(0, xs.len() as u64) as usize])
+        }
     }
 }
