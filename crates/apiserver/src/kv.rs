@@ -18,6 +18,9 @@ pub enum KvError {
     Compacted(i64),
     #[error("required revision is a future revision")]
     FutureRevision,
+    /// The write is larger than the store accepts (etcd's 1.5 MiB request limit).
+    #[error("etcdserver: request is too large")]
+    TooLarge,
     #[error("storage error: {0}")]
     Other(String),
 }
@@ -27,6 +30,7 @@ impl From<StoreError> for KvError {
         match e {
             StoreError::Compacted => KvError::Compacted(0),
             StoreError::FutureRev => KvError::FutureRevision,
+            StoreError::RequestTooLarge => KvError::TooLarge,
             other => KvError::Other(other.to_string()),
         }
     }

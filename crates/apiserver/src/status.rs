@@ -67,6 +67,10 @@ impl ApiError {
             .collect();
         ApiError::new(422, "Invalid", message).with_details(json!({"name": name, "group": group, "kind": kind, "causes": causes}))
     }
+    /// 413: the object is over the store's request limit.
+    pub fn too_large() -> ApiError {
+        ApiError::new(413, "RequestEntityTooLarge", "Request entity too large: limit is 1572864")
+    }
     pub fn internal(msg: impl Into<String>) -> ApiError {
         ApiError::new(500, "InternalError", msg)
     }

@@ -41,6 +41,7 @@ pub fn kv_error(e: KvError) -> ApiError {
     match e {
         KvError::Compacted(_) => ApiError::gone("The resourceVersion for the provided list is too old."),
         KvError::FutureRevision => ApiError::internal("Too large resource version"),
+        KvError::TooLarge => ApiError::too_large(),
         KvError::Other(m) => ApiError::internal(m),
     }
 }

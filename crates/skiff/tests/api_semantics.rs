@@ -161,3 +161,19 @@ fn field_validation_and_type_errors() {
     let err = k.err(&["create", "--raw", "/apis/apps/v1/namespaces/default/deployments", "-f", f.to_str().unwrap()]);
     assert!(err.contains("Deployment in version \\\"v1\\\" cannot be handled as a Deployment") || err.contains("cannot be handled as a Deployment"), "{err}");
 }
+
+#[test]
+fn oversized_objects_get_413_and_the_server_stays_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = SkiffServer::start(dir.path());
+    let k = Kubectl::new(31, &server.kubeconfig);
+    let f = dir.path().join("big.json");
+    let big = "x".repeat(1_600_000);
+    std::fs::write(&f, format!(r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"big"}},"data":{{"a":"{big}"}}}}"#)).unwrap();
+    let err = k.err(&["create", "-f", f.to_str().unwrap(), "--validate=false"]);
+    assert!(err.contains("Request entity too large"), "{err}");
+    std::fs::write(&f, "{not json").unwrap();
+    let err = k.err(&["create", "--raw", "/api/v1/namespaces/default/configmaps", "-f", f.to_str().unwrap()]);
+    assert!(err.contains("BadRequest") || err.contains("cannot unmarshal") || err.contains("json"), "{err}");
+    assert!(k.ok(&["get", "ns", "default", "-o", "name"]).contains("namespace/default"));
+}
