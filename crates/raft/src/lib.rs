@@ -25,6 +25,30 @@
 //!       [`RawNode::apply_conf_change`] for conf-change entries) and serve
 //!       `read_states` once their index is applied;
 //! 3. call [`RawNode::advance`] with the `Ready`.
+//!
+//! # Layout
+//!
+//! * `raft` — roles, terms, timers, and routing every message through the
+//!   term rules; `election`, `replication`, `follower` and `membership`
+//!   each add one concern to it.
+//! * `log` / `unstable` / `storage` — the log as persisted entries plus a
+//!   not-yet-persisted tail; [`Storage`] is the read-only view of what the
+//!   application persisted, [`MemStorage`] an in-memory implementation.
+//! * `progress` / `tracker` — the leader's per-follower flow control
+//!   (probe / replicate with an inflight window / snapshot) and quorums.
+//! * `read_only` — ReadIndex bookkeeping; `snapshot_recv` — reassembly of
+//!   chunked snapshots.
+//! * `raw_node` / `ready` — the application-facing API.
+//!
+//! # Testing
+//!
+//! `tests/behaviour` drives small clusters message by message;
+//! `tests/sim` runs seeded whole-cluster simulations with network faults,
+//! crashes (including torn writes) and membership changes, checking the
+//! Raft safety properties after every step. A failing seed prints a replay
+//! command (`SKIFF_SIM_SEED=<n> SKIFF_SIM_TRACE=1 cargo test -p skiff-raft
+//! --test sim <scenario>`); `SKIFF_SIM_SEEDS=<n>` changes the seed count
+//! and the ignored `soak` test runs 2000 seeds per scenario.
 
 pub mod config;
 pub mod error;

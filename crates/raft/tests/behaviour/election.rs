@@ -148,3 +148,27 @@ fn single_node_elects_itself_and_commits() {
     n.propose(1, b"solo").unwrap();
     assert_eq!(n.node(1).applied, vec![b"solo".to_vec()]);
 }
+
+#[test]
+fn restart_recovers_term_vote_and_log_from_storage() {
+    let mut n = Net::new(&[1, 2, 3]);
+    n.campaign(1);
+    n.propose(1, b"x").unwrap();
+    let (term, last) = (n.term(2), n.last_index(2));
+    let vote = n.node(2).rn.raft().vote;
+    n.restart(2);
+    assert_eq!(n.term(2), term);
+    assert_eq!(n.node(2).rn.raft().vote, vote);
+    assert_eq!(n.last_index(2), last);
+    // It re-applies committed entries from its storage, then rejoins.
+    n.tick(1, 2);
+    assert_eq!(n.node(2).applied, vec![b"x".to_vec()]);
+    assert_eq!(n.leader(), Some(1));
+}
+
+#[test]
+fn step_refuses_local_messages() {
+    let mut n = Net::new(&[1, 2, 3]);
+    let r = n.rn(1).step(Message::new(MessageType::Hup, 1, 2));
+    assert_eq!(r, Err(skiff_raft::Error::StepLocalMsg));
+}
