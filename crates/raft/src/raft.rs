@@ -110,12 +110,10 @@ impl<S: Storage> Raft<S> {
         r.tracker.apply_conf(&cs, next);
         if hs != HardState::default() {
             let (first, last) = (r.raft_log.first_index(), r.raft_log.last_index());
-            assert!(
-                hs.commit + 1 >= first && hs.commit <= last,
-                "persisted commit {} outside log [{first}, {last}]",
-                hs.commit
-            );
-            r.raft_log.committed = hs.commit;
+            assert!(hs.commit <= last, "persisted commit {} beyond last index {last}", hs.commit);
+            // A snapshot implies its index is committed even if the hard
+            // state was written before it.
+            r.raft_log.committed = hs.commit.max(first - 1);
             r.term = hs.term;
             r.vote = hs.vote;
         }
