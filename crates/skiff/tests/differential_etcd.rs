@@ -1,15 +1,47 @@
 //! Differential test: the same seeded random operations go through the same
 //! client to Debian's etcd 3.4 and to `skiff store`, both started fresh for
-//! each seed; every response, every error (code and message) and every watch
-//! event must match. Where they differ, etcd is right.
+//! each seed; every response, every error (gRPC code and message) and every
+//! watch event must match. Where they differ, etcd is right.
+//!
+//! Operations, over 11 keys with shared prefixes: Put (prev_kv, leases,
+//! ignore_value/ignore_lease, empty key, unknown lease, values over
+//! --max-request-bytes and over gRPC's limit); Range (single key, ranges,
+//! prefixes, "\0" ends, inverted ranges, limit, count_only, keys_only,
+//! serializable, sort orders and targets, min/max mod/create filters,
+//! revisions now, negative, historical, compacted and future); DeleteRange
+//! (prev_kv, ranges, inverted); Txn (compares on value, version, create, mod
+//! and lease with every result, over ranges, unknown enum values, mismatched
+//! or missing unions; nested txns; duplicate writes, which etcd refuses; empty
+//! ops; at and over --max-txn-ops, nested ones included); Compact (valid,
+//! compacted, 0, negative, future); LeaseGrant (chosen IDs, ID 0, TTL 600, the
+//! largest and one too large, short TTLs revoked at once); LeaseRevoke,
+//! LeaseTimeToLive, LeaseLeases, LeaseKeepAlive (known and unknown IDs).
+//! After the operations: every revision still stored, read whole.
+//!
+//! Watches (prev_kv, filters, ranges including empty ones): one from now on a
+//! range, one on the prefix "a/" from revision 1, one on everything from a
+//! mostly future revision, all opened before the operations; after them, one
+//! from a stored revision and one from a compacted one. Then one stream with
+//! many watches: automatic and explicit IDs, a duplicate ID, an empty range, a
+//! compacted and a negative start, a future start with a filter, cancels of a
+//! live and of an unknown ID, a progress request.
 //!
 //! Normalised, because it must differ: the cluster ID, member ID and raft
-//! term in response headers. Normalised, because it is a clock reading: the
-//! remaining TTL of a live lease (granted TTL is compared exactly). Normalised,
-//! because etcd iterates a Go map: the order of a lease's keys and of the
-//! lease list. Watch events are compared as one flat sequence per watcher,
-//! since how events are batched into responses depends on timing; the
-//! created and cancel responses are compared whole.
+//! term in response headers; the lease ID the server picks for ID 0 (only
+//! "non-zero" is compared). Normalised, because it is a clock reading: the
+//! remaining TTL of a live lease (granted TTL is compared exactly).
+//! Normalised, because etcd iterates a Go map: the order of a lease's keys and
+//! of the lease list. Watch events are compared as one flat sequence per
+//! watcher, since how events are batched into responses depends on timing; on
+//! a stream with many watches, per watch ID, since the interleaving of
+//! watches depends on timing too. Created and cancel responses are compared
+//! whole. Before the operations, the test waits until etcd has the watch from
+//! revision 1 in sync (etcd catches watches up every 100 ms, and a compaction
+//! before that cancels them: timing, not semantics).
+//!
+//! Left out because etcd 3.4 breaks on it: an out-of-range sort target (etcd
+//! panics in sort.Sort(nil) and the process dies); a put with ignore_value or
+//! ignore_lease in a txn that deletes its key earlier (etcd panics applying it).
 //!
 //! Lease IDs are chosen by the test; leases short enough to expire during a
 //! run are revoked at once, so no timing enters the random sequences. Expiry
@@ -19,6 +51,7 @@
 //!   SKIFF_DIFF_SEED=S    run seed S only
 //!   SKIFF_DIFF_SEEDS=N   run seeds 0..N (default 20); SKIFF_DIFF_SEEDS=A..B runs seeds A..B
 //!   SKIFF_DIFF_OPS=M     operations per seed (default 200)
+//!   SKIFF_DIFF_SKIP=a,b  leave out known differences, to look past them (see `skipping`)
 
 mod common;
 
@@ -237,7 +270,8 @@ struct Gen {
 /// Whether the known difference `name` is to be left out this run: listed
 /// in SKIFF_DIFF_SKIP (comma-separated names, or "all"). By default nothing
 /// is left out. Names: sort-order, compare-enum, compact-zero, txn-check-order,
-/// txn-negative-rev, grpc-limit, watch-empty-range, watch-compacted-cancel.
+/// txn-negative-rev, grpc-limit, watch-empty-range, watch-compacted-cancel,
+/// watch-negative-start.
 fn skipping(name: &str) -> bool {
     static SKIP: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
     let skip = SKIP.get_or_init(|| {
@@ -647,7 +681,8 @@ async fn open_watch(c: &mut Client, spec: &WatchSpec) -> Watching {
 
 /// Everything a watch received up to its sentinel event at or after `stop_rev`,
 /// or its cancellation, or the end of its stream.
-async fn drain(w: &mut Watching, stop_rev: i64) -> Vec<String> {
+/// Waits up to `patience` for the end.
+async fn drain(w: &mut Watching, stop_rev: i64, patience: Duration) -> Vec<String> {
     let mut out = vec![format!("created: {}", w.created)];
     if !w.live {
         return out;
@@ -657,7 +692,7 @@ async fn drain(w: &mut Watching, stop_rev: i64) -> Vec<String> {
         return out;
     }
     let sentinel = w.spec.sentinel();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let deadline = tokio::time::Instant::now() + patience;
     loop {
         match tokio::time::timeout_at(deadline, w.rx.recv()).await {
             Err(_) => {
@@ -717,6 +752,19 @@ fn show_diff(got: &Outcome, want: &Outcome) -> String {
     }
     let tail = |s: &str| clip(s.get(from..).unwrap_or("").to_string());
     format!("  (first difference at byte {at}, shown from byte {from})\n  skiff: {}\n  etcd:  {}", tail(&g), tail(&w))
+}
+
+/// An op for display: values over 256 bytes shown by their size only.
+fn show_op(op: &Op) -> String {
+    match op {
+        Op::Put(p) if p.value.len() > 256 => {
+            let mut p = p.clone();
+            let n = p.value.len();
+            p.value = Bytes::new();
+            format!("Put({p:?}) with a value of {n} bytes")
+        }
+        _ => clip(format!("{op:?}")),
+    }
 }
 
 fn same_events(got: &[String], want: &[String], what: &str) -> Result<(), String> {
@@ -786,7 +834,8 @@ fn mux_requests(rng: &mut StdRng, head: i64, compacted: i64) -> Vec<WatchRequest
         ..Default::default()
     };
     let stored = rng.random_range(compacted.max(1)..=head);
-    let gone = if compacted > 1 { rng.random_range(1..compacted) } else { -3 };
+    // Compacted away (or, with nothing compacted past 1, from now).
+    let gone = if compacted > 1 { rng.random_range(1..compacted) } else { 0 };
     vec![
         create_req(all(0, true)),
         create_req(WatchCreateRequest { watch_id: 7, ..all(stored, rng.random_bool(0.5)) }),
@@ -799,6 +848,9 @@ fn mux_requests(rng: &mut StdRng, head: i64, compacted: i64) -> Vec<WatchRequest
             WatchCreateRequest { key: Bytes::from_static(b"~n"), range_end: Bytes::from_static(b"~m"), ..Default::default() }
         }),
         create_req(all(gone, true)),
+        // A negative start: etcd takes it as a revision below the compaction
+        // point (-1 before any compaction) and cancels the watch as compacted.
+        create_req(WatchCreateRequest { start_revision: if skipping("watch-negative-start") { 0 } else { -3 }, ..all(0, false) }),
         // Empty key: "\0", the smallest. From after the sentinel's put, puts filtered out.
         create_req(WatchCreateRequest {
             key: Bytes::new(),
@@ -835,7 +887,8 @@ async fn multiplexed(c: &mut Client, reqs: Vec<WatchRequest>) -> (BTreeMap<i64, 
     let mut live = BTreeSet::new();
     let mut sentinel_ops = Vec::new();
     let mut marked = false;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    // etcd catches watches up every 100 ms: 3 s is plenty.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
     loop {
         if marked && live.is_empty() {
             break;
@@ -982,7 +1035,7 @@ async fn run_seed(seed: u64, ops: usize) -> Result<(), String> {
             if let Ok(Some(st)) = _skiff_server.child.try_wait() {
                 exited += &format!("\n  (the skiff process has exited: {st})");
             }
-            return Err(format!("{}\n  request: {}\n{}{exited}", ctx(&format!("op {i}")), clip(format!("{op:?}")), show_diff(&got, &want)));
+            return Err(format!("{}\n  request: {}\n{}{exited}", ctx(&format!("op {i}")), show_op(&op), show_diff(&got, &want)));
         }
         if let (Op::Compact(c), Ok(_)) = (&op, &want) {
             compacted = compacted.max(c.revision);
@@ -990,7 +1043,7 @@ async fn run_seed(seed: u64, ops: usize) -> Result<(), String> {
         g.head = head(&mut etcd).await;
         let skiff_head = head(&mut skiff).await;
         if skiff_head != g.head {
-            return Err(ctx(&format!("revision after op {i} ({}): skiff {skiff_head}, etcd {}", clip(format!("{op:?}")), g.head)));
+            return Err(ctx(&format!("revision after op {i} ({}): skiff {skiff_head}, etcd {}", show_op(&op), g.head)));
         }
     }
 
@@ -1047,8 +1100,9 @@ async fn run_seed(seed: u64, ops: usize) -> Result<(), String> {
         stops.push(rev);
     }
     for ((mut we, mut ws), stop) in watches.into_iter().zip(stops) {
-        let want = drain(&mut we, stop).await;
-        let got = drain(&mut ws, stop).await;
+        let want = drain(&mut we, stop, Duration::from_secs(10)).await;
+        // A watch etcd refused is a difference already if skiff's lives: don't wait long for it.
+        let got = drain(&mut ws, stop, Duration::from_secs(if want.len() == 1 { 1 } else { 10 })).await;
         same_events(&got, &want, &ctx(&format!("watch {:?}", we.spec)))?;
     }
 
@@ -1150,7 +1204,7 @@ async fn lease_expiry_same_as_etcd() {
         assert_eq!(run(&mut skiff, &op).await, run(&mut etcd, &op).await);
         head(&mut etcd).await
     };
-    let want = drain(&mut we, stop).await;
-    let got = drain(&mut ws, stop).await;
+    let want = drain(&mut we, stop, Duration::from_secs(10)).await;
+    let got = drain(&mut ws, stop, Duration::from_secs(10)).await;
     same_events(&got, &want, "lease expiry watch").unwrap();
 }
