@@ -822,7 +822,7 @@ const MARKER_WATCH: i64 = 99;
 const MUX_SENTINEL: &[u8] = b"~mux";
 
 /// Requests for one stream: creates with automatic and explicit IDs, a
-/// duplicate ID, an empty range, starts that are compacted (or negative),
+/// duplicate ID, an empty range, starts that are compacted, negative,
 /// stored, now and in the future; a cancel of a live and of an unknown ID; a
 /// progress request; and the marker. Every live watch covers `MUX_SENTINEL`.
 fn mux_requests(rng: &mut StdRng, head: i64, compacted: i64) -> Vec<WatchRequest> {
