@@ -272,10 +272,16 @@ struct Gen {
 /// is left out. Names: sort-order, compare-enum, compact-zero, txn-check-order,
 /// txn-negative-rev, grpc-limit, watch-empty-range, watch-compacted-cancel,
 /// watch-negative-start.
+/// Differences from etcd 3.4 that are known and not fixed yet (none today).
+const KNOWN_DIFFERENCES: &str = "";
+
 fn skipping(name: &str) -> bool {
     static SKIP: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
     let skip = SKIP.get_or_init(|| {
-        std::env::var("SKIFF_DIFF_SKIP").unwrap_or_default().split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
+        // Known differences not fixed yet are skipped unless SKIFF_DIFF_SKIP says otherwise
+        // ("none" runs everything). Each is an open item of the store issue.
+        let spec = std::env::var("SKIFF_DIFF_SKIP").unwrap_or_else(|_| KNOWN_DIFFERENCES.to_string());
+        spec.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty() && s != "none").collect()
     });
     skip.iter().any(|s| s == name || s == "all")
 }

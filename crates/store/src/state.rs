@@ -96,7 +96,8 @@ impl Default for StateMachine {
             events: VecDeque::new(),
             // etcd starts at revision 1; the first write is revision 2.
             rev: 1,
-            compact_rev: 0,
+            // Never compacted; etcd starts at -1 too, so Compact(0) succeeds once.
+            compact_rev: -1,
             applied: 0,
             leases: BTreeMap::new(),
             live_keys: 0,
@@ -229,7 +230,8 @@ impl StateMachine {
         if r.key.is_empty() {
             return Err(StoreError::EmptyKey);
         }
-        let order = range_request::SortOrder::try_from(r.sort_order).map_err(|_| StoreError::InvalidSortOption)?;
+        // An unknown sort order is accepted and sorts nothing (etcd 3.4 does the same).
+        let order = range_request::SortOrder::try_from(r.sort_order).ok();
         let target = range_request::SortTarget::try_from(r.sort_target).map_err(|_| StoreError::InvalidSortOption)?;
         let rev = self.check_read_rev(r.revision, current)?;
         let filtered = r.min_mod_revision != 0
@@ -238,7 +240,7 @@ impl StateMachine {
             || r.max_create_revision != 0;
         // Like etcd: fetch everything when the result must be sorted or
         // filtered first, otherwise one more than the limit to learn `more`.
-        let fetch = if order != range_request::SortOrder::None || filtered || r.limit <= 0 {
+        let fetch = if order != Some(range_request::SortOrder::None) || filtered || r.limit <= 0 {
             0
         } else {
             r.limit as usize + 1
@@ -254,10 +256,10 @@ impl StateMachine {
             });
         }
         let mut order = order;
-        if target != range_request::SortTarget::Key && order == range_request::SortOrder::None {
-            order = range_request::SortOrder::Ascend;
+        if target != range_request::SortTarget::Key && order == Some(range_request::SortOrder::None) {
+            order = Some(range_request::SortOrder::Ascend);
         }
-        if order != range_request::SortOrder::None {
+        if let Some(order @ (range_request::SortOrder::Ascend | range_request::SortOrder::Descend)) = order {
             use range_request::SortTarget as T;
             // A stable sort over key order, descending by reversing the
             // comparison (not the result), so ties stay in key order. This is
@@ -418,11 +420,11 @@ impl StateMachine {
     fn compare_holds(&self, c: &Compare) -> bool {
         let range = KeyRange::new(&c.key, &c.range_end);
         let (kvs, _) = self.range_at(&range, self.rev, 0, false);
-        let target = compare::CompareTarget::try_from(c.target).unwrap_or(compare::CompareTarget::Version);
+        let target = compare::CompareTarget::try_from(c.target).ok();
         if kvs.is_empty() {
             // A value can't be compared on a missing key: there is no way to
             // tell a missing value from an empty one, so etcd fails it.
-            if target == compare::CompareTarget::Value {
+            if target == Some(compare::CompareTarget::Value) {
                 return false;
             }
             return compare_kv(c, target, &KeyValue::default());
@@ -443,19 +445,35 @@ impl StateMachine {
         }
     }
 
-    /// Check the ops of the chosen branches before anything is written, so a
-    /// failing txn changes nothing.
-    fn check_txn(&self, t: &TxnRequest, path: &[bool], pos: &mut usize) -> Result<()> {
+    /// The ops of the branches the compares chose, nested txns included, in order.
+    fn chosen_ops<'a>(t: &'a TxnRequest, path: &[bool], pos: &mut usize, out: &mut Vec<&'a RequestOp>) {
         let ok = path[*pos];
         *pos += 1;
         for op in if ok { &t.success } else { &t.failure } {
             match &op.request {
-                Some(request_op::Request::RequestPut(p)) => self.check_put(p, self.rev)?,
-                Some(request_op::Request::RequestRange(r)) => {
-                    self.check_read_rev(r.revision, self.rev)?;
+                Some(request_op::Request::RequestTxn(inner)) => Self::chosen_ops(inner, path, pos, out),
+                _ => out.push(op),
+            }
+        }
+    }
+
+    /// Check the ops of the chosen branches before anything is written, so a
+    /// failing txn changes nothing. Like etcd: every put first, then every range.
+    fn check_txn(&self, t: &TxnRequest, path: &[bool], pos: &mut usize) -> Result<()> {
+        let mut ops = Vec::new();
+        Self::chosen_ops(t, path, pos, &mut ops);
+        for op in &ops {
+            if let Some(request_op::Request::RequestPut(p)) = &op.request {
+                self.check_put(p, self.rev)?;
+            }
+        }
+        for op in &ops {
+            if let Some(request_op::Request::RequestRange(r)) = &op.request {
+                // Inside a txn etcd compares a negative revision with the compaction point.
+                if r.revision < 0 && r.revision < self.compact_rev {
+                    return Err(StoreError::Compacted);
                 }
-                Some(request_op::Request::RequestTxn(inner)) => self.check_txn(inner, path, pos)?,
-                _ => {}
+                self.check_read_rev(r.revision, self.rev)?;
             }
         }
         Ok(())
@@ -677,8 +695,13 @@ fn latest_at(hist: &[Version], rev: i64) -> Option<&Version> {
     if n == 0 { None } else { Some(&hist[n - 1]) }
 }
 
-fn compare_kv(c: &Compare, target: compare::CompareTarget, kv: &KeyValue) -> bool {
+/// Compare one key-value. As in etcd, an unknown target compares as equal
+/// and an unknown result kind always holds.
+fn compare_kv(c: &Compare, target: Option<compare::CompareTarget>, kv: &KeyValue) -> bool {
     use compare::{CompareTarget as T, TargetUnion as U};
+    let Some(target) = target else {
+        return compare_result(c, std::cmp::Ordering::Equal);
+    };
     let ord = match target {
         T::Value => {
             let v = match &c.target_union {
@@ -704,12 +727,17 @@ fn compare_kv(c: &Compare, target: compare::CompareTarget, kv: &KeyValue) -> boo
             _ => 0,
         }),
     };
+    compare_result(c, ord)
+}
+
+fn compare_result(c: &Compare, ord: std::cmp::Ordering) -> bool {
     use std::cmp::Ordering::*;
-    match compare::CompareResult::try_from(c.result).unwrap_or(compare::CompareResult::Equal) {
-        compare::CompareResult::Equal => ord == Equal,
-        compare::CompareResult::NotEqual => ord != Equal,
-        compare::CompareResult::Greater => ord == Greater,
-        compare::CompareResult::Less => ord == Less,
+    match compare::CompareResult::try_from(c.result) {
+        Ok(compare::CompareResult::Equal) => ord == Equal,
+        Ok(compare::CompareResult::NotEqual) => ord != Equal,
+        Ok(compare::CompareResult::Greater) => ord == Greater,
+        Ok(compare::CompareResult::Less) => ord == Less,
+        Err(_) => true,
     }
 }
 
@@ -774,7 +802,6 @@ pub fn validate_range(r: &RangeRequest) -> Result<()> {
     if r.key.is_empty() {
         return Err(StoreError::EmptyKey);
     }
-    range_request::SortOrder::try_from(r.sort_order).map_err(|_| StoreError::InvalidSortOption)?;
     range_request::SortTarget::try_from(r.sort_target).map_err(|_| StoreError::InvalidSortOption)?;
     Ok(())
 }

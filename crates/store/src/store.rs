@@ -355,12 +355,13 @@ impl Store {
 
     // --------------------------------------------------------------- watch
 
-    /// Start a watcher. `start_revision <= 0` means "changes after now".
+    /// Start a watcher. `start_revision == 0` means "changes after now".
     pub fn watch(&self, opts: WatchOptions) -> Watcher {
         let mut rev_rx = self.shared().rev_tx.subscribe();
         rev_rx.mark_changed();
         let current = self.revision();
-        let next_rev = if opts.start_revision > 0 { opts.start_revision } else { current + 1 };
+        // 0 means "after now"; a negative start is, as in etcd, a revision below any compaction.
+        let next_rev = if opts.start_revision != 0 { opts.start_revision } else { current + 1 };
         self.metrics().watchers.inc();
         Watcher {
             shared: self.inner.shared.clone(),
@@ -603,7 +604,8 @@ impl Watcher {
     /// The next batch of matching events already in `sm`, if any, without
     /// waiting. Lets one task drive many watchers under one read lock.
     pub fn next_in(&mut self, sm: &StateMachine) -> Result<Option<WatchBatch>, WatchEnd> {
-        if self.next_rev < sm.compact_revision() {
+        if self.next_rev < sm.compact_revision() || self.next_rev < 0 {
+            // (-1 when nothing was ever compacted, as etcd reports it.)
             return Err(WatchEnd::Compacted { compact_revision: sm.compact_revision() });
         }
         let max = self.shared.config.watch_max_lag;

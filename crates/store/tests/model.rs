@@ -27,7 +27,7 @@ struct Model {
 
 impl Model {
     fn new() -> Model {
-        Model { revs: vec![Kvs::new()], compact: 0, leases: BTreeMap::new() }
+        Model { revs: vec![Kvs::new()], compact: -1, leases: BTreeMap::new() }
     }
     fn rev(&self) -> i64 {
         self.revs.len() as i64

@@ -79,10 +79,23 @@ fn max_message(ctx: &Ctx) -> usize {
 }
 
 /// Build the gRPC router with every etcd service.
+/// The transport's own hard cap; the etcd-compatible limit is checked in the
+/// handlers so that oversize requests get grpc-go's code and message.
+const HARD_MESSAGE_CAP: usize = 64 << 20;
+
+/// Refuse a request over the gRPC message limit as grpc-go (and so etcd) does.
+pub(crate) fn check_message_size(ctx: &Ctx, len: usize) -> Result<(), tonic::Status> {
+    let max = max_message(ctx);
+    if len > max {
+        return Err(tonic::Status::resource_exhausted(format!("grpc: received message larger than max ({len} vs. {max})")));
+    }
+    Ok(())
+}
+
 pub fn router(ctx: Ctx) -> Router {
     let max = max_message(&ctx);
     tonic::transport::Server::builder()
-        .add_service(etcdpb::kv_server::KvServer::new(kv::KvService(ctx.clone())).max_decoding_message_size(max))
+        .add_service(etcdpb::kv_server::KvServer::new(kv::KvService(ctx.clone())).max_decoding_message_size(HARD_MESSAGE_CAP))
         .add_service(
             etcdpb::watch_server::WatchServer::new(watch::WatchService(ctx.clone()))
                 .max_decoding_message_size(max)

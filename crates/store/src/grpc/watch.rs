@@ -141,6 +141,10 @@ impl Session {
             other => (0, other.to_string()),
         };
         tracing::debug!(watch_id = id, %reason, "watch cancelled");
+        if compact_revision != 0 {
+            // etcd says only the compact revision; clients derive the message from it.
+            return WatchResponse { header: self.ctx.header(0), watch_id: id, canceled: true, compact_revision, ..Default::default() };
+        }
         WatchResponse {
             header: self.ctx.header(self.ctx.store.revision()),
             watch_id: id,
@@ -177,6 +181,20 @@ impl Session {
 
     async fn create(&mut self, c: WatchCreateRequest) -> Result<(), Gone> {
         let rev = self.ctx.store.revision();
+        // "\0" is the smallest key: an empty key means "from the start".
+        let key = if c.key.is_empty() { Bytes::from_static(&[0]) } else { c.key.clone() };
+        // An empty range is refused before an ID is taken, as in etcd.
+        if !c.range_end.is_empty() && c.range_end.as_ref() != [0] && c.range_end <= key {
+            let resp = WatchResponse {
+                header: self.ctx.header(rev),
+                watch_id: -1,
+                created: true,
+                canceled: true,
+                cancel_reason: "mvcc: watcher range is empty".into(),
+                ..Default::default()
+            };
+            return self.send(resp).await;
+        }
         let id = if c.watch_id != 0 {
             c.watch_id
         } else {
@@ -197,8 +215,7 @@ impl Session {
             };
             return self.send(resp).await;
         }
-        // "\0" is the smallest key: an empty key means "from the start".
-        let key = if c.key.is_empty() { Bytes::from_static(&[0]) } else { c.key.clone() };
+
         let opts = WatchOptions {
             key,
             range_end: c.range_end.clone(),
