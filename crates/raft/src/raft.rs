@@ -51,6 +51,10 @@ pub struct Raft<S: Storage> {
     pub(crate) pending_read_index: Vec<Message>,
     /// Target of an ongoing leadership transfer, or `NONE`.
     pub lead_transferee: NodeId,
+    /// Set once this leader has sent TimeoutNow: the transferee may win an
+    /// election without waiting out our lease, so lease reads are no longer
+    /// safe for the rest of this term; reads fall back to ReadIndex rounds.
+    pub(crate) lease_revoked: bool,
     /// Index of the latest conf change proposed by this leader. Another may
     /// only be proposed once it is applied: one change at a time is what
     /// makes single-server membership changes safe.
@@ -90,6 +94,7 @@ impl<S: Storage> Raft<S> {
             read_only: ReadOnly::new(config.read_only_option),
             pending_read_index: Vec::new(),
             lead_transferee: NONE,
+            lease_revoked: false,
             pending_conf_index: 0,
             snap_recv: SnapshotReceiver::default(),
             election_elapsed: 0,
@@ -231,6 +236,7 @@ impl<S: Storage> Raft<S> {
         self.reset(self.term);
         self.lead = self.id;
         self.state = StateRole::Leader;
+        self.lease_revoked = false;
         let last = self.raft_log.last_index();
         if let Some(pr) = self.tracker.progress.get_mut(&self.id) {
             pr.become_replicate();
@@ -525,12 +531,12 @@ impl<S: Storage> Raft<S> {
         }
         let index = self.raft_log.committed;
         match self.read_only.option {
-            ReadOnlyOption::Safe => {
+            ReadOnlyOption::LeaseBased if !self.lease_revoked => self.respond_read_index(m.from, m.context, index),
+            _ => {
                 self.read_only
                     .add_request(index, m.from, m.context.clone(), self.id);
                 self.bcast_heartbeat(m.context);
             }
-            ReadOnlyOption::LeaseBased => self.respond_read_index(m.from, m.context, index),
         }
     }
 
@@ -594,6 +600,7 @@ impl<S: Storage> Raft<S> {
     }
 
     pub(crate) fn send_timeout_now(&mut self, to: NodeId) {
+        self.lease_revoked = true;
         self.send(Message::new(MessageType::TimeoutNow, to, NONE));
     }
 }

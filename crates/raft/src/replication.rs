@@ -273,7 +273,8 @@ impl<S: Storage> Raft<S> {
             self.maybe_send_append(from, true);
         }
 
-        if self.read_only.option != ReadOnlyOption::Safe || m.context.is_empty() {
+        // Read acks matter in Safe mode, and in lease mode once the lease was given up.
+        if (self.read_only.option != ReadOnlyOption::Safe && !self.lease_revoked) || m.context.is_empty() {
             return;
         }
         let Some(acks) = self.read_only.recv_ack(from, &m.context) else {

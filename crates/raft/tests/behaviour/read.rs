@@ -75,3 +75,22 @@ fn lease_based_reads_skip_the_round_trip() {
     n.deliver();
     assert_eq!(n.delivered.len(), before, "no messages needed");
 }
+
+#[test]
+fn lease_reads_stop_once_leadership_is_being_transferred() {
+    let mut n = Net::with(&[1, 2, 3], |c| {
+        c.read_only_option = ReadOnlyOption::LeaseBased
+    });
+    n.campaign(1);
+    n.deliver();
+    n.rn(1).transfer_leader(2).unwrap();
+    // TimeoutNow is out: node 2 may now win without waiting for 1's lease.
+    let timeout_now = n.take(|m| m.msg_type == MessageType::TimeoutNow);
+    assert_eq!(timeout_now.len(), 1);
+    n.rn(1).read_index(b"t".to_vec()).unwrap();
+    n.flush();
+    assert!(n.node(1).read_states.is_empty(), "a lease read after TimeoutNow could be stale");
+    // A quorum confirming leadership (2 has not seen TimeoutNow) releases the read.
+    n.deliver();
+    assert_eq!(n.node(1).read_states, vec![rs(n.committed(1), b"t")]);
+}
