@@ -57,6 +57,7 @@ where
         tasks.push(tokio::spawn(async move {
             let mut h = histogram();
             let mut last_done = measure_from;
+            let mut completed = 0u64;
             loop {
                 let t = Instant::now();
                 if end.is_some_and(|end| t >= end) {
@@ -73,24 +74,27 @@ where
                     Ok(r) => r?,
                     Err(_) => return Err(tonic::Status::deadline_exceeded(format!("request {i} took over {OP_TIMEOUT:?}"))),
                 }
+                completed += 1;
                 if t >= measure_from {
                     let done = Instant::now();
                     record(&mut h, done - t);
                     last_done = last_done.max(done);
                 }
             }
-            Ok::<_, tonic::Status>((h, last_done))
+            Ok::<_, tonic::Status>((h, last_done, completed))
         }));
     }
     let mut all = histogram();
     let mut last_done = measure_from;
+    let mut completed = 0;
     for t in tasks {
-        let (h, done) = t.await?.context("request failed")?;
+        let (h, done, n) = t.await?.context("request failed")?;
         all.add(h)?;
         last_done = last_done.max(done);
+        completed += n;
     }
     let ops = all.len();
-    Ok(Figures::from(&all, ops, last_done.saturating_duration_since(measure_from)))
+    Ok(Figures { total_ops: completed, ..Figures::from(&all, ops, last_done.saturating_duration_since(measure_from)) })
 }
 
 /// Puts of 256-byte values to distinct keys.

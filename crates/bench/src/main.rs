@@ -105,6 +105,13 @@ fn note(noise: &mut noise::Tracker, name: &str, from: noise::Sample) {
     }
 }
 
+/// Server CPU time per request over a step, warm-up included. On a machine
+/// where the client shares the cores, throughput ratios are squeezed by the
+/// client's own cost; this is the server's cost alone.
+fn cpu_us_per_op(s: &Server, cpu_before: f64, f: &load::Figures) -> f64 {
+    (s.cpu_secs() - cpu_before) * 1e6 / f.total_ops.max(1) as f64
+}
+
 /// Which server goes first in step `k`. Alternating removes a systematic
 /// bias: whoever runs second inherits the first one's dirty page cache and
 /// any background work (compaction, GC) it left behind.
@@ -156,17 +163,20 @@ async fn store(args: StoreArgs) -> Result<String> {
         let mut t = Table::new(format!("Puts (256-byte values, distinct keys, closed loop, {secs} s per step after a {:.1} s warm-up)", secs / 10.0));
         for clients in [1usize, 16, 256] {
             let mut f = [load::Figures::default(); 2];
+            let mut c = [0.0; 2];
             for i in order(step) {
                 let (s, ch) = (&servers[i], &chans[i]);
                 progress(&format!("{}: puts from {clients} clients over {} connections for {secs} s", s.name, conns(ch, clients).len()));
-                let from = noise.sample();
+                let (from, cpu) = (noise.sample(), s.cpu_secs());
                 f[i] = load::puts(conns(ch, clients), clients, span, &clients.to_string()).await?;
+                c[i] = cpu_us_per_op(s, cpu, &f[i]);
                 note(&mut noise, &format!("{}: puts, {clients} clients", s.name), from);
             }
             step += 1;
             t.row(format!("puts/s, {clients} clients"), f[0].ops_per_sec, f[1].ops_per_sec, "higher");
             t.row(format!("p50 ms, {clients} clients"), f[0].p50_ms, f[1].p50_ms, "lower");
             t.row(format!("p99 ms, {clients} clients"), f[0].p99_ms, f[1].p99_ms, "lower");
+            t.row(format!("server CPU µs per put, {clients} clients"), c[0], c[1], "lower");
             goals.push(Goal { name: format!("puts, {clients} clients"), skiff: f[0], etcd: f[1] });
         }
         report += &t.markdown();
@@ -177,6 +187,8 @@ async fn store(args: StoreArgs) -> Result<String> {
         let keys = if q { 1_000 } else { 10_000 };
         let mut t = Table::new(format!("Ranges (16 clients over one connection, {secs} s per step; gets over {keys} keys)"));
         let mut gets = [load::Figures::default(); 2];
+        let mut gets_cpu = [0.0; 2];
+        let mut pref_cpu = [0.0; 2];
         let mut pref = [load::Figures::default(); 2];
         for (s, ch) in servers.iter().zip(&chans) {
             progress(&format!("{}: loading {keys} keys for reads", s.name));
@@ -186,25 +198,29 @@ async fn store(args: StoreArgs) -> Result<String> {
         for i in order(step) {
             let (s, ch) = (&servers[i], &chans[i]);
             progress(&format!("{}: single-key gets", s.name));
-            let from = noise.sample();
+            let (from, cpu) = (noise.sample(), s.cpu_secs());
             gets[i] = load::gets(conns(ch, 16), 16, span, "get/", keys).await?;
+            gets_cpu[i] = cpu_us_per_op(s, cpu, &gets[i]);
             note(&mut noise, &format!("{}: gets", s.name), from);
         }
         step += 1;
         for i in order(step) {
             let (s, ch) = (&servers[i], &chans[i]);
             progress(&format!("{}: 100-key prefix ranges", s.name));
-            let from = noise.sample();
+            let (from, cpu) = (noise.sample(), s.cpu_secs());
             pref[i] = load::prefix_ranges(conns(ch, 16), 16, span, "pref/", 100).await?;
+            pref_cpu[i] = cpu_us_per_op(s, cpu, &pref[i]);
             note(&mut noise, &format!("{}: prefix ranges", s.name), from);
         }
         step += 1;
         t.row("single-key gets/s", gets[0].ops_per_sec, gets[1].ops_per_sec, "higher");
         t.row("single-key get p50 ms", gets[0].p50_ms, gets[1].p50_ms, "lower");
         t.row("single-key get p99 ms", gets[0].p99_ms, gets[1].p99_ms, "lower");
+        t.row("server CPU µs per get", gets_cpu[0], gets_cpu[1], "lower");
         t.row("100-key ranges/s", pref[0].ops_per_sec, pref[1].ops_per_sec, "higher");
         t.row("100-key range p50 ms", pref[0].p50_ms, pref[1].p50_ms, "lower");
         t.row("100-key range p99 ms", pref[0].p99_ms, pref[1].p99_ms, "lower");
+        t.row("server CPU µs per 100-key range", pref_cpu[0], pref_cpu[1], "lower");
         goals.push(Goal { name: "single-key gets, 16 clients".into(), skiff: gets[0], etcd: gets[1] });
         goals.push(Goal { name: "100-key ranges, 16 clients".into(), skiff: pref[0], etcd: pref[1] });
         report += &t.markdown();

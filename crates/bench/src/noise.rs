@@ -13,7 +13,7 @@ pub struct Sample {
     ours: u64,
 }
 
-fn ticks_per_sec() -> f64 {
+pub fn ticks_per_sec() -> f64 {
     (unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).max(1) as f64
 }
 
@@ -28,7 +28,7 @@ fn machine_busy() -> u64 {
 }
 
 /// utime + stime of a process (all its threads), in clock ticks; 0 if gone.
-fn process_cpu(pid: &str) -> u64 {
+pub fn process_cpu(pid: &str) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // The command name may contain spaces; fields resume after the last ')'.
     let Some((_, rest)) = stat.rsplit_once(')') else { return 0 };

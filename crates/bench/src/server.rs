@@ -119,6 +119,12 @@ impl Server {
         self.child.id()
     }
 
+    /// CPU time (user + system, all threads) the server has used so far, in
+    /// seconds.
+    pub fn cpu_secs(&self) -> f64 {
+        crate::noise::process_cpu(&self.pid().to_string()) as f64 / crate::noise::ticks_per_sec()
+    }
+
     /// Resident memory of the server process, from `/proc/PID/status`.
     pub fn rss(&self) -> Result<Rss> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))?;

@@ -18,6 +18,9 @@ pub struct Figures {
     pub ops_per_sec: f64,
     pub p50_ms: f64,
     pub p99_ms: f64,
+    /// Requests completed in the whole step, warm-up included: the
+    /// denominator for the server's CPU time over the same span.
+    pub total_ops: u64,
 }
 
 impl Figures {
@@ -26,6 +29,7 @@ impl Figures {
             ops_per_sec: ops as f64 / elapsed.as_secs_f64().max(1e-9),
             p50_ms: h.value_at_quantile(0.50) as f64 / 1000.0,
             p99_ms: h.value_at_quantile(0.99) as f64 / 1000.0,
+            total_ops: ops,
         }
     }
 }
