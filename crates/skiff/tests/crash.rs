@@ -84,7 +84,7 @@ async fn check_history(ch: &Channel) {
     tx.send(WatchRequest {
         request_union: Some(watch_request::RequestUnion::CreateRequest(WatchCreateRequest {
             key: Bytes::from("crash/"),
-            range_end: skiff_store_prefix_end("crash/"),
+            range_end: skiff_store::prefix_end(b"crash/"),
             start_revision: 1,
             ..Default::default()
         })),
@@ -131,11 +131,6 @@ async fn check_history(ch: &Channel) {
     }
 }
 
-fn skiff_store_prefix_end(p: &str) -> Bytes {
-    let mut b = p.as_bytes().to_vec();
-    *b.last_mut().unwrap() += 1;
-    Bytes::from(b)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_at_random_moments_loses_no_acknowledged_write() {

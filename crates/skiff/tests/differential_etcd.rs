@@ -245,18 +245,7 @@ const SHORT_LEASE: i64 = 5;
 /// Never granted.
 const UNKNOWN_LEASE: i64 = 9;
 
-/// etcd's prefix end: the key with its last byte below 0xff incremented, or "\0" (no end).
-fn prefix_end(key: &[u8]) -> Bytes {
-    let mut e = key.to_vec();
-    while let Some(&b) = e.last() {
-        if b < 0xff {
-            *e.last_mut().unwrap() += 1;
-            return Bytes::from(e);
-        }
-        e.pop();
-    }
-    Bytes::from_static(&[0])
-}
+use skiff_store::prefix_end;
 
 /// Generates operations over the small key space.
 struct Gen {
