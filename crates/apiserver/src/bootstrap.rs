@@ -35,8 +35,21 @@ pub async fn ensure(storage: &Storage, service_ip: &str, port: u16) -> anyhow::R
                  "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": port}]},
         "status": {"loadBalancer": {}},
     });
-    match storage.create("/registry/services/default/kubernetes", &svc).await {
-        Ok(_) | Err(WriteError::Conflict) => Ok(()),
+    let claims = crate::admission::service_alloc::claims(&svc);
+    match storage.write("/registry/services/default/kubernetes", 0, Some(&svc), &claims, &[]).await {
+        Ok(_) | Err(WriteError::Conflict) => {}
         Err(e) => anyhow::bail!("creating the kubernetes service: {e:?}"),
     }
+    for (name, value, description) in crate::admission::priority::system_classes() {
+        let pc = json!({
+            "apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+            "metadata": {"name": name, "uid": meta::new_uid(), "creationTimestamp": meta::now_rfc3339()},
+            "value": value, "description": description, "preemptionPolicy": "PreemptLowerPriority",
+        });
+        match storage.create(&format!("/registry/scheduling.k8s.io/priorityclasses/{name}"), &pc).await {
+            Ok(_) | Err(WriteError::Conflict) => {}
+            Err(e) => anyhow::bail!("creating PriorityClass {name}: {e:?}"),
+        }
+    }
+    Ok(())
 }

@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use serde_json::{json, Value};
 
+use crate::delete_options::DeleteOptions;
 use crate::meta;
 use crate::patch;
 use crate::resources::{self, Resource};
@@ -29,7 +30,7 @@ pub struct Target {
 }
 
 impl Target {
-    fn key(&self) -> String {
+    pub(crate) fn key(&self) -> String {
         let mut k = self.res.key_prefix();
         if let Some(ns) = &self.namespace {
             k += ns;
@@ -40,7 +41,7 @@ impl Target {
         }
         k
     }
-    fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         self.name.as_deref().unwrap_or("")
     }
 }
@@ -89,7 +90,7 @@ pub struct Request {
 }
 
 impl Request {
-    fn q(&self, k: &str) -> Option<&str> {
+    pub(crate) fn q(&self, k: &str) -> Option<&str> {
         self.query.get(k).map(String::as_str).filter(|v| !v.is_empty())
     }
     fn dry_run(&self) -> bool {
@@ -102,6 +103,9 @@ impl Request {
 
 pub async fn dispatch(storage: &Storage, req: Request) -> ApiResult<Response> {
     let t = &req.target;
+    if let Some(r) = crate::subresources::dispatch(storage, &req).await {
+        return r;
+    }
     match (&req.method, t.name.is_some()) {
         (&Method::GET, true) => get(storage, &req).await,
         (&Method::GET, false) if matches!(req.q("watch"), Some("true" | "1")) => watch(storage, &req).await,
@@ -115,11 +119,11 @@ pub async fn dispatch(storage: &Storage, req: Request) -> ApiResult<Response> {
     }
 }
 
-fn json_response(code: StatusCode, v: &Value) -> Response {
+pub(crate) fn json_response(code: StatusCode, v: &Value) -> Response {
     (code, [("content-type", "application/json")], v.to_string()).into_response()
 }
 
-fn parse_body(req: &Request) -> ApiResult<Value> {
+pub(crate) fn parse_body(req: &Request) -> ApiResult<Value> {
     let ct = req.headers.get("content-type").and_then(|c| c.to_str().ok()).unwrap_or("application/json");
     let base = ct.split(';').next().unwrap_or("").trim();
     match base {
@@ -137,11 +141,11 @@ fn labels_of(obj: &Value, field: &str) -> BTreeMap<String, String> {
         .unwrap_or_default()
 }
 
-fn not_found(t: &Target) -> ApiError {
+pub(crate) fn not_found(t: &Target) -> ApiError {
     ApiError::not_found(t.res.plural, t.res.group, t.name())
 }
 
-async fn current(storage: &Storage, t: &Target) -> ApiResult<(Value, i64)> {
+pub(crate) async fn current(storage: &Storage, t: &Target) -> ApiResult<(Value, i64)> {
     let kv = storage.get(&t.key()).await.map_err(kv_error)?.ok_or_else(|| not_found(t))?;
     Ok((decode(&kv)?, kv.mod_revision))
 }
@@ -239,10 +243,11 @@ fn with_warnings(mut resp: Response, warnings: &[String]) -> Response {
     resp
 }
 
-fn write_error(e: WriteError, t: &Target, name: &str) -> ApiError {
+pub(crate) fn write_error(e: WriteError, t: &Target, name: &str) -> ApiError {
     match e {
         WriteError::Conflict => ApiError::conflict(t.res.plural, t.res.group, name, "the object has been modified; please apply your changes to the latest version and try again"),
         WriteError::NotFound => ApiError::not_found(t.res.plural, t.res.group, name),
+        WriteError::Claimed => ApiError::conflict(t.res.plural, t.res.group, name, "an allocated IP or port was taken concurrently; try again"),
         WriteError::Kv(e) => kv_error(e),
     }
 }
@@ -277,6 +282,7 @@ async fn create(storage: &Storage, req: &Request) -> ApiResult<Response> {
     if let Some(ns) = &t.namespace {
         namespace_exists(storage, ns).await?;
     }
+    let mut obj = obj;
     let m = obj["metadata"].as_object_mut().unwrap();
     m.insert("uid".into(), Value::String(meta::new_uid()));
     m.insert("creationTimestamp".into(), Value::String(meta::now_rfc3339()));
@@ -290,20 +296,28 @@ async fn create(storage: &Storage, req: &Request) -> ApiResult<Response> {
     }
     if res.kind == "Namespace" {
         obj["spec"]["finalizers"] = json!(["kubernetes"]);
+        obj["metadata"]["labels"]["kubernetes.io/metadata.name"] = json!(name.clone());
         obj["status"] = json!({"phase": "Active"});
     }
     let target = Target { res, namespace: t.namespace.clone(), name: Some(name.clone()), sub: None };
-    if req.dry_run() {
-        return Ok(with_warnings(json_response(StatusCode::CREATED, &obj), &warnings));
-    }
-    match storage.create(&target.key(), &obj).await {
-        Ok(rev) => {
-            obj["metadata"]["resourceVersion"] = Value::String(rev.to_string());
-            Ok(with_warnings(json_response(StatusCode::CREATED, &obj), &warnings))
+    // Random allocations (a Service's IP) may race another create; retry with new picks.
+    for _ in 0..8 {
+        let mut obj = obj.clone();
+        let claims = crate::admission::admit(storage, res, None, &mut obj, None).await?;
+        if req.dry_run() {
+            return Ok(with_warnings(json_response(StatusCode::CREATED, &obj), &warnings));
         }
-        Err(WriteError::Conflict) => Err(ApiError::already_exists(res.plural, res.group, &name)),
-        Err(e) => Err(write_error(e, &target, &name)),
+        match storage.write(&target.key(), 0, Some(&obj), &claims.claim, &[]).await {
+            Ok(rev) => {
+                obj["metadata"]["resourceVersion"] = Value::String(rev.to_string());
+                return Ok(with_warnings(json_response(StatusCode::CREATED, &obj), &warnings));
+            }
+            Err(WriteError::Claimed) => continue,
+            Err(WriteError::Conflict) => return Err(ApiError::already_exists(res.plural, res.group, &name)),
+            Err(e) => return Err(write_error(e, &target, &name)),
+        }
     }
+    Err(write_error(WriteError::Claimed, &target, &name))
 }
 
 /// Carry over what clients cannot change, and bump generation on spec changes.
@@ -313,6 +327,12 @@ fn prepare_update(res: &Resource, sub: Option<&str>, old: &Value, new: Value) ->
         Some("status") => {
             let mut o = old.clone();
             o["status"] = new.get("status").cloned().unwrap_or(Value::Null);
+            o
+        }
+        // Ephemeral containers are the only part of a running pod's spec that can grow.
+        Some("ephemeralcontainers") => {
+            let mut o = old.clone();
+            o["spec"]["ephemeralContainers"] = new["spec"].get("ephemeralContainers").cloned().unwrap_or(Value::Null);
             o
         }
         _ => {
@@ -368,17 +388,16 @@ async fn update(storage: &Storage, req: &Request) -> ApiResult<Response> {
             }
         }
         let mut next = prepare_update(t.res, t.sub.as_deref(), &old, obj.clone());
+        let claims = crate::admission::admit(storage, t.res, t.sub.as_deref(), &mut next, Some(&old)).await?;
         if req.dry_run() {
             next["metadata"]["resourceVersion"] = Value::String(rev.to_string());
             return Ok(with_warnings(json_response(StatusCode::OK, &next), &warnings));
         }
-        match storage.update(&t.key(), rev, &next).await {
-            Ok(new_rev) => {
-                next["metadata"]["resourceVersion"] = Value::String(new_rev.to_string());
-                return Ok(with_warnings(json_response(StatusCode::OK, &next), &warnings));
-            }
+        match write_updated(storage, t, rev, &mut next, &claims).await {
+            Ok(()) => return Ok(with_warnings(json_response(StatusCode::OK, &next), &warnings)),
             // Unconditional updates retry against the newer object.
             Err(WriteError::Conflict) if wanted_rv.is_none() => continue,
+            Err(WriteError::Claimed) => continue,
             Err(e) => return Err(write_error(e, t, t.name())),
         }
     }
@@ -407,43 +426,77 @@ async fn patch(storage: &Storage, req: &Request) -> ApiResult<Response> {
         }
         validate_meta(t.res, &patched)?;
         let mut next = prepare_update(t.res, t.sub.as_deref(), &old, patched);
+        let claims = crate::admission::admit(storage, t.res, t.sub.as_deref(), &mut next, Some(&old)).await?;
         if req.dry_run() {
             return Ok(with_warnings(json_response(StatusCode::OK, &next), &warnings));
         }
-        match storage.update(&t.key(), rev, &next).await {
-            Ok(new_rev) => {
-                next["metadata"]["resourceVersion"] = Value::String(new_rev.to_string());
-                return Ok(with_warnings(json_response(StatusCode::OK, &next), &warnings));
-            }
-            Err(WriteError::Conflict) => continue,
+        match write_updated(storage, t, rev, &mut next, &claims).await {
+            Ok(()) => return Ok(with_warnings(json_response(StatusCode::OK, &next), &warnings)),
+            Err(WriteError::Conflict | WriteError::Claimed) => continue,
             Err(e) => return Err(write_error(e, t, t.name())),
         }
     }
     Err(write_error(WriteError::Conflict, t, t.name()))
 }
 
-/// Delete one object: objects with finalizers get a deletionTimestamp and
-/// stay until the finalizers are removed; others go at once.
-async fn delete_one(storage: &Storage, t: &Target, dry_run: bool) -> ApiResult<Value> {
+/// Write an updated object. An object being deleted whose last finalizer
+/// was just removed is deleted instead, as upstream does.
+async fn write_updated(storage: &Storage, t: &Target, rev: i64, next: &mut Value, claims: &crate::admission::Claims) -> Result<(), WriteError> {
+    let deleting = !next["metadata"]["deletionTimestamp"].is_null();
+    let finalizers_left = next["metadata"]["finalizers"].as_array().is_some_and(|f| !f.is_empty());
+    let graceful_pending = next["metadata"]["deletionGracePeriodSeconds"].as_i64().unwrap_or(0) > 0;
+    if deleting && !finalizers_left && !graceful_pending {
+        let mut release = claims.release.clone();
+        release.extend(crate::admission::released_by(t.res, next));
+        storage.write(&t.key(), rev, None, &[], &release).await?;
+        return Ok(());
+    }
+    let new_rev = storage.write(&t.key(), rev, Some(next), &claims.claim, &claims.release).await?;
+    next["metadata"]["resourceVersion"] = Value::String(new_rev.to_string());
+    Ok(())
+}
+
+/// Delete one object. Objects with finalizers get a deletionTimestamp and
+/// stay until the finalizers are removed. A pod bound to a node is deleted
+/// gracefully: it gets `deletionTimestamp` = now + grace period and stays
+/// until its kubelet has stopped it and deletes it with grace 0.
+pub(crate) async fn delete_one(storage: &Storage, t: &Target, opts: &DeleteOptions) -> ApiResult<Value> {
     for _ in 0..16 {
         let (mut obj, rev) = current(storage, t).await?;
+        opts.check(&obj, t.res.plural, t.res.group)?;
         let has_finalizers = obj["metadata"]["finalizers"].as_array().is_some_and(|f| !f.is_empty());
-        if dry_run {
+        let grace = if t.res.kind == "Pod" { pod_grace(&obj, opts) } else { 0 };
+        if opts.dry_run {
             return Ok(obj);
         }
-        if has_finalizers {
-            if obj["metadata"]["deletionTimestamp"].is_null() {
-                obj["metadata"]["deletionTimestamp"] = Value::String(meta::now_rfc3339());
-                obj["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+        if has_finalizers || grace > 0 {
+            let pending = obj["metadata"]["deletionGracePeriodSeconds"].as_i64();
+            // A second delete may only shorten a pending grace period.
+            if pending.is_some() && pending <= Some(grace) && !obj["metadata"]["deletionTimestamp"].is_null() {
+                return Ok(obj);
+            }
+            if grace > 0 || obj["metadata"]["deletionTimestamp"].is_null() {
+                let now = meta::parse_rfc3339(&meta::now_rfc3339()).unwrap_or(0);
+                obj["metadata"]["deletionTimestamp"] = Value::String(meta::rfc3339(now + grace));
+                obj["metadata"]["deletionGracePeriodSeconds"] = json!(grace);
+                if grace > 0 {
+                    let g = obj["metadata"]["generation"].as_i64().unwrap_or(0);
+                    obj["metadata"]["generation"] = json!(g + 1);
+                }
                 match storage.update(&t.key(), rev, &obj).await {
                     Ok(r) => obj["metadata"]["resourceVersion"] = Value::String(r.to_string()),
                     Err(WriteError::Conflict) => continue,
                     Err(e) => return Err(write_error(e, t, t.name())),
                 }
+                if has_finalizers || grace > 0 {
+                    return Ok(obj);
+                }
             }
-            return Ok(obj);
+            if has_finalizers {
+                return Ok(obj);
+            }
         }
-        match storage.delete(&t.key(), rev).await {
+        match storage.write(&t.key(), rev, None, &[], &crate::admission::released_by(t.res, &obj)).await {
             Ok(_) => return Ok(obj),
             Err(WriteError::Conflict) => continue,
             Err(e) => return Err(write_error(e, t, t.name())),
@@ -452,13 +505,34 @@ async fn delete_one(storage: &Storage, t: &Target, dry_run: bool) -> ApiResult<V
     Err(write_error(WriteError::Conflict, t, t.name()))
 }
 
+/// The grace period a pod deletion gets: none for pods no kubelet runs
+/// (unscheduled or finished), else the request's or the pod's own.
+fn pod_grace(pod: &Value, opts: &DeleteOptions) -> i64 {
+    let unscheduled = pod["spec"]["nodeName"].as_str().is_none_or(str::is_empty);
+    let finished = matches!(pod["status"]["phase"].as_str(), Some("Succeeded" | "Failed"));
+    if unscheduled || finished {
+        return 0;
+    }
+    opts.grace_period.or(pod["spec"]["terminationGracePeriodSeconds"].as_i64()).unwrap_or(30).max(0)
+}
+
+fn delete_options(req: &Request) -> ApiResult<DeleteOptions> {
+    let body: Value = if req.body.iter().all(u8::is_ascii_whitespace) {
+        json!({})
+    } else {
+        parse_body(req)?
+    };
+    DeleteOptions::parse(&body, &|k| req.q(k).map(str::to_string))
+}
+
 async fn delete(storage: &Storage, req: &Request) -> ApiResult<Response> {
     let t = &req.target;
-    if t.res.kind == "Namespace" {
+    let opts = delete_options(req)?;
+    if t.res.kind == "Namespace" && !opts.dry_run {
         // Until the namespace controller exists, a namespace's contents go with it.
         delete_namespace_contents(storage, t.name()).await?;
     }
-    let obj = delete_one(storage, t, req.dry_run()).await?;
+    let obj = delete_one(storage, t, &opts).await?;
     Ok(json_response(StatusCode::OK, &obj))
 }
 
@@ -469,7 +543,7 @@ async fn delete_namespace_contents(storage: &Storage, ns: &str) -> ApiResult<()>
         for kv in listed.items {
             let name = String::from_utf8_lossy(&kv.key[prefix.len()..]).to_string();
             let t = Target { res, namespace: Some(ns.to_string()), name: Some(name), sub: None };
-            match delete_one(storage, &t, false).await {
+            match delete_one(storage, &t, &DeleteOptions { grace_period: Some(0), ..Default::default() }).await {
                 Ok(_) => {}
                 Err(e) if e.code == 404 => {}
                 Err(e) => return Err(e),
@@ -481,13 +555,14 @@ async fn delete_namespace_contents(storage: &Storage, ns: &str) -> ApiResult<()>
 
 async fn delete_collection(storage: &Storage, req: &Request) -> ApiResult<Response> {
     let t = &req.target;
+    let opts = delete_options(req)?;
     let (items, rev) = select(storage, req, 0).await?;
     let mut deleted = Vec::new();
     for obj in items {
         let name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
         let ns = obj["metadata"]["namespace"].as_str().map(str::to_string);
         let one = Target { res: t.res, namespace: ns, name: Some(name), sub: None };
-        match delete_one(storage, &one, req.dry_run()).await {
+        match delete_one(storage, &one, &opts).await {
             Ok(o) => deleted.push(o),
             Err(e) if e.code == 404 => {}
             Err(e) => return Err(e),

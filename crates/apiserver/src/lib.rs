@@ -8,21 +8,26 @@
 //!   [`meta`] and [`status`] are their parts.
 //! - [`certs`] and [`server`]: PKI, kubeconfig, HTTPS and authentication.
 
+pub mod admission;
 pub mod bootstrap;
 pub mod certs;
 pub mod compactor;
+pub mod delete_options;
 pub mod discovery;
 pub mod handlers;
 pub mod kv;
+pub mod label_selector;
 pub mod meta;
 pub mod metrics;
 pub mod patch;
+pub mod quantity;
 pub mod resources;
 pub mod selector;
 pub mod smp;
 pub mod server;
 pub mod status;
 pub mod storage;
+pub mod subresources;
 pub mod table;
 pub mod typed;
 

@@ -63,9 +63,31 @@ impl ApiError {
         let message = format!("{what} \"{name}\" is invalid: {}", if summary.len() == 1 { summary[0].clone() } else { format!("[{}]", summary.join(", ")) });
         let causes: Vec<Value> = causes
             .into_iter()
-            .map(|(field, message)| json!({"reason": "FieldValueInvalid", "message": message, "field": field}))
+            .map(|(field, message)| {
+                // Upstream's cause reasons follow the error type the message starts with.
+                let reason = match message.split(':').next().unwrap_or("") {
+                    "Required value" => "FieldValueRequired",
+                    "Duplicate value" => "FieldValueDuplicate",
+                    "Unsupported value" => "FieldValueNotSupported",
+                    "Forbidden" => "FieldValueForbidden",
+                    "Not found" => "FieldValueNotFound",
+                    "Too long" => "FieldValueTooLong",
+                    _ => "FieldValueInvalid",
+                };
+                json!({"reason": reason, "message": message, "field": field})
+            })
             .collect();
         ApiError::new(422, "Invalid", message).with_details(json!({"name": name, "group": group, "kind": kind, "causes": causes}))
+    }
+    pub fn forbidden(resource: &str, group: &str, name: &str, why: &str) -> ApiError {
+        let what = if group.is_empty() { resource.to_string() } else { format!("{resource}.{group}") };
+        ApiError::new(403, "Forbidden", format!("{what} \"{name}\" is forbidden: {why}"))
+            .with_details(json!({"name": name, "group": group, "kind": resource}))
+    }
+    /// 429: a PodDisruptionBudget (or load) says not now.
+    pub fn too_many_requests(msg: impl Into<String>, causes: Vec<(&str, String)>) -> ApiError {
+        let causes: Vec<Value> = causes.into_iter().map(|(reason, message)| json!({"reason": reason, "message": message})).collect();
+        ApiError::new(429, "TooManyRequests", msg).with_details(json!({"causes": causes}))
     }
     /// 413: the object is over the store's request limit.
     pub fn too_large() -> ApiError {

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use etcdpb::{compare, request_op, Compare, DeleteRangeRequest, KeyValue, PutRequest, RangeRequest, RequestOp, TxnRequest};
+use etcdpb::{compare, request_op, response_op, Compare, DeleteRangeRequest, KeyValue, PutRequest, RangeRequest, RequestOp, TxnRequest};
 use futures::StreamExt;
 use serde_json::Value;
 
@@ -20,6 +20,8 @@ pub struct Storage {
     kv: Arc<dyn Kv>,
     /// How often a quiet watch that allows bookmarks gets one (upstream: about a minute).
     pub bookmark_interval: std::time::Duration,
+    /// Where Services get their cluster IPs and node ports.
+    pub service_ranges: crate::admission::service_alloc::ServiceRanges,
 }
 
 /// Why a conditional write did not happen.
@@ -28,6 +30,9 @@ pub enum WriteError {
     /// The key exists (create) or changed since it was read (update/delete).
     Conflict,
     NotFound,
+    /// The object was as expected, but a key it claims (a cluster IP, a
+    /// node port) is held by another object.
+    Claimed,
     Kv(KvError),
 }
 
@@ -92,7 +97,7 @@ pub struct Listed {
 
 impl Storage {
     pub fn new(kv: Arc<dyn Kv>) -> Storage {
-        Storage { kv, bookmark_interval: std::time::Duration::from_secs(60) }
+        Storage { kv, bookmark_interval: std::time::Duration::from_secs(60), service_ranges: Default::default() }
     }
 
     pub fn kv(&self) -> &Arc<dyn Kv> {
@@ -115,39 +120,59 @@ impl Storage {
 
     /// Create `key` if it does not exist. Returns the new revision.
     pub async fn create(&self, key: &str, obj: &Value) -> Result<i64, WriteError> {
-        let t = TxnRequest {
-            compare: vec![mod_is(key, 0)],
-            success: vec![put_op(key, obj)],
-            failure: vec![],
-        };
-        let r = self.kv.txn(t).await?;
-        if !r.succeeded {
-            return Err(WriteError::Conflict);
-        }
-        Ok(r.header.map(|h| h.revision).unwrap_or(0))
+        self.write(key, 0, Some(obj), &[], &[]).await
     }
 
     /// Replace `key` if its mod_revision is still `expected`. Returns the new revision.
     pub async fn update(&self, key: &str, expected: i64, obj: &Value) -> Result<i64, WriteError> {
-        let t = TxnRequest { compare: vec![mod_is(key, expected)], success: vec![put_op(key, obj)], failure: vec![] };
-        let r = self.kv.txn(t).await?;
-        if !r.succeeded {
-            return Err(WriteError::Conflict);
-        }
-        Ok(r.header.map(|h| h.revision).unwrap_or(0))
+        self.write(key, expected, Some(obj), &[], &[]).await
     }
 
     /// Delete `key` if its mod_revision is still `expected`. Returns the deletion revision.
     pub async fn delete(&self, key: &str, expected: i64) -> Result<i64, WriteError> {
-        let del = RequestOp {
-            request: Some(request_op::Request::RequestDeleteRange(DeleteRangeRequest { key: Bytes::from(key.to_owned()), ..Default::default() })),
-        };
-        let t = TxnRequest { compare: vec![mod_is(key, expected)], success: vec![del], failure: vec![] };
-        let r = self.kv.txn(t).await?;
-        if !r.succeeded {
-            return Err(WriteError::Conflict);
+        self.write(key, expected, None, &[], &[]).await
+    }
+
+    /// One conditional write of an object together with the exclusive keys it
+    /// claims and releases, in a single txn, so an allocation (a Service's
+    /// cluster IP or node port) can never leak or be handed out twice, even
+    /// if the server dies between steps: there are no steps.
+    ///
+    /// `expected` is the object's mod_revision (0: it must not exist);
+    /// `obj` None deletes it. Claimed keys must be absent.
+    pub async fn write(&self, key: &str, expected: i64, obj: Option<&Value>, claim: &[String], release: &[String]) -> Result<i64, WriteError> {
+        let mut compare = vec![mod_is(key, expected)];
+        let mut success = vec![match obj {
+            Some(o) => put_op(key, o),
+            None => RequestOp { request: Some(request_op::Request::RequestDeleteRange(DeleteRangeRequest { key: Bytes::from(key.to_owned()), ..Default::default() })) },
+        }];
+        for c in claim {
+            compare.push(mod_is(c, 0));
+            success.push(RequestOp {
+                request: Some(request_op::Request::RequestPut(PutRequest { key: Bytes::from(c.clone()), value: Bytes::from(key.to_owned()), ..Default::default() })),
+            });
         }
-        Ok(r.header.map(|h| h.revision).unwrap_or(0))
+        for r in release {
+            success.push(RequestOp { request: Some(request_op::Request::RequestDeleteRange(DeleteRangeRequest { key: Bytes::from(r.clone()), ..Default::default() })) });
+        }
+        // On failure, read the object back to tell a stale write from a taken claim.
+        let failure = if claim.is_empty() {
+            vec![]
+        } else {
+            vec![RequestOp { request: Some(request_op::Request::RequestRange(RangeRequest { key: Bytes::from(key.to_owned()), ..Default::default() })) }]
+        };
+        let r = self.kv.txn(TxnRequest { compare, success, failure }).await?;
+        if r.succeeded {
+            return Ok(r.header.map(|h| h.revision).unwrap_or(0));
+        }
+        let current = r.responses.into_iter().find_map(|op| match op.response {
+            Some(response_op::Response::ResponseRange(rr)) => Some(rr.kvs.first().map(|kv| kv.mod_revision).unwrap_or(0)),
+            _ => None,
+        });
+        match current {
+            Some(rev) if rev == expected => Err(WriteError::Claimed),
+            _ => Err(WriteError::Conflict),
+        }
     }
 
     /// Changes under `prefix` after `revision`; with `progress`, empty batches when quiet.

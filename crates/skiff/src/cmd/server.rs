@@ -24,6 +24,12 @@ pub struct ServerArgs {
     /// How often a quiet watch that allows bookmarks gets a BOOKMARK event.
     #[arg(long, default_value = "1m", value_parser = super::store::parse_duration, hide = true)]
     watch_bookmark_interval: std::time::Duration,
+    /// The range Services take cluster IPs from (kube-apiserver's --service-cluster-ip-range).
+    #[arg(long, default_value = "10.96.0.0/12")]
+    service_cluster_ip_range: String,
+    /// The range of ports NodePort Services take (kube-apiserver's --service-node-port-range).
+    #[arg(long, default_value = "30000-32767")]
+    service_node_port_range: String,
     /// Do not run a kubelet for this machine (there is no kubelet yet; accepted for forward compatibility).
     #[arg(long)]
     disable_agent: bool,
@@ -47,8 +53,12 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     let kv: Arc<dyn skiff_apiserver::kv::Kv> = Arc::new(Embedded(store.clone()));
     let mut storage = Storage::new(kv.clone());
     storage.bookmark_interval = args.watch_bookmark_interval;
+    storage.service_ranges = skiff_apiserver::admission::service_alloc::ServiceRanges::default()
+        .with_cidr(&args.service_cluster_ip_range)
+        .and_then(|r| r.with_node_ports(&args.service_node_port_range))
+        .map_err(anyhow::Error::msg)?;
     tokio::spawn(skiff_apiserver::compactor::run(kv, args.compaction_interval));
-    bootstrap::ensure(&storage, "10.96.0.1", args.listen.port()).await?;
+    bootstrap::ensure(&storage, &storage.service_ranges.first_ip(), args.listen.port()).await?;
     let pki = certs::ensure(&dir, args.listen)?;
     let kubeconfig = certs::write_kubeconfig(&dir, &pki, args.listen)?;
     let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
