@@ -33,6 +33,11 @@ pub async fn admit(storage: &Storage, res: &Resource, sub: Option<&str>, obj: &m
     if res.kind == "Pod" && old.is_none() {
         priority::resolve(storage, obj).await?;
     }
+    if res.kind == "Service" {
+        if let Some(old) = old {
+            service_alloc::drop_type_dependent_fields(obj, old);
+        }
+    }
     let errs = validation::validate(res.kind, obj, old);
     if !errs.is_empty() {
         return Err(ApiError::invalid(res.kind, res.group, &name, errs));

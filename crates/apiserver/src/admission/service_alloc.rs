@@ -181,6 +181,32 @@ pub async fn allocate(storage: &Storage, ranges: &ServiceRanges, svc: &mut Value
     Ok(())
 }
 
+/// Upstream's `dropTypeDependentFields`: a Service changing away from
+/// NodePort/LoadBalancer loses the node ports it was given, unless the
+/// client changed them in the same request (then validation speaks).
+pub fn drop_type_dependent_fields(svc: &mut Value, old: &Value) {
+    let needs = |v: &Value| matches!(v["spec"]["type"].as_str(), Some("NodePort" | "LoadBalancer"));
+    if !needs(old) || needs(svc) {
+        return;
+    }
+    let node_ports = |v: &Value| -> Vec<Value> { v["spec"]["ports"].as_array().into_iter().flatten().map(|p| p["nodePort"].clone()).collect() };
+    if node_ports(svc) == node_ports(old) {
+        if let Some(ports) = svc["spec"]["ports"].as_array_mut() {
+            for p in ports {
+                if let Some(o) = p.as_object_mut() {
+                    o.remove("nodePort");
+                }
+            }
+        }
+    }
+    if svc["spec"]["healthCheckNodePort"] == old["spec"]["healthCheckNodePort"] {
+        if let Some(s) = svc["spec"].as_object_mut() {
+            s.remove("healthCheckNodePort");
+            s.remove("externalTrafficPolicy");
+        }
+    }
+}
+
 async fn random_ip(storage: &Storage, ranges: &ServiceRanges) -> ApiResult<String> {
     for _ in 0..64 {
         let off = rand::random_range(1..ranges.size() - 1);
