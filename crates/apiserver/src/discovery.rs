@@ -60,6 +60,7 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
                 "binding" => ("Binding", vec!["create"]),
                 "eviction" => ("Eviction", vec!["create"]),
                 "log" => ("Pod", vec!["get"]),
+                "finalize" => ("Namespace", vec!["update"]),
                 "ephemeralcontainers" => ("Pod", vec!["get", "patch", "update"]),
                 _ => continue,
             };

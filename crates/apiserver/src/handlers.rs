@@ -158,10 +158,18 @@ async fn get(storage: &Storage, req: &Request) -> ApiResult<Response> {
     Ok(json_response(StatusCode::OK, &obj))
 }
 
+/// The NamespaceLifecycle admission plugin: content may only be created
+/// in a namespace that exists and is not being terminated.
 async fn namespace_exists(storage: &Storage, ns: &str) -> ApiResult<()> {
     let key = format!("{}{ns}", resources::find("", "v1", "namespaces").unwrap().key_prefix());
     match storage.get(&key).await.map_err(kv_error)? {
-        Some(_) => Ok(()),
+        Some(kv) => {
+            let obj = decode(&kv)?;
+            if !obj["metadata"]["deletionTimestamp"].is_null() {
+                return Err(ApiError::namespace_terminating(ns));
+            }
+            Ok(())
+        }
         None => Err(ApiError::not_found("namespaces", "", ns)),
     }
 }
@@ -323,6 +331,12 @@ async fn create(storage: &Storage, req: &Request) -> ApiResult<Response> {
 /// Carry over what clients cannot change, and bump generation on spec changes.
 fn prepare_update(res: &Resource, sub: Option<&str>, old: &Value, new: Value) -> Value {
     let mut next = match sub {
+        // namespaces/finalize changes only spec.finalizers (the namespace controller's last step).
+        Some("finalize") => {
+            let mut o = old.clone();
+            o["spec"]["finalizers"] = new["spec"].get("finalizers").cloned().unwrap_or(json!([]));
+            o
+        }
         // The status subresource changes only status.
         Some("status") => {
             let mut o = old.clone();
@@ -445,6 +459,7 @@ async fn write_updated(storage: &Storage, t: &Target, rev: i64, next: &mut Value
     let deleting = !next["metadata"]["deletionTimestamp"].is_null();
     let finalizers_left = next["metadata"]["finalizers"].as_array().is_some_and(|f| !f.is_empty());
     let graceful_pending = next["metadata"]["deletionGracePeriodSeconds"].as_i64().unwrap_or(0) > 0;
+    let finalizers_left = finalizers_left || (t.res.kind == "Namespace" && next["spec"]["finalizers"].as_array().is_some_and(|f| !f.is_empty()));
     if deleting && !finalizers_left && !graceful_pending {
         let mut release = claims.release.clone();
         release.extend(crate::admission::released_by(t.res, next));
@@ -464,7 +479,11 @@ pub(crate) async fn delete_one(storage: &Storage, t: &Target, opts: &DeleteOptio
     for _ in 0..16 {
         let (mut obj, rev) = current(storage, t).await?;
         opts.check(&obj, t.res.plural, t.res.group)?;
-        let has_finalizers = obj["metadata"]["finalizers"].as_array().is_some_and(|f| !f.is_empty());
+        if storage.controllers && obj["metadata"]["deletionTimestamp"].is_null() {
+            add_deletion_finalizers(t.res, &mut obj, opts);
+        }
+        let has_finalizers = obj["metadata"]["finalizers"].as_array().is_some_and(|f| !f.is_empty())
+            || (t.res.kind == "Namespace" && storage.controllers && obj["spec"]["finalizers"].as_array().is_some_and(|f| !f.is_empty()));
         let grace = if t.res.kind == "Pod" { pod_grace(&obj, opts) } else { 0 };
         if opts.dry_run {
             return Ok(obj);
@@ -476,6 +495,9 @@ pub(crate) async fn delete_one(storage: &Storage, t: &Target, opts: &DeleteOptio
                 return Ok(obj);
             }
             if grace > 0 || obj["metadata"]["deletionTimestamp"].is_null() {
+                if t.res.kind == "Namespace" {
+                    obj["status"]["phase"] = json!("Terminating");
+                }
                 let now = meta::parse_rfc3339(&meta::now_rfc3339()).unwrap_or(0);
                 obj["metadata"]["deletionTimestamp"] = Value::String(meta::rfc3339(now + grace));
                 obj["metadata"]["deletionGracePeriodSeconds"] = json!(grace);
@@ -505,6 +527,26 @@ pub(crate) async fn delete_one(storage: &Storage, t: &Target, opts: &DeleteOptio
     Err(write_error(WriteError::Conflict, t, t.name()))
 }
 
+/// With a garbage collector running, Foreground and Orphan deletion are
+/// finalizers it acts on (upstream's `foregroundDeletion` and `orphan`);
+/// Background needs none, the collector deletes dependents afterwards.
+fn add_deletion_finalizers(res: &Resource, obj: &mut Value, opts: &DeleteOptions) {
+    let f = match opts.propagation.as_deref() {
+        Some("Foreground") => "foregroundDeletion",
+        Some("Orphan") => "orphan",
+        _ => return,
+    };
+    if res.kind == "Namespace" {
+        return;
+    }
+    let list = &mut obj["metadata"]["finalizers"];
+    match list.as_array_mut() {
+        Some(a) if a.iter().any(|x| x == f) => {}
+        Some(a) => a.push(json!(f)),
+        None => *list = json!([f]),
+    }
+}
+
 /// The grace period a pod deletion gets: none for pods no kubelet runs
 /// (unscheduled or finished), else the request's or the pod's own.
 fn pod_grace(pod: &Value, opts: &DeleteOptions) -> i64 {
@@ -528,7 +570,7 @@ fn delete_options(req: &Request) -> ApiResult<DeleteOptions> {
 async fn delete(storage: &Storage, req: &Request) -> ApiResult<Response> {
     let t = &req.target;
     let opts = delete_options(req)?;
-    if t.res.kind == "Namespace" && !opts.dry_run {
+    if t.res.kind == "Namespace" && !opts.dry_run && !storage.controllers {
         // Until the namespace controller exists, a namespace's contents go with it.
         delete_namespace_contents(storage, t.name()).await?;
     }

@@ -84,6 +84,10 @@ impl ApiError {
         ApiError::new(403, "Forbidden", format!("{what} \"{name}\" is forbidden: {why}"))
             .with_details(json!({"name": name, "group": group, "kind": resource}))
     }
+    pub fn namespace_terminating(ns: &str) -> ApiError {
+        ApiError::new(403, "Forbidden", format!("unable to create new content in namespace {ns} because it is being terminated"))
+            .with_details(json!({"name": ns, "kind": "namespaces", "causes": [{"reason": "NamespaceTerminating", "message": format!("namespace {ns} is being terminated"), "field": "metadata.namespace"}]}))
+    }
     /// 429: a PodDisruptionBudget (or load) says not now.
     pub fn too_many_requests(msg: impl Into<String>, causes: Vec<(&str, String)>) -> ApiError {
         let causes: Vec<Value> = causes.into_iter().map(|(reason, message)| json!({"reason": reason, "message": message})).collect();
