@@ -130,6 +130,7 @@ pub(crate) fn parse_body(req: &Request) -> ApiResult<Value> {
         "application/json" | "" | "application/merge-patch+json" | "application/json-patch+json" | "application/strategic-merge-patch+json" => {
             serde_json::from_slice(&req.body).map_err(|e| ApiError::bad_request(format!("json: cannot unmarshal request body: {e}")))
         }
+        "application/yaml" => crate::apply::parse_yaml(&req.body),
         other => Err(ApiError::unsupported_media_type(other)),
     }
 }
@@ -261,12 +262,28 @@ pub(crate) fn write_error(e: WriteError, t: &Target, name: &str) -> ApiError {
 }
 
 async fn create(storage: &Storage, req: &Request) -> ApiResult<Response> {
+    let obj = parse_body(req)?;
+    create_value(storage, req, obj, None).await
+}
+
+/// The manager a write is recorded under in managedFields.
+pub(crate) fn field_manager(req: &Request) -> ApiResult<String> {
+    let m = crate::apply::managed::manager_of(req.q("fieldManager"), req.headers.get("user-agent").and_then(|u| u.to_str().ok()));
+    if m.len() > 128 {
+        return Err(ApiError::bad_request("fieldManager: Too long: may not be more than 128 bytes"));
+    }
+    Ok(m)
+}
+
+/// Create `obj`. `applied` carries the managedFields of a server-side
+/// apply that creates; otherwise the creator is recorded as an Update.
+pub(crate) async fn create_value(storage: &Storage, req: &Request, mut obj: Value, applied: Option<Vec<crate::apply::managed::Entry>>) -> ApiResult<Response> {
     let t = &req.target;
     let res = t.res;
     if res.namespaced && t.namespace.is_none() {
         return Err(ApiError::method_not_allowed("the server does not allow this method on the requested resource"));
     }
-    let mut obj = parse_body(req)?;
+    let manager = field_manager(req)?;
     check_type(res, &mut obj)?;
     let (mut obj, warnings) = typed(req, res, obj)?;
     let m = &mut obj["metadata"];
@@ -312,6 +329,10 @@ async fn create(storage: &Storage, req: &Request) -> ApiResult<Response> {
     for _ in 0..8 {
         let mut obj = obj.clone();
         let claims = crate::admission::admit(storage, res, None, &mut obj, None).await?;
+        match &applied {
+            Some(entries) => crate::apply::managed::write(&mut obj, entries),
+            None => crate::apply::managed::record_update(None, &mut obj, &manager, &res.api_version(), ""),
+        }
         if req.dry_run() {
             return Ok(with_warnings(json_response(StatusCode::CREATED, &obj), &warnings));
         }
@@ -388,6 +409,7 @@ async fn update(storage: &Storage, req: &Request) -> ApiResult<Response> {
     let mut obj = parse_body(req)?;
     check_type(t.res, &mut obj)?;
     let wanted_rv = obj["metadata"]["resourceVersion"].as_str().filter(|s| !s.is_empty()).map(str::to_string);
+    let manager = field_manager(req)?;
     let (obj, warnings) = typed(req, t.res, obj)?;
     let body_name = obj["metadata"]["name"].as_str().unwrap_or("");
     if body_name != t.name() {
@@ -403,6 +425,7 @@ async fn update(storage: &Storage, req: &Request) -> ApiResult<Response> {
         }
         let mut next = prepare_update(t.res, t.sub.as_deref(), &old, obj.clone());
         let claims = crate::admission::admit(storage, t.res, t.sub.as_deref(), &mut next, Some(&old)).await?;
+        crate::apply::managed::record_update(Some(&old), &mut next, &manager, &t.res.api_version(), t.sub.as_deref().unwrap_or(""));
         if req.dry_run() {
             next["metadata"]["resourceVersion"] = Value::String(rev.to_string());
             return Ok(with_warnings(json_response(StatusCode::OK, &next), &warnings));
@@ -421,7 +444,11 @@ async fn update(storage: &Storage, req: &Request) -> ApiResult<Response> {
 async fn patch(storage: &Storage, req: &Request) -> ApiResult<Response> {
     let t = &req.target;
     let ct = req.headers.get("content-type").and_then(|c| c.to_str().ok()).unwrap_or("").split(';').next().unwrap_or("").trim().to_string();
+    if ct == "application/apply-patch+yaml" {
+        return crate::apply::patch(storage, req).await;
+    }
     let body = parse_body(req)?;
+    let manager = field_manager(req)?;
     for _ in 0..16 {
         let (old, rev) = current(storage, t).await?;
         let mut patched = old.clone();
@@ -431,26 +458,42 @@ async fn patch(storage: &Storage, req: &Request) -> ApiResult<Response> {
             "application/strategic-merge-patch+json" => crate::smp::apply(&mut patched, &body).map_err(ApiError::bad_request)?,
             other => return Err(ApiError::unsupported_media_type(other)),
         }
-        check_type(t.res, &mut patched)?;
-        let (patched, warnings) = typed(req, t.res, patched)?;
-        if let Some(want) = patched["metadata"]["resourceVersion"].as_str().filter(|s| !s.is_empty()) {
-            if want != rev.to_string() && old["metadata"]["resourceVersion"] != patched["metadata"]["resourceVersion"] {
-                return Err(write_error(WriteError::Conflict, t, t.name()));
-            }
-        }
-        validate_meta(t.res, &patched)?;
-        let mut next = prepare_update(t.res, t.sub.as_deref(), &old, patched);
-        let claims = crate::admission::admit(storage, t.res, t.sub.as_deref(), &mut next, Some(&old)).await?;
-        if req.dry_run() {
-            return Ok(with_warnings(json_response(StatusCode::OK, &next), &warnings));
-        }
-        match write_updated(storage, t, rev, &mut next, &claims).await {
-            Ok(()) => return Ok(with_warnings(json_response(StatusCode::OK, &next), &warnings)),
-            Err(WriteError::Conflict | WriteError::Claimed) => continue,
-            Err(e) => return Err(write_error(e, t, t.name())),
+        if let Some(r) = finish_update(storage, req, &old, rev, patched, Some(&manager)).await? {
+            return Ok(r);
         }
     }
     Err(write_error(WriteError::Conflict, t, t.name()))
+}
+
+/// Validate, admit and write `patched` over `old` (read at `rev`).
+/// `manager` records the change as an Update; None means the caller (a
+/// server-side apply) has set managedFields itself. Ok(None): the object
+/// changed underneath, read it again and retry.
+pub(crate) async fn finish_update(storage: &Storage, req: &Request, old: &Value, rev: i64, mut patched: Value, manager: Option<&str>) -> ApiResult<Option<Response>> {
+    let t = &req.target;
+    check_type(t.res, &mut patched)?;
+    let (patched, warnings) = typed(req, t.res, patched)?;
+    if let Some(want) = patched["metadata"]["resourceVersion"].as_str().filter(|s| !s.is_empty()) {
+        if want != rev.to_string() && old["metadata"]["resourceVersion"] != patched["metadata"]["resourceVersion"] {
+            return Err(write_error(WriteError::Conflict, t, t.name()));
+        }
+    }
+    validate_meta(t.res, &patched)?;
+    let applied_fields = patched["metadata"]["managedFields"].clone();
+    let mut next = prepare_update(t.res, t.sub.as_deref(), old, patched);
+    let claims = crate::admission::admit(storage, t.res, t.sub.as_deref(), &mut next, Some(old)).await?;
+    match manager {
+        Some(m) => crate::apply::managed::record_update(Some(old), &mut next, m, &t.res.api_version(), t.sub.as_deref().unwrap_or("")),
+        None => next["metadata"]["managedFields"] = applied_fields,
+    }
+    if req.dry_run() {
+        return Ok(Some(with_warnings(json_response(StatusCode::OK, &next), &warnings)));
+    }
+    match write_updated(storage, t, rev, &mut next, &claims).await {
+        Ok(()) => Ok(Some(with_warnings(json_response(StatusCode::OK, &next), &warnings))),
+        Err(WriteError::Conflict | WriteError::Claimed) => Ok(None),
+        Err(e) => Err(write_error(e, t, t.name())),
+    }
 }
 
 /// Write an updated object. An object being deleted whose last finalizer

@@ -9,6 +9,7 @@
 //! - [`certs`] and [`server`]: PKI, kubeconfig, HTTPS and authentication.
 
 pub mod admission;
+pub mod apply;
 pub mod bootstrap;
 pub mod certs;
 pub mod compactor;

@@ -88,6 +88,11 @@ impl ApiError {
         ApiError::new(403, "Forbidden", format!("unable to create new content in namespace {ns} because it is being terminated"))
             .with_details(json!({"name": ns, "kind": "namespaces", "causes": [{"reason": "NamespaceTerminating", "message": format!("namespace {ns} is being terminated"), "field": "metadata.namespace"}]}))
     }
+    /// 409 for server-side apply conflicts: causes name the fields.
+    pub fn apply_conflict(message: String, causes: Vec<(String, String)>) -> ApiError {
+        let causes: Vec<Value> = causes.into_iter().map(|(field, message)| json!({"reason": "FieldManagerConflict", "message": message, "field": field})).collect();
+        ApiError::new(409, "Conflict", message).with_details(json!({"causes": causes}))
+    }
     /// 429: a PodDisruptionBudget (or load) says not now.
     pub fn too_many_requests(msg: impl Into<String>, causes: Vec<(&str, String)>) -> ApiError {
         let causes: Vec<Value> = causes.into_iter().map(|(reason, message)| json!({"reason": reason, "message": message})).collect();
