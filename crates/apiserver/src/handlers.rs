@@ -99,6 +99,11 @@ impl Request {
     fn wants_table(&self) -> bool {
         self.headers.get("accept").and_then(|a| a.to_str().ok()).is_some_and(|a| a.contains("as=Table"))
     }
+    /// `as=PartialObjectMetadata[List]`: metadata-only clients (garbage
+    /// collectors, metadata informers) get only `metadata`.
+    fn wants_metadata(&self) -> bool {
+        self.headers.get("accept").and_then(|a| a.to_str().ok()).is_some_and(|a| a.contains("as=PartialObjectMetadata"))
+    }
 }
 
 pub async fn dispatch(storage: &Storage, req: Request) -> ApiResult<Response> {
@@ -155,6 +160,9 @@ async fn get(storage: &Storage, req: &Request) -> ApiResult<Response> {
     let (obj, _) = current(storage, &req.target).await?;
     if req.wants_table() {
         return Ok(json_response(StatusCode::OK, &table::table(req.target.res, &[obj], None)));
+    }
+    if req.wants_metadata() {
+        return Ok(json_response(StatusCode::OK, &partial(&obj)));
     }
     Ok(json_response(StatusCode::OK, &obj))
 }
@@ -760,6 +768,15 @@ async fn list(storage: &Storage, req: &Request) -> ApiResult<Response> {
         None => 0,
     };
     let prefix = list_prefix(t);
+    // resourceVersion=0 means "any version is fine": serve it from the watch
+    // cache, as upstream does, so informers' initial lists skip the store.
+    if req.q("resourceVersion") == Some("0") && req.q("continue").is_none() && req.q("resourceVersionMatch") != Some("Exact") {
+        if let Ok(cacher) = storage.watch_cache.get(storage, &t.res.key_prefix()).await {
+            let (objs, rev) = cacher.list(prefix.as_bytes());
+            let items: Vec<Value> = objs.iter().filter(|o| matches(t.res, o, &labels, &fields)).map(|o| (**o).clone()).collect();
+            return Ok(list_response(req, t.res, items, rev, None, None));
+        }
+    }
     let (mut rev, mut start) = match req.q("continue") {
         Some(c) => {
             let (rev, start) = decode_continue(c)?;
@@ -805,80 +822,189 @@ async fn list(storage: &Storage, req: &Request) -> ApiResult<Response> {
         }
         start = Some(next);
     }
-    if req.wants_table() {
-        return Ok(json_response(StatusCode::OK, &table::table(t.res, &items, Some((rev, cont)))));
-    }
-    Ok(json_response(StatusCode::OK, &list_object(t.res, items, rev, cont, remaining)))
+    Ok(list_response(req, t.res, items, rev, cont, remaining))
 }
 
-fn event_line(kind: &str, obj: &Value) -> Bytes {
-    let mut s = json!({"type": kind, "object": obj}).to_string();
-    s.push('\n');
-    Bytes::from(s)
+/// A list in the form the client asked for: Table, metadata only, or full.
+fn list_response(req: &Request, res: &Resource, items: Vec<Value>, rev: i64, cont: Option<String>, remaining: Option<i64>) -> Response {
+    if req.wants_table() {
+        return json_response(StatusCode::OK, &table::table(res, &items, Some((rev, cont))));
+    }
+    if req.wants_metadata() {
+        let mut l = list_object(res, items.iter().map(partial).collect(), rev, cont, remaining);
+        l["kind"] = json!("PartialObjectMetadataList");
+        l["apiVersion"] = json!("meta.k8s.io/v1");
+        return json_response(StatusCode::OK, &l);
+    }
+    json_response(StatusCode::OK, &list_object(res, items, rev, cont, remaining))
 }
+
+/// An object as PartialObjectMetadata: its metadata and nothing else.
+fn partial(obj: &Value) -> Value {
+    json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj["metadata"]})
+}
+
+use crate::watch_cache::event_line;
 
 async fn watch(storage: &Storage, req: &Request) -> ApiResult<Response> {
     let t = &req.target;
     let res = t.res;
     let (labels, fields) = selectors(req)?;
     let prefix = list_prefix(t);
-    let mut initial = Vec::new();
+    let timeout = req.q("timeoutSeconds").and_then(|s| s.parse::<u64>().ok()).map(Duration::from_secs).unwrap_or(Duration::from_secs(1800));
+    let bookmarks = matches!(req.q("allowWatchBookmarks"), Some("true" | "1"));
+    let meta_only = req.wants_metadata();
     let after = match req.q("resourceVersion") {
-        // No version: the current state as ADDED events, then changes.
-        None | Some("0") => {
+        None | Some("0") => None,
+        Some(v) => Some(v.parse::<i64>().map_err(|_| ApiError::bad_request(format!("invalid resource version {v:?}")))?),
+    };
+    let view = View { res, labels, fields, meta_only };
+    let body: futures::stream::BoxStream<'static, Bytes> = match storage.watch_cache.get(storage, &res.key_prefix()).await.ok().and_then(|c| c.start(prefix.as_bytes(), after).map(|s| (c, s))) {
+        Some((cacher, start)) => cached_watch(cacher, start, prefix, view, bookmarks.then_some(storage.bookmark_interval)),
+        None => direct_watch(storage, prefix, after, view, bookmarks.then_some(storage.bookmark_interval)).await?,
+    };
+    let body = body.take_until(tokio::time::sleep(timeout)).map(Ok::<_, std::convert::Infallible>);
+    Ok((StatusCode::OK, [("content-type", "application/json"), ("transfer-encoding", "chunked")], Body::from_stream(body)).into_response())
+}
+
+/// What one watcher sees: its resource, selectors and form.
+#[derive(Clone)]
+struct View {
+    res: &'static Resource,
+    labels: Selector,
+    fields: Selector,
+    meta_only: bool,
+}
+
+impl View {
+    fn line(&self, kind: &str, obj: &Value) -> Bytes {
+        if self.meta_only { event_line(kind, &partial(obj)) } else { event_line(kind, obj) }
+    }
+    fn matches(&self, obj: &Value) -> bool {
+        matches(self.res, obj, &self.labels, &self.fields)
+    }
+    fn bookmark(&self, rev: i64) -> Bytes {
+        event_line("BOOKMARK", &json!({"kind": self.res.kind, "apiVersion": self.res.api_version(), "metadata": {"resourceVersion": rev.to_string()}}))
+    }
+    /// One change as this watcher's event, with selector transitions: an
+    /// object that stops matching is DELETED here, one that starts is ADDED.
+    fn render(&self, e: &crate::watch_cache::CachedEvent) -> Option<Bytes> {
+        let prev_matches = e.prev.as_deref().is_some_and(|p| self.matches(p));
+        let kind = if e.deleted {
+            prev_matches.then_some("DELETED")?
+        } else {
+            match (prev_matches, self.matches(&e.obj)) {
+                (true, true) => "MODIFIED",
+                (false, true) => "ADDED",
+                (true, false) => "DELETED",
+                (false, false) => return None,
+            }
+        };
+        if kind == e.natural_type() && !self.meta_only {
+            Some(e.line())
+        } else {
+            Some(self.line(kind, &e.obj))
+        }
+    }
+}
+
+/// A watch served from the watch cache.
+fn cached_watch(cacher: std::sync::Arc<crate::watch_cache::Cacher>, start: crate::watch_cache::Start, prefix: String, view: View, bookmarks: Option<Duration>) -> futures::stream::BoxStream<'static, Bytes> {
+    use crate::watch_cache::Start;
+    let (initial, cursor): (Vec<Bytes>, i64) = match start {
+        Start::Snapshot(objs, rev) => (objs.iter().filter(|o| view.matches(o)).map(|o| view.line("ADDED", o)).collect(), rev),
+        Start::After(r) => (vec![], r),
+    };
+    struct S {
+        cursor: i64,
+        pending: std::collections::VecDeque<Bytes>,
+        rx: tokio::sync::watch::Receiver<i64>,
+        next_bookmark: tokio::time::Instant,
+    }
+    let every = bookmarks.unwrap_or(Duration::from_secs(3600));
+    let state = S { cursor, pending: initial.into(), rx: cacher.subscribe(), next_bookmark: tokio::time::Instant::now() + every };
+    futures::stream::unfold(state, move |mut s| {
+        let cacher = cacher.clone();
+        let prefix = prefix.clone();
+        let view = view.clone();
+        async move {
+            loop {
+                if let Some(line) = s.pending.pop_front() {
+                    return Some((line, s));
+                }
+                s.rx.borrow_and_update();
+                // Behind the ring, or the cache died: end; the client re-watches from its last version.
+                let (events, rev) = cacher.since(prefix.as_bytes(), s.cursor).ok()?;
+                for e in &events {
+                    if let Some(l) = view.render(e) {
+                        s.pending.push_back(l);
+                    }
+                    s.cursor = s.cursor.max(e.revision);
+                }
+                s.cursor = s.cursor.max(rev);
+                if !s.pending.is_empty() {
+                    continue;
+                }
+                if bookmarks.is_some() && tokio::time::Instant::now() >= s.next_bookmark {
+                    s.next_bookmark = tokio::time::Instant::now() + every;
+                    return Some((view.bookmark(s.cursor), s));
+                }
+                tokio::select! {
+                    changed = s.rx.changed() => changed.ok()?,
+                    _ = tokio::time::sleep_until(s.next_bookmark) => {}
+                }
+            }
+        }
+    })
+    .boxed()
+}
+
+/// A watch straight from the store: for versions older than the cache
+/// holds (the store answers 410 if they are compacted).
+async fn direct_watch(storage: &Storage, prefix: String, after: Option<i64>, view: View, bookmarks: Option<Duration>) -> ApiResult<futures::stream::BoxStream<'static, Bytes>> {
+    let mut initial = Vec::new();
+    let after = match after {
+        Some(r) => r,
+        None => {
             let listed = storage.list(&prefix, None, 0, 0).await.map_err(kv_error)?;
             for kv in &listed.items {
                 let obj = decode(kv)?;
-                if matches(res, &obj, &labels, &fields) {
-                    initial.push(event_line("ADDED", &obj));
+                if view.matches(&obj) {
+                    initial.push(view.line("ADDED", &obj));
                 }
             }
             listed.revision
         }
-        Some(v) => v.parse::<i64>().map_err(|_| ApiError::bad_request(format!("invalid resource version {v:?}")))?,
     };
-    let timeout = req.q("timeoutSeconds").and_then(|s| s.parse::<u64>().ok()).map(Duration::from_secs).unwrap_or(Duration::from_secs(1800));
-    let bookmarks = matches!(req.q("allowWatchBookmarks"), Some("true" | "1"));
-    let changes = storage.watch(&prefix, after, bookmarks.then_some(storage.bookmark_interval));
-    let api_version = res.api_version();
-    let events = changes
-        .flat_map(move |batch| {
-            let lines: Vec<Bytes> = match batch {
-                Err(crate::kv::KvError::Compacted(_)) => {
-                    let st = ApiError::gone(format!("too old resource version: {after}")).to_status();
-                    vec![event_line("ERROR", &st)]
-                }
-                Err(e) => vec![event_line("ERROR", &ApiError::internal(e.to_string()).to_status())],
-                // A bookmark: only the kind and the revision everything has been sent up to.
-                Ok(b) if b.events.is_empty() => vec![event_line(
-                    "BOOKMARK",
-                    &json!({"kind": res.kind, "apiVersion": api_version, "metadata": {"resourceVersion": b.revision.to_string()}}),
-                )],
-                Ok(b) => b.events.iter().filter_map(|e| translate(res, e, &labels, &fields)).collect(),
-            };
-            futures::stream::iter(lines)
-        });
-    let body = futures::stream::iter(initial).chain(events).take_until(tokio::time::sleep(timeout)).map(Ok::<_, std::convert::Infallible>);
-    Ok((StatusCode::OK, [("content-type", "application/json"), ("transfer-encoding", "chunked")], Body::from_stream(body)).into_response())
+    let changes = storage.watch(&prefix, after, bookmarks);
+    let events = changes.flat_map(move |batch| {
+        let lines: Vec<Bytes> = match batch {
+            Err(crate::kv::KvError::Compacted(_)) => vec![event_line("ERROR", &ApiError::gone(format!("too old resource version: {after}")).to_status())],
+            Err(e) => vec![event_line("ERROR", &ApiError::internal(e.to_string()).to_status())],
+            // A bookmark: only the kind and the revision everything has been sent up to.
+            Ok(b) if b.events.is_empty() => vec![view.bookmark(b.revision)],
+            Ok(b) => b.events.iter().filter_map(|e| translate(&view, e)).collect(),
+        };
+        futures::stream::iter(lines)
+    });
+    Ok(futures::stream::iter(initial).chain(events).boxed())
 }
 
-/// One store event as a watch event, with selector transitions: an object
-/// that stops matching is DELETED for this watcher, one that starts is ADDED.
-fn translate(res: &Resource, e: &etcdpb::Event, labels: &Selector, fields: &Selector) -> Option<Bytes> {
+/// One store event as a watch event (see [`View::render`]).
+fn translate(view: &View, e: &etcdpb::Event) -> Option<Bytes> {
     let kv = e.kv.as_ref()?;
     let prev = e.prev_kv.as_ref().and_then(|p| decode(p).ok());
-    let prev_matches = prev.as_ref().is_some_and(|p| matches(res, p, labels, fields));
+    let prev_matches = prev.as_ref().is_some_and(|p| view.matches(p));
     if e.r#type == 1 {
         let mut obj = prev?;
         obj["metadata"]["resourceVersion"] = Value::String(kv.mod_revision.to_string());
-        return prev_matches.then(|| event_line("DELETED", &obj));
+        return prev_matches.then(|| view.line("DELETED", &obj));
     }
     let obj = decode(kv).ok()?;
-    let now_matches = matches(res, &obj, labels, fields);
-    match (prev_matches, now_matches) {
-        (true, true) if kv.create_revision != kv.mod_revision => Some(event_line("MODIFIED", &obj)),
-        (_, true) => Some(event_line("ADDED", &obj)),
-        (true, false) => Some(event_line("DELETED", &obj)),
+    match (prev_matches, view.matches(&obj)) {
+        (true, true) if kv.create_revision != kv.mod_revision => Some(view.line("MODIFIED", &obj)),
+        (_, true) => Some(view.line("ADDED", &obj)),
+        (true, false) => Some(view.line("DELETED", &obj)),
         (false, false) => None,
     }
 }

@@ -31,5 +31,6 @@ pub mod storage;
 pub mod subresources;
 pub mod table;
 pub mod typed;
+pub mod watch_cache;
 
 pub use server::{serve, AppState};

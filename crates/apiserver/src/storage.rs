@@ -27,6 +27,8 @@ pub struct Storage {
     /// Without one, a namespace's contents are deleted with it and
     /// Foreground/Orphan propagation are accepted but need no finalizer.
     pub controllers: bool,
+    /// Shared by every clone: one store watch per resource for all API watches.
+    pub watch_cache: Arc<crate::watch_cache::WatchCache>,
 }
 
 /// Why a conditional write did not happen.
@@ -102,7 +104,7 @@ pub struct Listed {
 
 impl Storage {
     pub fn new(kv: Arc<dyn Kv>) -> Storage {
-        Storage { kv, bookmark_interval: std::time::Duration::from_secs(60), service_ranges: Default::default(), controllers: false }
+        Storage { kv, bookmark_interval: std::time::Duration::from_secs(60), service_ranges: Default::default(), controllers: false, watch_cache: Arc::new(crate::watch_cache::WatchCache::new(10_000)) }
     }
 
     pub fn kv(&self) -> &Arc<dyn Kv> {
