@@ -16,6 +16,7 @@ pub mod compactor;
 pub mod delete_options;
 pub mod discovery;
 pub mod handlers;
+pub mod inflight;
 pub mod kv;
 pub mod label_selector;
 pub mod meta;

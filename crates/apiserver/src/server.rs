@@ -26,6 +26,7 @@ pub struct AppState {
     pub storage: Storage,
     pub token: Arc<String>,
     pub metrics: Arc<crate::metrics::Metrics>,
+    pub inflight: crate::inflight::Inflight,
 }
 
 fn json_ok(v: Value) -> Response {
@@ -88,6 +89,21 @@ async fn handle(
         ref m => m.as_str(),
     }
     .to_string();
+    let long_running = verb == "WATCH" || matches!(segs.last(), Some(&("log" | "exec" | "attach" | "portforward" | "proxy")));
+    let mutating = !matches!(method, Method::GET | Method::HEAD | Method::OPTIONS);
+    let _slot = if long_running || is_public(&path) {
+        None
+    } else {
+        match st.inflight.try_acquire(mutating) {
+            Some(slot) => Some(slot),
+            None => {
+                let mut r = ApiError::too_many_requests("Too many requests, please try again later.", vec![]).into_response();
+                r.headers_mut().insert("retry-after", axum::http::HeaderValue::from_static("1"));
+                st.metrics.requests.get_or_create(&crate::metrics::RequestLabels { verb, resource: resource_label, code: 429 }).inc();
+                return r;
+            }
+        }
+    };
     let result = match (method.clone(), segs.as_slice()) {
         (Method::GET, ["metrics"]) => Ok((StatusCode::OK, [("content-type", "text/plain; version=0.0.4")], st.metrics.render()).into_response()),
         (Method::GET, ["version"]) => Ok(json_ok(version())),

@@ -30,6 +30,12 @@ pub struct ServerArgs {
     /// The range of ports NodePort Services take (kube-apiserver's --service-node-port-range).
     #[arg(long, default_value = "30000-32767")]
     service_node_port_range: String,
+    /// Reads served at once; more get 429 (kube-apiserver's --max-requests-inflight).
+    #[arg(long, default_value_t = 400)]
+    max_requests_inflight: usize,
+    /// Writes served at once; more get 429 (kube-apiserver's --max-mutating-requests-inflight).
+    #[arg(long, default_value_t = 200)]
+    max_mutating_requests_inflight: usize,
     /// Do not run a kubelet for this machine (there is no kubelet yet; accepted for forward compatibility).
     #[arg(long)]
     disable_agent: bool,
@@ -64,7 +70,8 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
     tracing::info!(listen = %args.listen, data_dir = %dir.display(), "API server ready");
     println!("export KUBECONFIG={}", kubeconfig.display());
-    let state = AppState { storage, token: Arc::new(pki.admin_token.clone()), metrics: Default::default() };
+    let inflight = skiff_apiserver::inflight::Inflight::new(args.max_requests_inflight, args.max_mutating_requests_inflight);
+    let state = AppState { storage, token: Arc::new(pki.admin_token.clone()), metrics: Default::default(), inflight };
     skiff_apiserver::serve(listener, &pki, state, super::shutdown_signal()).await?;
     tracing::info!("shutting down");
     drop(store);
