@@ -17,6 +17,7 @@ pub mod delete_options;
 pub mod discovery;
 pub mod handlers;
 pub mod inflight;
+pub mod etcd;
 pub mod kv;
 pub mod label_selector;
 pub mod meta;
