@@ -218,10 +218,24 @@ fn validate_meta(res: &Resource, obj: &Value) -> ApiResult<()> {
     }
     for field in ["labels", "annotations"] {
         if let Some(m) = obj["metadata"][field].as_object() {
+            let mut total = 0;
             for (k, v) in m {
-                if !v.is_string() {
+                let Some(v) = v.as_str() else {
                     causes.push((format!("metadata.{field}"), format!("Invalid value: {k:?}: values must be strings")));
+                    continue;
+                };
+                if let Some(why) = meta::check_qualified_name(k) {
+                    causes.push((format!("metadata.{field}"), format!("Invalid value: {k:?}: {why}")));
                 }
+                if field == "labels" {
+                    if let Some(why) = meta::check_label_value(v) {
+                        causes.push((format!("metadata.labels"), format!("Invalid value: {v:?}: {why}")));
+                    }
+                }
+                total += k.len() + v.len();
+            }
+            if field == "annotations" && total > 256 * 1024 {
+                causes.push(("metadata.annotations".into(), "Too long: must have at most 262144 bytes".into()));
             }
         }
     }

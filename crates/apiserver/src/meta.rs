@@ -103,6 +103,45 @@ pub fn check_label(name: &str) -> Option<String> {
     (!ok).then(|| "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')".into())
 }
 
+fn name_part_ok(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+        && b[0].is_ascii_alphanumeric()
+        && b[b.len() - 1].is_ascii_alphanumeric()
+}
+
+/// A qualified name (label and annotation keys): `[prefix/]name`.
+pub fn check_qualified_name(key: &str) -> Option<String> {
+    let (prefix, name) = match key.split_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, key),
+    };
+    if let Some(p) = prefix {
+        if p.is_empty() {
+            return Some("prefix part must be non-empty".into());
+        }
+        if let Some(why) = check_subdomain(p) {
+            return Some(format!("prefix part {why}"));
+        }
+    }
+    if name.is_empty() {
+        return Some("name part must be non-empty".into());
+    }
+    if name.len() > 63 {
+        return Some("name part must be no more than 63 characters".into());
+    }
+    (!name_part_ok(name)).then(|| "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')".into())
+}
+
+/// A label value: empty, or up to 63 name characters.
+pub fn check_label_value(v: &str) -> Option<String> {
+    if v.len() > 63 {
+        return Some("must be no more than 63 characters".into());
+    }
+    (!v.is_empty() && !name_part_ok(v)).then(|| "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')".into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,5 +162,12 @@ mod tests {
         assert!(check_label("web-1").is_none());
         assert_eq!(new_uid().len(), 36);
         assert_eq!(random_suffix().len(), 5);
+        assert!(check_qualified_name("app.kubernetes.io/name").is_none());
+        assert!(check_qualified_name("bad key!").is_some());
+        assert!(check_qualified_name("/x").is_some());
+        assert!(check_qualified_name(&"a".repeat(64)).is_some());
+        assert!(check_label_value("").is_none());
+        assert!(check_label_value("v1.2_x").is_none());
+        assert!(check_label_value("-x").is_some());
     }
 }
