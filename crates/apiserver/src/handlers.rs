@@ -801,8 +801,24 @@ async fn list(storage: &Storage, req: &Request) -> ApiResult<Response> {
                 None | Some("0") => 0,
                 Some(v) => v.parse::<i64>().map_err(|_| ApiError::bad_request(format!("invalid resource version {v:?}")))?,
             };
+            let matching = req.q("resourceVersionMatch");
+            match (matching, req.q("resourceVersion")) {
+                (Some(_), None) => return Err(ApiError::bad_request("resourceVersionMatch is forbidden unless resourceVersion is provided")),
+                (Some("Exact"), Some("0")) => return Err(ApiError::bad_request("resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\"")),
+                (Some(m), _) if m != "Exact" && m != "NotOlderThan" => {
+                    return Err(ApiError::bad_request(format!("resourceVersionMatch: Unsupported value: {m:?}: supported values: \"Exact\", \"NotOlderThan\"")))
+                }
+                _ => {}
+            }
+            if matching != Some("Exact") && rv > 0 {
+                // Not older than `rv`: the latest will do, unless `rv` is still in the future.
+                let current = storage.list(&prefix, None, 0, 1).await.map_err(kv_error)?.revision;
+                if rv > current {
+                    return Err(ApiError::timeout(format!("Too large resource version: {rv}, current: {current}")));
+                }
+            }
             // Exact asks for that revision; otherwise (NotOlderThan or unset) the latest is at least as new.
-            (if req.q("resourceVersionMatch") == Some("Exact") { rv } else { 0 }, None)
+            (if matching == Some("Exact") { rv } else { 0 }, None)
         }
     };
     let mut items = Vec::new();

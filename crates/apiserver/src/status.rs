@@ -88,6 +88,10 @@ impl ApiError {
         ApiError::new(403, "Forbidden", format!("unable to create new content in namespace {ns} because it is being terminated"))
             .with_details(json!({"name": ns, "kind": "namespaces", "causes": [{"reason": "NamespaceTerminating", "message": format!("namespace {ns} is being terminated"), "field": "metadata.namespace"}]}))
     }
+    /// 504: the request could not be served in time (e.g. a resourceVersion the store has not reached).
+    pub fn timeout(msg: impl Into<String>) -> ApiError {
+        ApiError::new(504, "Timeout", msg).with_details(json!({"causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}], "retryAfterSeconds": 1}))
+    }
     /// 409 for server-side apply conflicts: causes name the fields.
     pub fn apply_conflict(message: String, causes: Vec<(String, String)>) -> ApiError {
         let causes: Vec<Value> = causes.into_iter().map(|(field, message)| json!({"reason": "FieldManagerConflict", "message": message, "field": field})).collect();

@@ -103,3 +103,27 @@ async fn foreground_and_orphan_deletion_leave_finalizers() {
     assert_eq!(c, 200);
     assert_eq!(api.call(Method::GET, "/api/v1/namespaces/default/configmaps/bg", &[], Value::Null).await.0, 404);
 }
+
+#[tokio::test]
+async fn resource_version_match_semantics() {
+    let api = Api::new().await;
+    let path = "/api/v1/namespaces/default/configmaps";
+    assert_eq!(api.call(Method::POST, path, &[], json!({"metadata": {"name": "a"}})).await.0, 201);
+    let (_, list) = api.call(Method::GET, path, &[], Value::Null).await;
+    let rv: i64 = list["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap();
+    assert_eq!(api.call(Method::POST, path, &[], json!({"metadata": {"name": "b"}})).await.0, 201);
+    // Exact: the list as it was at rv (before b).
+    let (c, old) = api.call(Method::GET, path, &[("resourceVersion", &rv.to_string()), ("resourceVersionMatch", "Exact")], Value::Null).await;
+    assert_eq!(c, 200);
+    assert_eq!(old["items"].as_array().unwrap().len(), 1);
+    // NotOlderThan: anything at least as new, here the latest.
+    let (c, now) = api.call(Method::GET, path, &[("resourceVersion", &rv.to_string()), ("resourceVersionMatch", "NotOlderThan")], Value::Null).await;
+    assert_eq!((c, now["items"].as_array().unwrap().len()), (200, 2));
+    // A version the store has not reached yet is a 504, as upstream answers after waiting.
+    let (c, st) = api.call(Method::GET, path, &[("resourceVersion", &(rv + 1000).to_string())], Value::Null).await;
+    assert_eq!(c, 504);
+    assert!(st["message"].as_str().unwrap().starts_with("Too large resource version"));
+    assert_eq!(api.call(Method::GET, path, &[("resourceVersionMatch", "Exact")], Value::Null).await.0, 400);
+    assert_eq!(api.call(Method::GET, path, &[("resourceVersion", "0"), ("resourceVersionMatch", "Exact")], Value::Null).await.0, 400);
+    assert_eq!(api.call(Method::GET, path, &[("resourceVersion", "1"), ("resourceVersionMatch", "Sometimes")], Value::Null).await.0, 400);
+}
