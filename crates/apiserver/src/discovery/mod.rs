@@ -1,0 +1,94 @@
+//! Discovery documents: `/api`, `/apis`, `/api/v1`, `/apis/<group>/<version>`.
+//!
+//! This module serves the legacy (unaggregated) documents, one request per
+//! group-version; [`aggregated`] serves everything in the two requests
+//! kubectl 1.27+ asks for first, and kubectl falls back to the legacy
+//! documents only when it is not offered.
+
+pub mod aggregated;
+
+use serde_json::{json, Value};
+
+use crate::resources::{self, Resource};
+
+/// The verbs a resource supports (the same in both discovery formats).
+pub(crate) fn verbs(r: &Resource) -> Vec<&'static str> {
+    vec!["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
+        .into_iter()
+        .filter(|v| r.kind != "Namespace" || *v != "deletecollection")
+        .collect()
+}
+
+pub fn api_versions() -> Value {
+    json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": ""}]})
+}
+
+pub fn api_group_list() -> Value {
+    let groups: Vec<Value> = resources::groups()
+        .into_iter()
+        .map(|g| {
+            let gv = json!({"groupVersion": format!("{g}/v1"), "version": "v1"});
+            json!({"name": g, "versions": [gv.clone()], "preferredVersion": gv})
+        })
+        .collect();
+    json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
+}
+
+pub fn api_group(group: &str) -> Option<Value> {
+    resources::groups().contains(&group).then(|| {
+        let gv = json!({"groupVersion": format!("{group}/v1"), "version": "v1"});
+        json!({"kind": "APIGroup", "apiVersion": "v1", "name": group, "versions": [gv.clone()], "preferredVersion": gv})
+    })
+}
+
+pub fn resource_list(group: &str, version: &str) -> Option<Value> {
+    let mut list = Vec::new();
+    for r in resources::in_group_version(group, version) {
+        let mut entry = json!({
+            "name": r.plural,
+            "singularName": r.singular,
+            "namespaced": r.namespaced,
+            "kind": r.kind,
+            "verbs": verbs(r),
+        });
+        if !r.short_names.is_empty() {
+            entry["shortNames"] = json!(r.short_names);
+        }
+        if !r.categories.is_empty() {
+            entry["categories"] = json!(r.categories);
+        }
+        list.push(entry);
+        for sub in r.subresources {
+            let Some(s) = subresource(r, sub) else { continue };
+            list.push(json!({"name": format!("{}/{sub}", r.plural), "singularName": "", "namespaced": r.namespaced, "kind": s.kind, "verbs": s.verbs}));
+        }
+    }
+    if list.is_empty() {
+        return None;
+    }
+    let gv = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
+    Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": list}))
+}
+
+/// What a subresource answers with and which verbs it takes.
+pub(crate) struct Subresource {
+    pub group: &'static str,
+    pub version: &'static str,
+    pub kind: &'static str,
+    pub verbs: &'static [&'static str],
+}
+
+/// Upstream's response kinds for the subresources we serve
+/// (`scale` is `autoscaling/v1` Scale, `eviction` is `policy/v1` Eviction).
+pub(crate) fn subresource(r: &Resource, sub: &str) -> Option<Subresource> {
+    let (group, version, kind, verbs): (&str, &str, &str, &'static [&'static str]) = match sub {
+        "status" => (r.group, r.version, r.kind, &["get", "patch", "update"]),
+        "scale" => ("autoscaling", "v1", "Scale", &["get", "patch", "update"]),
+        "binding" => ("", "v1", "Binding", &["create"]),
+        "eviction" => ("policy", "v1", "Eviction", &["create"]),
+        "log" => ("", "v1", "Pod", &["get"]),
+        "ephemeralcontainers" => ("", "v1", "Pod", &["get", "patch", "update"]),
+        _ => return None,
+    };
+    Some(Subresource { group, version, kind, verbs })
+}
