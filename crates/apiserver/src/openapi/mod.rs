@@ -1,0 +1,186 @@
+//! OpenAPI: what kubectl reads to validate, explain and compute client-side
+//! apply patches.
+//!
+//! - [`schemas`]: component schemas generated from the upstream types
+//!   (k8s-openapi + schemars), plus GVKs, lists and [`patch_meta`].
+//! - [`paths`]: the operations of each resource.
+//! - [`v3`]: `/openapi/v3` (index) and `/openapi/v3/<gv>` documents.
+//! - [`v2`]: `/openapi/v2`, the same content as one Swagger 2.0 document,
+//!   as JSON or ([`v2_proto`]) gnostic protobuf.
+//!
+//! Everything is built once, on first use, and kept as serialized bytes with
+//! its hash: the resource table is static, so the documents never change
+//! while the server runs, and clients cache them by that hash.
+
+pub mod patch_meta;
+pub mod paths;
+pub mod schemas;
+pub mod v2;
+pub mod v2_proto;
+pub mod v3;
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value};
+
+use crate::resources::{self, Resource};
+
+/// A served document: its bytes and upstream's hash of them (upper-case
+/// hex SHA-512), which is both the ETag and the `?hash=` of its URL.
+pub struct Doc {
+    pub body: Bytes,
+    pub hash: String,
+}
+
+impl Doc {
+    fn new(v: &Value) -> Doc {
+        Doc::from_bytes(serde_json::to_vec(v).expect("serializable"))
+    }
+    fn from_bytes(body: Vec<u8>) -> Doc {
+        let digest = ring::digest::digest(&ring::digest::SHA512, &body);
+        let hash = digest.as_ref().iter().map(|b| format!("{b:02X}")).collect();
+        Doc { body: body.into(), hash }
+    }
+}
+
+/// One group-version's v3 document content, before serialization.
+pub struct GroupVersion {
+    /// `api/v1` or `apis/<group>/<version>`.
+    pub path: String,
+    pub schemas: Map<String, Value>,
+    pub paths: Map<String, Value>,
+}
+
+fn group_versions() -> Vec<GroupVersion> {
+    let mut gvs: Vec<(&str, &str)> = Vec::new();
+    for r in resources::RESOURCES {
+        if !gvs.contains(&(r.group, r.version)) {
+            gvs.push((r.group, r.version));
+        }
+    }
+    gvs.into_iter()
+        .map(|(group, version)| {
+            let rs: Vec<&'static Resource> = resources::in_group_version(group, version).collect();
+            let (schemas, names) = schemas::generate(group, version, &rs);
+            // The schema answering for a (group, kind), found by its GVK.
+            let schema_of = |g: &str, k: &str| -> Option<String> {
+                let is = |s: &Value| s["x-kubernetes-group-version-kind"][0]["group"] == g && s["x-kubernetes-group-version-kind"][0]["kind"] == k;
+                schemas.iter().find(|(_, s)| is(s)).map(|(n, _)| n.clone())
+            };
+            let mut paths = Map::new();
+            for n in &names {
+                paths::add(&mut paths, n, &schema_of);
+            }
+            let path = if group.is_empty() { format!("api/{version}") } else { format!("apis/{group}/{version}") };
+            GroupVersion { path, schemas, paths }
+        })
+        .collect()
+}
+
+/// Every document, built on first use.
+pub struct Spec {
+    pub v3: BTreeMap<String, Doc>,
+    pub v3_index: Doc,
+    pub v2: Doc,
+    pub v2_proto: Doc,
+}
+
+pub fn spec() -> &'static Spec {
+    static SPEC: OnceLock<Spec> = OnceLock::new();
+    SPEC.get_or_init(|| {
+        let started = std::time::Instant::now();
+        let gvs = group_versions();
+        let v2_json = v2::document(&gvs);
+        let v2_proto = Doc::from_bytes(v2_proto::encode(&v2_json));
+        let v2 = Doc::new(&v2_json);
+        let v3: BTreeMap<String, Doc> = gvs.iter().map(|gv| (gv.path.clone(), Doc::new(&v3::document(gv)))).collect();
+        let v3_index = Doc::new(&v3::index(&v3));
+        tracing::info!(elapsed = ?started.elapsed(), "OpenAPI documents built");
+        Spec { v3, v3_index, v2, v2_proto }
+    })
+}
+
+/// Answer with `doc` as JSON the way kube-openapi's handlers do: quoted
+/// ETag, 304 on a matching `If-None-Match`, and `Vary: Accept` since the
+/// same URL may be served as protobuf.
+pub(crate) fn serve(doc: &Doc, req: &HeaderMap, extra: &[(&'static str, String)]) -> Response {
+    serve_as(doc, "application/json", req, extra)
+}
+
+pub(crate) fn serve_as(doc: &Doc, content_type: &'static str, req: &HeaderMap, extra: &[(&'static str, String)]) -> Response {
+    let etag = format!("\"{}\"", doc.hash);
+    let matches = req.get("if-none-match").and_then(|v| v.to_str().ok()).is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+    let mut resp = if matches { StatusCode::NOT_MODIFIED.into_response() } else { (StatusCode::OK, doc.body.clone()).into_response() };
+    let h = resp.headers_mut();
+    if !matches {
+        h.insert("content-type", HeaderValue::from_static(content_type));
+    }
+    h.insert("etag", HeaderValue::from_str(&etag).unwrap());
+    h.insert("vary", HeaderValue::from_static("Accept"));
+    for (k, v) in extra {
+        if let Ok(v) = HeaderValue::from_str(v) {
+            h.insert(*k, v);
+        }
+    }
+    resp
+}
+
+/// Whether an `Accept` header admits JSON (absent means anything).
+pub(crate) fn accepts_json(req: &HeaderMap) -> bool {
+    let Some(accept) = req.get("accept").and_then(|v| v.to_str().ok()) else { return true };
+    accept.split(',').map(|m| m.split(';').next().unwrap_or("").trim()).any(|m| matches!(m, "application/json" | "application/*" | "*/*" | ""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gv(path: &str) -> Value {
+        serde_json::from_slice(&spec().v3[path].body).unwrap()
+    }
+
+    #[test]
+    fn v3_documents_have_kinds_patch_keys_and_operations() {
+        let core = gv("api/v1");
+        let pod = &core["components"]["schemas"]["io.k8s.api.core.v1.Pod"];
+        assert_eq!(pod["x-kubernetes-group-version-kind"], serde_json::json!([{"group": "", "kind": "Pod", "version": "v1"}]));
+        assert!(pod.get("required").is_none(), "{pod}");
+        let containers = &core["components"]["schemas"]["io.k8s.api.core.v1.PodSpec"]["properties"]["containers"];
+        assert_eq!(containers["x-kubernetes-patch-merge-key"], "name");
+        assert_eq!(containers["x-kubernetes-patch-strategy"], "merge");
+        assert_eq!(containers["x-kubernetes-list-map-keys"], serde_json::json!(["name"]));
+        let patch = &core["paths"]["/api/v1/namespaces/{namespace}/pods/{name}"]["patch"];
+        assert_eq!(patch["x-kubernetes-group-version-kind"]["kind"], "Pod");
+        assert!(patch["parameters"].as_array().unwrap().iter().any(|p| p["name"] == "fieldValidation"));
+        assert!(patch["requestBody"]["content"].get("application/strategic-merge-patch+json").is_some());
+        let apps = gv("apis/apps/v1");
+        assert!(apps["components"]["schemas"]["io.k8s.api.apps.v1.DeploymentList"].is_object());
+        assert!(apps["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}/scale"]["get"]["responses"]["200"].is_object());
+        // Every ref resolves within its own document.
+        for path in spec().v3.keys() {
+            let doc = gv(path);
+            let text = doc.to_string();
+            for r in text.split("\"#/components/schemas/").skip(1) {
+                let name = &r[..r.find('"').unwrap()];
+                assert!(doc["components"]["schemas"].get(name).is_some(), "{path}: dangling ref {name}");
+            }
+        }
+    }
+
+    #[test]
+    fn index_names_each_document_by_hash_and_v2_uses_definitions() {
+        let index: Value = serde_json::from_slice(&spec().v3_index.body).unwrap();
+        let url = index["paths"]["apis/apps/v1"]["serverRelativeURL"].as_str().unwrap();
+        assert_eq!(url, format!("/openapi/v3/apis/apps/v1?hash={}", spec().v3["apis/apps/v1"].hash));
+        assert_eq!(spec().v3["api/v1"].hash.len(), 128);
+        let v2: Value = serde_json::from_slice(&spec().v2.body).unwrap();
+        assert_eq!(v2["swagger"], "2.0");
+        assert!(!v2.to_string().contains("#/components/"));
+        let body = &v2["paths"]["/api/v1/namespaces/{namespace}/pods/{name}"]["patch"]["parameters"][0];
+        assert_eq!(body["in"], "body");
+    }
+}
