@@ -118,8 +118,10 @@ pub fn document(gvs: &[GroupVersion]) -> Value {
     })
 }
 
-const PROTO: &str = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf";
-const PROTO_OLD: &str = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
+/// The protobuf media type; kubectl asks with the older `@v1.0` spelling,
+/// which Go's mime parser cannot read back, so answers always use this one.
+const PROTO: &str = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
+const PROTO_OLD: &str = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf";
 
 /// `GET /openapi/v2`: the first of JSON or protobuf that `Accept` lists.
 pub fn serve_v2(headers: &HeaderMap) -> Response {
