@@ -134,11 +134,9 @@ pub fn generate(group: &str, version: &str, resources: &[&'static Resource]) -> 
     for &r in resources {
         let Some(item) = kind_schema(&mut g, r) else { continue };
         kinds.push((item.clone(), r.group, r.version, r.kind));
-        for sub in r.subresources {
-            if let Some(s) = crate::discovery::subresource(r, sub) {
-                if let Some(n) = extra_kind(&mut g, s.group, s.kind) {
-                    extras.push((n, s.group, s.version, s.kind));
-                }
+        for s in r.subresources.iter().filter_map(|sub| crate::discovery::subresource(r, sub)) {
+            if let Some(n) = extra_kind(&mut g, s.group, s.kind) {
+                extras.push((n, s.group, s.version, s.kind));
             }
         }
         names.push(KindNames { res: r, list: format!("{item}List"), item });
