@@ -55,7 +55,9 @@ pub struct GroupVersion {
     pub paths: Map<String, Value>,
 }
 
-fn group_versions() -> Vec<GroupVersion> {
+/// Each group-version's content, generated as it is iterated, so only one
+/// group-version's JSON values are alive at a time.
+fn group_versions() -> impl Iterator<Item = GroupVersion> {
     let mut gvs: Vec<(&str, &str)> = Vec::new();
     for r in resources::RESOURCES {
         if !gvs.contains(&(r.group, r.version)) {
@@ -78,29 +80,42 @@ fn group_versions() -> Vec<GroupVersion> {
             let path = if group.is_empty() { format!("api/{version}") } else { format!("apis/{group}/{version}") };
             GroupVersion { path, schemas, paths }
         })
-        .collect()
 }
 
-/// Every document, built on first use.
-pub struct Spec {
-    pub v3: BTreeMap<String, Doc>,
-    pub v3_index: Doc,
-    pub v2: Doc,
-    pub v2_proto: Doc,
+/// The v3 documents, built on first use.
+pub struct V3 {
+    pub docs: BTreeMap<String, Doc>,
+    pub index: Doc,
 }
 
-pub fn spec() -> &'static Spec {
-    static SPEC: OnceLock<Spec> = OnceLock::new();
-    SPEC.get_or_init(|| {
+/// The v2 document in both encodings.
+pub struct V2 {
+    pub json: Doc,
+    pub proto: Doc,
+}
+
+/// v3 and v2 are built separately, each on its first request, so a client
+/// that reads only v3 (kubectl 1.29+) never pays for v2. Only the bytes are
+/// kept; the JSON values are dropped as soon as they are serialized.
+pub fn v3() -> &'static V3 {
+    static V3: OnceLock<V3> = OnceLock::new();
+    V3.get_or_init(|| {
         let started = std::time::Instant::now();
-        let gvs = group_versions();
-        let v2_json = v2::document(&gvs);
-        let v2_proto = Doc::from_bytes(v2_proto::encode(&v2_json));
-        let v2 = Doc::new(&v2_json);
-        let v3: BTreeMap<String, Doc> = gvs.iter().map(|gv| (gv.path.clone(), Doc::new(&v3::document(gv)))).collect();
-        let v3_index = Doc::new(&v3::index(&v3));
-        tracing::info!(elapsed = ?started.elapsed(), "OpenAPI documents built");
-        Spec { v3, v3_index, v2, v2_proto }
+        let docs: BTreeMap<String, Doc> = group_versions().map(|gv| (gv.path.clone(), Doc::new(&v3::document(&gv)))).collect();
+        let index = Doc::new(&v3::index(&docs));
+        tracing::info!(elapsed = ?started.elapsed(), "OpenAPI v3 documents built");
+        V3 { docs, index }
+    })
+}
+
+pub fn v2() -> &'static V2 {
+    static V2: OnceLock<V2> = OnceLock::new();
+    V2.get_or_init(|| {
+        let started = std::time::Instant::now();
+        let doc = v2::document(group_versions());
+        let v2 = V2 { proto: Doc::from_bytes(v2_proto::encode(&doc)), json: Doc::new(&doc) };
+        tracing::info!(elapsed = ?started.elapsed(), "OpenAPI v2 document built");
+        v2
     })
 }
 
@@ -140,7 +155,7 @@ mod tests {
     use super::*;
 
     fn gv(path: &str) -> Value {
-        serde_json::from_slice(&spec().v3[path].body).unwrap()
+        serde_json::from_slice(&v3().docs[path].body).unwrap()
     }
 
     #[test]
@@ -161,7 +176,7 @@ mod tests {
         assert!(apps["components"]["schemas"]["io.k8s.api.apps.v1.DeploymentList"].is_object());
         assert!(apps["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}/scale"]["get"]["responses"]["200"].is_object());
         // Every ref resolves within its own document.
-        for path in spec().v3.keys() {
+        for path in v3().docs.keys() {
             let doc = gv(path);
             let text = doc.to_string();
             for r in text.split("\"#/components/schemas/").skip(1) {
@@ -173,11 +188,11 @@ mod tests {
 
     #[test]
     fn index_names_each_document_by_hash_and_v2_uses_definitions() {
-        let index: Value = serde_json::from_slice(&spec().v3_index.body).unwrap();
+        let index: Value = serde_json::from_slice(&v3().index.body).unwrap();
         let url = index["paths"]["apis/apps/v1"]["serverRelativeURL"].as_str().unwrap();
-        assert_eq!(url, format!("/openapi/v3/apis/apps/v1?hash={}", spec().v3["apis/apps/v1"].hash));
-        assert_eq!(spec().v3["api/v1"].hash.len(), 128);
-        let v2: Value = serde_json::from_slice(&spec().v2.body).unwrap();
+        assert_eq!(url, format!("/openapi/v3/apis/apps/v1?hash={}", v3().docs["apis/apps/v1"].hash));
+        assert_eq!(v3().docs["api/v1"].hash.len(), 128);
+        let v2: Value = serde_json::from_slice(&v2().json.body).unwrap();
         assert_eq!(v2["swagger"], "2.0");
         assert!(!v2.to_string().contains("#/components/"));
         let body = &v2["paths"]["/api/v1/namespaces/{namespace}/pods/{name}"]["patch"]["parameters"][0];

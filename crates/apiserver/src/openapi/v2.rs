@@ -13,7 +13,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Map, Value};
 
-use super::{serve, serve_as, spec, GroupVersion};
+use super::{serve, serve_as, v2, GroupVersion};
 
 /// Rewrite a v3 schema into v2 form, recursively.
 fn schema(v: &Value) -> Value {
@@ -88,14 +88,14 @@ fn operation(op: &Value) -> Value {
     Value::Object(out)
 }
 
-pub fn document(gvs: &[GroupVersion]) -> Value {
+pub fn document(gvs: impl Iterator<Item = GroupVersion>) -> Value {
     let mut definitions = Map::new();
     let mut paths = Map::new();
     for gv in gvs {
-        for (name, s) in &gv.schemas {
-            definitions.entry(name.clone()).or_insert_with(|| schema(s));
+        for (name, s) in gv.schemas {
+            definitions.entry(name).or_insert_with(|| schema(&s));
         }
-        for (path, item) in &gv.paths {
+        for (path, item) in gv.paths {
             let item: Map<String, Value> = item
                 .as_object()
                 .into_iter()
@@ -105,7 +105,7 @@ pub fn document(gvs: &[GroupVersion]) -> Value {
                     _ => (k.clone(), operation(v)),
                 })
                 .collect();
-            paths.insert(path.clone(), Value::Object(item));
+            paths.insert(path, Value::Object(item));
         }
     }
     json!({
@@ -129,8 +129,8 @@ pub fn serve_v2(headers: &HeaderMap) -> Response {
     let accept = headers.get("accept").and_then(|a| a.to_str().ok()).unwrap_or("*/*");
     for media in accept.split(',').map(|m| m.split(';').next().unwrap_or("").trim()) {
         match media {
-            PROTO | PROTO_OLD => return serve_as(&spec().v2_proto, PROTO, headers, &cache),
-            "application/json" | "application/*" | "*/*" => return serve(&spec().v2, headers, &cache),
+            PROTO | PROTO_OLD => return serve_as(&v2().proto, PROTO, headers, &cache),
+            "application/json" | "application/*" | "*/*" => return serve(&v2().json, headers, &cache),
             _ => {}
         }
     }

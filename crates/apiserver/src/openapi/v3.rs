@@ -13,7 +13,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Map, Value};
 
-use super::{accepts_json, serve, spec, Doc, GroupVersion};
+use super::{accepts_json, serve, v3, Doc, GroupVersion};
 
 pub fn document(gv: &GroupVersion) -> Value {
     json!({
@@ -35,12 +35,12 @@ pub fn index(docs: &BTreeMap<String, Doc>) -> Value {
 
 /// `GET /openapi/v3`.
 pub fn serve_index(headers: &HeaderMap) -> Response {
-    serve(&spec().v3_index, headers, &[("cache-control", "no-cache, private".into())])
+    serve(&v3().index, headers, &[("cache-control", "no-cache, private".into())])
 }
 
 /// `GET /openapi/v3/<gv>`; `None` when there is no such group-version.
 pub fn serve_group_version(gv: &str, hash: Option<&str>, headers: &HeaderMap) -> Option<Response> {
-    let doc = spec().v3.get(gv)?;
+    let doc = v3().docs.get(gv)?;
     if !accepts_json(headers) {
         return Some(StatusCode::NOT_ACCEPTABLE.into_response());
     }
@@ -69,7 +69,7 @@ mod tests {
     #[test]
     fn hash_urls_are_immutable_stale_ones_redirect_and_etags_revalidate() {
         let h = HeaderMap::new();
-        let hash = spec().v3["api/v1"].hash.clone();
+        let hash = v3().docs["api/v1"].hash.clone();
         let r = serve_group_version("api/v1", Some(&hash), &h).unwrap();
         assert_eq!(r.status(), StatusCode::OK);
         assert_eq!(header(&r, "cache-control"), "public, immutable");
