@@ -10,6 +10,7 @@
 //! - [`certs`] and [`server`]: PKI, kubeconfig, HTTPS and authentication.
 
 pub mod bootstrap;
+pub mod cached;
 pub mod certs;
 pub mod compactor;
 pub mod discovery;

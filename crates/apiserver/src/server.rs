@@ -117,7 +117,7 @@ async fn handle(
 fn discovery_root(headers: &HeaderMap, apis: bool) -> Response {
     use discovery::aggregated;
     match aggregated::negotiate(headers.get("accept").and_then(|a| a.to_str().ok())) {
-        Some(v) => (StatusCode::OK, [("content-type", v.content_type()), ("vary", "Accept".into())], aggregated::document(v, apis)).into_response(),
+        Some(v) => aggregated::serve(v, apis, headers),
         None => {
             let mut r = json_ok(if apis { discovery::api_group_list() } else { discovery::api_versions() });
             r.headers_mut().insert("vary", axum::http::HeaderValue::from_static("Accept"));

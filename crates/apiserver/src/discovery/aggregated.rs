@@ -11,7 +11,11 @@ use std::sync::OnceLock;
 
 use serde_json::{json, Value};
 
+use axum::http::HeaderMap;
+use axum::response::Response;
+
 use super::{subresource, verbs};
+use crate::cached::Doc;
 use crate::resources::{self, Resource};
 
 /// The aggregated discovery versions we serve, in our order of preference.
@@ -29,8 +33,11 @@ impl Version {
         }
     }
     /// The Content-Type of the answer, echoing the negotiated g/v/as.
-    pub fn content_type(self) -> String {
-        format!("application/json;g=apidiscovery.k8s.io;v={};as=APIGroupDiscoveryList", self.name())
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Version::V2 => "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList",
+            Version::V2beta1 => "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList",
+        }
     }
 }
 
@@ -111,13 +118,14 @@ fn list(version: Version, items: Vec<Value>) -> Value {
     json!({"kind": "APIGroupDiscoveryList", "apiVersion": format!("apidiscovery.k8s.io/{}", version.name()), "metadata": {}, "items": items})
 }
 
-/// The body for `/api` (`apis == false`) or `/apis`, built once per format:
-/// the resource table is static, so the documents are too.
-pub fn document(version: Version, apis: bool) -> &'static str {
-    static DOCS: OnceLock<[String; 4]> = OnceLock::new();
+/// The document for `/api` (`apis == false`) or `/apis`, built once per
+/// format: the resource table is static, so the documents are too, and
+/// they carry an ETag as upstream's do.
+pub fn document(version: Version, apis: bool) -> &'static Doc {
+    static DOCS: OnceLock<[Doc; 4]> = OnceLock::new();
     let docs = DOCS.get_or_init(|| {
-        let core = |v| list(v, vec![group("")]).to_string();
-        let named = |v| list(v, resources::groups().into_iter().map(group).collect()).to_string();
+        let core = |v| Doc::new(&list(v, vec![group("")]));
+        let named = |v| Doc::new(&list(v, resources::groups().into_iter().map(group).collect()));
         [core(Version::V2), named(Version::V2), core(Version::V2beta1), named(Version::V2beta1)]
     });
     let i = match version {
@@ -125,6 +133,11 @@ pub fn document(version: Version, apis: bool) -> &'static str {
         Version::V2beta1 => 2,
     };
     &docs[i + apis as usize]
+}
+
+/// Answer `/api` or `/apis` in the negotiated format.
+pub fn serve(version: Version, apis: bool, headers: &HeaderMap) -> Response {
+    crate::cached::serve_as(document(version, apis), version.content_type(), headers, &[])
 }
 
 #[cfg(test)]
@@ -144,17 +157,27 @@ mod tests {
 
     #[test]
     fn documents_carry_resources_scopes_and_subresources() {
-        let core: Value = serde_json::from_str(document(Version::V2, false)).unwrap();
+        let core: Value = serde_json::from_slice(&document(Version::V2, false).body).unwrap();
         assert_eq!(core["apiVersion"], "apidiscovery.k8s.io/v2");
         let pods = core["items"][0]["versions"][0]["resources"].as_array().unwrap().iter().find(|r| r["resource"] == "pods").unwrap();
         assert_eq!(pods["shortNames"], json!(["po"]));
         assert_eq!(pods["scope"], "Namespaced");
         assert_eq!(pods["categories"], json!(["all"]));
-        let apps: Value = serde_json::from_str(document(Version::V2beta1, true)).unwrap();
+        let apps: Value = serde_json::from_slice(&document(Version::V2beta1, true).body).unwrap();
         assert_eq!(apps["apiVersion"], "apidiscovery.k8s.io/v2beta1");
         let deploy = &apps["items"][0]["versions"][0]["resources"][0];
         assert_eq!(deploy["resource"], "deployments");
         let scale = deploy["subresources"].as_array().unwrap().iter().find(|s| s["subresource"] == "scale").unwrap();
         assert_eq!(scale["responseKind"], json!({"group": "autoscaling", "version": "v1", "kind": "Scale"}));
+    }
+
+    #[test]
+    fn served_with_negotiated_type_and_etag() {
+        let r = serve(Version::V2beta1, true, &HeaderMap::new());
+        assert_eq!(r.headers()["content-type"], "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList");
+        let etag = r.headers()["etag"].clone();
+        let mut h = HeaderMap::new();
+        h.insert("if-none-match", etag);
+        assert_eq!(serve(Version::V2beta1, true, &h).status(), axum::http::StatusCode::NOT_MODIFIED);
     }
 }

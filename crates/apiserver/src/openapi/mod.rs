@@ -22,30 +22,12 @@ pub mod v3;
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
-use axum::body::Bytes;
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::HeaderMap;
 use serde_json::{Map, Value};
 
+pub(crate) use crate::cached::{serve, serve_as, Doc};
+
 use crate::resources::{self, Resource};
-
-/// A served document: its bytes and upstream's hash of them (upper-case
-/// hex SHA-512), which is both the ETag and the `?hash=` of its URL.
-pub struct Doc {
-    pub body: Bytes,
-    pub hash: String,
-}
-
-impl Doc {
-    fn new(v: &Value) -> Doc {
-        Doc::from_bytes(serde_json::to_vec(v).expect("serializable"))
-    }
-    fn from_bytes(body: Vec<u8>) -> Doc {
-        let digest = ring::digest::digest(&ring::digest::SHA512, &body);
-        let hash = digest.as_ref().iter().map(|b| format!("{b:02X}")).collect();
-        Doc { body: body.into(), hash }
-    }
-}
 
 /// One group-version's v3 document content, before serialization.
 pub struct GroupVersion {
@@ -117,31 +99,6 @@ pub fn v2() -> &'static V2 {
         tracing::info!(elapsed = ?started.elapsed(), "OpenAPI v2 document built");
         v2
     })
-}
-
-/// Answer with `doc` as JSON the way kube-openapi's handlers do: quoted
-/// ETag, 304 on a matching `If-None-Match`, and `Vary: Accept` since the
-/// same URL may be served as protobuf.
-pub(crate) fn serve(doc: &Doc, req: &HeaderMap, extra: &[(&'static str, String)]) -> Response {
-    serve_as(doc, "application/json", req, extra)
-}
-
-pub(crate) fn serve_as(doc: &Doc, content_type: &'static str, req: &HeaderMap, extra: &[(&'static str, String)]) -> Response {
-    let etag = format!("\"{}\"", doc.hash);
-    let matches = req.get("if-none-match").and_then(|v| v.to_str().ok()).is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
-    let mut resp = if matches { StatusCode::NOT_MODIFIED.into_response() } else { (StatusCode::OK, doc.body.clone()).into_response() };
-    let h = resp.headers_mut();
-    if !matches {
-        h.insert("content-type", HeaderValue::from_static(content_type));
-    }
-    h.insert("etag", HeaderValue::from_str(&etag).unwrap());
-    h.insert("vary", HeaderValue::from_static("Accept"));
-    for (k, v) in extra {
-        if let Ok(v) = HeaderValue::from_str(v) {
-            h.insert(*k, v);
-        }
-    }
-    resp
 }
 
 /// Whether an `Accept` header admits JSON (absent means anything).
