@@ -169,6 +169,11 @@ fn explain_reads_the_served_schemas() {
         for field in ["  image\t<string>", "  name\t<string> -required-", "  env\t<[]EnvVar>", "  ports\t<[]ContainerPort>", "  resources\t<ResourceRequirements>"] {
             assert!(out.contains(field), "1.{v}: no {field:?} in {out}");
         }
+        // The documents are cached by hash: a second explain revalidates the
+        // index (304) and reads the group-version document from disk.
+        let (again, log) = k.ok2(&["explain", "pod.spec.containers", "-v=8"]);
+        assert_eq!(again, out);
+        assert!(log.contains("public, immutable") && log.contains("X-From-Cache: 1"), "1.{v}: {log}");
         let out = k.ok(&["explain", "deployment.spec", "--recursive"]);
         assert!(out.contains("GROUP:      apps\nKIND:       Deployment\nVERSION:    v1\n"), "1.{v}: {out}");
         assert!(out.contains("FIELD: spec <DeploymentSpec>"), "1.{v}: {out}");
