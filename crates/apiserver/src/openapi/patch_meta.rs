@@ -91,3 +91,19 @@ pub fn annotate(defs: &mut Map<String, Value>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::TABLE;
+
+    /// Every entry names a property that exists in a served schema, so a typo
+    /// or an upstream rename cannot silently drop an extension.
+    #[test]
+    fn every_entry_lands_on_a_served_property() {
+        let docs: Vec<serde_json::Value> = super::super::v3().docs.values().map(|d| serde_json::from_slice(&d.body).unwrap()).collect();
+        for (schema, prop, ..) in TABLE {
+            let found = docs.iter().any(|d| d["components"]["schemas"][schema]["properties"].get(prop).is_some());
+            assert!(found, "{schema}.{prop} is not in any served schema");
+        }
+    }
+}
