@@ -129,6 +129,11 @@ mod tests {
         assert_eq!(patch["x-kubernetes-group-version-kind"]["kind"], "Pod");
         assert!(patch["parameters"].as_array().unwrap().iter().any(|p| p["name"] == "fieldValidation"));
         assert!(patch["requestBody"]["content"].get("application/strategic-merge-patch+json").is_some());
+        let pods = &core["paths"]["/api/v1/namespaces/{namespace}/pods"];
+        assert_eq!(pods["get"]["operationId"], "listCoreV1NamespacedPod");
+        assert_eq!(pods["delete"]["operationId"], "deleteCoreV1CollectionNamespacedPod");
+        assert_eq!(core["paths"]["/api/v1/pods"]["get"]["operationId"], "listCoreV1PodForAllNamespaces");
+        assert_eq!(core["paths"]["/api/v1/namespaces/{namespace}/pods/{name}/status"]["patch"]["operationId"], "patchCoreV1NamespacedPodStatus");
         let apps = gv("apis/apps/v1");
         assert!(apps["components"]["schemas"]["io.k8s.api.apps.v1.DeploymentList"].is_object());
         assert!(apps["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}/scale"]["get"]["responses"]["200"].is_object());

@@ -128,7 +128,9 @@ pub fn add(paths: &mut Map<String, Value>, n: &KindNames, schema_of: &dyn Fn(&st
     let r = n.res;
     let gv = if r.group.is_empty() { "/api/v1".to_string() } else { format!("/apis/{}/{}", r.group, r.version) };
     let scope = if r.namespaced { "Namespaced" } else { "" };
-    let ident = format!("{}{}{scope}{}", group_ident(r.group), r.version[..1].to_uppercase() + &r.version[1..], r.kind);
+    // Operation ids as upstream: `listCoreV1NamespacedPod`, `deleteAppsV1CollectionNamespacedDeployment`.
+    let gv_ident = format!("{}{}", group_ident(r.group), r.version[..1].to_uppercase() + &r.version[1..]);
+    let ident = format!("{gv_ident}{scope}{}", r.kind);
     let base = if r.namespaced { format!("{gv}/namespaces/{{namespace}}/{}", r.plural) } else { format!("{gv}/{}", r.plural) };
     let gvk = (r.group, r.version, r.kind);
     let status = format!("{META}.Status");
@@ -148,7 +150,7 @@ pub fn add(paths: &mut Map<String, Value>, n: &KindNames, schema_of: &dyn Fn(&st
             "patch" => format!("partially update the specified {}", r.kind),
             _ => format!("delete a {}", r.kind),
         };
-        let id = if verb == "deletecollection" { format!("deleteCollection{ident}") } else { id };
+        let id = if verb == "deletecollection" { format!("delete{gv_ident}Collection{scope}{}", r.kind) } else { id };
         render(Op { r, gvk, action, id, desc, params, body, response })
     };
 
@@ -205,7 +207,7 @@ pub fn add(paths: &mut Map<String, Value>, n: &KindNames, schema_of: &dyn Fn(&st
         paths.insert(
             format!("{gv}/{}", r.plural),
             json!({
-                "get": render(Op { r, gvk, action: "list", id: format!("list{}{}{}ForAllNamespaces", group_ident(r.group), r.version[..1].to_uppercase() + &r.version[1..], r.kind),
+                "get": render(Op { r, gvk, action: "list", id: format!("list{gv_ident}{}ForAllNamespaces", r.kind),
                     desc: format!("list or watch objects of kind {}", r.kind), params: list_params(), body: None, response: (n.list.clone(), &["200"]) }),
                 "parameters": [query("pretty", "string", "If 'true', then the output is pretty printed.")],
             }),
