@@ -99,6 +99,10 @@ impl Request {
     fn wants_table(&self) -> bool {
         self.headers.get("accept").and_then(|a| a.to_str().ok()).is_some_and(|a| a.contains("as=Table"))
     }
+    /// `includeObject` and `noHeaders` of a Table request (metav1.TableOptions).
+    fn table_options(&self) -> ApiResult<table::Options> {
+        table::Options::parse(self.q("includeObject"), self.q("noHeaders"))
+    }
 }
 
 pub async fn dispatch(storage: &Storage, req: Request) -> ApiResult<Response> {
@@ -154,7 +158,7 @@ pub(crate) async fn current(storage: &Storage, t: &Target) -> ApiResult<(Value, 
 async fn get(storage: &Storage, req: &Request) -> ApiResult<Response> {
     let (obj, _) = current(storage, &req.target).await?;
     if req.wants_table() {
-        return Ok(json_response(StatusCode::OK, &table::table(req.target.res, &[obj], None)));
+        return Ok(json_response(StatusCode::OK, &table::table(req.target.res, &[obj], None, req.table_options()?)));
     }
     Ok(json_response(StatusCode::OK, &obj))
 }
@@ -806,7 +810,7 @@ async fn list(storage: &Storage, req: &Request) -> ApiResult<Response> {
         start = Some(next);
     }
     if req.wants_table() {
-        return Ok(json_response(StatusCode::OK, &table::table(t.res, &items, Some((rev, cont)))));
+        return Ok(json_response(StatusCode::OK, &table::table(t.res, &items, Some((rev, cont)), req.table_options()?)));
     }
     Ok(json_response(StatusCode::OK, &list_object(t.res, items, rev, cont, remaining)))
 }
