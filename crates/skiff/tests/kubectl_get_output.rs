@@ -1,0 +1,296 @@
+//! `kubectl get` and `kubectl get -o wide` print exactly upstream's columns
+//! and cells for the built-in kinds (the server's `as=Table` output), with
+//! kubectl 1.27 and 1.33. Objects are created with kubectl 1.31
+//! (`--validate=false`) and given realistic status through `--subresource=status`.
+
+mod common;
+
+use common::{Kubectl, SkiffServer};
+
+const OBJECTS: &str = r#"
+apiVersion: v1
+kind: Node
+metadata: {name: node-1, labels: {node-role.kubernetes.io/control-plane: "", node-role.kubernetes.io/worker: ""}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: running, namespace: default, labels: {app: web}}
+spec: {nodeName: node-1, containers: [{name: a, image: nginx}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: crashing, namespace: default}
+spec: {nodeName: node-1, containers: [{name: a, image: nginx}, {name: b, image: busybox}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: initializing, namespace: default}
+spec: {nodeName: node-1, initContainers: [{name: init, image: busybox}], containers: [{name: a, image: nginx}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: completed, namespace: default}
+spec: {nodeName: node-1, restartPolicy: Never, containers: [{name: a, image: busybox}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: pending, namespace: default}
+spec: {containers: [{name: a, image: nginx}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: zz-terminating, namespace: default, finalizers: [example.com/hold]}
+spec: {containers: [{name: a, image: nginx}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: default}
+spec: {type: NodePort, clusterIP: 10.96.100.100, selector: {app: web, tier: fe}, ports: [{name: http, port: 80, nodePort: 30080, protocol: TCP}, {name: dns, port: 53, nodePort: 30053, protocol: UDP}]}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: default}
+spec:
+  replicas: 3
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: web, image: nginx:1.25}, {name: log, image: busybox}]}
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: db, namespace: default}
+spec:
+  replicas: 2
+  serviceName: db
+  selector: {matchLabels: {app: db}}
+  template:
+    metadata: {labels: {app: db}}
+    spec: {containers: [{name: db, image: postgres}]}
+---
+apiVersion: batch/v1
+kind: Job
+metadata: {name: pi, namespace: default}
+spec:
+  completions: 2
+  template:
+    spec: {restartPolicy: Never, containers: [{name: pi, image: perl}]}
+---
+apiVersion: batch/v1
+kind: CronJob
+metadata: {name: hello, namespace: default}
+spec:
+  schedule: "*/5 * * * *"
+  suspend: true
+  jobTemplate:
+    spec:
+      template:
+        spec: {restartPolicy: OnFailure, containers: [{name: hello, image: busybox}]}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: cfg, namespace: default}
+data: {a: "1", b: "2"}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: tls, namespace: default}
+type: kubernetes.io/tls
+data: {tls.crt: "", tls.key: ""}
+---
+apiVersion: coordination.k8s.io/v1
+kind: Lease
+metadata: {name: node-1, namespace: default}
+spec: {holderIdentity: node-1_abc}
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata: {name: web, namespace: default}
+spec: {minAvailable: "50%", selector: {matchLabels: {app: web}}}
+---
+apiVersion: v1
+kind: PersistentVolume
+metadata: {name: pv-1}
+spec: {capacity: {storage: 10Gi}, accessModes: [ReadWriteOnce, ReadWriteMany], persistentVolumeReclaimPolicy: Retain, storageClassName: fast, hostPath: {path: /tmp/pv}}
+---
+apiVersion: v1
+kind: Event
+metadata: {name: running.1, namespace: default}
+involvedObject: {kind: Pod, name: running, namespace: default, fieldPath: "spec.containers{a}"}
+reason: Pulled
+message: Successfully pulled image "nginx"
+type: Normal
+source: {component: kubelet, host: node-1}
+count: 3
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: view, namespace: default}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: view}
+subjects: [{kind: User, name: alice}, {kind: ServiceAccount, name: bot, namespace: ci}]
+"#;
+
+/// Cells of kubectl's printed table, cut at the header's column starts (so
+/// empty cells stay in place).
+fn parse(out: &str) -> (Vec<String>, Vec<Vec<String>>) {
+    let mut lines = out.lines();
+    let header = lines.next().expect("a header line");
+    let mut starts = vec![0];
+    let b = header.as_bytes();
+    for i in 2..b.len() {
+        if b[i] != b' ' && b[i - 1] == b' ' && b[i - 2] == b' ' {
+            starts.push(i);
+        }
+    }
+    let cut = |line: &str| -> Vec<String> {
+        starts
+            .iter()
+            .enumerate()
+            .map(|(n, &s)| {
+                let e = starts.get(n + 1).copied().unwrap_or(line.len()).min(line.len());
+                line.get(s.min(line.len())..e).unwrap_or("").trim().to_string()
+            })
+            .collect()
+    };
+    (cut(header), lines.map(cut).collect())
+}
+
+/// A cell pattern: `AGE` matches any short age (`0s`..`59s`), else exact.
+fn same(got: &[String], want: &[&str]) -> bool {
+    got.len() == want.len()
+        && got.iter().zip(want).all(|(g, w)| {
+            if *w == "AGE" { g.ends_with('s') && g[..g.len() - 1].parse::<u32>().is_ok_and(|n| n < 120) } else { g == w }
+        })
+}
+
+fn check(k: &Kubectl, args: &[&str], header: &[&str], rows: &[&[&str]]) {
+    let out = k.ok(args);
+    let (h, got) = parse(&out);
+    assert_eq!(h, header, "kubectl {args:?}:\n{out}");
+    assert_eq!(got.len(), rows.len(), "kubectl {args:?}:\n{out}");
+    for (g, w) in got.iter().zip(rows) {
+        assert!(same(g, w), "kubectl {args:?}: row {g:?} should be {w:?}\n{out}");
+    }
+}
+
+fn ago(secs: u64) -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() - secs;
+    let out = std::process::Command::new("date").args(["-u", "-d", &format!("@{now}"), "+%Y-%m-%dT%H:%M:%SZ"]).output().unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+fn status(k: &Kubectl, kind: &str, name: &str, status: String) {
+    k.ok(&["patch", kind, name, "--subresource=status", "--type=merge", "-p", &format!(r#"{{"status":{status}}}"#)]);
+}
+
+fn setup(k: &Kubectl, dir: &std::path::Path) {
+    let file = dir.join("objects.yaml");
+    std::fs::write(&file, OBJECTS).unwrap();
+    k.ok(&["create", "-f", file.to_str().unwrap(), "--validate=false"]);
+    let twenty = ago(20 * 60);
+    status(k, "node", "node-1", r#"{"conditions":[{"type":"Ready","status":"True","reason":"KubeletReady"}],"addresses":[{"type":"InternalIP","address":"10.0.0.1"},{"type":"Hostname","address":"node-1"}],
+        "nodeInfo":{"kubeletVersion":"v1.33.0","osImage":"Debian GNU/Linux 12 (bookworm)","kernelVersion":"6.1.0-18-amd64","containerRuntimeVersion":"containerd://1.7.13","machineID":"","systemUUID":"","bootID":"","kubeProxyVersion":"","operatingSystem":"linux","architecture":"amd64"}}"#.into());
+    k.ok(&["cordon", "node-1"]);
+    status(k, "pod", "running", format!(r#"{{"phase":"Running","podIP":"10.244.0.5","podIPs":[{{"ip":"10.244.0.5"}}],"conditions":[{{"type":"Ready","status":"True"}}],
+        "containerStatuses":[{{"name":"a","image":"nginx","imageID":"","ready":true,"restartCount":3,"state":{{"running":{{"startedAt":"{twenty}"}}}},"lastState":{{"terminated":{{"exitCode":1,"finishedAt":"{twenty}"}}}}}}]}}"#));
+    status(k, "pod", "crashing", r#"{"phase":"Running","podIPs":[{"ip":"10.244.0.6"}],"containerStatuses":[
+        {"name":"a","image":"nginx","imageID":"","ready":true,"restartCount":0,"state":{"running":{}}},
+        {"name":"b","image":"busybox","imageID":"","ready":false,"restartCount":0,"state":{"waiting":{"reason":"CrashLoopBackOff"}}}]}"#.into());
+    status(k, "pod", "initializing", r#"{"phase":"Pending","initContainerStatuses":[{"name":"init","image":"busybox","imageID":"","ready":false,"restartCount":0,"state":{"running":{}}}],
+        "containerStatuses":[{"name":"a","image":"nginx","imageID":"","ready":false,"restartCount":0,"state":{"waiting":{"reason":"PodInitializing"}}}]}"#.into());
+    status(k, "pod", "completed", r#"{"phase":"Succeeded","containerStatuses":[{"name":"a","image":"busybox","imageID":"","ready":false,"restartCount":0,"state":{"terminated":{"exitCode":0,"reason":"Completed"}}}]}"#.into());
+    k.ok(&["delete", "pod", "zz-terminating", "--wait=false"]);
+    status(k, "deployment", "web", r#"{"replicas":3,"updatedReplicas":3,"readyReplicas":2,"availableReplicas":2}"#.into());
+    status(k, "statefulset", "db", r#"{"replicas":2,"readyReplicas":1}"#.into());
+    status(k, "job", "pi", format!(r#"{{"succeeded":2,"startTime":"{}","completionTime":"{}","conditions":[{{"type":"Complete","status":"True"}}]}}"#, ago(600), ago(555)));
+    status(k, "pdb", "web", r#"{"disruptionsAllowed":1,"currentHealthy":2,"desiredHealthy":1,"expectedPods":2}"#.into());
+    status(k, "pv", "pv-1", r#"{"phase":"Available"}"#.into());
+}
+
+fn assert_output(k: &Kubectl) {
+    let pods: &[&[&str]] = &[
+        &["completed", "0/1", "Completed", "0", "AGE"],
+        &["crashing", "1/2", "CrashLoopBackOff", "0", "AGE"],
+        &["initializing", "0/1", "Init:0/1", "0", "AGE"],
+        &["pending", "0/1", "Pending", "0", "AGE"],
+        &["running", "1/1", "Running", "3 (20m ago)", "AGE"],
+        &["zz-terminating", "0/1", "Terminating", "0", "AGE"],
+    ];
+    check(k, &["get", "pods"], &["NAME", "READY", "STATUS", "RESTARTS", "AGE"], pods);
+    check(
+        k,
+        &["get", "pods", "-o", "wide"],
+        &["NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "NODE", "NOMINATED NODE", "READINESS GATES"],
+        &[
+            &["completed", "0/1", "Completed", "0", "AGE", "<none>", "node-1", "<none>", "<none>"],
+            &["crashing", "1/2", "CrashLoopBackOff", "0", "AGE", "10.244.0.6", "node-1", "<none>", "<none>"],
+            &["initializing", "0/1", "Init:0/1", "0", "AGE", "<none>", "node-1", "<none>", "<none>"],
+            &["pending", "0/1", "Pending", "0", "AGE", "<none>", "<none>", "<none>", "<none>"],
+            &["running", "1/1", "Running", "3 (20m ago)", "AGE", "10.244.0.5", "node-1", "<none>", "<none>"],
+            &["zz-terminating", "0/1", "Terminating", "0", "AGE", "<none>", "<none>", "<none>", "<none>"],
+        ],
+    );
+    check(k, &["get", "pods", "-l", "app=web", "--show-labels"], &["NAME", "READY", "STATUS", "RESTARTS", "AGE", "LABELS"], &[&["running", "1/1", "Running", "3 (20m ago)", "AGE", "app=web"]]);
+    check(k, &["get", "nodes"], &["NAME", "STATUS", "ROLES", "AGE", "VERSION"], &[&["node-1", "Ready,SchedulingDisabled", "control-plane,worker", "AGE", "v1.33.0"]]);
+    check(
+        k,
+        &["get", "nodes", "-o", "wide"],
+        &["NAME", "STATUS", "ROLES", "AGE", "VERSION", "INTERNAL-IP", "EXTERNAL-IP", "OS-IMAGE", "KERNEL-VERSION", "CONTAINER-RUNTIME"],
+        &[&["node-1", "Ready,SchedulingDisabled", "control-plane,worker", "AGE", "v1.33.0", "10.0.0.1", "<none>", "Debian GNU/Linux 12 (bookworm)", "6.1.0-18-amd64", "containerd://1.7.13"]],
+    );
+    let svc = ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE"];
+    let kubernetes = ["kubernetes", "ClusterIP", "10.96.0.1", "<none>", "443/TCP", "AGE"];
+    let web = ["web", "NodePort", "10.96.100.100", "<none>", "80:30080/TCP,53:30053/UDP", "AGE"];
+    check(k, &["get", "services"], &svc, &[&kubernetes, &web]);
+    let svc_wide = [&svc[..], &["SELECTOR"]].concat();
+    check(k, &["get", "services", "-o", "wide"], &svc_wide, &[&[&kubernetes[..], &["<none>"]].concat(), &[&web[..], &["app=web,tier=fe"]].concat()]);
+    check(k, &["get", "deployments"], &["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"], &[&["web", "2/3", "3", "2", "AGE"]]);
+    check(
+        k,
+        &["get", "deployments", "-o", "wide"],
+        &["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE", "CONTAINERS", "IMAGES", "SELECTOR"],
+        &[&["web", "2/3", "3", "2", "AGE", "web,log", "nginx:1.25,busybox", "app=web"]],
+    );
+    check(k, &["get", "statefulsets", "-o", "wide"], &["NAME", "READY", "AGE", "CONTAINERS", "IMAGES"], &[&["db", "1/2", "AGE", "db", "postgres"]]);
+    check(k, &["get", "jobs"], &["NAME", "STATUS", "COMPLETIONS", "DURATION", "AGE"], &[&["pi", "Complete", "2/2", "45s", "AGE"]]);
+    check(
+        k,
+        &["get", "cronjobs"],
+        &["NAME", "SCHEDULE", "TIMEZONE", "SUSPEND", "ACTIVE", "LAST SCHEDULE", "AGE"],
+        &[&["hello", "*/5 * * * *", "<none>", "True", "0", "<none>", "AGE"]],
+    );
+    check(k, &["get", "configmaps", "cfg"], &["NAME", "DATA", "AGE"], &[&["cfg", "2", "AGE"]]);
+    check(k, &["get", "secrets"], &["NAME", "TYPE", "DATA", "AGE"], &[&["tls", "kubernetes.io/tls", "2", "AGE"]]);
+    check(k, &["get", "leases"], &["NAME", "HOLDER", "AGE"], &[&["node-1", "node-1_abc", "AGE"]]);
+    check(k, &["get", "pdb"], &["NAME", "MIN AVAILABLE", "MAX UNAVAILABLE", "ALLOWED DISRUPTIONS", "AGE"], &[&["web", "50%", "N/A", "1", "AGE"]]);
+    check(
+        k,
+        &["get", "priorityclasses"],
+        &["NAME", "VALUE", "GLOBAL-DEFAULT", "AGE", "PREEMPTIONPOLICY"],
+        &[&["system-cluster-critical", "2000000000", "false", "AGE", "PreemptLowerPriority"], &["system-node-critical", "2000001000", "false", "AGE", "PreemptLowerPriority"]],
+    );
+    check(
+        k,
+        &["get", "pv"],
+        &["NAME", "CAPACITY", "ACCESS MODES", "RECLAIM POLICY", "STATUS", "CLAIM", "STORAGECLASS", "VOLUMEATTRIBUTESCLASS", "REASON", "AGE"],
+        &[&["pv-1", "10Gi", "RWO,RWX", "Retain", "Available", "", "fast", "<unset>", "", "AGE"]],
+    );
+    check(
+        k,
+        &["get", "events", "-o", "wide"],
+        &["LAST SEEN", "TYPE", "REASON", "OBJECT", "SUBOBJECT", "SOURCE", "MESSAGE", "FIRST SEEN", "COUNT", "NAME"],
+        &[&["<unknown>", "Normal", "Pulled", "pod/running", "spec.containers{a}", "kubelet, node-1", "Successfully pulled image \"nginx\"", "<unknown>", "3", "running.1"]],
+    );
+    check(k, &["get", "rolebindings", "-o", "wide"], &["NAME", "ROLE", "AGE", "USERS", "GROUPS", "SERVICEACCOUNTS"], &[&["view", "ClusterRole/view", "AGE", "alice", "", "ci:bot"]]);
+    check(k, &["get", "namespaces", "default"], &["NAME", "STATUS", "AGE"], &[&["default", "Active", "AGE"]]);
+}
+
+#[test]
+fn kubectl_get_prints_upstream_columns_for_1_27_and_1_33() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = SkiffServer::start(dir.path());
+    setup(&Kubectl::new(31, &server.kubeconfig), dir.path());
+    for v in [27, 33] {
+        assert_output(&Kubectl::new(v, &server.kubeconfig));
+    }
+}
