@@ -821,12 +821,35 @@ fn event_line(kind: &str, obj: &Value) -> Bytes {
     Bytes::from(s)
 }
 
+/// Renders watch events: objects as they are, or, for a Table watch, as a
+/// one-row Table each, with the column definitions only in the first.
+struct Events {
+    res: &'static Resource,
+    table: Option<table::Options>,
+    headers_sent: std::sync::atomic::AtomicBool,
+}
+
+impl Events {
+    fn line(&self, kind: &str, obj: &Value) -> Bytes {
+        match self.table {
+            Some(mut opts) if matches!(kind, "ADDED" | "MODIFIED" | "DELETED") => {
+                if self.headers_sent.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                    opts.no_headers = true;
+                }
+                event_line(kind, &table::table(self.res, std::slice::from_ref(obj), None, opts))
+            }
+            _ => event_line(kind, obj),
+        }
+    }
+}
+
 async fn watch(storage: &Storage, req: &Request) -> ApiResult<Response> {
     let t = &req.target;
     let res = t.res;
     let (labels, fields) = selectors(req)?;
     let prefix = list_prefix(t);
     let mut initial = Vec::new();
+    let render = std::sync::Arc::new(Events { res, table: req.wants_table().then(|| req.table_options()).transpose()?, headers_sent: false.into() });
     let after = match req.q("resourceVersion") {
         // No version: the current state as ADDED events, then changes.
         None | Some("0") => {
@@ -834,7 +857,7 @@ async fn watch(storage: &Storage, req: &Request) -> ApiResult<Response> {
             for kv in &listed.items {
                 let obj = decode(kv)?;
                 if matches(res, &obj, &labels, &fields) {
-                    initial.push(event_line("ADDED", &obj));
+                    initial.push(render.line("ADDED", &obj));
                 }
             }
             listed.revision
@@ -858,7 +881,7 @@ async fn watch(storage: &Storage, req: &Request) -> ApiResult<Response> {
                     "BOOKMARK",
                     &json!({"kind": res.kind, "apiVersion": api_version, "metadata": {"resourceVersion": b.revision.to_string()}}),
                 )],
-                Ok(b) => b.events.iter().filter_map(|e| translate(res, e, &labels, &fields)).collect(),
+                Ok(b) => b.events.iter().filter_map(|e| translate(&render, e, &labels, &fields)).collect(),
             };
             futures::stream::iter(lines)
         });
@@ -868,21 +891,22 @@ async fn watch(storage: &Storage, req: &Request) -> ApiResult<Response> {
 
 /// One store event as a watch event, with selector transitions: an object
 /// that stops matching is DELETED for this watcher, one that starts is ADDED.
-fn translate(res: &Resource, e: &etcdpb::Event, labels: &Selector, fields: &Selector) -> Option<Bytes> {
+fn translate(render: &Events, e: &etcdpb::Event, labels: &Selector, fields: &Selector) -> Option<Bytes> {
+    let res = render.res;
     let kv = e.kv.as_ref()?;
     let prev = e.prev_kv.as_ref().and_then(|p| decode(p).ok());
     let prev_matches = prev.as_ref().is_some_and(|p| matches(res, p, labels, fields));
     if e.r#type == 1 {
         let mut obj = prev?;
         obj["metadata"]["resourceVersion"] = Value::String(kv.mod_revision.to_string());
-        return prev_matches.then(|| event_line("DELETED", &obj));
+        return prev_matches.then(|| render.line("DELETED", &obj));
     }
     let obj = decode(kv).ok()?;
     let now_matches = matches(res, &obj, labels, fields);
     match (prev_matches, now_matches) {
-        (true, true) if kv.create_revision != kv.mod_revision => Some(event_line("MODIFIED", &obj)),
-        (_, true) => Some(event_line("ADDED", &obj)),
-        (true, false) => Some(event_line("DELETED", &obj)),
+        (true, true) if kv.create_revision != kv.mod_revision => Some(render.line("MODIFIED", &obj)),
+        (_, true) => Some(render.line("ADDED", &obj)),
+        (true, false) => Some(render.line("DELETED", &obj)),
         (false, false) => None,
     }
 }

@@ -128,6 +128,62 @@ kind: RoleBinding
 metadata: {name: view, namespace: default}
 roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: view}
 subjects: [{kind: User, name: alice}, {kind: ServiceAccount, name: bot, namespace: ci}]
+---
+apiVersion: apps/v1
+kind: ReplicaSet
+metadata: {name: web-abc, namespace: default}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web, pod-template-hash: abc}}
+  template:
+    metadata: {labels: {app: web, pod-template-hash: abc}}
+    spec: {containers: [{name: web, image: nginx:1.25}]}
+---
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: agent, namespace: default}
+spec:
+  selector: {matchLabels: {app: agent}}
+  template:
+    metadata: {labels: {app: agent}}
+    spec: {nodeSelector: {kubernetes.io/os: linux}, containers: [{name: agent, image: busybox}]}
+---
+apiVersion: v1
+kind: ReplicationController
+metadata: {name: old, namespace: default}
+spec:
+  replicas: 1
+  selector: {app: old}
+  template:
+    metadata: {labels: {app: old}}
+    spec: {containers: [{name: old, image: nginx}]}
+---
+apiVersion: v1
+kind: Endpoints
+metadata: {name: web, namespace: default}
+subsets: [{addresses: [{ip: 10.244.0.5}, {ip: 10.244.0.6}], ports: [{name: http, port: 80}, {name: dns, port: 53, protocol: UDP}]}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: web-xyz, namespace: default}
+addressType: IPv4
+ports: [{name: http, port: 80}]
+endpoints: [{addresses: [10.244.0.5]}, {addresses: [10.244.0.6]}]
+---
+apiVersion: v1
+kind: ResourceQuota
+metadata: {name: quota, namespace: default}
+spec: {hard: {pods: "10", limits.cpu: "4", requests.memory: 1Gi}}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: data, namespace: default}
+spec: {accessModes: [ReadWriteOnce], storageClassName: fast, volumeMode: Filesystem, resources: {requests: {storage: 1Gi}}}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: bot, namespace: default}
+secrets: [{name: bot-token}]
 "#;
 
 /// Cells of kubectl's printed table, cut at the header's column starts (so
@@ -205,6 +261,11 @@ fn setup(k: &Kubectl, dir: &std::path::Path) {
     status(k, "job", "pi", format!(r#"{{"succeeded":2,"startTime":"{}","completionTime":"{}","conditions":[{{"type":"Complete","status":"True"}}]}}"#, ago(600), ago(555)));
     status(k, "pdb", "web", r#"{"disruptionsAllowed":1,"currentHealthy":2,"desiredHealthy":1,"expectedPods":2}"#.into());
     status(k, "pv", "pv-1", r#"{"phase":"Available"}"#.into());
+    status(k, "replicaset", "web-abc", r#"{"replicas":2,"readyReplicas":1}"#.into());
+    status(k, "daemonset", "agent", r#"{"desiredNumberScheduled":1,"currentNumberScheduled":1,"numberReady":1,"updatedNumberScheduled":1,"numberAvailable":1,"numberMisscheduled":0}"#.into());
+    status(k, "rc", "old", r#"{"replicas":1,"readyReplicas":1}"#.into());
+    status(k, "resourcequota", "quota", r#"{"hard":{"pods":"10","limits.cpu":"4","requests.memory":"1Gi"},"used":{"pods":"6","limits.cpu":"500m"}}"#.into());
+    status(k, "pvc", "data", r#"{"phase":"Pending"}"#.into());
 }
 
 fn assert_output(k: &Kubectl) {
@@ -283,6 +344,53 @@ fn assert_output(k: &Kubectl) {
     );
     check(k, &["get", "rolebindings", "-o", "wide"], &["NAME", "ROLE", "AGE", "USERS", "GROUPS", "SERVICEACCOUNTS"], &[&["view", "ClusterRole/view", "AGE", "alice", "", "ci:bot"]]);
     check(k, &["get", "namespaces", "default"], &["NAME", "STATUS", "AGE"], &[&["default", "Active", "AGE"]]);
+    check(
+        k,
+        &["get", "replicasets", "-o", "wide"],
+        &["NAME", "DESIRED", "CURRENT", "READY", "AGE", "CONTAINERS", "IMAGES", "SELECTOR"],
+        &[&["web-abc", "2", "2", "1", "AGE", "web", "nginx:1.25", "app=web,pod-template-hash=abc"]],
+    );
+    check(
+        k,
+        &["get", "daemonsets", "-o", "wide"],
+        &["NAME", "DESIRED", "CURRENT", "READY", "UP-TO-DATE", "AVAILABLE", "NODE SELECTOR", "AGE", "CONTAINERS", "IMAGES", "SELECTOR"],
+        &[&["agent", "1", "1", "1", "1", "1", "kubernetes.io/os=linux", "AGE", "agent", "busybox", "app=agent"]],
+    );
+    check(k, &["get", "rc"], &["NAME", "DESIRED", "CURRENT", "READY", "AGE"], &[&["old", "1", "1", "1", "AGE"]]);
+    check(k, &["get", "endpoints", "web"], &["NAME", "ENDPOINTS", "AGE"], &[&["web", "10.244.0.5:80,10.244.0.6:80,10.244.0.5:53 + 1 more...", "AGE"]]);
+    check(k, &["get", "endpointslices"], &["NAME", "ADDRESSTYPE", "PORTS", "ENDPOINTS", "AGE"], &[&["web-xyz", "IPv4", "80", "10.244.0.5,10.244.0.6", "AGE"]]);
+    check(k, &["get", "quota"], &["NAME", "AGE", "REQUEST", "LIMIT"], &[&["quota", "AGE", "pods: 6/10, requests.memory: 0/1Gi", "limits.cpu: 500m/4"]]);
+    check(
+        k,
+        &["get", "pvc", "-o", "wide"],
+        &["NAME", "STATUS", "VOLUME", "CAPACITY", "ACCESS MODES", "STORAGECLASS", "VOLUMEATTRIBUTESCLASS", "AGE", "VOLUMEMODE"],
+        &[&["data", "Pending", "", "", "", "fast", "<unset>", "AGE", "Filesystem"]],
+    );
+    check(k, &["get", "serviceaccounts", "bot"], &["NAME", "SECRETS", "AGE"], &[&["bot", "1", "AGE"]]);
+    check(k, &["get", "leases", "-A"], &["NAMESPACE", "NAME", "HOLDER", "AGE"], &[&["default", "node-1", "node-1_abc", "AGE"]]);
+}
+
+/// `kubectl get -w`: one header, then a row per event.
+fn assert_watch(k: &Kubectl, v: u32) {
+    let label = format!("seen-{v}=yes");
+    let kubeconfig = k.kubeconfig.clone();
+    let labeller = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        Kubectl::new(31, &kubeconfig).ok(&["annotate", "pod", "running", &label]);
+    });
+    let out = std::process::Command::new("timeout")
+        .args(["4", &k.bin, "get", "pods", "-l", "app=web", "-w"])
+        .env("KUBECONFIG", &k.kubeconfig)
+        .output()
+        .unwrap();
+    labeller.join().unwrap();
+    let out = String::from_utf8(out.stdout).unwrap();
+    let (h, rows) = parse(&out);
+    assert_eq!(h, ["NAME", "READY", "STATUS", "RESTARTS", "AGE"], "{out}");
+    assert_eq!(rows.len(), 2, "{out}");
+    for r in rows {
+        assert!(same(&r, &["running", "1/1", "Running", "3 (20m ago)", "AGE"]), "{out}");
+    }
 }
 
 #[test]
@@ -292,5 +400,6 @@ fn kubectl_get_prints_upstream_columns_for_1_27_and_1_33() {
     setup(&Kubectl::new(31, &server.kubeconfig), dir.path());
     for v in [27, 33] {
         assert_output(&Kubectl::new(v, &server.kubeconfig));
+        assert_watch(&Kubectl::new(v, &server.kubeconfig), v);
     }
 }
