@@ -289,10 +289,55 @@ fn storage_class(o: &Value) -> String {
 
 fn quantity(v: &Value) -> String {
     match v {
-        Value::String(q) => q.clone(),
-        Value::Number(n) => n.to_string(),
+        Value::String(q) => canonical_quantity(q),
+        Value::Number(n) => canonical_quantity(&n.to_string()),
         _ => "0".into(),
     }
+}
+
+/// resource.Quantity's canonical String(): `1024Mi` is `1Gi`, `2000` is
+/// `2k`, `0.5` is `500m`; binary suffixes stay binary when the amount is
+/// a whole number of at least 1024. (Precision: thousandths.)
+pub(super) fn canonical_quantity(q: &str) -> String {
+    let Some(v) = crate::quantity::parse(q) else { return q.to_string() };
+    if v == 0 {
+        return "0".into();
+    }
+    let exponent = q.trim().trim_start_matches(['+', '-']).contains(['e', 'E']);
+    if q.trim().ends_with('i') && v % 1000 == 0 && (v / 1000).abs() >= 1024 {
+        let units = v / 1000;
+        for (k, suffix) in [(6, "Ei"), (5, "Pi"), (4, "Ti"), (3, "Gi"), (2, "Mi"), (1, "Ki")] {
+            let d = 1i128 << (10 * k);
+            if units % d == 0 {
+                return format!("{}{suffix}", units / d);
+            }
+        }
+    }
+    let (mut m, mut e) = (v, -3i32);
+    while m % 10 == 0 {
+        m /= 10;
+        e += 1;
+    }
+    while e.rem_euclid(3) != 0 || e > 18 {
+        m *= 10;
+        e -= 1;
+    }
+    let suffix = if exponent {
+        if e == 0 { String::new() } else { format!("e{e}") }
+    } else {
+        match e {
+            -3 => "m",
+            0 => "",
+            3 => "k",
+            6 => "M",
+            9 => "G",
+            12 => "T",
+            15 => "P",
+            _ => "E",
+        }
+        .to_string()
+    };
+    format!("{m}{suffix}")
 }
 
 const VOLUME_MODE_DOC: &str = "volumeMode defines if a volume is intended to be used with a formatted filesystem or to remain in raw block state. Value of Filesystem is implied when not included in spec.";
@@ -448,6 +493,14 @@ mod tests {
         let new = json!({"metadata": {"name": "x"}, "involvedObject": {"kind": "Node"}, "eventTime": "2023-12-31T23:59:00.000000Z", "reportingComponent": "sched"});
         let c = cells("", "Event", &new);
         assert_eq!((c[0].as_str(), c[3].as_str(), c[5].as_str(), c[8].as_i64()), (Some("60s"), Some("node"), Some("sched"), Some(1)));
+    }
+
+    #[test]
+    fn quantities_print_canonically() {
+        for (q, want) in [("10Gi", "10Gi"), ("1024Mi", "1Gi"), ("1536Mi", "1536Mi"), ("512", "512"), ("0.5Gi", "512Mi"), ("2000", "2k"), ("0.5", "500m"),
+            ("1500m", "1500m"), ("1000m", "1"), ("4", "4"), ("1G", "1G"), ("0", "0"), ("1e3", "1e3"), ("100M", "100M")] {
+            assert_eq!(super::canonical_quantity(q), want, "{q}");
+        }
     }
 
     #[test]
