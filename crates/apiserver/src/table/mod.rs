@@ -187,7 +187,7 @@ pub(crate) fn meta_since(t: i64, now: i64) -> String {
     meta::human_duration(now - t)
 }
 
-pub(crate) fn s<'a>(v: &'a Value) -> &'a str {
+pub(crate) fn s(v: &Value) -> &str {
     v.as_str().unwrap_or("")
 }
 
@@ -294,12 +294,12 @@ pub(crate) mod tests {
     fn include_object_and_headers() {
         let o = json!({"metadata": {"name": "a", "resourceVersion": "7", "creationTimestamp": ago(5)}, "data": {"k": "v"}});
         let r = res("", "ConfigMap");
-        let t = table_at(r, &[o.clone()], None, Options::default(), NOW);
+        let t = table_at(r, std::slice::from_ref(&o), None, Options::default(), NOW);
         assert_eq!(t["metadata"]["resourceVersion"], "7");
         assert_eq!(t["rows"][0]["object"]["kind"], "PartialObjectMetadata");
         assert_eq!(t["rows"][0]["cells"], json!(["a", 1, "5s"]));
         assert_eq!(t["columnDefinitions"][0]["format"], "name");
-        let full = table_at(r, &[o.clone()], Some((9, None)), Options::parse(Some("Object"), None).unwrap(), NOW);
+        let full = table_at(r, std::slice::from_ref(&o), Some((9, None)), Options::parse(Some("Object"), None).unwrap(), NOW);
         assert_eq!(full["rows"][0]["object"], o);
         assert_eq!(full["metadata"]["resourceVersion"], "9");
         let none = table_at(r, &[o], None, Options::parse(Some("None"), Some("true")).unwrap(), NOW);
