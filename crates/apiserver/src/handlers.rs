@@ -810,7 +810,7 @@ async fn list(storage: &Storage, req: &Request) -> ApiResult<Response> {
         start = Some(next);
     }
     if req.wants_table() {
-        return Ok(json_response(StatusCode::OK, &table::table(t.res, &items, Some((rev, cont)), req.table_options()?)));
+        return Ok(json_response(StatusCode::OK, &table::table(t.res, &items, Some(table::ListMeta { revision: rev, cont, remaining }), req.table_options()?)));
     }
     Ok(json_response(StatusCode::OK, &list_object(t.res, items, rev, cont, remaining)))
 }

@@ -103,13 +103,20 @@ impl Default for Options {
     }
 }
 
-/// A meta.k8s.io/v1 Table of `items`. For lists, `list` carries the
-/// revision and continue token.
-pub fn table(res: &Resource, items: &[Value], list: Option<(i64, Option<String>)>, opts: Options) -> Value {
+/// The list metadata a Table of a list carries.
+pub struct ListMeta {
+    pub revision: i64,
+    pub cont: Option<String>,
+    pub remaining: Option<i64>,
+}
+
+/// A meta.k8s.io/v1 Table of `items`: of a list when `list` is given, else
+/// of one object (whose resourceVersion it carries).
+pub fn table(res: &Resource, items: &[Value], list: Option<ListMeta>, opts: Options) -> Value {
     table_at(res, items, list, opts, meta::now_secs())
 }
 
-pub(crate) fn table_at(res: &Resource, items: &[Value], list: Option<(i64, Option<String>)>, opts: Options, now: i64) -> Value {
+pub(crate) fn table_at(res: &Resource, items: &[Value], list: Option<ListMeta>, opts: Options, now: i64) -> Value {
     let p = printer(res);
     let rows: Vec<Value> = items
         .iter()
@@ -128,10 +135,13 @@ pub(crate) fn table_at(res: &Resource, items: &[Value], list: Option<(i64, Optio
         .collect();
     let mut metadata = json!({});
     match list {
-        Some((rev, cont)) => {
-            metadata["resourceVersion"] = json!(rev.to_string());
-            if let Some(c) = cont {
+        Some(l) => {
+            metadata["resourceVersion"] = json!(l.revision.to_string());
+            if let Some(c) = l.cont {
                 metadata["continue"] = json!(c);
+            }
+            if let Some(r) = l.remaining {
+                metadata["remainingItemCount"] = json!(r);
             }
         }
         None => {
@@ -299,9 +309,9 @@ pub(crate) mod tests {
         assert_eq!(t["rows"][0]["object"]["kind"], "PartialObjectMetadata");
         assert_eq!(t["rows"][0]["cells"], json!(["a", 1, "5s"]));
         assert_eq!(t["columnDefinitions"][0]["format"], "name");
-        let full = table_at(r, std::slice::from_ref(&o), Some((9, None)), Options::parse(Some("Object"), None).unwrap(), NOW);
+        let full = table_at(r, std::slice::from_ref(&o), Some(ListMeta { revision: 9, cont: Some("c".into()), remaining: Some(2) }), Options::parse(Some("Object"), None).unwrap(), NOW);
         assert_eq!(full["rows"][0]["object"], o);
-        assert_eq!(full["metadata"]["resourceVersion"], "9");
+        assert_eq!(full["metadata"], json!({"resourceVersion": "9", "continue": "c", "remainingItemCount": 2}));
         let none = table_at(r, &[o], None, Options::parse(Some("None"), Some("true")).unwrap(), NOW);
         assert!(none["rows"][0]["object"].is_null());
         assert!(none.get("columnDefinitions").is_none());
