@@ -359,7 +359,7 @@ fn assert_output(k: &Kubectl) {
     check(k, &["get", "rc"], &["NAME", "DESIRED", "CURRENT", "READY", "AGE"], &[&["old", "1", "1", "1", "AGE"]]);
     check(k, &["get", "endpoints", "web"], &["NAME", "ENDPOINTS", "AGE"], &[&["web", "10.244.0.5:80,10.244.0.6:80,10.244.0.5:53 + 1 more...", "AGE"]]);
     check(k, &["get", "endpointslices"], &["NAME", "ADDRESSTYPE", "PORTS", "ENDPOINTS", "AGE"], &[&["web-xyz", "IPv4", "80", "10.244.0.5,10.244.0.6", "AGE"]]);
-    check(k, &["get", "quota"], &["NAME", "AGE", "REQUEST", "LIMIT"], &[&["quota", "AGE", "pods: 6/10, requests.memory: 0/1Gi", "limits.cpu: 500m/4"]]);
+    check(k, &["get", "quota"], &["NAME", "REQUEST", "LIMIT", "AGE"], &[&["quota", "pods: 6/10, requests.memory: 0/1Gi", "limits.cpu: 500m/4", "AGE"]]);
     check(
         k,
         &["get", "pvc", "-o", "wide"],

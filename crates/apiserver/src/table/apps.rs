@@ -2,7 +2,7 @@
 
 use serde_json::{json, Value};
 
-use super::{age, arr, col, containers_images, format_labels, int, name, s, selector_string, wide, Column, Printer, AGE, CONTAINERS_DOC, IMAGES_DOC, NAME};
+use super::{age, arr, col, containers_images, format_label_selector, format_labels, int, name, s, selector_string, wide, Column, Printer, AGE, CONTAINERS_DOC, IMAGES_DOC, NAME};
 
 const READY_DOC: &str = "Number of the pod with ready state";
 
@@ -12,8 +12,8 @@ pub(super) fn printer(kind: &str) -> Option<Printer> {
             vec![
                 NAME,
                 col("Ready", "string", READY_DOC),
-                col("Up-to-date", "integer", "Total number of non-terminated pods targeted by this deployment that have the desired template spec."),
-                col("Available", "integer", "Total number of available pods (ready for at least minReadySeconds) targeted by this deployment."),
+                col("Up-to-date", "string", "Total number of non-terminated pods targeted by this deployment that have the desired template spec."),
+                col("Available", "string", "Total number of available pods (ready for at least minReadySeconds) targeted by this deployment."),
                 AGE,
                 wide("Containers", "string", CONTAINERS_DOC),
                 wide("Images", "string", IMAGES_DOC),
@@ -48,7 +48,7 @@ pub(super) fn printer(kind: &str) -> Option<Printer> {
             |o, now| {
                 let (c, i) = containers_images(&o["spec"]["template"]["spec"]);
                 let st = &o["status"];
-                vec![name(o), json!(replicas(o)), json!(int(&st["replicas"])), json!(int(&st["readyReplicas"])), age(o, now), c, i, json!(selector_string(&o["spec"]["selector"]))]
+                vec![name(o), json!(replicas(o)), json!(int(&st["replicas"])), json!(int(&st["readyReplicas"])), age(o, now), c, i, json!(format_label_selector(&o["spec"]["selector"]))]
             },
         ),
         "StatefulSet" => (
@@ -86,7 +86,7 @@ pub(super) fn printer(kind: &str) -> Option<Printer> {
                     age(o, now),
                     c,
                     i,
-                    json!(selector_string(&o["spec"]["selector"])),
+                    json!(format_label_selector(&o["spec"]["selector"])),
                 ]
             },
         ),
@@ -94,7 +94,7 @@ pub(super) fn printer(kind: &str) -> Option<Printer> {
             vec![
                 NAME,
                 col("Controller", "string", "Controller of the object"),
-                col("Revision", "integer", "Revision indicates the revision of the state represented by Data."),
+                col("Revision", "string", "Revision indicates the revision of the state represented by Data."),
                 AGE,
             ],
             |o, now| vec![name(o), json!(controller_of(o)), json!(int(&o["revision"])), age(o, now)],

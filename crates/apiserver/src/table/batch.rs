@@ -2,7 +2,7 @@
 
 use serde_json::{json, Value};
 
-use super::{age, arr, col, containers_images, int, name, or, s, selector_string, since, wide, Column, Printer, AGE, CONTAINERS_DOC, IMAGES_DOC, NAME};
+use super::{age, arr, col, containers_images, format_label_selector, int, name, or, s, since, wide, Column, Printer, AGE, CONTAINERS_DOC, IMAGES_DOC, NAME};
 use crate::meta;
 
 pub(super) fn printer(kind: &str) -> Option<Printer> {
@@ -53,7 +53,7 @@ pub(super) fn printer(kind: &str) -> Option<Printer> {
                     age(o, now),
                     c,
                     i,
-                    json!(selector_string(&job["selector"])),
+                    json!(format_label_selector(&job["selector"])),
                 ]
             },
         ),
@@ -90,13 +90,11 @@ fn job_cells(o: &Value, now: i64) -> Vec<Value> {
         "Suspended"
     } else if has("FailureTarget") {
         "FailureTarget"
-    } else if has("SuccessCriteriaMet") {
-        "SuccessCriteriaMet"
     } else {
         "Running"
     };
     let (c, i) = containers_images(&spec["template"]["spec"]);
-    vec![name(o), json!(status), json!(completions), json!(duration), age(o, now), c, i, json!(selector_string(&spec["selector"]))]
+    vec![name(o), json!(status), json!(completions), json!(duration), age(o, now), c, i, json!(format_label_selector(&spec["selector"]))]
 }
 
 #[cfg(test)]
@@ -129,7 +127,7 @@ mod tests {
         let cj = json!({"metadata": {"name": "hello", "creationTimestamp": ago(3600)}, "spec": {"schedule": "*/1 * * * *", "suspend": false,
             "jobTemplate": {"spec": {"template": {"spec": {"containers": [{"name": "hello", "image": "busybox"}]}}}}},
             "status": {"active": [{"name": "hello-1"}], "lastScheduleTime": ago(20)}});
-        assert_eq!(cells("batch", "CronJob", &cj), [json!("hello"), json!("*/1 * * * *"), json!("<none>"), json!("False"), json!(1), json!("20s"), json!("60m"), json!("hello"), json!("busybox"), json!("")]);
+        assert_eq!(cells("batch", "CronJob", &cj), [json!("hello"), json!("*/1 * * * *"), json!("<none>"), json!("False"), json!(1), json!("20s"), json!("60m"), json!("hello"), json!("busybox"), json!("<none>")]);
         let bare = json!({"metadata": {"name": "c"}, "spec": {"schedule": "@daily", "timeZone": "Etc/UTC"}});
         assert_eq!(cells("batch", "CronJob", &bare)[2..6], [json!("Etc/UTC"), json!("<unset>"), json!(0), json!("<none>")]);
     }

@@ -30,9 +30,9 @@ pub(super) fn printer(kind: &str) -> Option<Printer> {
         "ResourceQuota" => (
             vec![
                 NAME,
-                AGE,
                 col("Request", "string", "Request represents a minimum amount of cpu/memory that a container may consume."),
                 col("Limit", "string", "Limits control the maximum amount of cpu/memory that a container may use independent of contention on the node."),
+                AGE,
             ],
             quota_cells,
         ),
@@ -154,10 +154,12 @@ fn service_external_ip(o: &Value) -> String {
             if external.is_empty() { "<none>".into() } else { external.join(",") }
         }
         "LoadBalancer" => {
-            let lb: Vec<String> = arr(&o["status"]["loadBalancer"]["ingress"])
+            let mut lb: Vec<String> = arr(&o["status"]["loadBalancer"]["ingress"])
                 .iter()
                 .filter_map(|i| [s(&i["ip"]), s(&i["hostname"])].into_iter().find(|x| !x.is_empty()).map(str::to_string))
                 .collect();
+            lb.sort();
+            lb.dedup();
             let all: Vec<String> = lb.into_iter().chain(external).collect();
             if all.is_empty() { "<pending>".into() } else { all.join(",") }
         }
@@ -341,7 +343,6 @@ pub(super) fn canonical_quantity(q: &str) -> String {
 }
 
 const VOLUME_MODE_DOC: &str = "volumeMode defines if a volume is intended to be used with a formatted filesystem or to remain in raw block state. Value of Filesystem is implied when not included in spec.";
-const VAC_DOC: &str = "VolumeAttributesClass associated with this volume.";
 
 fn pv_columns() -> Vec<Column> {
     vec![
@@ -351,8 +352,8 @@ fn pv_columns() -> Vec<Column> {
         col("Reclaim Policy", "string", "persistentVolumeReclaimPolicy defines what happens to a persistent volume when released from its claim. Valid options are Retain (default for manually created PersistentVolumes), Delete (default for dynamically provisioned PersistentVolumes), and Recycle (deprecated). Recycle must be supported by the volume plugin underlying this PersistentVolume. More info: https://kubernetes.io/docs/concepts/storage/persistent-volumes#reclaiming"),
         col("Status", "string", "phase indicates if a volume is available, bound to a claim, or released by a claim. More info: https://kubernetes.io/docs/concepts/storage/persistent-volumes#phase"),
         col("Claim", "string", "claimRef is part of a bi-directional binding between PersistentVolume and PersistentVolumeClaim. Expected to be non-nil when bound. claim.VolumeName is the authoritative bind between PV and PVC. More info: https://kubernetes.io/docs/concepts/storage/persistent-volumes#binding"),
-        col("StorageClass", "string", "StorageClass of the persistent volume"),
-        col("VolumeAttributesClass", "string", VAC_DOC),
+        col("StorageClass", "string", "StorageClass of the pv"),
+        col("VolumeAttributesClass", "string", "VolumeAttributesClass of the pv"),
         col("Reason", "string", "reason is a brief CamelCase string that describes any failure and is meant for machine parsing and tidy display in the CLI."),
         AGE,
         wide("VolumeMode", "string", VOLUME_MODE_DOC),
@@ -386,7 +387,7 @@ fn pvc_columns() -> Vec<Column> {
         col("Capacity", "string", "capacity represents the actual resources of the underlying volume."),
         col("Access Modes", "string", "accessModes contains the actual access modes the volume backing the PVC has. More info: https://kubernetes.io/docs/concepts/storage/persistent-volumes#access-modes-1"),
         col("StorageClass", "string", "StorageClass of the pvc"),
-        col("VolumeAttributesClass", "string", VAC_DOC),
+        col("VolumeAttributesClass", "string", "VolumeAttributesClass of the pvc"),
         AGE,
         wide("VolumeMode", "string", VOLUME_MODE_DOC),
     ]
@@ -428,7 +429,7 @@ fn quota_cells(o: &Value, now: i64) -> Vec<Value> {
             req.push(entry);
         }
     }
-    vec![name(o), age(o, now), json!(req.join(", ")), json!(lim.join(", "))]
+    vec![name(o), json!(req.join(", ")), json!(lim.join(", ")), age(o, now)]
 }
 
 #[cfg(test)]
@@ -463,7 +464,7 @@ mod tests {
             "ports": [{"port": 80, "nodePort": 30080, "protocol": "TCP"}, {"port": 53, "protocol": "UDP"}], "selector": {"app": "web", "tier": "fe"}}});
         assert_eq!(cells("", "Service", &svc), [json!("web"), json!("NodePort"), json!("10.96.0.10"), json!("<none>"), json!("80:30080/TCP,53/UDP"), json!("60s"), json!("app=web,tier=fe")]);
         let lb = json!({"metadata": {"name": "lb"}, "spec": {"type": "LoadBalancer", "clusterIPs": ["10.96.0.11"], "externalIPs": ["1.2.3.4"]},
-            "status": {"loadBalancer": {"ingress": [{"ip": "5.6.7.8"}, {"hostname": "lb.example"}]}}});
+            "status": {"loadBalancer": {"ingress": [{"ip": "5.6.7.8"}, {"hostname": "lb.example"}, {"ip": "5.6.7.8"}]}}});
         let c = cells("", "Service", &lb);
         assert_eq!((c[3].as_str(), c[4].as_str(), c[6].as_str()), (Some("5.6.7.8,lb.example,1.2.3.4"), Some("<none>"), Some("<none>")));
         let pending = json!({"metadata": {"name": "lb"}, "spec": {"type": "LoadBalancer"}});
@@ -533,8 +534,8 @@ mod tests {
         assert_eq!(cells("", "LimitRange", &lr)[1], lr["metadata"]["creationTimestamp"]);
         assert_eq!(names("LimitRange"), ["NAME", "CREATED AT"]);
         let rq = o(json!({"status": {"hard": {"pods": "10", "limits.cpu": "2", "requests.memory": "1Gi", "limits.memory": "2Gi"}, "used": {"pods": "3", "limits.cpu": "500m"}}}));
-        assert_eq!(names("ResourceQuota"), ["NAME", "AGE", "REQUEST", "LIMIT"]);
-        assert_eq!(cells("", "ResourceQuota", &rq)[2..], [json!("pods: 3/10, requests.memory: 0/1Gi"), json!("limits.cpu: 500m/2, limits.memory: 0/2Gi")]);
+        assert_eq!(names("ResourceQuota"), ["NAME", "REQUEST", "LIMIT", "AGE"]);
+        assert_eq!(cells("", "ResourceQuota", &rq)[1..3], [json!("pods: 3/10, requests.memory: 0/1Gi"), json!("limits.cpu: 500m/2, limits.memory: 0/2Gi")]);
         let rc = o(json!({"spec": {"replicas": 3, "selector": {"app": "a"}, "template": {"spec": {"containers": [{"name": "a", "image": "nginx"}, {"name": "b", "image": "busybox"}]}}}, "status": {"replicas": 3, "readyReplicas": 2}}));
         assert_eq!(cells("", "ReplicationController", &rc), [json!("x"), json!(3), json!(3), json!(2), json!("3h10m"), json!("a,b"), json!("nginx,busybox"), json!("app=a")]);
         assert_eq!(names("ReplicationController"), ["NAME", "DESIRED", "CURRENT", "READY", "AGE", "CONTAINERS", "IMAGES", "SELECTOR"]);

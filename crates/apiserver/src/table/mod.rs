@@ -229,7 +229,7 @@ pub(crate) fn format_labels(m: &Value) -> String {
 }
 
 /// A metav1.LabelSelector as labels.Selector.String(): requirements sorted
-/// by key; `<none>` for a missing selector, "" for an empty one.
+/// by key; "" for a missing or empty one.
 pub(crate) fn selector_string(sel: &Value) -> String {
     if sel.is_null() {
         return String::new();
@@ -256,6 +256,12 @@ pub(crate) fn selector_string(sel: &Value) -> String {
     }
     reqs.sort_by(|a, b| a.0.cmp(&b.0));
     reqs.into_iter().map(|r| r.1).collect::<Vec<_>>().join(",")
+}
+
+/// metav1.FormatLabelSelector: the selector's string, `<none>` when empty.
+pub(crate) fn format_label_selector(sel: &Value) -> String {
+    let s = selector_string(sel);
+    if s.is_empty() { "<none>".into() } else { s }
 }
 
 /// layoutContainerCells: container names and images, comma-separated.

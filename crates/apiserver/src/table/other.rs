@@ -43,7 +43,7 @@ pub(super) fn printer(group: &str, kind: &str) -> Option<Printer> {
                 col("PreemptionPolicy", "string", "preemptionPolicy is the Policy for preempting pods with lower priority. One of Never, PreemptLowerPriority. Defaults to PreemptLowerPriority if unset."),
             ],
             |o, now| {
-                let policy = o["preemptionPolicy"].as_str().unwrap_or("<unset>");
+                let policy = s(&o["preemptionPolicy"]);
                 vec![name(o), json!(int(&o["value"])), json!(o["globalDefault"].as_bool().unwrap_or(false)), age(o, now), json!(policy)]
             },
         ),
