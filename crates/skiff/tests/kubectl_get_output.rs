@@ -184,6 +184,18 @@ apiVersion: v1
 kind: ServiceAccount
 metadata: {name: bot, namespace: default}
 secrets: [{name: bot-token}]
+---
+apiVersion: v1
+kind: LimitRange
+metadata: {name: limits, namespace: default}
+spec: {limits: [{type: Container, default: {cpu: 500m}}]}
+---
+apiVersion: v1
+kind: PodTemplate
+metadata: {name: tmpl, namespace: default}
+template:
+  metadata: {labels: {app: tmpl}}
+  spec: {containers: [{name: a, image: nginx}, {name: b, image: busybox}]}
 "#;
 
 /// Cells of kubectl's printed table, cut at the header's column starts (so
@@ -211,11 +223,14 @@ fn parse(out: &str) -> (Vec<String>, Vec<Vec<String>>) {
     (cut(header), lines.map(cut).collect())
 }
 
-/// A cell pattern: `AGE` matches any short age (`0s`..`59s`), else exact.
+/// A cell pattern: `AGE` matches any short age (`0s`..`119s`), `TIME` an
+/// RFC 3339 UTC time, else exact.
 fn same(got: &[String], want: &[&str]) -> bool {
     got.len() == want.len()
-        && got.iter().zip(want).all(|(g, w)| {
-            if *w == "AGE" { g.ends_with('s') && g[..g.len() - 1].parse::<u32>().is_ok_and(|n| n < 120) } else { g == w }
+        && got.iter().zip(want).all(|(g, w)| match *w {
+            "AGE" => g.ends_with('s') && g[..g.len() - 1].parse::<u32>().is_ok_and(|n| n < 120),
+            "TIME" => g.len() == 20 && g.ends_with('Z') && g.as_bytes()[10] == b'T',
+            _ => g == w,
         })
 }
 
@@ -367,6 +382,14 @@ fn assert_output(k: &Kubectl) {
         &[&["data", "Pending", "", "", "", "fast", "<unset>", "AGE", "Filesystem"]],
     );
     check(k, &["get", "serviceaccounts", "bot"], &["NAME", "SECRETS", "AGE"], &[&["bot", "1", "AGE"]]);
+    check(k, &["get", "limitranges"], &["NAME", "CREATED AT"], &[&["limits", "TIME"]]);
+    check(k, &["get", "podtemplates"], &["NAME", "CONTAINERS", "IMAGES", "POD LABELS"], &[&["tmpl", "a,b", "nginx,busybox", "app=tmpl"]]);
+    check(
+        k,
+        &["get", "cronjobs", "-o", "wide"],
+        &["NAME", "SCHEDULE", "TIMEZONE", "SUSPEND", "ACTIVE", "LAST SCHEDULE", "AGE", "CONTAINERS", "IMAGES", "SELECTOR"],
+        &[&["hello", "*/5 * * * *", "<none>", "True", "0", "<none>", "AGE", "hello", "busybox", "<none>"]],
+    );
     check(k, &["get", "leases", "-A"], &["NAMESPACE", "NAME", "HOLDER", "AGE"], &[&["default", "node-1", "node-1_abc", "AGE"]]);
 }
 

@@ -2,7 +2,7 @@
 
 use serde_json::{json, Value};
 
-use super::{age, arr, col, containers_images, format_labels, int, len, name, or, s, since, wide, Column, Printer, AGE, AGE_DOC, CONTAINERS_DOC, IMAGES_DOC, NAME};
+use super::{age, arr, col, containers_images, format_labels, int, len, name, or, s, since, wide, Column, Printer, AGE, CONTAINERS_DOC, IMAGES_DOC, NAME};
 
 pub(super) fn printer(kind: &str) -> Option<Printer> {
     let (columns, cells): (Vec<Column>, super::Cells) = match kind {
@@ -36,7 +36,8 @@ pub(super) fn printer(kind: &str) -> Option<Printer> {
             ],
             quota_cells,
         ),
-        "LimitRange" => (vec![NAME, col("Created At", "date", AGE_DOC)], |o, _| vec![name(o), o["metadata"]["creationTimestamp"].clone()]),
+        // No printer upstream: the default table convertor.
+        "LimitRange" => return Some(super::default_printer()),
         "ReplicationController" => (
             vec![
                 NAME,
@@ -401,7 +402,7 @@ fn pvc_cells(o: &Value, now: i64) -> Vec<Value> {
     } else {
         (quantity(&o["status"]["capacity"]["storage"]), access_modes(&o["status"]["accessModes"]))
     };
-    let vac = or(s(&spec["volumeAttributesClassName"]), "<unset>");
+    let vac = spec["volumeAttributesClassName"].as_str().unwrap_or("<unset>");
     vec![
         name(o),
         json!(phase),

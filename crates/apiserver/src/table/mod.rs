@@ -63,7 +63,13 @@ pub(crate) fn printer(res: &Resource) -> Printer {
         "rbac.authorization.k8s.io" => rbac::printer(res.kind),
         group => other::printer(group, res.kind),
     };
-    found.unwrap_or_else(|| Printer { columns: vec![NAME, AGE], cells: |o, now| vec![name(o), age(o, now)] })
+    found.unwrap_or_else(default_printer)
+}
+
+/// Upstream's default table convertor, for kinds without a printer (Role,
+/// ClusterRole, LimitRange): the name and the creation time.
+pub(crate) fn default_printer() -> Printer {
+    Printer { columns: vec![NAME, col("Created At", "date", AGE_DOC)], cells: |o, _| vec![name(o), o["metadata"]["creationTimestamp"].clone()] }
 }
 
 /// What each row's `object` holds (`includeObject`).

@@ -2,11 +2,12 @@
 
 use serde_json::{json, Value};
 
-use super::{age, arr, col, name, s, wide, Column, Printer, AGE, AGE_DOC, NAME};
+use super::{age, arr, col, name, s, wide, Column, Printer, AGE, NAME};
 
 pub(super) fn printer(kind: &str) -> Option<Printer> {
     let (columns, cells): (Vec<Column>, super::Cells) = match kind {
-        "Role" | "ClusterRole" => (vec![NAME, col("Created At", "date", AGE_DOC)], |o, _| vec![name(o), o["metadata"]["creationTimestamp"].clone()]),
+        // No printer upstream: the default table convertor.
+        "Role" | "ClusterRole" => return Some(super::default_printer()),
         "RoleBinding" | "ClusterRoleBinding" => (
             vec![
                 NAME,
