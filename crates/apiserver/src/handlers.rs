@@ -104,6 +104,10 @@ impl Request {
     fn wants_metadata(&self) -> bool {
         self.headers.get("accept").and_then(|a| a.to_str().ok()).is_some_and(|a| a.contains("as=PartialObjectMetadata"))
     }
+    /// `includeObject` and `noHeaders` of a Table request (metav1.TableOptions).
+    fn table_options(&self) -> ApiResult<table::Options> {
+        table::Options::parse(self.q("includeObject"), self.q("noHeaders"))
+    }
 }
 
 pub async fn dispatch(storage: &Storage, req: Request) -> ApiResult<Response> {
@@ -159,7 +163,7 @@ pub(crate) async fn current(storage: &Storage, t: &Target) -> ApiResult<(Value, 
 async fn get(storage: &Storage, req: &Request) -> ApiResult<Response> {
     let (obj, _) = current(storage, &req.target).await?;
     if req.wants_table() {
-        return Ok(json_response(StatusCode::OK, &table::table(req.target.res, &[obj], None)));
+        return Ok(json_response(StatusCode::OK, &table::table(req.target.res, &[obj], None, req.table_options()?)));
     }
     if req.wants_metadata() {
         return Ok(json_response(StatusCode::OK, &partial(&obj)));
@@ -788,7 +792,7 @@ async fn list(storage: &Storage, req: &Request) -> ApiResult<Response> {
         if let Ok(cacher) = storage.watch_cache.get(storage, &t.res.key_prefix()).await {
             let (objs, rev) = cacher.list(prefix.as_bytes());
             let items: Vec<Value> = objs.iter().filter(|o| matches(t.res, o, &labels, &fields)).map(|o| (**o).clone()).collect();
-            return Ok(list_response(req, t.res, items, rev, None, None));
+            return list_response(req, t.res, items, rev, None, None);
         }
     }
     let (mut rev, mut start) = match req.q("continue") {
@@ -852,21 +856,21 @@ async fn list(storage: &Storage, req: &Request) -> ApiResult<Response> {
         }
         start = Some(next);
     }
-    Ok(list_response(req, t.res, items, rev, cont, remaining))
+    list_response(req, t.res, items, rev, cont, remaining)
 }
 
 /// A list in the form the client asked for: Table, metadata only, or full.
-fn list_response(req: &Request, res: &Resource, items: Vec<Value>, rev: i64, cont: Option<String>, remaining: Option<i64>) -> Response {
+fn list_response(req: &Request, res: &Resource, items: Vec<Value>, rev: i64, cont: Option<String>, remaining: Option<i64>) -> ApiResult<Response> {
     if req.wants_table() {
-        return json_response(StatusCode::OK, &table::table(res, &items, Some((rev, cont))));
+        return Ok(json_response(StatusCode::OK, &table::table(res, &items, Some(table::ListMeta { revision: rev, cont, remaining }), req.table_options()?)));
     }
     if req.wants_metadata() {
         let mut l = list_object(res, items.iter().map(partial).collect(), rev, cont, remaining);
         l["kind"] = json!("PartialObjectMetadataList");
         l["apiVersion"] = json!("meta.k8s.io/v1");
-        return json_response(StatusCode::OK, &l);
+        return Ok(json_response(StatusCode::OK, &l));
     }
-    json_response(StatusCode::OK, &list_object(res, items, rev, cont, remaining))
+    Ok(json_response(StatusCode::OK, &list_object(res, items, rev, cont, remaining)))
 }
 
 /// An object as PartialObjectMetadata: its metadata and nothing else.
@@ -888,7 +892,8 @@ async fn watch(storage: &Storage, req: &Request) -> ApiResult<Response> {
         None | Some("0") => None,
         Some(v) => Some(v.parse::<i64>().map_err(|_| ApiError::bad_request(format!("invalid resource version {v:?}")))?),
     };
-    let view = View { res, labels, fields, meta_only };
+    let table = req.wants_table().then(|| req.table_options()).transpose()?;
+    let view = View { res, labels, fields, meta_only, table, headers_sent: Default::default() };
     let body: futures::stream::BoxStream<'static, Bytes> = match storage.watch_cache.get(storage, &res.key_prefix()).await.ok().and_then(|c| c.start(prefix.as_bytes(), after).map(|s| (c, s))) {
         Some((cacher, start)) => cached_watch(cacher, start, prefix, view, bookmarks.then_some(storage.bookmark_interval)),
         None => direct_watch(storage, prefix, after, view, bookmarks.then_some(storage.bookmark_interval)).await?,
@@ -904,11 +909,24 @@ struct View {
     labels: Selector,
     fields: Selector,
     meta_only: bool,
+    /// A Table watch (`kubectl get -w`): each event is a one-row Table,
+    /// with the column definitions only in the first.
+    table: Option<table::Options>,
+    headers_sent: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl View {
     fn line(&self, kind: &str, obj: &Value) -> Bytes {
-        if self.meta_only { event_line(kind, &partial(obj)) } else { event_line(kind, obj) }
+        match self.table {
+            Some(mut opts) if matches!(kind, "ADDED" | "MODIFIED" | "DELETED") => {
+                if self.headers_sent.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                    opts.no_headers = true;
+                }
+                event_line(kind, &table::table(self.res, std::slice::from_ref(obj), None, opts))
+            }
+            _ if self.meta_only => event_line(kind, &partial(obj)),
+            _ => event_line(kind, obj),
+        }
     }
     fn matches(&self, obj: &Value) -> bool {
         matches(self.res, obj, &self.labels, &self.fields)
@@ -930,7 +948,7 @@ impl View {
                 (false, false) => return None,
             }
         };
-        if kind == e.natural_type() && !self.meta_only {
+        if kind == e.natural_type() && !self.meta_only && self.table.is_none() {
             Some(e.line())
         } else {
             Some(self.line(kind, &e.obj))

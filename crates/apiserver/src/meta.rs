@@ -48,20 +48,67 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
-/// kubectl-style age: 45s, 5m, 3h, 2d, …
+/// Seconds since the epoch, now.
+pub fn now_secs() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+/// kubectl-style age of a creation timestamp (upstream's translateTimestampSince).
 pub fn human_age(created: &str) -> String {
     let Some(t) = parse_rfc3339(created) else { return "<unknown>".into() };
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
-    let s = (now - t).max(0);
-    match s {
-        s if s < 120 => format!("{s}s"),
-        s if s < 600 => format!("{}m{}s", s / 60, s % 60).trim_end_matches("0s").to_string(),
-        s if s < 3 * 3600 => format!("{}m", s / 60),
-        s if s < 8 * 3600 => format!("{}h{}m", s / 3600, s % 3600 / 60).trim_end_matches("0m").to_string(),
-        s if s < 48 * 3600 => format!("{}h", s / 3600),
-        s if s < 8 * 86_400 => format!("{}d{}h", s / 86_400, s % 86_400 / 3600).trim_end_matches("0h").to_string(),
-        s if s < 2 * 365 * 86_400 => format!("{}d", s / 86_400),
-        s => format!("{}y", s / (365 * 86_400)),
+    human_duration(now_secs() - t)
+}
+
+/// apimachinery's `duration.HumanDuration` of `secs` seconds: 45s, 5m10s,
+/// 3h, 2d5h, 2y30d, …; up to a second in the future is `0s`, beyond that
+/// `<invalid>`.
+pub fn human_duration(secs: i64) -> String {
+    if secs < -1 {
+        return "<invalid>".into();
+    }
+    if secs < 0 {
+        return "0s".into();
+    }
+    if secs < 120 {
+        return format!("{secs}s");
+    }
+    let with = |big: i64, bu: &str, small: i64, su: &str| if small == 0 { format!("{big}{bu}") } else { format!("{big}{bu}{small}{su}") };
+    let minutes = secs / 60;
+    if minutes < 10 {
+        return with(minutes, "m", secs % 60, "s");
+    }
+    if minutes < 3 * 60 {
+        return format!("{minutes}m");
+    }
+    let hours = secs / 3600;
+    if hours < 8 {
+        return with(hours, "h", minutes % 60, "m");
+    }
+    if hours < 48 {
+        return format!("{hours}h");
+    }
+    if hours < 24 * 8 {
+        return with(hours / 24, "d", hours % 24, "h");
+    }
+    if hours < 24 * 365 * 2 {
+        return format!("{}d", hours / 24);
+    }
+    if hours < 24 * 365 * 8 {
+        return with(hours / 24 / 365, "y", (hours / 24) % 365, "d");
+    }
+    format!("{}y", hours / 24 / 365)
+}
+
+/// apimachinery's `duration.ShortHumanDuration`: one unit only.
+pub fn short_human_duration(secs: i64) -> String {
+    match secs {
+        s if s < -1 => "<invalid>".into(),
+        s if s < 0 => "0s".into(),
+        s if s < 60 => format!("{s}s"),
+        s if s < 3600 => format!("{}m", s / 60),
+        s if s < 86_400 => format!("{}h", s / 3600),
+        s if s < 365 * 86_400 => format!("{}d", s / 86_400),
+        s => format!("{}y", s / 86_400 / 365),
     }
 }
 
@@ -152,6 +199,23 @@ mod tests {
         assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
         assert_eq!(parse_rfc3339("2023-11-14T22:13:20Z"), Some(1_700_000_000));
         assert_eq!(parse_rfc3339(&rfc3339(4_102_444_800)), Some(4_102_444_800));
+    }
+
+    #[test]
+    fn durations_as_upstream() {
+        let cases = [
+            (-2, "<invalid>"), (-1, "0s"), (0, "0s"), (119, "119s"), (120, "2m"), (310, "5m10s"), (599, "9m59s"),
+            (600, "10m"), (10_799, "179m"), (10_800, "3h"), (3 * 3600 + 60, "3h1m"), (8 * 3600, "8h"), (47 * 3600 + 59, "47h"),
+            (48 * 3600, "2d"), (50 * 3600, "2d2h"), (8 * 86_400, "8d"), (729 * 86_400, "729d"), (730 * 86_400, "2y"),
+            (731 * 86_400, "2y1d"), (8 * 365 * 86_400 + 5 * 86_400, "8y"),
+        ];
+        for (secs, want) in cases {
+            assert_eq!(human_duration(secs), want, "{secs}");
+        }
+        let short = [(-5, "<invalid>"), (59, "59s"), (60, "1m"), (3599, "59m"), (3600, "1h"), (86_400, "1d"), (400 * 86_400, "1y")];
+        for (secs, want) in short {
+            assert_eq!(short_human_duration(secs), want, "{secs}");
+        }
     }
 
     #[test]

@@ -52,6 +52,9 @@ impl ApiError {
     pub fn method_not_allowed(msg: impl Into<String>) -> ApiError {
         ApiError::new(405, "MethodNotAllowed", msg)
     }
+    pub fn not_acceptable(msg: impl Into<String>) -> ApiError {
+        ApiError::new(406, "NotAcceptable", msg)
+    }
     pub fn unsupported_media_type(ct: &str) -> ApiError {
         ApiError::new(415, "UnsupportedMediaType", format!("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml"))
             .with_details(json!({"causes": [{"message": format!("unsupported content type {ct:?}")}]}))
