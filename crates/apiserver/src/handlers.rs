@@ -126,6 +126,7 @@ fn parse_body(req: &Request) -> ApiResult<Value> {
         "application/json" | "" | "application/merge-patch+json" | "application/json-patch+json" | "application/strategic-merge-patch+json" => {
             serde_json::from_slice(&req.body).map_err(|e| ApiError::bad_request(format!("json: cannot unmarshal request body: {e}")))
         }
+        _ if crate::codec::is_protobuf(base) => crate::codec::decode_body(&req.body),
         other => Err(ApiError::unsupported_media_type(other)),
     }
 }

@@ -6,10 +6,12 @@
 //! - [`resources`]: the built-in resource table; [`discovery`] serves it.
 //! - [`handlers`]: the REST verbs; [`patch`], [`selector`], [`table`],
 //!   [`meta`] and [`status`] are their parts.
+//! - [`codec`]: protobuf request bodies and responses (`skiff_k8sproto`).
 //! - [`certs`] and [`server`]: PKI, kubeconfig, HTTPS and authentication.
 
 pub mod bootstrap;
 pub mod certs;
+pub mod codec;
 pub mod compactor;
 pub mod discovery;
 pub mod handlers;

@@ -119,7 +119,13 @@ async fn resource(
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     let target = handlers::route(group, version, rest)?;
-    dispatch(&st.storage, handlers::Request { method, target, query, headers, body }).await
+    // Protobuf responses for clients that prefer them (watch streams stay JSON).
+    let protobuf = crate::codec::wants_protobuf(&headers) && !query.get("watch").is_some_and(|w| w == "true" || w == "1");
+    let result = dispatch(&st.storage, handlers::Request { method, target, query, headers, body }).await;
+    if protobuf {
+        return Ok(crate::codec::to_protobuf(result).await);
+    }
+    result
 }
 
 pub fn router(state: AppState) -> Router {
