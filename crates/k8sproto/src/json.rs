@@ -158,18 +158,23 @@ fn bad(path: &str, msg: &str) -> Error {
 
 /// A JSON value as a message of type `desc`. Fields the message does not
 /// have are an error; `null` means absent. `apiVersion`/`kind` of objects
-/// (messages with `metadata`) are carried by the envelope, not the message.
+/// (the top level, and messages with `metadata`) are carried by the
+/// envelope, not the message.
 pub fn from_json(desc: &MessageDescriptor, v: &Value) -> Result<DynamicMessage, Error> {
-    from_json_at(desc, v, desc.name())
+    from_json_top(desc, v, desc.name(), true)
 }
 
 fn from_json_at(desc: &MessageDescriptor, v: &Value, path: &str) -> Result<DynamicMessage, Error> {
+    from_json_top(desc, v, path, false)
+}
+
+fn from_json_top(desc: &MessageDescriptor, v: &Value, path: &str, top: bool) -> Result<DynamicMessage, Error> {
     if let Some(kind) = special(desc) {
         return special_from_json(kind, desc, v, path);
     }
     let obj = v.as_object().ok_or_else(|| bad(path, "expected an object"))?;
     let mut msg = DynamicMessage::new(desc.clone());
-    let is_object = desc.get_field_by_name("metadata").is_some();
+    let is_object = top || desc.get_field_by_name("metadata").is_some();
     // Keys of embedded (inline) structs, gathered per inline field.
     let mut inline: Vec<(FieldDescriptor, Map<String, Value>)> = Vec::new();
     for (k, val) in obj {

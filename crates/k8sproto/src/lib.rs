@@ -83,12 +83,23 @@ const TYPES: &[(&str, &str, &str)] = &[
     ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding", "other.ClusterRoleBinding"),
 ];
 
+/// Bodies of subresources (no lists).
+const SUBRESOURCE_TYPES: &[(&str, &str, &str)] = &[
+    ("v1", "Binding", "core.Binding"),
+    ("policy/v1", "Eviction", "other.Eviction"),
+    ("autoscaling/v1", "Scale", "other.Scale"),
+    ("authentication.k8s.io/v1", "TokenRequest", "other.TokenRequest"),
+];
+
 /// The message for an apiVersion and kind (lists included), if we have one.
 pub fn message_for(api_version: &str, kind: &str) -> Option<MessageDescriptor> {
     let name = match (api_version, kind) {
         ("v1" | "meta.k8s.io/v1", "Status") => "meta.Status".to_string(),
         (_, "DeleteOptions") => "meta.DeleteOptions".to_string(),
         ("meta.k8s.io/v1" | "v1", "WatchEvent") => "meta.WatchEvent".to_string(),
+        _ if SUBRESOURCE_TYPES.iter().any(|(v, k, _)| *v == api_version && *k == kind) => {
+            SUBRESOURCE_TYPES.iter().find(|(v, k, _)| *v == api_version && *k == kind).map(|(_, _, m)| m.to_string())?
+        }
         _ => {
             let base = kind.strip_suffix("List").filter(|b| !b.is_empty());
             if let Some((_, _, m)) = TYPES.iter().find(|(v, k, _)| *v == api_version && *k == kind) {
@@ -173,6 +184,9 @@ mod tests {
             assert!(message_for(v, &format!("{k}List")).is_some(), "{v} {k}List");
         }
         assert!(message_for("v1", "Status").is_some());
+        for (v, k, _) in SUBRESOURCE_TYPES {
+            assert!(message_for(v, k).is_some(), "{v} {k}");
+        }
         assert!(message_for("v1", "Node").is_none());
         assert!(message_for("v1", "List").is_none());
     }

@@ -129,6 +129,12 @@ fn objects() -> Vec<Value> {
         json!({"kind": "DeploymentList", "apiVersion": "apps/v1", "metadata": {"resourceVersion": "77", "continue": "abc", "remainingItemCount": 0},
                "items": [{"metadata": {"name": "a", "namespace": "default"}, "spec": {"replicas": 1, "selector": {}, "template": {"metadata": {}, "spec": {"containers": [{"name": "c", "image": "i"}]}}}}]}),
         json!({"kind": "ConfigMapList", "apiVersion": "v1", "metadata": {"resourceVersion": "5"}, "items": []}),
+        json!({"kind": "Scale", "apiVersion": "autoscaling/v1", "metadata": {"name": "web", "namespace": "default", "resourceVersion": "9"}, "spec": {"replicas": 3}, "status": {"replicas": 0, "selector": "app=web"}}),
+        json!({"kind": "TokenRequest", "apiVersion": "authentication.k8s.io/v1", "metadata": {"name": "default", "namespace": "default"},
+               "spec": {"audiences": ["https://kubernetes.default.svc"], "expirationSeconds": 3600, "boundObjectRef": {"kind": "Pod", "apiVersion": "v1", "name": "p", "uid": "u"}},
+               "status": {"token": "", "expirationTimestamp": "2025-06-07T09:09:10Z"}}),
+        json!({"kind": "Binding", "apiVersion": "v1", "metadata": {"name": "p", "namespace": "default"}, "target": {"kind": "Node", "name": "n1"}}),
+        json!({"kind": "Eviction", "apiVersion": "policy/v1", "metadata": {"name": "p", "namespace": "default"}, "deleteOptions": {"gracePeriodSeconds": 0, "preconditions": {"uid": "u"}, "dryRun": ["All"]}}),
     ]
 }
 
@@ -186,6 +192,10 @@ fn wire_details_match_upstream() {
     let raw = vec![0x0a, 0x05, 0x0a, 0x01, b'a', 0x42, 0x00];
     let body = skiff_k8sproto::envelope("v1", "ConfigMap", raw);
     assert_eq!(decode(&body).unwrap()["metadata"], json!({"name": "a", "creationTimestamp": null}));
+
+    // A DELETE body: DeleteOptions names its kind, but carries no metadata.
+    let opts = json!({"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background", "gracePeriodSeconds": 0});
+    assert_eq!(decode(&encode(&opts).unwrap()).unwrap(), opts);
 
     // replicas: 0 (a Go pointer) survives; a plain zero (minReadySeconds) is omitted.
     let d = json!({"kind": "Deployment", "apiVersion": "apps/v1", "metadata": {"name": "d"}, "spec": {"replicas": 0, "minReadySeconds": 0}});
