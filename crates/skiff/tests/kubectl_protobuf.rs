@@ -19,6 +19,8 @@ const PB: &str = "application/vnd.kubernetes.protobuf";
 /// cluster-scoped names get `tag` so versions do not collide.
 fn create_all(k: &Kubectl, ns: &str, tag: &str) {
     let pc = format!("pc-{tag}");
+    let (cr, crb) = (format!("cr-{tag}"), format!("crb-{tag}"));
+    let cr_flag = format!("--clusterrole={cr}");
     let cmds: Vec<Vec<&str>> = vec![
         vec!["create", "namespace", ns],
         vec!["create", "deployment", "x", "--image=busybox", "--replicas=2", "-n", ns],
@@ -33,6 +35,9 @@ fn create_all(k: &Kubectl, ns: &str, tag: &str) {
         vec!["create", "role", "r", "--verb=get,list", "--resource=pods,deployments.apps", "--resource-name=a", "-n", ns],
         vec!["create", "rolebinding", "rb", "--role=r", "--serviceaccount=default:sa", "--user=jane", "-n", ns],
         vec!["create", "poddisruptionbudget", "pdb", "--selector=app=x", "--min-available=50%", "-n", ns],
+        vec!["create", "clusterrole", &cr, "--aggregation-rule=agg=true"],
+        vec!["create", "clusterrolebinding", &crb, &cr_flag, "--group=devs"],
+        vec!["create", "secret", "docker-registry", "reg", "--docker-server=r.io", "--docker-username=u", "--docker-password=p", "-n", ns],
     ];
     for c in cmds {
         let out = k.ok(&c);
@@ -43,6 +48,7 @@ fn create_all(k: &Kubectl, ns: &str, tag: &str) {
 /// The objects `create_all` made, as JSON, without what the server assigns.
 fn fetch_all(k: &Kubectl, ns: &str, tag: &str) -> Vec<(String, Value)> {
     let pc = format!("pc-{tag}");
+    let (cr, crb) = (format!("cr-{tag}"), format!("crb-{tag}"));
     let gets: Vec<Vec<&str>> = vec![
         vec!["namespace", ns],
         vec!["deployment", "x", "-n", ns],
@@ -57,6 +63,9 @@ fn fetch_all(k: &Kubectl, ns: &str, tag: &str) -> Vec<(String, Value)> {
         vec!["role", "r", "-n", ns],
         vec!["rolebinding", "rb", "-n", ns],
         vec!["poddisruptionbudget", "pdb", "-n", ns],
+        vec!["clusterrole", &cr],
+        vec!["clusterrolebinding", &crb],
+        vec!["secret", "reg", "-n", ns],
     ];
     gets.into_iter()
         .map(|g| {
@@ -68,8 +77,11 @@ fn fetch_all(k: &Kubectl, ns: &str, tag: &str) -> Vec<(String, Value)> {
             for f in ["uid", "creationTimestamp", "resourceVersion", "namespace", "managedFields"] {
                 m.remove(f);
             }
-            if g[0] == "namespace" || g[0] == "priorityclass" {
+            if !g.contains(&"-n") {
                 m.remove("name");
+            }
+            if g[0] == "clusterrolebinding" {
+                v["roleRef"].as_object_mut().unwrap().remove("name");
             }
             (g[0].to_string(), v)
         })
@@ -134,6 +146,9 @@ fn check_version(k: &Kubectl, reference: &[(String, Value)], minor: u32) {
     assert_eq!(rb["subjects"].as_array().unwrap().len(), 2);
 
     assert_eq!(get(&["pdb", "pdb", "-o", "jsonpath={.spec.minAvailable}"]), "50%");
+    assert_eq!(get(&["secret", "reg", "-o", "jsonpath={.type}"]), "kubernetes.io/dockerconfigjson");
+    let cr: Value = serde_json::from_str(&k.ok(&["get", "clusterrole", &format!("cr-{tag}"), "-o", "json"])).unwrap();
+    assert_eq!(cr["aggregationRule"], json!({"clusterRoleSelectors": [{"matchLabels": {"agg": "true"}}]}));
 
     // An error over protobuf: kubectl reads the Status.
     assert!(k.err(&["create", "configmap", "cm", "--from-literal=a=b", "-n", &ns]).contains("configmaps \"cm\" already exists"));
@@ -272,6 +287,17 @@ fn protobuf_responses_and_malformed_bodies() {
     assert_eq!((r.code, r.content_type.as_str()), (404, PB));
     let st = skiff_k8sproto::decode(&r.body).unwrap();
     assert_eq!((st["kind"].as_str(), st["reason"].as_str(), st["code"].as_i64()), (Some("Status"), Some("NotFound"), Some(404)));
+
+    // An object our protos cannot hold (a volume type they leave out) is
+    // answered in JSON, which the client also accepts.
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "gce"},
+        "spec": {"containers": [{"name": "c", "image": "i"}], "volumes": [{"name": "d", "gcePersistentDisk": {"pdName": "disk"}}]}});
+    let r = api.call("POST", "/api/v1/namespaces/default/pods", "application/json", Some(("application/json", pod.to_string().as_bytes())));
+    assert_eq!(r.code, 201, "{}", String::from_utf8_lossy(&r.body));
+    let r = api.call("GET", "/api/v1/namespaces/default/pods/gce", &both, None);
+    assert_eq!((r.code, r.content_type.as_str()), (200, "application/json"));
+    let back: Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(back["spec"]["volumes"][0]["gcePersistentDisk"]["pdName"], "disk");
 
     // A Table stays JSON even for a client that also takes protobuf.
     let r = api.call("GET", "/api/v1/namespaces/default/configmaps", "application/json;as=Table;v=v1;g=meta.k8s.io,application/json", None);
