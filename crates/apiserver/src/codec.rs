@@ -6,6 +6,7 @@
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
 use serde_json::Value;
 use skiff_k8sproto::MEDIA_TYPE;
 
@@ -59,16 +60,19 @@ pub fn protobuf_response(code: StatusCode, v: &Value) -> Option<Response> {
     Some((code, [("content-type", MEDIA_TYPE)], bytes).into_response())
 }
 
+/// An error as a protobuf Status.
+fn error_response(e: ApiError) -> Response {
+    let code = StatusCode::from_u16(e.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    protobuf_response(code, &e.to_status()).unwrap_or_else(|| e.into_response())
+}
+
 /// Re-encode a finished JSON response (or an error) as protobuf, keeping
 /// its status and other headers. Streams (watch) and non-JSON responses
 /// pass through untouched, as does anything the protobuf types cannot hold.
 pub async fn to_protobuf(result: Result<Response, ApiError>) -> Response {
     let resp = match result {
         Ok(r) => r,
-        Err(e) => {
-            let code = StatusCode::from_u16(e.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            return protobuf_response(code, &e.to_status()).unwrap_or_else(|| e.into_response());
-        }
+        Err(e) => return error_response(e),
     };
     let json = resp.headers().get("content-type").is_some_and(|c| c.to_str().is_ok_and(|c| base(c) == "application/json"));
     if !json || resp.headers().contains_key("transfer-encoding") {
@@ -88,6 +92,48 @@ pub async fn to_protobuf(result: Result<Response, ApiError>) -> Response {
         }
         None => Response::from_parts(parts, Body::from(bytes)),
     }
+}
+
+/// Turn a JSON watch stream (one `{"type","object"}` per line) into a
+/// protobuf one: each event a length-prefixed `WatchEvent` whose object is
+/// the protobuf body. An event whose object the protos cannot hold becomes
+/// an ERROR event with a Status, and the stream ends there.
+pub fn watch_to_protobuf(result: Result<Response, ApiError>) -> Response {
+    let resp = match result {
+        Ok(r) => r,
+        Err(e) => return error_response(e),
+    };
+    let json = resp.headers().get("content-type").is_some_and(|c| c.to_str().is_ok_and(|c| base(c) == "application/json"));
+    if !json || !resp.status().is_success() {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let frames = body.into_data_stream().scan((Vec::new(), false), |(buf, done), chunk| {
+        let Ok(chunk) = chunk else { return futures::future::ready(None) };
+        if *done {
+            return futures::future::ready(None);
+        }
+        buf.extend_from_slice(&chunk);
+        let mut out = Vec::new();
+        while let Some(nl) = buf.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = buf.drain(..=nl).collect();
+            let Ok(ev) = serde_json::from_slice::<Value>(&line) else { continue };
+            let kind = ev["type"].as_str().unwrap_or("");
+            match skiff_k8sproto::encode_watch_event(kind, &ev["object"]) {
+                Ok(frame) => out.extend(frame),
+                Err(e) => {
+                    let st = ApiError::internal(format!("the object cannot be encoded as protobuf: {e}")).to_status();
+                    out.extend(skiff_k8sproto::encode_watch_event("ERROR", &st).expect("Status encodes"));
+                    *done = true;
+                    break;
+                }
+            }
+        }
+        futures::future::ready(Some(Ok::<_, std::convert::Infallible>(axum::body::Bytes::from(out))))
+    });
+    parts.headers.insert("content-type", HeaderValue::from_static("application/vnd.kubernetes.protobuf;stream=watch"));
+    parts.headers.remove("content-length");
+    Response::from_parts(parts, Body::from_stream(frames))
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@
 use std::sync::LazyLock;
 
 use prost::Message;
-use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor};
+use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor, ReflectMessage};
 use serde_json::Value;
 
 mod json;
@@ -159,6 +159,55 @@ pub fn encode(obj: &Value) -> Result<Vec<u8>, Error> {
     Ok(envelope(api_version, kind, msg.encode_to_vec()))
 }
 
+/// One event of a protobuf watch stream, framed as upstream frames them: a
+/// 4-byte big-endian length, then a bare `metav1.WatchEvent` (no envelope)
+/// whose `object.raw` is the object's full protobuf body (with envelope).
+pub fn encode_watch_event(event_type: &str, obj: &Value) -> Result<Vec<u8>, Error> {
+    let inner = encode(obj)?;
+    let desc = POOL.get_message_by_name("skiff.k8s.meta.WatchEvent").expect("WatchEvent is defined");
+    let raw_desc = desc.get_field_by_name("object").unwrap().kind().as_message().unwrap().clone();
+    let mut raw = DynamicMessage::new(raw_desc);
+    raw.set_field_by_name("raw", prost_reflect::Value::Bytes(inner.into()));
+    let mut ev = DynamicMessage::new(desc);
+    ev.set_field_by_name("type", prost_reflect::Value::String(event_type.into()));
+    ev.set_field_by_name("object", prost_reflect::Value::Message(raw));
+    let body = ev.encode_to_vec();
+    let len = u32::try_from(body.len()).map_err(|_| Error::Field { path: "WatchEvent".into(), msg: "event too large".into() })?;
+    let mut out = len.to_be_bytes().to_vec();
+    out.extend(body);
+    Ok(out)
+}
+
+/// Decode one watch frame (without its length prefix) to (type, object).
+pub fn decode_watch_event(frame: &[u8]) -> Result<(String, Value), Error> {
+    let desc = POOL.get_message_by_name("skiff.k8s.meta.WatchEvent").expect("WatchEvent is defined");
+    let ev = DynamicMessage::decode(desc, frame).map_err(|e| Error::Decode(e.to_string()))?;
+    let object = ev.get_field_by_name("object").and_then(|o| o.as_message().cloned());
+    for m in std::iter::once(&ev).chain(object.as_ref()) {
+        if let Some(u) = m.unknown_fields().next() {
+            return Err(Error::UnknownField { message: m.descriptor().full_name().to_string(), number: u.number() });
+        }
+    }
+    let event_type = ev.get_field_by_name("type").and_then(|t| t.as_str().map(str::to_string)).unwrap_or_default();
+    let raw = object.and_then(|m| m.get_field_by_name("raw").and_then(|r| r.as_bytes().cloned())).unwrap_or_default();
+    Ok((event_type, decode(&raw)?))
+}
+
+/// Split a protobuf watch stream into its frames; the rest is an
+/// incomplete frame (returned as the second value).
+pub fn split_watch_frames(mut buf: &[u8]) -> (Vec<&[u8]>, &[u8]) {
+    let mut frames = Vec::new();
+    while buf.len() >= 4 {
+        let len = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+        if buf.len() - 4 < len {
+            break;
+        }
+        frames.push(&buf[4..4 + len]);
+        buf = &buf[4 + len..];
+    }
+    (frames, buf)
+}
+
 /// Wrap an encoded message in `k8s\0` + `runtime.Unknown`.
 pub fn envelope(api_version: &str, kind: &str, raw: Vec<u8>) -> Vec<u8> {
     let desc = unknown_desc();
@@ -189,5 +238,19 @@ mod tests {
         }
         assert!(message_for("v1", "Node").is_none());
         assert!(message_for("v1", "List").is_none());
+    }
+
+    #[test]
+    fn watch_frames() {
+        let obj = serde_json::json!({"kind": "ConfigMap", "apiVersion": "v1", "metadata": {"name": "a", "resourceVersion": "5"}});
+        let mut stream = encode_watch_event("ADDED", &obj).unwrap();
+        stream.extend(encode_watch_event("DELETED", &obj).unwrap());
+        stream.extend([0, 0, 0, 9, 1]);
+        let (frames, rest) = split_watch_frames(&stream);
+        assert_eq!(frames.len(), 2);
+        assert_eq!(rest, &[0, 0, 0, 9, 1]);
+        assert_eq!(decode_watch_event(frames[0]).unwrap(), ("ADDED".to_string(), obj.clone()));
+        assert_eq!(decode_watch_event(frames[1]).unwrap().0, "DELETED");
+        assert!(decode_watch_event(&[0xff, 0xff]).is_err());
     }
 }

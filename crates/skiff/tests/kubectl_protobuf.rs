@@ -3,7 +3,8 @@
 //! and prefer protobuf responses. Each object created that way must be
 //! stored exactly as the same command over JSON (kubectl 1.31) stores it.
 //! Then the API itself: protobuf GET/LIST/Status responses decode with our
-//! own codec, and damaged protobuf bodies get a 400, not a crash.
+//! own codec, watch streams are length-prefixed protobuf events, and damaged
+//! protobuf bodies get a 400, not a crash.
 
 mod common;
 
@@ -333,4 +334,18 @@ fn protobuf_responses_and_malformed_bodies() {
     let r = api.call("PUT", path, &both, Some((PB, &skiff_k8sproto::encode(&updated).unwrap())));
     assert_eq!(r.code, 200, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(skiff_k8sproto::decode(&r.body).unwrap()["data"]["k"], "v2");
+
+    // Watch: length-prefixed protobuf WatchEvents.
+    let r = api.call("GET", "/api/v1/namespaces/default/configmaps?watch=true&timeoutSeconds=1", &both, None);
+    assert_eq!((r.code, r.content_type.as_str()), (200, "application/vnd.kubernetes.protobuf;stream=watch"));
+    let (frames, rest) = skiff_k8sproto::split_watch_frames(&r.body);
+    assert!(rest.is_empty());
+    let events: Vec<(String, Value)> = frames.iter().map(|f| skiff_k8sproto::decode_watch_event(f).unwrap()).collect();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!((events[0].0.as_str(), events[0].1["kind"].as_str(), events[0].1["data"]["k"].as_str()), ("ADDED", Some("ConfigMap"), Some("v2")));
+    // A watched object the protos cannot hold ends the stream with an ERROR Status.
+    let r = api.call("GET", "/api/v1/namespaces/default/pods?watch=true&timeoutSeconds=1", &both, None);
+    let (frames, _) = skiff_k8sproto::split_watch_frames(&r.body);
+    let (t, st) = skiff_k8sproto::decode_watch_event(frames[0]).unwrap();
+    assert_eq!((t.as_str(), st["kind"].as_str(), st["code"].as_i64()), ("ERROR", Some("Status"), Some(500)));
 }
