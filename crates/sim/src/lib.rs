@@ -1,0 +1,102 @@
+//! `skiff sim`: simulated nodes, like kwok.
+//!
+//! It registers Node objects, keeps their Leases in `kube-node-lease` renewed,
+//! and plays a kubelet's part for pods bound to them: Pending → Running with
+//! the conditions and container statuses a real kubelet reports, and the
+//! final (grace period 0) delete once a pod is being deleted. Everything is
+//! driven through the API with one pod watch for all nodes, so thousands of
+//! nodes cost a watch, a few tasks and a lease write per node per interval.
+
+mod lease;
+mod node;
+mod pods;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Result;
+use k8s_openapi::api::core::v1::Taint;
+
+/// What to simulate. `skiff sim`'s flags map onto this one to one.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// How many nodes: `{node_prefix}{0..nodes}`.
+    pub nodes: usize,
+    pub node_prefix: String,
+    /// Capacity (= allocatable) of every node, as Kubernetes quantities.
+    pub cpu: String,
+    pub memory: String,
+    pub pods: String,
+    /// Extra labels on every node (besides kubernetes.io/hostname, os, arch).
+    pub labels: BTreeMap<String, String>,
+    /// If > 0, node i gets topology.kubernetes.io/zone=zone-{i % zones}.
+    pub zones: usize,
+    pub taints: Vec<Taint>,
+    /// Time from a pod being bound to it running.
+    pub pod_startup_delay: Duration,
+    /// Lease duration (kubelet: 40s); leases are renewed every quarter of it.
+    pub lease_duration_seconds: i32,
+    /// At most this many API requests in flight.
+    pub concurrency: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            nodes: 1,
+            node_prefix: "sim-node-".into(),
+            cpu: "32".into(),
+            memory: "256Gi".into(),
+            pods: "110".into(),
+            labels: BTreeMap::new(),
+            zones: 0,
+            taints: Vec::new(),
+            pod_startup_delay: Duration::from_millis(0),
+            lease_duration_seconds: 40,
+            concurrency: 32,
+        }
+    }
+}
+
+impl Config {
+    pub fn node_name(&self, i: usize) -> String {
+        format!("{}{}", self.node_prefix, i)
+    }
+}
+
+/// Parses `key=value:Effect` or `key:Effect` (kubectl taint syntax).
+pub fn parse_taint(s: &str) -> Result<Taint> {
+    let (kv, effect) = s.rsplit_once(':').ok_or_else(|| anyhow::anyhow!("taint {s:?}: want key[=value]:Effect"))?;
+    if !matches!(effect, "NoSchedule" | "PreferNoSchedule" | "NoExecute") {
+        anyhow::bail!("taint {s:?}: effect must be NoSchedule, PreferNoSchedule or NoExecute");
+    }
+    let (key, value) = match kv.split_once('=') {
+        Some((k, v)) => (k.to_string(), Some(v.to_string())),
+        None => (kv.to_string(), None),
+    };
+    Ok(Taint { key, value, effect: effect.into(), time_added: None })
+}
+
+/// Register the nodes, then renew leases and drive pods until `shutdown`.
+pub async fn run(client: kube::Client, config: Config, shutdown: impl std::future::Future<Output = ()>) -> Result<()> {
+    let config = Arc::new(config);
+    node::register_all(&client, &config).await?;
+    lease::ensure_namespace(&client).await?;
+    tracing::info!(nodes = config.nodes, "sim nodes registered");
+    let leases = tokio::spawn(lease::renew_forever(client.clone(), config.clone()));
+    let pods = tokio::spawn(pods::drive(client.clone(), config.clone()));
+    tokio::select! {
+        _ = shutdown => {}
+        r = pods => r??,
+    }
+    leases.abort();
+    Ok(())
+}
+
+/// RFC 3339 "now" with second precision, as Kubernetes writes metav1.Time.
+pub(crate) fn now() -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Time {
+    k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now())
+}
+
+pub(crate) const RETRY: Duration = Duration::from_millis(500);
