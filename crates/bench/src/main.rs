@@ -6,6 +6,7 @@
 
 mod load;
 mod noise;
+mod scheduler;
 mod server;
 mod stats;
 
@@ -29,6 +30,8 @@ struct Cli {
 enum Cmd {
     /// Skiff's store against Debian's etcd over the etcd v3 API.
     Store(StoreArgs),
+    /// scheduler_perf's SchedulingBasic: sim nodes, then pods; pods/s and p99 latency.
+    Scheduler(scheduler::SchedulerArgs),
 }
 
 #[derive(clap::Args)]
@@ -339,6 +342,10 @@ async fn main() -> Result<()> {
                 std::fs::write(path, &report)?;
             }
         }
+        Cmd::Scheduler(args) => tokio::select! {
+            r = scheduler::run(args) => r?,
+            _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted"),
+        },
     }
     Ok(())
 }

@@ -39,6 +39,8 @@ pub struct Config {
     pub lease_duration_seconds: i32,
     /// At most this many API requests in flight.
     pub concurrency: usize,
+    /// Drive bound pods to Running (off: nodes only, as scheduler_perf's fake nodes).
+    pub drive_pods: bool,
 }
 
 impl Default for Config {
@@ -55,6 +57,7 @@ impl Default for Config {
             pod_startup_delay: Duration::from_millis(0),
             lease_duration_seconds: 40,
             concurrency: 32,
+            drive_pods: true,
         }
     }
 }
@@ -85,7 +88,16 @@ pub async fn run(client: kube::Client, config: Config, shutdown: impl std::futur
     lease::ensure_namespace(&client).await?;
     tracing::info!(nodes = config.nodes, "sim nodes registered");
     let leases = tokio::spawn(lease::renew_forever(client.clone(), config.clone()));
-    let pods = tokio::spawn(pods::drive(client.clone(), config.clone()));
+    let pods = tokio::spawn({
+        let (client, config) = (client.clone(), config.clone());
+        async move {
+            if config.drive_pods {
+                pods::drive(client, config).await
+            } else {
+                std::future::pending().await
+            }
+        }
+    });
     tokio::select! {
         _ = shutdown => {}
         r = pods => r??,

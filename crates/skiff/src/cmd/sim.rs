@@ -43,6 +43,9 @@ pub struct SimArgs {
     /// Maximum API requests in flight.
     #[arg(long, default_value_t = 32)]
     concurrency: usize,
+    /// Drive bound pods to Running and finish their deletion (false: nodes only).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    drive_pods: bool,
 }
 
 pub async fn run(args: SimArgs) -> Result<()> {
@@ -65,6 +68,7 @@ pub async fn run(args: SimArgs) -> Result<()> {
         pod_startup_delay: args.pod_startup_delay,
         lease_duration_seconds: args.lease_duration_seconds,
         concurrency: args.concurrency,
+        drive_pods: args.drive_pods,
     };
     skiff_sim::run(client, config, super::shutdown_signal()).await
 }
