@@ -26,6 +26,9 @@ pub struct PodInfo {
     pub priority: i32,
     /// (hostIP, protocol, hostPort) of every container port with a hostPort.
     pub host_ports: Vec<(String, String, i32)>,
+    /// Has pod affinity or anti-affinity terms (indexed per node, so the
+    /// common pod without them need not scan every pod each cycle).
+    pub has_pod_affinity: bool,
 }
 
 impl PodInfo {
@@ -43,7 +46,8 @@ impl PodInfo {
                 Some((p.host_ip.clone().filter(|ip| !ip.is_empty()).unwrap_or_else(|| "0.0.0.0".into()), p.protocol.clone().unwrap_or_else(|| "TCP".into()), hp))
             })
             .collect();
-        PodInfo { requests: pod_requests(&pod, false), non_zero: pod_requests(&pod, true), key, namespace, labels, priority, host_ports, pod }
+        let has_pod_affinity = pod.spec.as_ref().and_then(|s| s.affinity.as_ref()).is_some_and(|a| a.pod_affinity.is_some() || a.pod_anti_affinity.is_some());
+        PodInfo { has_pod_affinity, requests: pod_requests(&pod, false), non_zero: pod_requests(&pod, true), key, namespace, labels, priority, host_ports, pod }
     }
 
     pub fn node_name(&self) -> Option<&str> {
@@ -68,6 +72,8 @@ pub struct NodeInfo {
     pub requested: Resources,
     pub non_zero_requested: Resources,
     pub pods: Vec<Arc<PodInfo>>,
+    /// The subset of `pods` with pod (anti-)affinity terms.
+    pub pods_with_affinity: Vec<Arc<PodInfo>>,
 }
 
 impl NodeInfo {
@@ -84,6 +90,9 @@ impl NodeInfo {
         self.requested.add(&p.requests);
         self.requested.pods += 1;
         self.non_zero_requested.add(&p.non_zero);
+        if p.has_pod_affinity {
+            self.pods_with_affinity.push(p.clone());
+        }
         self.pods.push(p);
     }
 
@@ -91,6 +100,7 @@ impl NodeInfo {
     pub fn remove_pod(&mut self, key: &str) -> bool {
         let Some(i) = self.pods.iter().position(|p| p.key == key) else { return false };
         let p = self.pods.swap_remove(i);
+        self.pods_with_affinity.retain(|q| q.key != key);
         self.requested.sub(&p.requests);
         self.requested.pods -= 1;
         self.non_zero_requested.sub(&p.non_zero);

@@ -61,8 +61,10 @@ impl Plugin for InterPodAffinity {
     fn pre_filter(&self, state: &mut CycleState, pod: &PodInfo, snap: &Snapshot) -> Status {
         let (aff, anti) = required_terms(pod);
         let mut s = PreFilterState { existing_anti: Counts::new(), affinity: Counts::new(), anti: Counts::new(), self_match: aff.iter().all(|t| term_selects(t, &pod.namespace, pod)) };
+        // Without terms of its own, only pods with terms can matter.
+        let all = !aff.is_empty() || !anti.is_empty();
         for node in &snap.nodes {
-            for e in &node.pods {
+            for e in if all { &node.pods } else { &node.pods_with_affinity } {
                 for t in required_terms(e).1 {
                     if term_selects(t, &e.namespace, pod) {
                         add(&mut s.existing_anti, node, &t.topology_key, 1);
@@ -110,8 +112,9 @@ impl Plugin for InterPodAffinity {
         let pref_aff = a.and_then(|a| a.pod_affinity.as_ref()).and_then(|x| x.preferred_during_scheduling_ignored_during_execution.as_deref()).unwrap_or(&[]);
         let pref_anti = a.and_then(|a| a.pod_anti_affinity.as_ref()).and_then(|x| x.preferred_during_scheduling_ignored_during_execution.as_deref()).unwrap_or(&[]);
         let mut scores = Counts::new();
+        let all = !pref_aff.is_empty() || !pref_anti.is_empty();
         for node in &snap.nodes {
-            for e in &node.pods {
+            for e in if all { &node.pods } else { &node.pods_with_affinity } {
                 for w in pref_aff {
                     if term_selects(&w.pod_affinity_term, &pod.namespace, e) {
                         add(&mut scores, node, &w.pod_affinity_term.topology_key, w.weight as i64);
