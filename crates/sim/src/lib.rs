@@ -112,3 +112,31 @@ pub(crate) fn now() -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Time {
 }
 
 pub(crate) const RETRY: Duration = Duration::from_millis(500);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn taints_parse_as_kubectl_writes_them() {
+        let t = parse_taint("dedicated=gpu:NoSchedule").unwrap();
+        assert_eq!((t.key.as_str(), t.value.as_deref(), t.effect.as_str()), ("dedicated", Some("gpu"), "NoSchedule"));
+        let t = parse_taint("node-role.kubernetes.io/control-plane:NoSchedule").unwrap();
+        assert_eq!((t.key.as_str(), t.value, t.effect.as_str()), ("node-role.kubernetes.io/control-plane", None, "NoSchedule"));
+        assert!(parse_taint("k=v:Sometimes").is_err());
+        assert!(parse_taint("novalue").is_err());
+    }
+
+    #[test]
+    fn nodes_have_status_labels_and_zones() {
+        let c = Config { zones: 3, nodes: 5, ..Default::default() };
+        let n = node::build(&c, 4);
+        let labels = n.metadata.labels.unwrap();
+        assert_eq!(labels["kubernetes.io/hostname"], "sim-node-4");
+        assert_eq!(labels["topology.kubernetes.io/zone"], "zone-1");
+        let st = n.status.unwrap();
+        assert_eq!(st.allocatable.unwrap()["cpu"].0, "32");
+        assert!(st.conditions.unwrap().iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+        assert_eq!(node::node_ip(258), "10.64.1.2");
+    }
+}

@@ -165,7 +165,9 @@ fn preemption_by_priority_class() {
     let mut c = Cluster::start();
     c.sim("sim.log", &["--nodes", "1", "--cpu", "2", "--memory", "8Gi"]);
     c.wait_nodes(1);
-    c.spawn("scheduler.log", &["scheduler", "--leader-elect=false"]);
+    let metrics_port = common::free_port();
+    let metrics_addr = format!("127.0.0.1:{metrics_port}");
+    c.spawn("scheduler.log", &["scheduler", "--leader-elect=false", "--metrics-address", &metrics_addr]);
     let (k, dir) = (&c.k, c.dir.path().to_path_buf());
     create(k, &dir, serde_json::json!({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass", "metadata": {"name": "high"}, "value": 1000}));
     create(k, &dir, pod("low", "1500m", serde_json::json!({})));
@@ -182,6 +184,26 @@ fn preemption_by_priority_class() {
     assert!(reasons.contains(&("low", "Preempted")), "{reasons:?}");
     assert!(reasons.contains(&("high", "FailedScheduling")), "{reasons:?}");
     assert!(reasons.contains(&("high", "Scheduled")), "{reasons:?}");
+
+    // Prometheus metrics count what happened.
+    let metrics = http_get(metrics_port, "/metrics");
+    for want in [
+        "scheduler_schedule_attempts_total{result=\"scheduled\",profile=\"default-scheduler\"} 2",
+        "scheduler_preemption_victims_total 1",
+        "scheduler_scheduling_attempt_duration_seconds_bucket",
+        "leader_election_master_status 1",
+    ] {
+        assert!(metrics.contains(want), "{want} not in {metrics}");
+    }
+}
+
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
 }
 
 #[test]
