@@ -7,6 +7,7 @@
 mod apiserver;
 mod load;
 mod noise;
+mod scheduler;
 mod server;
 mod stats;
 
@@ -32,6 +33,8 @@ enum Cmd {
     Store(StoreArgs),
     /// The Kubernetes API of `skiff server`: creates, gets, lists, watch fan-out, fixed-rate writes.
     Apiserver(apiserver::ApiArgs),
+    /// scheduler_perf's SchedulingBasic: sim nodes, then pods; pods/s and p99 latency.
+    Scheduler(scheduler::SchedulerArgs),
 }
 
 #[derive(clap::Args)]
@@ -349,6 +352,10 @@ async fn main() -> Result<()> {
             };
             println!("{report}");
         }
+        Cmd::Scheduler(args) => tokio::select! {
+            r = scheduler::run(args) => r?,
+            _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted"),
+        },
     }
     Ok(())
 }

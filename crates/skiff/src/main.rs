@@ -20,6 +20,10 @@ enum Command {
     Server(cmd::server::ServerArgs),
     /// Run Skiff's etcd-compatible store alone, serving the etcd v3 gRPC API.
     Store(cmd::store::StoreArgs),
+    /// Simulated nodes (like kwok): Node objects, their Leases, and a fake pod lifecycle.
+    Sim(cmd::sim::SimArgs),
+    /// The scheduler: binds pending pods to nodes (leader-elected).
+    Scheduler(cmd::scheduler::SchedulerArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -37,6 +41,8 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Command::Server(args) => cmd::server::run(args).await,
             Command::Store(args) => cmd::store::run(args).await,
+            Command::Sim(args) => cmd::sim::run(args).await,
+            Command::Scheduler(args) => cmd::scheduler::run(args).await,
         }
     });
     match result {

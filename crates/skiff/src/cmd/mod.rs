@@ -1,6 +1,9 @@
 //! One module per subcommand.
 
+mod kubeclient;
+pub mod scheduler;
 pub mod server;
+pub mod sim;
 pub mod store;
 mod urls;
 

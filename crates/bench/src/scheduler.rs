@@ -1,0 +1,148 @@
+//! `bench scheduler`: upstream scheduler_perf's SchedulingBasic on Skiff —
+//! a `skiff server`, `skiff sim` with N fake nodes (nodes only, no pod
+//! lifecycle, as scheduler_perf has no kubelets), one `skiff scheduler`,
+//! then P pods created as fast as the client can; throughput is pods bound
+//! per second over the measured phase, latency is per pod from its create
+//! returning to the watch showing it bound.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::{Api, ListParams, PostParams};
+use kube::runtime::watcher::{self, Event};
+
+#[derive(clap::Args)]
+pub struct SchedulerArgs {
+    #[arg(long, default_value = "target/release/skiff")]
+    skiff_bin: PathBuf,
+    #[arg(long, default_value_t = 5000)]
+    nodes: usize,
+    /// Pods scheduled before measuring (upstream: 1,000 init pods).
+    #[arg(long, default_value_t = 1000)]
+    init_pods: usize,
+    /// Measured pods.
+    #[arg(long, default_value_t = 10000)]
+    pods: usize,
+    /// Concurrent pod creations.
+    #[arg(long, default_value_t = 64)]
+    clients: usize,
+}
+
+struct Kill(Child);
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(bin: &PathBuf, args: &[&str], log: PathBuf) -> Result<Kill> {
+    let child = Command::new(bin).args(args).stdout(Stdio::null()).stderr(std::fs::File::create(log)?).spawn().context("spawn skiff")?;
+    Ok(Kill(child))
+}
+
+fn pod(name: &str) -> Pod {
+    serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"containers": [{"name": "pause", "image": "registry.k8s.io/pause:3.10",
+            "resources": {"requests": {"cpu": "100m", "memory": "500Mi"}, "limits": {"cpu": "100m", "memory": "500Mi"}}}]}
+    }))
+    .unwrap()
+}
+
+/// Creates `names` and returns, per pod, when its create returned.
+async fn create_all(api: &Api<Pod>, names: Vec<String>, clients: usize) -> Result<HashMap<String, Instant>> {
+    let results: Vec<Result<(String, Instant)>> = futures::stream::iter(names)
+        .map(|n| {
+            let api = api.clone();
+            async move {
+                api.create(&PostParams::default(), &pod(&n)).await.with_context(|| format!("create {n}"))?;
+                Ok((n, Instant::now()))
+            }
+        })
+        .buffer_unordered(clients)
+        .collect()
+        .await;
+    results.into_iter().collect()
+}
+
+pub async fn run(args: SchedulerArgs) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let data = dir.path().join("server");
+    let _server = spawn(&args.skiff_bin, &["server", "--data-dir", data.to_str().unwrap(), "--listen", &format!("127.0.0.1:{port}")], dir.path().join("server.log"))?;
+    let kubeconfig = data.join("kubeconfig.yaml");
+    let start = Instant::now();
+    while !kubeconfig.exists() || std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        anyhow::ensure!(start.elapsed() < Duration::from_secs(60), "skiff server did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let kc = kubeconfig.to_str().unwrap();
+    crate::progress(&format!("registering {} sim nodes", args.nodes));
+    let _sim = spawn(&args.skiff_bin, &["sim", "--kubeconfig", kc, "--nodes", &args.nodes.to_string(), "--drive-pods=false", "--lease-duration-seconds", "400", "--cpu", "32", "--memory", "256Gi"], dir.path().join("sim.log"))?;
+    let kcfg = kube::Config::from_custom_kubeconfig(kube::config::Kubeconfig::read_from(&kubeconfig)?, &Default::default()).await?;
+    let client = kube::Client::try_from(kcfg)?;
+    let nodes: Api<Node> = Api::all(client.clone());
+    loop {
+        let n = nodes.list_metadata(&ListParams::default().limit(1)).await.map(|l| l.metadata.remaining_item_count.unwrap_or(0) as usize + l.items.len()).unwrap_or(0);
+        if n >= args.nodes {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    crate::progress(&format!("nodes ready after {:.1}s; starting the scheduler", start.elapsed().as_secs_f64()));
+    let _sched = spawn(&args.skiff_bin, &["scheduler", "--kubeconfig", kc, "--leader-elect=false", "--no-scheduled-events"], dir.path().join("scheduler.log"))?;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+
+    // Bound times from one watch.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, Instant)>();
+    let watch_api = pods.clone();
+    tokio::spawn(async move {
+        let mut s = watcher::watcher(watch_api, watcher::Config::default()).boxed();
+        while let Some(Ok(ev)) = s.next().await {
+            if let Event::Apply(p) | Event::InitApply(p) = ev {
+                if p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some() {
+                    let _ = tx.send((p.metadata.name.unwrap_or_default(), Instant::now()));
+                }
+            }
+        }
+    });
+    let mut bound: HashMap<String, Instant> = HashMap::new();
+    let mut wait_bound = |want: &dyn Fn(&HashMap<String, Instant>) -> bool, bound: &mut HashMap<String, Instant>| -> bool {
+        while let Ok((n, t)) = rx.try_recv() {
+            bound.entry(n).or_insert(t);
+        }
+        want(bound)
+    };
+    crate::progress(&format!("creating {} init pods", args.init_pods));
+    create_all(&pods, (0..args.init_pods).map(|i| format!("init-{i}")).collect(), args.clients).await?;
+    while !wait_bound(&|b| b.keys().filter(|k| k.starts_with("init-")).count() >= args.init_pods, &mut bound) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    crate::progress(&format!("creating {} measured pods", args.pods));
+    let t0 = Instant::now();
+    let created = create_all(&pods, (0..args.pods).map(|i| format!("pod-{i}")).collect(), args.clients).await?;
+    let create_secs = t0.elapsed().as_secs_f64();
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while !wait_bound(&|b| b.keys().filter(|k| k.starts_with("pod-")).count() >= args.pods, &mut bound) {
+        anyhow::ensure!(Instant::now() < deadline, "pods not all bound after 10 minutes");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let last = bound.iter().filter(|(k, _)| k.starts_with("pod-")).map(|(_, t)| *t).max().unwrap();
+    let secs = last.duration_since(t0).as_secs_f64();
+    let mut h = hdrhistogram::Histogram::<u64>::new(3)?;
+    for (name, tc) in &created {
+        let tb = bound[name];
+        h.record(tb.saturating_duration_since(*tc).as_micros() as u64)?;
+    }
+    let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    println!("| nodes | init pods | pods | create phase (s) | all bound (s) | pods/s | p50 latency (ms) | p99 latency (ms) |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| {} | {} | {} | {create_secs:.1} | {secs:.1} | {:.0} | {:.0} | {:.0} |", args.nodes, args.init_pods, args.pods, args.pods as f64 / secs, ms(0.5), ms(0.99));
+    Ok(())
+}

@@ -1,0 +1,196 @@
+//! The scheduling framework: per-pod and per-node views, statuses, and the
+//! plugin trait (PreFilter / Filter / PreScore / Score / NormalizeScore), as
+//! upstream's framework defines them, minus the extension points we don't use.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::{Node, Pod, Taint};
+
+use crate::resources::{pod_requests, Resources};
+
+/// Highest score a plugin may give a node after normalization.
+pub const MAX_NODE_SCORE: i64 = 100;
+
+/// A pod with what the plugins need precomputed once.
+#[derive(Debug)]
+pub struct PodInfo {
+    pub pod: Pod,
+    /// `namespace/name`.
+    pub key: String,
+    pub namespace: String,
+    pub labels: BTreeMap<String, String>,
+    pub requests: Resources,
+    /// Requests with upstream's defaults for containers asking nothing (scoring).
+    pub non_zero: Resources,
+    pub priority: i32,
+    /// (hostIP, protocol, hostPort) of every container port with a hostPort.
+    pub host_ports: Vec<(String, String, i32)>,
+    /// Has pod affinity or anti-affinity terms (indexed per node, so the
+    /// common pod without them need not scan every pod each cycle).
+    pub has_pod_affinity: bool,
+}
+
+impl PodInfo {
+    pub fn new(pod: Pod, priority: i32) -> PodInfo {
+        let namespace = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+        let key = format!("{namespace}/{}", pod.metadata.name.as_deref().unwrap_or(""));
+        let labels = pod.metadata.labels.clone().unwrap_or_default();
+        let host_ports = pod
+            .spec
+            .iter()
+            .flat_map(|s| s.containers.iter().chain(s.init_containers.iter().flatten()))
+            .flat_map(|c| c.ports.iter().flatten())
+            .filter_map(|p| {
+                let hp = p.host_port.filter(|&p| p > 0)?;
+                Some((p.host_ip.clone().filter(|ip| !ip.is_empty()).unwrap_or_else(|| "0.0.0.0".into()), p.protocol.clone().unwrap_or_else(|| "TCP".into()), hp))
+            })
+            .collect();
+        let has_pod_affinity = pod.spec.as_ref().and_then(|s| s.affinity.as_ref()).is_some_and(|a| a.pod_affinity.is_some() || a.pod_anti_affinity.is_some());
+        PodInfo { has_pod_affinity, requests: pod_requests(&pod, false), non_zero: pod_requests(&pod, true), key, namespace, labels, priority, host_ports, pod }
+    }
+
+    pub fn node_name(&self) -> Option<&str> {
+        self.pod.spec.as_ref().and_then(|s| s.node_name.as_deref()).filter(|n| !n.is_empty())
+    }
+
+    pub fn spec(&self) -> &k8s_openapi::api::core::v1::PodSpec {
+        static EMPTY: std::sync::OnceLock<k8s_openapi::api::core::v1::PodSpec> = std::sync::OnceLock::new();
+        self.pod.spec.as_ref().unwrap_or_else(|| EMPTY.get_or_init(Default::default))
+    }
+}
+
+/// A node with the pods on it (bound and assumed) and their totals.
+#[derive(Clone, Debug, Default)]
+pub struct NodeInfo {
+    pub name: String,
+    pub node: Option<Arc<Node>>,
+    pub labels: BTreeMap<String, String>,
+    pub taints: Vec<Taint>,
+    pub unschedulable: bool,
+    pub allocatable: Resources,
+    pub requested: Resources,
+    pub non_zero_requested: Resources,
+    pub pods: Vec<Arc<PodInfo>>,
+    /// The subset of `pods` with pod (anti-)affinity terms.
+    pub pods_with_affinity: Vec<Arc<PodInfo>>,
+}
+
+impl NodeInfo {
+    pub fn set_node(&mut self, node: Node) {
+        self.name = node.metadata.name.clone().unwrap_or_default();
+        self.labels = node.metadata.labels.clone().unwrap_or_default();
+        self.taints = node.spec.as_ref().and_then(|s| s.taints.clone()).unwrap_or_default();
+        self.unschedulable = node.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false);
+        self.allocatable = Resources::from_list(node.status.as_ref().and_then(|s| s.allocatable.as_ref()));
+        self.node = Some(Arc::new(node));
+    }
+
+    pub fn add_pod(&mut self, p: Arc<PodInfo>) {
+        self.requested.add(&p.requests);
+        self.requested.pods += 1;
+        self.non_zero_requested.add(&p.non_zero);
+        if p.has_pod_affinity {
+            self.pods_with_affinity.push(p.clone());
+        }
+        self.pods.push(p);
+    }
+
+    /// Removes the pod with this key; false if it was not here.
+    pub fn remove_pod(&mut self, key: &str) -> bool {
+        let Some(i) = self.pods.iter().position(|p| p.key == key) else { return false };
+        let p = self.pods.swap_remove(i);
+        self.pods_with_affinity.retain(|q| q.key != key);
+        self.requested.sub(&p.requests);
+        self.requested.pods -= 1;
+        self.non_zero_requested.sub(&p.non_zero);
+        true
+    }
+}
+
+/// How a plugin judged a pod against a node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Code {
+    Success,
+    /// Might fit after preemption or cluster changes.
+    Unschedulable,
+    /// Preemption cannot help on this node.
+    UnschedulableAndUnresolvable,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Status {
+    pub code: Code,
+    pub reasons: Vec<String>,
+    pub plugin: &'static str,
+}
+
+impl Status {
+    pub fn success() -> Status {
+        Status { code: Code::Success, reasons: vec![], plugin: "" }
+    }
+    pub fn unschedulable(plugin: &'static str, reason: impl Into<String>) -> Status {
+        Status { code: Code::Unschedulable, reasons: vec![reason.into()], plugin }
+    }
+    pub fn unresolvable(plugin: &'static str, reason: impl Into<String>) -> Status {
+        Status { code: Code::UnschedulableAndUnresolvable, reasons: vec![reason.into()], plugin }
+    }
+    pub fn is_success(&self) -> bool {
+        self.code == Code::Success
+    }
+}
+
+/// Data PreFilter/PreScore computed for one scheduling cycle, read by
+/// Filter/Score. One slot per plugin that needs one.
+#[derive(Default)]
+pub struct CycleState {
+    pub topology_spread: Option<crate::plugins::pod_topology_spread::PreFilterState>,
+    pub topology_spread_score: Option<crate::plugins::pod_topology_spread::PreScoreState>,
+    pub inter_pod_affinity: Option<crate::plugins::inter_pod_affinity::PreFilterState>,
+    pub inter_pod_affinity_score: Option<crate::plugins::inter_pod_affinity::PreScoreState>,
+}
+
+/// All nodes of the cluster as one cycle sees them.
+pub struct Snapshot<'a> {
+    pub nodes: Vec<&'a NodeInfo>,
+}
+
+/// A scheduler plugin. Every method has a neutral default, so a plugin
+/// implements only its extension points.
+pub trait Plugin: Send + Sync {
+    fn name(&self) -> &'static str;
+    /// Computes cycle state; a non-success status rejects the pod for all nodes.
+    fn pre_filter(&self, _state: &mut CycleState, _pod: &PodInfo, _snap: &Snapshot) -> Status {
+        Status::success()
+    }
+    fn filter(&self, _state: &CycleState, _pod: &PodInfo, _node: &NodeInfo) -> Status {
+        Status::success()
+    }
+    /// Weight in the default profile; 0 means "not a score plugin".
+    fn weight(&self) -> i64 {
+        0
+    }
+    fn pre_score(&self, _state: &mut CycleState, _pod: &PodInfo, _feasible: &[&NodeInfo], _snap: &Snapshot) {}
+    fn score(&self, _state: &CycleState, _pod: &PodInfo, _node: &NodeInfo) -> i64 {
+        0
+    }
+    /// Scales raw scores to 0..=MAX_NODE_SCORE (default: they already are).
+    fn normalize(&self, _state: &CycleState, _scores: &mut [i64]) {}
+}
+
+/// Upstream's helper: scale to 0..=max by the largest score, optionally reversed.
+pub fn default_normalize(scores: &mut [i64], reverse: bool) {
+    let max = scores.iter().copied().max().unwrap_or(0);
+    if max == 0 {
+        if reverse {
+            scores.iter_mut().for_each(|s| *s = MAX_NODE_SCORE);
+        }
+        return;
+    }
+    for s in scores.iter_mut() {
+        *s = MAX_NODE_SCORE * *s / max;
+        if reverse {
+            *s = MAX_NODE_SCORE - *s;
+        }
+    }
+}

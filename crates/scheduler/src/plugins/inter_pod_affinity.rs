@@ -1,0 +1,219 @@
+//! InterPodAffinity: required pod affinity / anti-affinity of the incoming
+//! pod, and required anti-affinity of existing pods, per topology domain;
+//! preferred terms (both ways) and existing pods' required affinity
+//! (hardPodAffinityWeight 1) score. namespaceSelector other than `{}` (all
+//! namespaces) is not supported yet: such terms use their namespaces list.
+
+use std::collections::{HashMap, HashSet};
+
+use k8s_openapi::api::core::v1::PodAffinityTerm;
+
+use super::helpers::selector_matches;
+use crate::framework::{CycleState, NodeInfo, Plugin, PodInfo, Snapshot, Status, MAX_NODE_SCORE};
+
+pub struct InterPodAffinity;
+
+pub const REASON_AFFINITY: &str = "node(s) didn't match pod affinity rules";
+pub const REASON_ANTI: &str = "node(s) didn't match pod anti-affinity rules";
+pub const REASON_EXISTING_ANTI: &str = "node(s) didn't satisfy existing pods anti-affinity rules";
+
+/// Does `term` (declared by a pod in namespace `owner_ns`) select `target`?
+fn term_selects(term: &PodAffinityTerm, owner_ns: &str, target: &PodInfo) -> bool {
+    let ns_ok = match (&term.namespaces, &term.namespace_selector) {
+        (_, Some(sel)) if sel.match_labels.as_ref().is_none_or(|m| m.is_empty()) && sel.match_expressions.as_ref().is_none_or(|m| m.is_empty()) => true,
+        (Some(list), _) if !list.is_empty() => list.contains(&target.namespace),
+        _ => target.namespace == owner_ns,
+    };
+    ns_ok && term.label_selector.as_ref().is_some_and(|s| selector_matches(s, &target.labels))
+}
+
+type Counts = HashMap<(String, String), i64>;
+
+fn required_terms(p: &PodInfo) -> (&[PodAffinityTerm], &[PodAffinityTerm]) {
+    let a = p.spec().affinity.as_ref();
+    let aff = a.and_then(|a| a.pod_affinity.as_ref()).and_then(|x| x.required_during_scheduling_ignored_during_execution.as_deref()).unwrap_or(&[]);
+    let anti = a.and_then(|a| a.pod_anti_affinity.as_ref()).and_then(|x| x.required_during_scheduling_ignored_during_execution.as_deref()).unwrap_or(&[]);
+    (aff, anti)
+}
+
+fn add(m: &mut Counts, node: &NodeInfo, key: &str, by: i64) {
+    if let Some(v) = node.labels.get(key) {
+        *m.entry((key.to_string(), v.clone())).or_insert(0) += by;
+    }
+}
+
+pub struct PreFilterState {
+    existing_anti: Counts,
+    affinity: Counts,
+    anti: Counts,
+    /// The pod matches all of its own affinity terms (lets the first pod of a group in).
+    self_match: bool,
+}
+
+pub struct PreScoreState {
+    scores: Counts,
+}
+
+impl Plugin for InterPodAffinity {
+    fn name(&self) -> &'static str {
+        "InterPodAffinity"
+    }
+    fn pre_filter(&self, state: &mut CycleState, pod: &PodInfo, snap: &Snapshot) -> Status {
+        let (aff, anti) = required_terms(pod);
+        let mut s = PreFilterState { existing_anti: Counts::new(), affinity: Counts::new(), anti: Counts::new(), self_match: aff.iter().all(|t| term_selects(t, &pod.namespace, pod)) };
+        // Without terms of its own, only pods with terms can matter.
+        let all = !aff.is_empty() || !anti.is_empty();
+        for node in &snap.nodes {
+            for e in if all { &node.pods } else { &node.pods_with_affinity } {
+                for t in required_terms(e).1 {
+                    if term_selects(t, &e.namespace, pod) {
+                        add(&mut s.existing_anti, node, &t.topology_key, 1);
+                    }
+                }
+                if !aff.is_empty() && aff.iter().all(|t| term_selects(t, &pod.namespace, e)) {
+                    for t in aff {
+                        add(&mut s.affinity, node, &t.topology_key, 1);
+                    }
+                }
+                for t in anti {
+                    if term_selects(t, &pod.namespace, e) {
+                        add(&mut s.anti, node, &t.topology_key, 1);
+                    }
+                }
+            }
+        }
+        state.inter_pod_affinity = Some(s);
+        Status::success()
+    }
+    fn filter(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Status {
+        let Some(s) = &state.inter_pod_affinity else { return Status::success() };
+        let (aff, anti) = required_terms(pod);
+        let has = |m: &Counts, k: &str| node.labels.get(k).is_some_and(|v| m.get(&(k.to_string(), v.clone())).copied().unwrap_or(0) > 0);
+        if !aff.iter().all(|t| has(&s.affinity, &t.topology_key)) {
+            // No pod anywhere matches yet: the pod may go first if it matches its own terms.
+            let first = s.affinity.is_empty() && s.self_match && aff.iter().all(|t| node.labels.contains_key(&t.topology_key));
+            if !first {
+                return Status::unresolvable(self.name(), REASON_AFFINITY);
+            }
+        }
+        if anti.iter().any(|t| has(&s.anti, &t.topology_key)) {
+            return Status::unschedulable(self.name(), REASON_ANTI);
+        }
+        if node.labels.iter().any(|(k, v)| s.existing_anti.get(&(k.clone(), v.clone())).copied().unwrap_or(0) > 0) {
+            return Status::unschedulable(self.name(), REASON_EXISTING_ANTI);
+        }
+        Status::success()
+    }
+    fn weight(&self) -> i64 {
+        2
+    }
+    fn pre_score(&self, state: &mut CycleState, pod: &PodInfo, _feasible: &[&NodeInfo], snap: &Snapshot) {
+        let a = pod.spec().affinity.as_ref();
+        let pref_aff = a.and_then(|a| a.pod_affinity.as_ref()).and_then(|x| x.preferred_during_scheduling_ignored_during_execution.as_deref()).unwrap_or(&[]);
+        let pref_anti = a.and_then(|a| a.pod_anti_affinity.as_ref()).and_then(|x| x.preferred_during_scheduling_ignored_during_execution.as_deref()).unwrap_or(&[]);
+        let mut scores = Counts::new();
+        let all = !pref_aff.is_empty() || !pref_anti.is_empty();
+        for node in &snap.nodes {
+            for e in if all { &node.pods } else { &node.pods_with_affinity } {
+                for w in pref_aff {
+                    if term_selects(&w.pod_affinity_term, &pod.namespace, e) {
+                        add(&mut scores, node, &w.pod_affinity_term.topology_key, w.weight as i64);
+                    }
+                }
+                for w in pref_anti {
+                    if term_selects(&w.pod_affinity_term, &pod.namespace, e) {
+                        add(&mut scores, node, &w.pod_affinity_term.topology_key, -(w.weight as i64));
+                    }
+                }
+                let ea = e.spec().affinity.as_ref();
+                if ea.is_none() {
+                    continue;
+                }
+                for t in required_terms(e).0 {
+                    if term_selects(t, &e.namespace, pod) {
+                        add(&mut scores, node, &t.topology_key, 1);
+                    }
+                }
+                for w in ea.and_then(|a| a.pod_affinity.as_ref()).and_then(|x| x.preferred_during_scheduling_ignored_during_execution.as_deref()).unwrap_or(&[]) {
+                    if term_selects(&w.pod_affinity_term, &e.namespace, pod) {
+                        add(&mut scores, node, &w.pod_affinity_term.topology_key, w.weight as i64);
+                    }
+                }
+                for w in ea.and_then(|a| a.pod_anti_affinity.as_ref()).and_then(|x| x.preferred_during_scheduling_ignored_during_execution.as_deref()).unwrap_or(&[]) {
+                    if term_selects(&w.pod_affinity_term, &e.namespace, pod) {
+                        add(&mut scores, node, &w.pod_affinity_term.topology_key, -(w.weight as i64));
+                    }
+                }
+            }
+        }
+        state.inter_pod_affinity_score = Some(PreScoreState { scores });
+    }
+    fn score(&self, state: &CycleState, _pod: &PodInfo, node: &NodeInfo) -> i64 {
+        let Some(s) = &state.inter_pod_affinity_score else { return 0 };
+        let keys: HashSet<&String> = s.scores.keys().map(|(k, _)| k).collect();
+        keys.into_iter().filter_map(|k| node.labels.get(k).and_then(|v| s.scores.get(&(k.clone(), v.clone())))).sum()
+    }
+    fn normalize(&self, _state: &CycleState, scores: &mut [i64]) {
+        let (min, max) = (scores.iter().copied().min().unwrap_or(0), scores.iter().copied().max().unwrap_or(0));
+        for v in scores.iter_mut() {
+            *v = if max > min { MAX_NODE_SCORE * (*v - min) / (max - min) } else { 0 };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugins::testutil::*;
+    use serde_json::json;
+
+    fn zoned(name: &str, zone: &str, pods: Vec<PodInfo>) -> NodeInfo {
+        with_pods(node(json!({"metadata": {"name": name, "labels": {"kubernetes.io/hostname": name, "zone": zone}}})), pods)
+    }
+    fn labelled(name: &str, app: &str, affinity: serde_json::Value) -> PodInfo {
+        pod(json!({"metadata": {"name": name, "namespace": "default", "labels": {"app": app}}, "spec": {"affinity": affinity}}))
+    }
+    fn term(app: &str, key: &str) -> serde_json::Value {
+        json!({"labelSelector": {"matchLabels": {"app": app}}, "topologyKey": key})
+    }
+
+    fn run(p: &PodInfo, nodes: &[NodeInfo]) -> Vec<Vec<String>> {
+        let snap = Snapshot { nodes: nodes.iter().collect() };
+        let mut st = CycleState::default();
+        InterPodAffinity.pre_filter(&mut st, p, &snap);
+        nodes.iter().map(|n| InterPodAffinity.filter(&st, p, n).reasons).collect()
+    }
+
+    #[test]
+    fn filter_table() {
+        let nodes = vec![zoned("a", "z1", vec![labelled("db", "db", json!({}))]), zoned("b", "z1", vec![]), zoned("c", "z2", vec![])];
+        let ok: Vec<String> = vec![];
+        // Affinity to app=db by zone: z1 nodes only.
+        let p = labelled("web", "web", json!({"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term("db", "zone")]}}));
+        assert_eq!(run(&p, &nodes), vec![ok.clone(), ok.clone(), vec![REASON_AFFINITY.to_string()]]);
+        // Anti-affinity to app=db by hostname: everything but a.
+        let p = labelled("web", "web", json!({"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term("db", "kubernetes.io/hostname")]}}));
+        assert_eq!(run(&p, &nodes), vec![vec![REASON_ANTI.to_string()], ok.clone(), ok.clone()]);
+        // An existing pod's anti-affinity keeps app=web out of its zone.
+        let guard = labelled("g", "guard", json!({"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term("web", "zone")]}}));
+        let nodes2 = vec![zoned("a", "z1", vec![guard]), zoned("c", "z2", vec![])];
+        assert_eq!(run(&labelled("web", "web", json!({})), &nodes2), vec![vec![REASON_EXISTING_ANTI.to_string()], ok.clone()]);
+        // First pod of a self-affine group may go anywhere.
+        let p = labelled("web", "web", json!({"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term("web", "zone")]}}));
+        assert_eq!(run(&p, &nodes), vec![ok.clone(), ok.clone(), ok.clone()]);
+    }
+
+    #[test]
+    fn preferred_scores() {
+        let nodes = [zoned("a", "z1", vec![labelled("db", "db", json!({}))]), zoned("b", "z2", vec![])];
+        let p = labelled("web", "web", json!({"podAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 50, "podAffinityTerm": term("db", "zone")}]}}));
+        let snap = Snapshot { nodes: nodes.iter().collect() };
+        let mut st = CycleState::default();
+        let feasible: Vec<&NodeInfo> = nodes.iter().collect();
+        InterPodAffinity.pre_score(&mut st, &p, &feasible, &snap);
+        let mut s: Vec<i64> = nodes.iter().map(|n| InterPodAffinity.score(&st, &p, n)).collect();
+        assert_eq!(s, vec![50, 0]);
+        InterPodAffinity.normalize(&st, &mut s);
+        assert_eq!(s, vec![100, 0]);
+    }
+}

@@ -1,0 +1,225 @@
+//! One scheduling cycle's algorithm (upstream's schedulePod): PreFilter,
+//! Filter over an adaptive share of the nodes starting round-robin, then
+//! PreScore/Score/Normalize weighted per plugin, and the best node (ties
+//! broken at random). Failures become a FitError with upstream's message.
+
+use std::collections::BTreeMap;
+
+use crate::cache::State;
+use crate::framework::{Code, CycleState, NodeInfo, Plugin, PodInfo, Snapshot, Status};
+
+/// Why no node fits.
+#[derive(Debug, Default)]
+pub struct FitError {
+    pub num_nodes: usize,
+    /// The first failing filter's status, per node.
+    pub statuses: BTreeMap<String, Status>,
+    /// A PreFilter rejection (applies to every node).
+    pub pre_filter: Option<Status>,
+}
+
+impl FitError {
+    /// Plugins that rejected the pod (for queueing on relevant events).
+    pub fn plugins(&self) -> Vec<&'static str> {
+        let mut v: Vec<&'static str> = self.statuses.values().chain(self.pre_filter.iter()).map(|s| s.plugin).collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    /// "0/3 nodes are available: 1 Insufficient cpu, 2 node(s) …." plus the
+    /// preemption part, exactly as upstream's FitError.Error() words it.
+    pub fn message(&self, post_filter: Option<&str>) -> String {
+        let mut msg = format!("0/{} nodes are available:", self.num_nodes);
+        if let Some(pf) = &self.pre_filter {
+            msg += &format!(" {}.", pf.reasons.join(", "));
+        } else {
+            let reasons: Vec<&String> = self.statuses.values().flat_map(|s| s.reasons.iter()).collect();
+            if !reasons.is_empty() {
+                msg += &format!(" {}.", histogram(reasons));
+            }
+        }
+        if let Some(p) = post_filter {
+            msg += &format!(" {p}");
+        }
+        msg
+    }
+}
+
+/// "N reason" per distinct reason, sorted as strings, comma-separated.
+pub fn histogram<'a>(reasons: impl IntoIterator<Item = &'a String>) -> String {
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for r in reasons {
+        *counts.entry(r.as_str()).or_default() += 1;
+    }
+    let mut parts: Vec<String> = counts.into_iter().map(|(r, n)| format!("{n} {r}")).collect();
+    parts.sort();
+    parts.join(", ")
+}
+
+/// Upstream's numFeasibleNodesToFind with percentageOfNodesToScore unset.
+pub fn nodes_to_find(all: usize) -> usize {
+    const MIN: usize = 100;
+    if all < MIN {
+        return all;
+    }
+    let pct = (50i64 - all as i64 / 125).max(5) as usize;
+    (all * pct / 100).max(MIN)
+}
+
+pub fn run_filters(plugins: &[Box<dyn Plugin>], state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Status {
+    for p in plugins {
+        let s = p.filter(state, pod, node);
+        if !s.is_success() {
+            return s;
+        }
+    }
+    Status::success()
+}
+
+pub fn pre_filter(plugins: &[Box<dyn Plugin>], pod: &PodInfo, snap: &Snapshot) -> Result<CycleState, Status> {
+    let mut state = CycleState::default();
+    for p in plugins {
+        let s = p.pre_filter(&mut state, pod, snap);
+        if !s.is_success() {
+            return Err(s);
+        }
+    }
+    Ok(state)
+}
+
+/// Picks a node for `pod`, or says why none fits.
+pub fn schedule(plugins: &[Box<dyn Plugin>], st: &mut State, pod: &PodInfo) -> Result<String, FitError> {
+    let snap = st.snapshot();
+    let all = snap.nodes.len();
+    let mut fit = FitError { num_nodes: all, ..Default::default() };
+    if all == 0 {
+        return Err(fit);
+    }
+    let mut state = match pre_filter(plugins, pod, &snap) {
+        Ok(s) => s,
+        Err(s) => {
+            fit.pre_filter = Some(s);
+            return Err(fit);
+        }
+    };
+    let want = nodes_to_find(all);
+    let start = st.next_start % all;
+    let mut feasible: Vec<&NodeInfo> = Vec::with_capacity(want);
+    let mut processed = 0;
+    for i in 0..all {
+        let node = snap.nodes[(start + i) % all];
+        processed += 1;
+        let s = run_filters(plugins, &state, pod, node);
+        if s.is_success() {
+            feasible.push(node);
+            if feasible.len() >= want {
+                break;
+            }
+        } else {
+            fit.statuses.insert(node.name.clone(), s);
+        }
+    }
+    let next = (start + processed) % all;
+    if feasible.is_empty() {
+        st.next_start = next;
+        return Err(fit);
+    }
+    let chosen = if feasible.len() == 1 { feasible[0].name.clone() } else { select(plugins, &mut state, pod, &feasible, &snap) };
+    st.next_start = next;
+    Ok(chosen)
+}
+
+/// Weighted, normalized scores; the highest wins, ties at random (reservoir sampling).
+fn select(plugins: &[Box<dyn Plugin>], state: &mut CycleState, pod: &PodInfo, feasible: &[&NodeInfo], snap: &Snapshot) -> String {
+    let scores = score(plugins, state, pod, feasible, snap);
+    let mut best = 0;
+    let mut ties = 0u32;
+    for i in 0..feasible.len() {
+        if scores[i] > scores[best] {
+            best = i;
+            ties = 1;
+        } else if scores[i] == scores[best] {
+            ties += 1;
+            if rand::random_range(0..ties) == 0 {
+                best = i;
+            }
+        }
+    }
+    feasible[best].name.clone()
+}
+
+pub fn score(plugins: &[Box<dyn Plugin>], state: &mut CycleState, pod: &PodInfo, feasible: &[&NodeInfo], snap: &Snapshot) -> Vec<i64> {
+    let mut total = vec![0i64; feasible.len()];
+    for p in plugins.iter().filter(|p| p.weight() > 0) {
+        p.pre_score(state, pod, feasible, snap);
+    }
+    for p in plugins.iter().filter(|p| p.weight() > 0) {
+        let mut s: Vec<i64> = feasible.iter().map(|n| p.score(state, pod, n)).collect();
+        p.normalize(state, &mut s);
+        for (t, v) in total.iter_mut().zip(s) {
+            *t += v * p.weight();
+        }
+    }
+    total
+}
+
+/// True if every status is UnschedulableAndUnresolvable-or-success (preemption cannot help).
+pub fn unresolvable(s: &Status) -> bool {
+    s.code == Code::UnschedulableAndUnresolvable
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugins::default_plugins;
+    use crate::plugins::testutil::*;
+    use serde_json::json;
+
+    fn state_with(nodes: Vec<NodeInfo>) -> State {
+        let mut st = State::new("default-scheduler");
+        for n in nodes {
+            st.upsert_node((*n.node.clone().unwrap()).clone());
+        }
+        st
+    }
+
+    #[test]
+    fn message_matches_upstream() {
+        let cp = node(json!({"metadata": {"name": "cp"}, "spec": {"taints": [{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}]},
+            "status": {"allocatable": {"cpu": "8", "memory": "8Gi", "pods": "110"}}}));
+        let cp2 = node(json!({"metadata": {"name": "cp2"}, "spec": {"taints": [{"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}]},
+            "status": {"allocatable": {"cpu": "8", "memory": "8Gi", "pods": "110"}}}));
+        let small = node_res("w", "1", "8Gi", "110");
+        let mut st = state_with(vec![cp, cp2, small]);
+        let err = schedule(&default_plugins(), &mut st, &pod_req("big", "2", "1Gi")).unwrap_err();
+        assert_eq!(
+            err.message(Some("preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling.")),
+            "0/3 nodes are available: 1 Insufficient cpu, 2 node(s) had untolerated taint {node-role.kubernetes.io/control-plane: }. preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling."
+        );
+        assert_eq!(err.plugins(), vec!["NodeResourcesFit", "TaintToleration"]);
+    }
+
+    #[test]
+    fn least_allocated_spreads_pods() {
+        let mut st = state_with(vec![node_res("a", "4", "8Gi", "110"), node_res("b", "4", "8Gi", "110")]);
+        let plugins = default_plugins();
+        let mut placed = vec![];
+        for i in 0..4 {
+            let p = std::sync::Arc::new(pod_req(&format!("p{i}"), "1", "1Gi"));
+            let n = schedule(&plugins, &mut st, &p).unwrap();
+            st.assume(p, &n);
+            placed.push(n);
+        }
+        placed.sort();
+        assert_eq!(placed, vec!["a", "a", "b", "b"]);
+    }
+
+    #[test]
+    fn adaptive_share_of_nodes() {
+        assert_eq!(nodes_to_find(50), 50);
+        assert_eq!(nodes_to_find(1000), 420);
+        assert_eq!(nodes_to_find(5000), 500);
+        assert_eq!(nodes_to_find(50000), 2500);
+    }
+}
