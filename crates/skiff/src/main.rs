@@ -20,6 +20,8 @@ enum Command {
     Server(cmd::server::ServerArgs),
     /// Run Skiff's etcd-compatible store alone, serving the etcd v3 gRPC API.
     Store(cmd::store::StoreArgs),
+    /// Run the controllers (Deployment, ReplicaSet, …) against an API server, with leader election.
+    ControllerManager(cmd::controller_manager::ControllerManagerArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -37,6 +39,7 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Command::Server(args) => cmd::server::run(args).await,
             Command::Store(args) => cmd::store::run(args).await,
+            Command::ControllerManager(args) => cmd::controller_manager::run(args).await,
         }
     });
     match result {

@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod controller_manager;
 pub mod server;
 pub mod store;
 mod urls;

@@ -33,6 +33,9 @@ pub struct ServerArgs {
     /// Do not run a kubelet for this machine (there is no kubelet yet; accepted for forward compatibility).
     #[arg(long)]
     disable_agent: bool,
+    /// Do not run the controller manager in this process (run `skiff controller-manager` elsewhere, or none).
+    #[arg(long)]
+    disable_controllers: bool,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -64,6 +67,19 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
     tracing::info!(listen = %args.listen, data_dir = %dir.display(), "API server ready");
     println!("export KUBECONFIG={}", kubeconfig.display());
+    if !args.disable_controllers {
+        let kc = kubeconfig.clone();
+        tokio::spawn(async move {
+            let client = match skiff_controllers::client_from_kubeconfig(&kc).await {
+                Ok(c) => c,
+                Err(e) => return tracing::error!(error = %format!("{e:#}"), "controller manager cannot start"),
+            };
+            let opts = skiff_controllers::Options::default();
+            if let Err(e) = skiff_controllers::run(client, opts, Default::default()).await {
+                tracing::error!(error = %format!("{e:#}"), "controller manager stopped");
+            }
+        });
+    }
     let state = AppState { storage, token: Arc::new(pki.admin_token.clone()), metrics: Default::default() };
     skiff_apiserver::serve(listener, &pki, state, super::shutdown_signal()).await?;
     tracing::info!("shutting down");
