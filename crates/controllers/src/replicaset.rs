@@ -180,6 +180,8 @@ pub async fn claim_pods(
                     owned.push(pod.clone());
                 } else if !is_terminating(&pod.metadata) {
                     let refs: Vec<_> = pod.metadata.owner_references.iter().flatten().filter(|r| r.uid != uid).cloned().collect();
+                    // An empty list would stay as `[]`; null removes the field, as upstream's release patch does.
+                    let refs = if refs.is_empty() { serde_json::Value::Null } else { json!(refs) };
                     let patch = json!({"metadata": {"ownerReferences": refs, "uid": pod.metadata.uid}});
                     match api.patch(&pname, &PatchParams::default(), &Patch::Merge(&patch)).await {
                         Ok(_) => tracing::info!(pod = %pname, owner = ?owner.name, "released pod"),
