@@ -9,6 +9,7 @@
 pub mod deployment;
 pub mod deployment_util;
 pub mod expectations;
+pub mod gc;
 pub mod informer;
 pub mod leader;
 pub mod queue;
@@ -107,6 +108,9 @@ async fn start_controllers(client: Client, opts: Options, metrics: QueueMetrics)
     }
     if enabled(&opts, "deployment") {
         deployment::DeploymentController::start(ctx.clone());
+    }
+    if enabled(&opts, "garbage-collector") {
+        gc::GarbageCollector::start(ctx.clone());
     }
     ctx.pods.start();
     ctx.rss.start();
