@@ -99,6 +99,15 @@ impl Request {
     fn wants_table(&self) -> bool {
         self.headers.get("accept").and_then(|a| a.to_str().ok()).is_some_and(|a| a.contains("as=Table"))
     }
+    /// `as=PartialObjectMetadata[List]`: metadata-only clients (garbage
+    /// collectors, metadata informers) get only `metadata`.
+    fn wants_metadata(&self) -> bool {
+        self.headers.get("accept").and_then(|a| a.to_str().ok()).is_some_and(|a| a.contains("as=PartialObjectMetadata"))
+    }
+    /// `includeObject` and `noHeaders` of a Table request (metav1.TableOptions).
+    fn table_options(&self) -> ApiResult<table::Options> {
+        table::Options::parse(self.q("includeObject"), self.q("noHeaders"))
+    }
 }
 
 pub async fn dispatch(storage: &Storage, req: Request) -> ApiResult<Response> {
@@ -130,6 +139,7 @@ pub(crate) fn parse_body(req: &Request) -> ApiResult<Value> {
         "application/json" | "" | "application/merge-patch+json" | "application/json-patch+json" | "application/strategic-merge-patch+json" => {
             serde_json::from_slice(&req.body).map_err(|e| ApiError::bad_request(format!("json: cannot unmarshal request body: {e}")))
         }
+        "application/yaml" => crate::apply::parse_yaml(&req.body),
         other => Err(ApiError::unsupported_media_type(other)),
     }
 }
@@ -153,15 +163,26 @@ pub(crate) async fn current(storage: &Storage, t: &Target) -> ApiResult<(Value, 
 async fn get(storage: &Storage, req: &Request) -> ApiResult<Response> {
     let (obj, _) = current(storage, &req.target).await?;
     if req.wants_table() {
-        return Ok(json_response(StatusCode::OK, &table::table(req.target.res, &[obj], None)));
+        return Ok(json_response(StatusCode::OK, &table::table(req.target.res, &[obj], None, req.table_options()?)));
+    }
+    if req.wants_metadata() {
+        return Ok(json_response(StatusCode::OK, &partial(&obj)));
     }
     Ok(json_response(StatusCode::OK, &obj))
 }
 
+/// The NamespaceLifecycle admission plugin: content may only be created
+/// in a namespace that exists and is not being terminated.
 async fn namespace_exists(storage: &Storage, ns: &str) -> ApiResult<()> {
     let key = format!("{}{ns}", resources::find("", "v1", "namespaces").unwrap().key_prefix());
     match storage.get(&key).await.map_err(kv_error)? {
-        Some(_) => Ok(()),
+        Some(kv) => {
+            let obj = decode(&kv)?;
+            if !obj["metadata"]["deletionTimestamp"].is_null() {
+                return Err(ApiError::namespace_terminating(ns));
+            }
+            Ok(())
+        }
         None => Err(ApiError::not_found("namespaces", "", ns)),
     }
 }
@@ -201,10 +222,24 @@ fn validate_meta(res: &Resource, obj: &Value) -> ApiResult<()> {
     }
     for field in ["labels", "annotations"] {
         if let Some(m) = obj["metadata"][field].as_object() {
+            let mut total = 0;
             for (k, v) in m {
-                if !v.is_string() {
+                let Some(v) = v.as_str() else {
                     causes.push((format!("metadata.{field}"), format!("Invalid value: {k:?}: values must be strings")));
+                    continue;
+                };
+                if let Some(why) = meta::check_qualified_name(k) {
+                    causes.push((format!("metadata.{field}"), format!("Invalid value: {k:?}: {why}")));
                 }
+                if field == "labels" {
+                    if let Some(why) = meta::check_label_value(v) {
+                        causes.push((format!("metadata.labels"), format!("Invalid value: {v:?}: {why}")));
+                    }
+                }
+                total += k.len() + v.len();
+            }
+            if field == "annotations" && total > 256 * 1024 {
+                causes.push(("metadata.annotations".into(), "Too long: must have at most 262144 bytes".into()));
             }
         }
     }
@@ -253,12 +288,28 @@ pub(crate) fn write_error(e: WriteError, t: &Target, name: &str) -> ApiError {
 }
 
 async fn create(storage: &Storage, req: &Request) -> ApiResult<Response> {
+    let obj = parse_body(req)?;
+    create_value(storage, req, obj, None).await
+}
+
+/// The manager a write is recorded under in managedFields.
+pub(crate) fn field_manager(req: &Request) -> ApiResult<String> {
+    let m = crate::apply::managed::manager_of(req.q("fieldManager"), req.headers.get("user-agent").and_then(|u| u.to_str().ok()));
+    if m.len() > 128 {
+        return Err(ApiError::bad_request("fieldManager: Too long: may not be more than 128 bytes"));
+    }
+    Ok(m)
+}
+
+/// Create `obj`. `applied` carries the managedFields of a server-side
+/// apply that creates; otherwise the creator is recorded as an Update.
+pub(crate) async fn create_value(storage: &Storage, req: &Request, mut obj: Value, applied: Option<Vec<crate::apply::managed::Entry>>) -> ApiResult<Response> {
     let t = &req.target;
     let res = t.res;
     if res.namespaced && t.namespace.is_none() {
         return Err(ApiError::method_not_allowed("the server does not allow this method on the requested resource"));
     }
-    let mut obj = parse_body(req)?;
+    let manager = field_manager(req)?;
     check_type(res, &mut obj)?;
     let (mut obj, warnings) = typed(req, res, obj)?;
     let m = &mut obj["metadata"];
@@ -304,6 +355,10 @@ async fn create(storage: &Storage, req: &Request) -> ApiResult<Response> {
     for _ in 0..8 {
         let mut obj = obj.clone();
         let claims = crate::admission::admit(storage, res, None, &mut obj, None).await?;
+        match &applied {
+            Some(entries) => crate::apply::managed::write(&mut obj, entries),
+            None => crate::apply::managed::record_update(None, &mut obj, &manager, &res.api_version(), ""),
+        }
         if req.dry_run() {
             return Ok(with_warnings(json_response(StatusCode::CREATED, &obj), &warnings));
         }
@@ -323,6 +378,12 @@ async fn create(storage: &Storage, req: &Request) -> ApiResult<Response> {
 /// Carry over what clients cannot change, and bump generation on spec changes.
 fn prepare_update(res: &Resource, sub: Option<&str>, old: &Value, new: Value) -> Value {
     let mut next = match sub {
+        // namespaces/finalize changes only spec.finalizers (the namespace controller's last step).
+        Some("finalize") => {
+            let mut o = old.clone();
+            o["spec"]["finalizers"] = new["spec"].get("finalizers").cloned().unwrap_or(json!([]));
+            o
+        }
         // The status subresource changes only status.
         Some("status") => {
             let mut o = old.clone();
@@ -374,6 +435,7 @@ async fn update(storage: &Storage, req: &Request) -> ApiResult<Response> {
     let mut obj = parse_body(req)?;
     check_type(t.res, &mut obj)?;
     let wanted_rv = obj["metadata"]["resourceVersion"].as_str().filter(|s| !s.is_empty()).map(str::to_string);
+    let manager = field_manager(req)?;
     let (obj, warnings) = typed(req, t.res, obj)?;
     let body_name = obj["metadata"]["name"].as_str().unwrap_or("");
     if body_name != t.name() {
@@ -389,6 +451,7 @@ async fn update(storage: &Storage, req: &Request) -> ApiResult<Response> {
         }
         let mut next = prepare_update(t.res, t.sub.as_deref(), &old, obj.clone());
         let claims = crate::admission::admit(storage, t.res, t.sub.as_deref(), &mut next, Some(&old)).await?;
+        crate::apply::managed::record_update(Some(&old), &mut next, &manager, &t.res.api_version(), t.sub.as_deref().unwrap_or(""));
         if req.dry_run() {
             next["metadata"]["resourceVersion"] = Value::String(rev.to_string());
             return Ok(with_warnings(json_response(StatusCode::OK, &next), &warnings));
@@ -407,7 +470,11 @@ async fn update(storage: &Storage, req: &Request) -> ApiResult<Response> {
 async fn patch(storage: &Storage, req: &Request) -> ApiResult<Response> {
     let t = &req.target;
     let ct = req.headers.get("content-type").and_then(|c| c.to_str().ok()).unwrap_or("").split(';').next().unwrap_or("").trim().to_string();
+    if ct == "application/apply-patch+yaml" {
+        return crate::apply::patch(storage, req).await;
+    }
     let body = parse_body(req)?;
+    let manager = field_manager(req)?;
     for _ in 0..16 {
         let (old, rev) = current(storage, t).await?;
         let mut patched = old.clone();
@@ -417,26 +484,42 @@ async fn patch(storage: &Storage, req: &Request) -> ApiResult<Response> {
             "application/strategic-merge-patch+json" => crate::smp::apply(&mut patched, &body).map_err(ApiError::bad_request)?,
             other => return Err(ApiError::unsupported_media_type(other)),
         }
-        check_type(t.res, &mut patched)?;
-        let (patched, warnings) = typed(req, t.res, patched)?;
-        if let Some(want) = patched["metadata"]["resourceVersion"].as_str().filter(|s| !s.is_empty()) {
-            if want != rev.to_string() && old["metadata"]["resourceVersion"] != patched["metadata"]["resourceVersion"] {
-                return Err(write_error(WriteError::Conflict, t, t.name()));
-            }
-        }
-        validate_meta(t.res, &patched)?;
-        let mut next = prepare_update(t.res, t.sub.as_deref(), &old, patched);
-        let claims = crate::admission::admit(storage, t.res, t.sub.as_deref(), &mut next, Some(&old)).await?;
-        if req.dry_run() {
-            return Ok(with_warnings(json_response(StatusCode::OK, &next), &warnings));
-        }
-        match write_updated(storage, t, rev, &mut next, &claims).await {
-            Ok(()) => return Ok(with_warnings(json_response(StatusCode::OK, &next), &warnings)),
-            Err(WriteError::Conflict | WriteError::Claimed) => continue,
-            Err(e) => return Err(write_error(e, t, t.name())),
+        if let Some(r) = finish_update(storage, req, &old, rev, patched, Some(&manager)).await? {
+            return Ok(r);
         }
     }
     Err(write_error(WriteError::Conflict, t, t.name()))
+}
+
+/// Validate, admit and write `patched` over `old` (read at `rev`).
+/// `manager` records the change as an Update; None means the caller (a
+/// server-side apply) has set managedFields itself. Ok(None): the object
+/// changed underneath, read it again and retry.
+pub(crate) async fn finish_update(storage: &Storage, req: &Request, old: &Value, rev: i64, mut patched: Value, manager: Option<&str>) -> ApiResult<Option<Response>> {
+    let t = &req.target;
+    check_type(t.res, &mut patched)?;
+    let (patched, warnings) = typed(req, t.res, patched)?;
+    if let Some(want) = patched["metadata"]["resourceVersion"].as_str().filter(|s| !s.is_empty()) {
+        if want != rev.to_string() && old["metadata"]["resourceVersion"] != patched["metadata"]["resourceVersion"] {
+            return Err(write_error(WriteError::Conflict, t, t.name()));
+        }
+    }
+    validate_meta(t.res, &patched)?;
+    let applied_fields = patched["metadata"]["managedFields"].clone();
+    let mut next = prepare_update(t.res, t.sub.as_deref(), old, patched);
+    let claims = crate::admission::admit(storage, t.res, t.sub.as_deref(), &mut next, Some(old)).await?;
+    match manager {
+        Some(m) => crate::apply::managed::record_update(Some(old), &mut next, m, &t.res.api_version(), t.sub.as_deref().unwrap_or("")),
+        None => next["metadata"]["managedFields"] = applied_fields,
+    }
+    if req.dry_run() {
+        return Ok(Some(with_warnings(json_response(StatusCode::OK, &next), &warnings)));
+    }
+    match write_updated(storage, t, rev, &mut next, &claims).await {
+        Ok(()) => Ok(Some(with_warnings(json_response(StatusCode::OK, &next), &warnings))),
+        Err(WriteError::Conflict | WriteError::Claimed) => Ok(None),
+        Err(e) => Err(write_error(e, t, t.name())),
+    }
 }
 
 /// Write an updated object. An object being deleted whose last finalizer
@@ -445,6 +528,7 @@ async fn write_updated(storage: &Storage, t: &Target, rev: i64, next: &mut Value
     let deleting = !next["metadata"]["deletionTimestamp"].is_null();
     let finalizers_left = next["metadata"]["finalizers"].as_array().is_some_and(|f| !f.is_empty());
     let graceful_pending = next["metadata"]["deletionGracePeriodSeconds"].as_i64().unwrap_or(0) > 0;
+    let finalizers_left = finalizers_left || (t.res.kind == "Namespace" && next["spec"]["finalizers"].as_array().is_some_and(|f| !f.is_empty()));
     if deleting && !finalizers_left && !graceful_pending {
         let mut release = claims.release.clone();
         release.extend(crate::admission::released_by(t.res, next));
@@ -464,7 +548,11 @@ pub(crate) async fn delete_one(storage: &Storage, t: &Target, opts: &DeleteOptio
     for _ in 0..16 {
         let (mut obj, rev) = current(storage, t).await?;
         opts.check(&obj, t.res.plural, t.res.group)?;
-        let has_finalizers = obj["metadata"]["finalizers"].as_array().is_some_and(|f| !f.is_empty());
+        if storage.controllers && obj["metadata"]["deletionTimestamp"].is_null() {
+            add_deletion_finalizers(t.res, &mut obj, opts);
+        }
+        let has_finalizers = obj["metadata"]["finalizers"].as_array().is_some_and(|f| !f.is_empty())
+            || (t.res.kind == "Namespace" && storage.controllers && obj["spec"]["finalizers"].as_array().is_some_and(|f| !f.is_empty()));
         let grace = if t.res.kind == "Pod" { pod_grace(&obj, opts) } else { 0 };
         if opts.dry_run {
             return Ok(obj);
@@ -476,6 +564,9 @@ pub(crate) async fn delete_one(storage: &Storage, t: &Target, opts: &DeleteOptio
                 return Ok(obj);
             }
             if grace > 0 || obj["metadata"]["deletionTimestamp"].is_null() {
+                if t.res.kind == "Namespace" {
+                    obj["status"]["phase"] = json!("Terminating");
+                }
                 let now = meta::parse_rfc3339(&meta::now_rfc3339()).unwrap_or(0);
                 obj["metadata"]["deletionTimestamp"] = Value::String(meta::rfc3339(now + grace));
                 obj["metadata"]["deletionGracePeriodSeconds"] = json!(grace);
@@ -505,6 +596,26 @@ pub(crate) async fn delete_one(storage: &Storage, t: &Target, opts: &DeleteOptio
     Err(write_error(WriteError::Conflict, t, t.name()))
 }
 
+/// With a garbage collector running, Foreground and Orphan deletion are
+/// finalizers it acts on (upstream's `foregroundDeletion` and `orphan`);
+/// Background needs none, the collector deletes dependents afterwards.
+fn add_deletion_finalizers(res: &Resource, obj: &mut Value, opts: &DeleteOptions) {
+    let f = match opts.propagation.as_deref() {
+        Some("Foreground") => "foregroundDeletion",
+        Some("Orphan") => "orphan",
+        _ => return,
+    };
+    if res.kind == "Namespace" {
+        return;
+    }
+    let list = &mut obj["metadata"]["finalizers"];
+    match list.as_array_mut() {
+        Some(a) if a.iter().any(|x| x == f) => {}
+        Some(a) => a.push(json!(f)),
+        None => *list = json!([f]),
+    }
+}
+
 /// The grace period a pod deletion gets: none for pods no kubelet runs
 /// (unscheduled or finished), else the request's or the pod's own.
 fn pod_grace(pod: &Value, opts: &DeleteOptions) -> i64 {
@@ -528,7 +639,7 @@ fn delete_options(req: &Request) -> ApiResult<DeleteOptions> {
 async fn delete(storage: &Storage, req: &Request) -> ApiResult<Response> {
     let t = &req.target;
     let opts = delete_options(req)?;
-    if t.res.kind == "Namespace" && !opts.dry_run {
+    if t.res.kind == "Namespace" && !opts.dry_run && !storage.controllers {
         // Until the namespace controller exists, a namespace's contents go with it.
         delete_namespace_contents(storage, t.name()).await?;
     }
@@ -675,6 +786,15 @@ async fn list(storage: &Storage, req: &Request) -> ApiResult<Response> {
         None => 0,
     };
     let prefix = list_prefix(t);
+    // resourceVersion=0 means "any version is fine": serve it from the watch
+    // cache, as upstream does, so informers' initial lists skip the store.
+    if req.q("resourceVersion") == Some("0") && req.q("continue").is_none() && req.q("resourceVersionMatch") != Some("Exact") {
+        if let Ok(cacher) = storage.watch_cache.get(storage, &t.res.key_prefix()).await {
+            let (objs, rev) = cacher.list(prefix.as_bytes());
+            let items: Vec<Value> = objs.iter().filter(|o| matches(t.res, o, &labels, &fields)).map(|o| (**o).clone()).collect();
+            return list_response(req, t.res, items, rev, None, None);
+        }
+    }
     let (mut rev, mut start) = match req.q("continue") {
         Some(c) => {
             let (rev, start) = decode_continue(c)?;
@@ -685,8 +805,24 @@ async fn list(storage: &Storage, req: &Request) -> ApiResult<Response> {
                 None | Some("0") => 0,
                 Some(v) => v.parse::<i64>().map_err(|_| ApiError::bad_request(format!("invalid resource version {v:?}")))?,
             };
+            let matching = req.q("resourceVersionMatch");
+            match (matching, req.q("resourceVersion")) {
+                (Some(_), None) => return Err(ApiError::bad_request("resourceVersionMatch is forbidden unless resourceVersion is provided")),
+                (Some("Exact"), Some("0")) => return Err(ApiError::bad_request("resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\"")),
+                (Some(m), _) if m != "Exact" && m != "NotOlderThan" => {
+                    return Err(ApiError::bad_request(format!("resourceVersionMatch: Unsupported value: {m:?}: supported values: \"Exact\", \"NotOlderThan\"")))
+                }
+                _ => {}
+            }
+            if matching != Some("Exact") && rv > 0 {
+                // Not older than `rv`: the latest will do, unless `rv` is still in the future.
+                let current = storage.list(&prefix, None, 0, 1).await.map_err(kv_error)?.revision;
+                if rv > current {
+                    return Err(ApiError::timeout(format!("Too large resource version: {rv}, current: {current}")));
+                }
+            }
             // Exact asks for that revision; otherwise (NotOlderThan or unset) the latest is at least as new.
-            (if req.q("resourceVersionMatch") == Some("Exact") { rv } else { 0 }, None)
+            (if matching == Some("Exact") { rv } else { 0 }, None)
         }
     };
     let mut items = Vec::new();
@@ -720,80 +856,203 @@ async fn list(storage: &Storage, req: &Request) -> ApiResult<Response> {
         }
         start = Some(next);
     }
-    if req.wants_table() {
-        return Ok(json_response(StatusCode::OK, &table::table(t.res, &items, Some((rev, cont)))));
-    }
-    Ok(json_response(StatusCode::OK, &list_object(t.res, items, rev, cont, remaining)))
+    list_response(req, t.res, items, rev, cont, remaining)
 }
 
-fn event_line(kind: &str, obj: &Value) -> Bytes {
-    let mut s = json!({"type": kind, "object": obj}).to_string();
-    s.push('\n');
-    Bytes::from(s)
+/// A list in the form the client asked for: Table, metadata only, or full.
+fn list_response(req: &Request, res: &Resource, items: Vec<Value>, rev: i64, cont: Option<String>, remaining: Option<i64>) -> ApiResult<Response> {
+    if req.wants_table() {
+        return Ok(json_response(StatusCode::OK, &table::table(res, &items, Some(table::ListMeta { revision: rev, cont, remaining }), req.table_options()?)));
+    }
+    if req.wants_metadata() {
+        let mut l = list_object(res, items.iter().map(partial).collect(), rev, cont, remaining);
+        l["kind"] = json!("PartialObjectMetadataList");
+        l["apiVersion"] = json!("meta.k8s.io/v1");
+        return Ok(json_response(StatusCode::OK, &l));
+    }
+    Ok(json_response(StatusCode::OK, &list_object(res, items, rev, cont, remaining)))
 }
+
+/// An object as PartialObjectMetadata: its metadata and nothing else.
+fn partial(obj: &Value) -> Value {
+    json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj["metadata"]})
+}
+
+use crate::watch_cache::event_line;
 
 async fn watch(storage: &Storage, req: &Request) -> ApiResult<Response> {
     let t = &req.target;
     let res = t.res;
     let (labels, fields) = selectors(req)?;
     let prefix = list_prefix(t);
-    let mut initial = Vec::new();
+    let timeout = req.q("timeoutSeconds").and_then(|s| s.parse::<u64>().ok()).map(Duration::from_secs).unwrap_or(Duration::from_secs(1800));
+    let bookmarks = matches!(req.q("allowWatchBookmarks"), Some("true" | "1"));
+    let meta_only = req.wants_metadata();
     let after = match req.q("resourceVersion") {
-        // No version: the current state as ADDED events, then changes.
-        None | Some("0") => {
+        None | Some("0") => None,
+        Some(v) => Some(v.parse::<i64>().map_err(|_| ApiError::bad_request(format!("invalid resource version {v:?}")))?),
+    };
+    let table = req.wants_table().then(|| req.table_options()).transpose()?;
+    let view = View { res, labels, fields, meta_only, table, headers_sent: Default::default() };
+    let body: futures::stream::BoxStream<'static, Bytes> = match storage.watch_cache.get(storage, &res.key_prefix()).await.ok().and_then(|c| c.start(prefix.as_bytes(), after).map(|s| (c, s))) {
+        Some((cacher, start)) => cached_watch(cacher, start, prefix, view, bookmarks.then_some(storage.bookmark_interval)),
+        None => direct_watch(storage, prefix, after, view, bookmarks.then_some(storage.bookmark_interval)).await?,
+    };
+    let body = body.take_until(tokio::time::sleep(timeout)).map(Ok::<_, std::convert::Infallible>);
+    Ok((StatusCode::OK, [("content-type", "application/json"), ("transfer-encoding", "chunked")], Body::from_stream(body)).into_response())
+}
+
+/// What one watcher sees: its resource, selectors and form.
+#[derive(Clone)]
+struct View {
+    res: &'static Resource,
+    labels: Selector,
+    fields: Selector,
+    meta_only: bool,
+    /// A Table watch (`kubectl get -w`): each event is a one-row Table,
+    /// with the column definitions only in the first.
+    table: Option<table::Options>,
+    headers_sent: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl View {
+    fn line(&self, kind: &str, obj: &Value) -> Bytes {
+        match self.table {
+            Some(mut opts) if matches!(kind, "ADDED" | "MODIFIED" | "DELETED") => {
+                if self.headers_sent.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                    opts.no_headers = true;
+                }
+                event_line(kind, &table::table(self.res, std::slice::from_ref(obj), None, opts))
+            }
+            _ if self.meta_only => event_line(kind, &partial(obj)),
+            _ => event_line(kind, obj),
+        }
+    }
+    fn matches(&self, obj: &Value) -> bool {
+        matches(self.res, obj, &self.labels, &self.fields)
+    }
+    fn bookmark(&self, rev: i64) -> Bytes {
+        event_line("BOOKMARK", &json!({"kind": self.res.kind, "apiVersion": self.res.api_version(), "metadata": {"resourceVersion": rev.to_string()}}))
+    }
+    /// One change as this watcher's event, with selector transitions: an
+    /// object that stops matching is DELETED here, one that starts is ADDED.
+    fn render(&self, e: &crate::watch_cache::CachedEvent) -> Option<Bytes> {
+        let prev_matches = e.prev.as_deref().is_some_and(|p| self.matches(p));
+        let kind = if e.deleted {
+            prev_matches.then_some("DELETED")?
+        } else {
+            match (prev_matches, self.matches(&e.obj)) {
+                (true, true) => "MODIFIED",
+                (false, true) => "ADDED",
+                (true, false) => "DELETED",
+                (false, false) => return None,
+            }
+        };
+        if kind == e.natural_type() && !self.meta_only && self.table.is_none() {
+            Some(e.line())
+        } else {
+            Some(self.line(kind, &e.obj))
+        }
+    }
+}
+
+/// A watch served from the watch cache.
+fn cached_watch(cacher: std::sync::Arc<crate::watch_cache::Cacher>, start: crate::watch_cache::Start, prefix: String, view: View, bookmarks: Option<Duration>) -> futures::stream::BoxStream<'static, Bytes> {
+    use crate::watch_cache::Start;
+    let (initial, cursor): (Vec<Bytes>, i64) = match start {
+        Start::Snapshot(objs, rev) => (objs.iter().filter(|o| view.matches(o)).map(|o| view.line("ADDED", o)).collect(), rev),
+        Start::After(r) => (vec![], r),
+    };
+    struct S {
+        cursor: i64,
+        pending: std::collections::VecDeque<Bytes>,
+        rx: tokio::sync::watch::Receiver<i64>,
+        next_bookmark: tokio::time::Instant,
+    }
+    let every = bookmarks.unwrap_or(Duration::from_secs(3600));
+    let state = S { cursor, pending: initial.into(), rx: cacher.subscribe(), next_bookmark: tokio::time::Instant::now() + every };
+    futures::stream::unfold(state, move |mut s| {
+        let cacher = cacher.clone();
+        let prefix = prefix.clone();
+        let view = view.clone();
+        async move {
+            loop {
+                if let Some(line) = s.pending.pop_front() {
+                    return Some((line, s));
+                }
+                s.rx.borrow_and_update();
+                // Behind the ring, or the cache died: end; the client re-watches from its last version.
+                let (events, rev) = cacher.since(prefix.as_bytes(), s.cursor).ok()?;
+                for e in &events {
+                    if let Some(l) = view.render(e) {
+                        s.pending.push_back(l);
+                    }
+                    s.cursor = s.cursor.max(e.revision);
+                }
+                s.cursor = s.cursor.max(rev);
+                if !s.pending.is_empty() {
+                    continue;
+                }
+                if bookmarks.is_some() && tokio::time::Instant::now() >= s.next_bookmark {
+                    s.next_bookmark = tokio::time::Instant::now() + every;
+                    return Some((view.bookmark(s.cursor), s));
+                }
+                tokio::select! {
+                    changed = s.rx.changed() => changed.ok()?,
+                    _ = tokio::time::sleep_until(s.next_bookmark) => {}
+                }
+            }
+        }
+    })
+    .boxed()
+}
+
+/// A watch straight from the store: for versions older than the cache
+/// holds (the store answers 410 if they are compacted).
+async fn direct_watch(storage: &Storage, prefix: String, after: Option<i64>, view: View, bookmarks: Option<Duration>) -> ApiResult<futures::stream::BoxStream<'static, Bytes>> {
+    let mut initial = Vec::new();
+    let after = match after {
+        Some(r) => r,
+        None => {
             let listed = storage.list(&prefix, None, 0, 0).await.map_err(kv_error)?;
             for kv in &listed.items {
                 let obj = decode(kv)?;
-                if matches(res, &obj, &labels, &fields) {
-                    initial.push(event_line("ADDED", &obj));
+                if view.matches(&obj) {
+                    initial.push(view.line("ADDED", &obj));
                 }
             }
             listed.revision
         }
-        Some(v) => v.parse::<i64>().map_err(|_| ApiError::bad_request(format!("invalid resource version {v:?}")))?,
     };
-    let timeout = req.q("timeoutSeconds").and_then(|s| s.parse::<u64>().ok()).map(Duration::from_secs).unwrap_or(Duration::from_secs(1800));
-    let bookmarks = matches!(req.q("allowWatchBookmarks"), Some("true" | "1"));
-    let changes = storage.watch(&prefix, after, bookmarks.then_some(storage.bookmark_interval));
-    let api_version = res.api_version();
-    let events = changes
-        .flat_map(move |batch| {
-            let lines: Vec<Bytes> = match batch {
-                Err(crate::kv::KvError::Compacted(_)) => {
-                    let st = ApiError::gone(format!("too old resource version: {after}")).to_status();
-                    vec![event_line("ERROR", &st)]
-                }
-                Err(e) => vec![event_line("ERROR", &ApiError::internal(e.to_string()).to_status())],
-                // A bookmark: only the kind and the revision everything has been sent up to.
-                Ok(b) if b.events.is_empty() => vec![event_line(
-                    "BOOKMARK",
-                    &json!({"kind": res.kind, "apiVersion": api_version, "metadata": {"resourceVersion": b.revision.to_string()}}),
-                )],
-                Ok(b) => b.events.iter().filter_map(|e| translate(res, e, &labels, &fields)).collect(),
-            };
-            futures::stream::iter(lines)
-        });
-    let body = futures::stream::iter(initial).chain(events).take_until(tokio::time::sleep(timeout)).map(Ok::<_, std::convert::Infallible>);
-    Ok((StatusCode::OK, [("content-type", "application/json"), ("transfer-encoding", "chunked")], Body::from_stream(body)).into_response())
+    let changes = storage.watch(&prefix, after, bookmarks);
+    let events = changes.flat_map(move |batch| {
+        let lines: Vec<Bytes> = match batch {
+            Err(crate::kv::KvError::Compacted(_)) => vec![event_line("ERROR", &ApiError::gone(format!("too old resource version: {after}")).to_status())],
+            Err(e) => vec![event_line("ERROR", &ApiError::internal(e.to_string()).to_status())],
+            // A bookmark: only the kind and the revision everything has been sent up to.
+            Ok(b) if b.events.is_empty() => vec![view.bookmark(b.revision)],
+            Ok(b) => b.events.iter().filter_map(|e| translate(&view, e)).collect(),
+        };
+        futures::stream::iter(lines)
+    });
+    Ok(futures::stream::iter(initial).chain(events).boxed())
 }
 
-/// One store event as a watch event, with selector transitions: an object
-/// that stops matching is DELETED for this watcher, one that starts is ADDED.
-fn translate(res: &Resource, e: &etcdpb::Event, labels: &Selector, fields: &Selector) -> Option<Bytes> {
+/// One store event as a watch event (see [`View::render`]).
+fn translate(view: &View, e: &etcdpb::Event) -> Option<Bytes> {
     let kv = e.kv.as_ref()?;
     let prev = e.prev_kv.as_ref().and_then(|p| decode(p).ok());
-    let prev_matches = prev.as_ref().is_some_and(|p| matches(res, p, labels, fields));
+    let prev_matches = prev.as_ref().is_some_and(|p| view.matches(p));
     if e.r#type == 1 {
         let mut obj = prev?;
         obj["metadata"]["resourceVersion"] = Value::String(kv.mod_revision.to_string());
-        return prev_matches.then(|| event_line("DELETED", &obj));
+        return prev_matches.then(|| view.line("DELETED", &obj));
     }
     let obj = decode(kv).ok()?;
-    let now_matches = matches(res, &obj, labels, fields);
-    match (prev_matches, now_matches) {
-        (true, true) if kv.create_revision != kv.mod_revision => Some(event_line("MODIFIED", &obj)),
-        (_, true) => Some(event_line("ADDED", &obj)),
-        (true, false) => Some(event_line("DELETED", &obj)),
+    match (prev_matches, view.matches(&obj)) {
+        (true, true) if kv.create_revision != kv.mod_revision => Some(view.line("MODIFIED", &obj)),
+        (_, true) => Some(view.line("ADDED", &obj)),
+        (true, false) => Some(view.line("DELETED", &obj)),
         (false, false) => None,
     }
 }

@@ -3,22 +3,28 @@
 //! - [`kv`]: the store as the API server sees it (what etcd's API offers),
 //!   with the embedded store as one implementation.
 //! - [`storage`]: objects in keys, resourceVersion = mod_revision.
-//! - [`resources`]: the built-in resource table; [`discovery`] serves it.
+//! - [`resources`]: the built-in resource table; [`discovery`] serves it
+//!   (legacy and aggregated), [`openapi`] serves its schemas (v2 and v3).
 //! - [`handlers`]: the REST verbs; [`patch`], [`selector`], [`table`],
 //!   [`meta`] and [`status`] are their parts.
 //! - [`certs`] and [`server`]: PKI, kubeconfig, HTTPS and authentication.
 
 pub mod admission;
+pub mod apply;
 pub mod bootstrap;
+pub mod cached;
 pub mod certs;
 pub mod compactor;
 pub mod delete_options;
 pub mod discovery;
 pub mod handlers;
+pub mod inflight;
+pub mod etcd;
 pub mod kv;
 pub mod label_selector;
 pub mod meta;
 pub mod metrics;
+pub mod openapi;
 pub mod patch;
 pub mod quantity;
 pub mod resources;
@@ -30,5 +36,6 @@ pub mod storage;
 pub mod subresources;
 pub mod table;
 pub mod typed;
+pub mod watch_cache;
 
 pub use server::{serve, AppState};

@@ -48,20 +48,67 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
-/// kubectl-style age: 45s, 5m, 3h, 2d, …
+/// Seconds since the epoch, now.
+pub fn now_secs() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+/// kubectl-style age of a creation timestamp (upstream's translateTimestampSince).
 pub fn human_age(created: &str) -> String {
     let Some(t) = parse_rfc3339(created) else { return "<unknown>".into() };
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
-    let s = (now - t).max(0);
-    match s {
-        s if s < 120 => format!("{s}s"),
-        s if s < 600 => format!("{}m{}s", s / 60, s % 60).trim_end_matches("0s").to_string(),
-        s if s < 3 * 3600 => format!("{}m", s / 60),
-        s if s < 8 * 3600 => format!("{}h{}m", s / 3600, s % 3600 / 60).trim_end_matches("0m").to_string(),
-        s if s < 48 * 3600 => format!("{}h", s / 3600),
-        s if s < 8 * 86_400 => format!("{}d{}h", s / 86_400, s % 86_400 / 3600).trim_end_matches("0h").to_string(),
-        s if s < 2 * 365 * 86_400 => format!("{}d", s / 86_400),
-        s => format!("{}y", s / (365 * 86_400)),
+    human_duration(now_secs() - t)
+}
+
+/// apimachinery's `duration.HumanDuration` of `secs` seconds: 45s, 5m10s,
+/// 3h, 2d5h, 2y30d, …; up to a second in the future is `0s`, beyond that
+/// `<invalid>`.
+pub fn human_duration(secs: i64) -> String {
+    if secs < -1 {
+        return "<invalid>".into();
+    }
+    if secs < 0 {
+        return "0s".into();
+    }
+    if secs < 120 {
+        return format!("{secs}s");
+    }
+    let with = |big: i64, bu: &str, small: i64, su: &str| if small == 0 { format!("{big}{bu}") } else { format!("{big}{bu}{small}{su}") };
+    let minutes = secs / 60;
+    if minutes < 10 {
+        return with(minutes, "m", secs % 60, "s");
+    }
+    if minutes < 3 * 60 {
+        return format!("{minutes}m");
+    }
+    let hours = secs / 3600;
+    if hours < 8 {
+        return with(hours, "h", minutes % 60, "m");
+    }
+    if hours < 48 {
+        return format!("{hours}h");
+    }
+    if hours < 24 * 8 {
+        return with(hours / 24, "d", hours % 24, "h");
+    }
+    if hours < 24 * 365 * 2 {
+        return format!("{}d", hours / 24);
+    }
+    if hours < 24 * 365 * 8 {
+        return with(hours / 24 / 365, "y", (hours / 24) % 365, "d");
+    }
+    format!("{}y", hours / 24 / 365)
+}
+
+/// apimachinery's `duration.ShortHumanDuration`: one unit only.
+pub fn short_human_duration(secs: i64) -> String {
+    match secs {
+        s if s < -1 => "<invalid>".into(),
+        s if s < 0 => "0s".into(),
+        s if s < 60 => format!("{s}s"),
+        s if s < 3600 => format!("{}m", s / 60),
+        s if s < 86_400 => format!("{}h", s / 3600),
+        s if s < 365 * 86_400 => format!("{}d", s / 86_400),
+        s => format!("{}y", s / 86_400 / 365),
     }
 }
 
@@ -103,6 +150,45 @@ pub fn check_label(name: &str) -> Option<String> {
     (!ok).then(|| "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')".into())
 }
 
+fn name_part_ok(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+        && b[0].is_ascii_alphanumeric()
+        && b[b.len() - 1].is_ascii_alphanumeric()
+}
+
+/// A qualified name (label and annotation keys): `[prefix/]name`.
+pub fn check_qualified_name(key: &str) -> Option<String> {
+    let (prefix, name) = match key.split_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, key),
+    };
+    if let Some(p) = prefix {
+        if p.is_empty() {
+            return Some("prefix part must be non-empty".into());
+        }
+        if let Some(why) = check_subdomain(p) {
+            return Some(format!("prefix part {why}"));
+        }
+    }
+    if name.is_empty() {
+        return Some("name part must be non-empty".into());
+    }
+    if name.len() > 63 {
+        return Some("name part must be no more than 63 characters".into());
+    }
+    (!name_part_ok(name)).then(|| "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')".into())
+}
+
+/// A label value: empty, or up to 63 name characters.
+pub fn check_label_value(v: &str) -> Option<String> {
+    if v.len() > 63 {
+        return Some("must be no more than 63 characters".into());
+    }
+    (!v.is_empty() && !name_part_ok(v)).then(|| "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')".into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,6 +202,23 @@ mod tests {
     }
 
     #[test]
+    fn durations_as_upstream() {
+        let cases = [
+            (-2, "<invalid>"), (-1, "0s"), (0, "0s"), (119, "119s"), (120, "2m"), (310, "5m10s"), (599, "9m59s"),
+            (600, "10m"), (10_799, "179m"), (10_800, "3h"), (3 * 3600 + 60, "3h1m"), (8 * 3600, "8h"), (47 * 3600 + 59, "47h"),
+            (48 * 3600, "2d"), (50 * 3600, "2d2h"), (8 * 86_400, "8d"), (729 * 86_400, "729d"), (730 * 86_400, "2y"),
+            (731 * 86_400, "2y1d"), (8 * 365 * 86_400 + 5 * 86_400, "8y"),
+        ];
+        for (secs, want) in cases {
+            assert_eq!(human_duration(secs), want, "{secs}");
+        }
+        let short = [(-5, "<invalid>"), (59, "59s"), (60, "1m"), (3599, "59m"), (3600, "1h"), (86_400, "1d"), (400 * 86_400, "1y")];
+        for (secs, want) in short {
+            assert_eq!(short_human_duration(secs), want, "{secs}");
+        }
+    }
+
+    #[test]
     fn names() {
         assert!(check_subdomain("my-app.v1").is_none());
         assert!(check_subdomain("My_App").is_some());
@@ -123,5 +226,12 @@ mod tests {
         assert!(check_label("web-1").is_none());
         assert_eq!(new_uid().len(), 36);
         assert_eq!(random_suffix().len(), 5);
+        assert!(check_qualified_name("app.kubernetes.io/name").is_none());
+        assert!(check_qualified_name("bad key!").is_some());
+        assert!(check_qualified_name("/x").is_some());
+        assert!(check_qualified_name(&"a".repeat(64)).is_some());
+        assert!(check_label_value("").is_none());
+        assert!(check_label_value("v1.2_x").is_none());
+        assert!(check_label_value("-x").is_some());
     }
 }

@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 
 use crate::certs::Pki;
 use crate::discovery;
+use crate::openapi;
 use crate::handlers::{self, dispatch};
 use crate::status::ApiError;
 use crate::storage::Storage;
@@ -26,6 +27,7 @@ pub struct AppState {
     pub storage: Storage,
     pub token: Arc<String>,
     pub metrics: Arc<crate::metrics::Metrics>,
+    pub inflight: crate::inflight::Inflight,
 }
 
 fn json_ok(v: Value) -> Response {
@@ -88,12 +90,32 @@ async fn handle(
         ref m => m.as_str(),
     }
     .to_string();
+    let long_running = verb == "WATCH" || matches!(segs.last(), Some(&("log" | "exec" | "attach" | "portforward" | "proxy")));
+    let mutating = !matches!(method, Method::GET | Method::HEAD | Method::OPTIONS);
+    let _slot = if long_running || is_public(&path) {
+        None
+    } else {
+        match st.inflight.try_acquire(mutating) {
+            Some(slot) => Some(slot),
+            None => {
+                let mut r = ApiError::too_many_requests("Too many requests, please try again later.", vec![]).into_response();
+                r.headers_mut().insert("retry-after", axum::http::HeaderValue::from_static("1"));
+                st.metrics.requests.get_or_create(&crate::metrics::RequestLabels { verb, resource: resource_label, code: 429 }).inc();
+                return r;
+            }
+        }
+    };
     let result = match (method.clone(), segs.as_slice()) {
         (Method::GET, ["metrics"]) => Ok((StatusCode::OK, [("content-type", "text/plain; version=0.0.4")], st.metrics.render()).into_response()),
         (Method::GET, ["version"]) => Ok(json_ok(version())),
         (Method::GET, ["healthz" | "livez" | "readyz", ..]) => Ok((StatusCode::OK, "ok").into_response()),
-        (Method::GET, ["api"]) => Ok(json_ok(discovery::api_versions())),
-        (Method::GET, ["apis"]) => Ok(json_ok(discovery::api_group_list())),
+        (Method::GET, ["api"]) => Ok(discovery_root(&headers, false)),
+        (Method::GET, ["apis"]) => Ok(discovery_root(&headers, true)),
+        (Method::GET, ["openapi", "v2"]) => Ok(openapi::v2::serve_v2(&headers)),
+        (Method::GET, ["openapi", "v3"]) => Ok(openapi::v3::serve_index(&headers)),
+        (Method::GET, ["openapi", "v3", gv @ ..]) => {
+            openapi::v3::serve_group_version(&gv.join("/"), query.get("hash").map(String::as_str), &headers).ok_or_else(ApiError::no_route)
+        }
         (Method::GET, ["api", "v1"]) => discovery::resource_list("", "v1").map(json_ok).ok_or_else(ApiError::no_route),
         (Method::GET, ["apis", g]) => discovery::api_group(g).map(json_ok).ok_or_else(ApiError::no_route),
         (Method::GET, ["apis", g, v]) => discovery::resource_list(g, v).map(json_ok).ok_or_else(ApiError::no_route),
@@ -105,6 +127,19 @@ async fn handle(
     st.metrics.requests.get_or_create(&crate::metrics::RequestLabels { verb, resource: resource_label, code: response.status().as_u16() }).inc();
     st.metrics.request_seconds.observe(started.elapsed().as_secs_f64());
     response
+}
+
+/// `/api` or `/apis`: aggregated discovery when the client asks for it.
+fn discovery_root(headers: &HeaderMap, apis: bool) -> Response {
+    use discovery::aggregated;
+    match aggregated::negotiate(headers.get("accept").and_then(|a| a.to_str().ok())) {
+        Some(v) => aggregated::serve(v, apis, headers),
+        None => {
+            let mut r = json_ok(if apis { discovery::api_group_list() } else { discovery::api_versions() });
+            r.headers_mut().insert("vary", axum::http::HeaderValue::from_static("Accept"));
+            r
+        }
+    }
 }
 
 #[allow(clippy::too_many_arguments)]

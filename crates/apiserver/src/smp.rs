@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 
 /// How a list field merges.
 #[derive(Debug, Clone, Copy, PartialEq)]
-enum ListStrategy {
+pub(crate) enum ListStrategy {
     /// Objects merged by this key.
     MergeKey(&'static str),
     /// A set of primitives.
@@ -23,7 +23,7 @@ enum ListStrategy {
 }
 
 /// The merge strategy of the list at `path` (field names, list indices left out).
-fn strategy(path: &[String]) -> ListStrategy {
+pub(crate) fn strategy(path: &[String]) -> ListStrategy {
     use ListStrategy::*;
     let n = path.len();
     let last = path.last().map(String::as_str).unwrap_or("");

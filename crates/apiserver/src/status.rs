@@ -52,6 +52,9 @@ impl ApiError {
     pub fn method_not_allowed(msg: impl Into<String>) -> ApiError {
         ApiError::new(405, "MethodNotAllowed", msg)
     }
+    pub fn not_acceptable(msg: impl Into<String>) -> ApiError {
+        ApiError::new(406, "NotAcceptable", msg)
+    }
     pub fn unsupported_media_type(ct: &str) -> ApiError {
         ApiError::new(415, "UnsupportedMediaType", format!("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml"))
             .with_details(json!({"causes": [{"message": format!("unsupported content type {ct:?}")}]}))
@@ -83,6 +86,19 @@ impl ApiError {
         let what = if group.is_empty() { resource.to_string() } else { format!("{resource}.{group}") };
         ApiError::new(403, "Forbidden", format!("{what} \"{name}\" is forbidden: {why}"))
             .with_details(json!({"name": name, "group": group, "kind": resource}))
+    }
+    pub fn namespace_terminating(ns: &str) -> ApiError {
+        ApiError::new(403, "Forbidden", format!("unable to create new content in namespace {ns} because it is being terminated"))
+            .with_details(json!({"name": ns, "kind": "namespaces", "causes": [{"reason": "NamespaceTerminating", "message": format!("namespace {ns} is being terminated"), "field": "metadata.namespace"}]}))
+    }
+    /// 504: the request could not be served in time (e.g. a resourceVersion the store has not reached).
+    pub fn timeout(msg: impl Into<String>) -> ApiError {
+        ApiError::new(504, "Timeout", msg).with_details(json!({"causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}], "retryAfterSeconds": 1}))
+    }
+    /// 409 for server-side apply conflicts: causes name the fields.
+    pub fn apply_conflict(message: String, causes: Vec<(String, String)>) -> ApiError {
+        let causes: Vec<Value> = causes.into_iter().map(|(field, message)| json!({"reason": "FieldManagerConflict", "message": message, "field": field})).collect();
+        ApiError::new(409, "Conflict", message).with_details(json!({"causes": causes}))
     }
     /// 429: a PodDisruptionBudget (or load) says not now.
     pub fn too_many_requests(msg: impl Into<String>, causes: Vec<(&str, String)>) -> ApiError {

@@ -22,6 +22,13 @@ pub struct Storage {
     pub bookmark_interval: std::time::Duration,
     /// Where Services get their cluster IPs and node ports.
     pub service_ranges: crate::admission::service_alloc::ServiceRanges,
+    /// A controller manager runs (garbage collector, namespace controller):
+    /// deletions may then wait for it through finalizers, as upstream.
+    /// Without one, a namespace's contents are deleted with it and
+    /// Foreground/Orphan propagation are accepted but need no finalizer.
+    pub controllers: bool,
+    /// Shared by every clone: one store watch per resource for all API watches.
+    pub watch_cache: Arc<crate::watch_cache::WatchCache>,
 }
 
 /// Why a conditional write did not happen.
@@ -97,7 +104,7 @@ pub struct Listed {
 
 impl Storage {
     pub fn new(kv: Arc<dyn Kv>) -> Storage {
-        Storage { kv, bookmark_interval: std::time::Duration::from_secs(60), service_ranges: Default::default() }
+        Storage { kv, bookmark_interval: std::time::Duration::from_secs(60), service_ranges: Default::default(), controllers: false, watch_cache: Arc::new(crate::watch_cache::WatchCache::new(10_000)) }
     }
 
     pub fn kv(&self) -> &Arc<dyn Kv> {

@@ -4,6 +4,7 @@
 //! `bench store` compares `skiff store` with Debian's etcd 3.4, both
 //! single-member with fsync on.
 
+mod apiserver;
 mod load;
 mod noise;
 mod server;
@@ -29,6 +30,8 @@ struct Cli {
 enum Cmd {
     /// Skiff's store against Debian's etcd over the etcd v3 API.
     Store(StoreArgs),
+    /// The Kubernetes API of `skiff server`: creates, gets, lists, watch fan-out, fixed-rate writes.
+    Apiserver(apiserver::ApiArgs),
 }
 
 #[derive(clap::Args)]
@@ -338,6 +341,13 @@ async fn main() -> Result<()> {
             if let Some(path) = out {
                 std::fs::write(path, &report)?;
             }
+        }
+        Cmd::Apiserver(args) => {
+            let report = tokio::select! {
+                r = apiserver::run(args) => r?,
+                _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted"),
+            };
+            println!("{report}");
         }
     }
     Ok(())

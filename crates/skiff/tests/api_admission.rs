@@ -131,6 +131,11 @@ fn pods_are_defaulted_and_get_priority_from_their_class() {
     // Validation: a pod needs an image; a running pod's spec is immutable except images.
     let e = create_err(&k, dir.path(), "noimg", r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"noimg"},"spec":{"containers":[{"name":"c"}]}}"#);
     assert!(e.contains(r#"Pod "noimg" is invalid: spec.containers[0].image: Required value"#), "{e}");
+    // Label keys and values are validated as upstream does.
+    let e = create_err(&k, dir.path(), "badlabel", r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"badlabel","labels":{"ok":"-bad-"}},"spec":{"containers":[{"name":"c","image":"i"}]}}"#);
+    assert!(e.contains(r#"metadata.labels: Invalid value: "-bad-": a valid label must be an empty string"#), "{e}");
+    let e = create_err(&k, dir.path(), "badkey", r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"badkey","annotations":{"a/b/c":"x"}},"spec":{"containers":[{"name":"c","image":"i"}]}}"#);
+    assert!(e.contains(r#"metadata.annotations: Invalid value: "a/b/c""#), "{e}");
     k.ok(&["set", "image", "pod/p", "p=busybox:1.37"]);
     let e = k.err(&["patch", "pod", "p", "--type=json", "-p", r#"[{"op":"replace","path":"/spec/containers/0/name","value":"q"}]"#]);
     assert!(e.contains("Forbidden: pod updates may not change fields other than"), "{e}");

@@ -30,6 +30,16 @@ pub struct ServerArgs {
     /// The range of ports NodePort Services take (kube-apiserver's --service-node-port-range).
     #[arg(long, default_value = "30000-32767")]
     service_node_port_range: String,
+    /// Keep the cluster's state in these external etcd members
+    /// (comma-separated `http://host:port`) instead of the embedded store.
+    #[arg(long, value_delimiter = ',')]
+    etcd_servers: Vec<String>,
+    /// Reads served at once; more get 429 (kube-apiserver's --max-requests-inflight).
+    #[arg(long, default_value_t = 400)]
+    max_requests_inflight: usize,
+    /// Writes served at once; more get 429 (kube-apiserver's --max-mutating-requests-inflight).
+    #[arg(long, default_value_t = 200)]
+    max_mutating_requests_inflight: usize,
     /// Do not run a kubelet for this machine (there is no kubelet yet; accepted for forward compatibility).
     #[arg(long)]
     disable_agent: bool,
@@ -52,8 +62,13 @@ fn default_data_dir() -> PathBuf {
 pub async fn run(args: ServerArgs) -> Result<()> {
     let dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let store = Store::open(Config::new(dir.join("store"))).with_context(|| format!("opening the store in {}", dir.display()))?;
-    let kv: Arc<dyn skiff_apiserver::kv::Kv> = Arc::new(Embedded(store.clone()));
+    let (kv, store): (Arc<dyn skiff_apiserver::kv::Kv>, Option<Store>) = if args.etcd_servers.is_empty() {
+        let store = Store::open(Config::new(dir.join("store"))).with_context(|| format!("opening the store in {}", dir.display()))?;
+        (Arc::new(Embedded(store.clone())), Some(store))
+    } else {
+        tracing::info!(servers = ?args.etcd_servers, "using external etcd");
+        (Arc::new(skiff_apiserver::etcd::Remote::connect(&args.etcd_servers)?), None)
+    };
     let mut storage = Storage::new(kv.clone());
     storage.bookmark_interval = args.watch_bookmark_interval;
     storage.service_ranges = skiff_apiserver::admission::service_alloc::ServiceRanges::default()
@@ -61,7 +76,16 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         .and_then(|r| r.with_node_ports(&args.service_node_port_range))
         .map_err(anyhow::Error::msg)?;
     tokio::spawn(skiff_apiserver::compactor::run(kv, args.compaction_interval));
-    bootstrap::ensure(&storage, &storage.service_ranges.first_ip(), args.listen.port()).await?;
+    // An external etcd may still be starting: retry for a while before giving up.
+    let mut attempt = 0;
+    while let Err(e) = bootstrap::ensure(&storage, &storage.service_ranges.first_ip(), args.listen.port()).await {
+        attempt += 1;
+        if store.is_some() || attempt >= 30 {
+            return Err(e.context("creating the cluster's initial objects"));
+        }
+        tracing::warn!("waiting for etcd: {e:#}");
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
     let pki = certs::ensure(&dir, args.listen)?;
     let kubeconfig = certs::write_kubeconfig(&dir, &pki, args.listen)?;
     let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
@@ -80,7 +104,8 @@ pub async fn run(args: ServerArgs) -> Result<()> {
             }
         });
     }
-    let state = AppState { storage, token: Arc::new(pki.admin_token.clone()), metrics: Default::default() };
+    let inflight = skiff_apiserver::inflight::Inflight::new(args.max_requests_inflight, args.max_mutating_requests_inflight);
+    let state = AppState { storage, token: Arc::new(pki.admin_token.clone()), metrics: Default::default(), inflight };
     skiff_apiserver::serve(listener, &pki, state, super::shutdown_signal()).await?;
     tracing::info!("shutting down");
     drop(store);

@@ -1,13 +1,18 @@
 //! Discovery documents: `/api`, `/apis`, `/api/v1`, `/apis/<group>/<version>`.
 //!
-//! These are the legacy (unaggregated) documents; kubectl falls back to them
-//! when the server does not offer aggregated discovery.
+//! This module serves the legacy (unaggregated) documents, one request per
+//! group-version; [`aggregated`] serves everything in the two requests
+//! kubectl 1.27+ asks for first, and kubectl falls back to the legacy
+//! documents only when it is not offered.
+
+pub mod aggregated;
 
 use serde_json::{json, Value};
 
 use crate::resources::{self, Resource};
 
-fn verbs(r: &Resource) -> Vec<&'static str> {
+/// The verbs a resource supports (the same in both discovery formats).
+pub(crate) fn verbs(r: &Resource) -> Vec<&'static str> {
     vec!["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
         .into_iter()
         .filter(|v| r.kind != "Namespace" || *v != "deletecollection")
@@ -54,16 +59,8 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
         }
         list.push(entry);
         for sub in r.subresources {
-            let (kind, verbs): (&str, Vec<&str>) = match *sub {
-                "status" => (r.kind, vec!["get", "patch", "update"]),
-                "scale" => ("Scale", vec!["get", "patch", "update"]),
-                "binding" => ("Binding", vec!["create"]),
-                "eviction" => ("Eviction", vec!["create"]),
-                "log" => ("Pod", vec!["get"]),
-                "ephemeralcontainers" => ("Pod", vec!["get", "patch", "update"]),
-                _ => continue,
-            };
-            list.push(json!({"name": format!("{}/{sub}", r.plural), "singularName": "", "namespaced": r.namespaced, "kind": kind, "verbs": verbs}));
+            let Some(s) = subresource(r, sub) else { continue };
+            list.push(json!({"name": format!("{}/{sub}", r.plural), "singularName": "", "namespaced": r.namespaced, "kind": s.kind, "verbs": s.verbs}));
         }
     }
     if list.is_empty() {
@@ -71,4 +68,28 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
     }
     let gv = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
     Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": list}))
+}
+
+/// What a subresource answers with and which verbs it takes.
+pub(crate) struct Subresource {
+    pub group: &'static str,
+    pub version: &'static str,
+    pub kind: &'static str,
+    pub verbs: &'static [&'static str],
+}
+
+/// Upstream's response kinds for the subresources we serve
+/// (`scale` is `autoscaling/v1` Scale, `eviction` is `policy/v1` Eviction).
+pub(crate) fn subresource(r: &Resource, sub: &str) -> Option<Subresource> {
+    let (group, version, kind, verbs): (&str, &str, &str, &'static [&'static str]) = match sub {
+        "status" => (r.group, r.version, r.kind, &["get", "patch", "update"]),
+        "scale" => ("autoscaling", "v1", "Scale", &["get", "patch", "update"]),
+        "binding" => ("", "v1", "Binding", &["create"]),
+        "eviction" => ("policy", "v1", "Eviction", &["create"]),
+        "log" => ("", "v1", "Pod", &["get"]),
+        "finalize" => ("", "v1", "Namespace", &["update"]),
+        "ephemeralcontainers" => ("", "v1", "Pod", &["get", "patch", "update"]),
+        _ => return None,
+    };
+    Some(Subresource { group, version, kind, verbs })
 }

@@ -1,0 +1,216 @@
+//! The watch cache (upstream's "cacher"): one store watch per resource
+//! feeds a ring of decoded events and a copy of the current objects, and
+//! every API watch of that resource is served from it. A thousand
+//! `kubectl get pods -w` cost the store one watcher, and each event is
+//! decoded once (and, for the common case, serialized once).
+//!
+//! A watch whose resourceVersion is older than the ring falls back to a
+//! direct store watch, which answers 410 Gone if the store has compacted
+//! it; a watcher that falls behind the ring is closed, so its client
+//! re-watches from the last version it saw, as with upstream.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use serde_json::{json, Value};
+
+use crate::storage::{decode, Storage};
+
+/// One change, decoded once.
+pub struct CachedEvent {
+    pub revision: i64,
+    pub key: Bytes,
+    /// The new object; for a deletion, the last state with the deletion's resourceVersion.
+    pub obj: Arc<Value>,
+    pub prev: Option<Arc<Value>>,
+    pub deleted: bool,
+    /// `{"type":…,"object":…}\n` for watchers that see the natural type.
+    line: OnceLock<Bytes>,
+}
+
+impl CachedEvent {
+    pub fn natural_type(&self) -> &'static str {
+        if self.deleted {
+            "DELETED"
+        } else if self.prev.is_none() {
+            "ADDED"
+        } else {
+            "MODIFIED"
+        }
+    }
+    /// The serialized event, shared by every watcher that sends it as is.
+    pub fn line(&self) -> Bytes {
+        self.line.get_or_init(|| event_line(self.natural_type(), &self.obj)).clone()
+    }
+}
+
+pub fn event_line(kind: &str, obj: &Value) -> Bytes {
+    let mut s = json!({"type": kind, "object": obj}).to_string();
+    s.push('\n');
+    Bytes::from(s)
+}
+
+struct State {
+    objects: BTreeMap<Bytes, Arc<Value>>,
+    events: VecDeque<Arc<CachedEvent>>,
+    /// Everything up to this revision is reflected.
+    revision: i64,
+    /// Every event after this revision is in `events`.
+    oldest: i64,
+    dead: bool,
+}
+
+pub struct Cacher {
+    state: RwLock<State>,
+    tick: tokio::sync::watch::Sender<i64>,
+}
+
+/// Where a cached watch starts.
+pub enum Start {
+    /// The current objects as ADDED (for this revision), then changes.
+    Snapshot(Vec<Arc<Value>>, i64),
+    /// Changes after this revision.
+    After(i64),
+}
+
+impl Cacher {
+    /// The cache's revision (all changes up to it are in).
+    pub fn revision(&self) -> i64 {
+        self.state.read().unwrap().revision
+    }
+
+    pub fn is_dead(&self) -> bool {
+        self.state.read().unwrap().dead
+    }
+
+    /// Plan a watch under `prefix`: None if `after` is older than the ring.
+    pub fn start(&self, prefix: &[u8], after: Option<i64>) -> Option<Start> {
+        let st = self.state.read().unwrap();
+        match after {
+            None => {
+                let objs = st.objects.range(Bytes::copy_from_slice(prefix)..).take_while(|(k, _)| k.starts_with(prefix)).map(|(_, v)| v.clone()).collect();
+                Some(Start::Snapshot(objs, st.revision))
+            }
+            Some(r) if r >= st.oldest => Some(Start::After(r)),
+            Some(_) => None,
+        }
+    }
+
+    /// Events after `cursor` under `prefix`; Err if the ring has moved past `cursor`.
+    pub fn since(&self, prefix: &[u8], cursor: i64) -> Result<(Vec<Arc<CachedEvent>>, i64), ()> {
+        let st = self.state.read().unwrap();
+        if cursor < st.oldest || st.dead {
+            return Err(());
+        }
+        // Events are in revision order; find the first after the cursor from the back.
+        let first = st.events.partition_point(|e| e.revision <= cursor);
+        let evs = st.events.range(first..).filter(|e| e.key.starts_with(prefix)).cloned().collect();
+        Ok((evs, st.revision))
+    }
+
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<i64> {
+        self.tick.subscribe()
+    }
+
+    /// Objects under `prefix` at the cache's revision (a list with resourceVersion=0).
+    pub fn list(&self, prefix: &[u8]) -> (Vec<Arc<Value>>, i64) {
+        let st = self.state.read().unwrap();
+        let objs = st.objects.range(Bytes::copy_from_slice(prefix)..).take_while(|(k, _)| k.starts_with(prefix)).map(|(_, v)| v.clone()).collect();
+        (objs, st.revision)
+    }
+}
+
+/// All cachers, one per resource, started on first use.
+pub struct WatchCache {
+    cachers: Mutex<HashMap<String, Arc<Cacher>>>,
+    capacity: usize,
+}
+
+impl WatchCache {
+    pub fn new(capacity: usize) -> WatchCache {
+        WatchCache { cachers: Mutex::new(HashMap::new()), capacity: capacity.max(16) }
+    }
+
+    /// How many resources have a live cacher.
+    pub fn resources(&self) -> usize {
+        self.cachers.lock().unwrap().values().filter(|c| !c.is_dead()).count()
+    }
+
+    /// The cacher for a resource's key prefix, started (list + watch) if needed.
+    pub async fn get(&self, storage: &Storage, resource_prefix: &str) -> Result<Arc<Cacher>, crate::kv::KvError> {
+        if let Some(c) = self.cachers.lock().unwrap().get(resource_prefix).filter(|c| !c.is_dead()) {
+            return Ok(c.clone());
+        }
+        let listed = storage.list(resource_prefix, None, 0, 0).await?;
+        let mut objects = BTreeMap::new();
+        for kv in &listed.items {
+            if let Ok(v) = decode(kv) {
+                objects.insert(kv.key.clone(), Arc::new(v));
+            }
+        }
+        let rev = listed.revision;
+        let (tick, _) = tokio::sync::watch::channel(rev);
+        let cacher = Arc::new(Cacher { state: RwLock::new(State { objects, events: VecDeque::new(), revision: rev, oldest: rev, dead: false }), tick });
+        {
+            let mut map = self.cachers.lock().unwrap();
+            // Another request may have started one meanwhile; keep the first.
+            if let Some(c) = map.get(resource_prefix).filter(|c| !c.is_dead()) {
+                return Ok(c.clone());
+            }
+            map.insert(resource_prefix.to_string(), cacher.clone());
+        }
+        let stream = storage.watch(resource_prefix, rev, Some(Duration::from_millis(500)));
+        tokio::spawn(feed(cacher.clone(), stream, self.capacity));
+        metrics_started(resource_prefix);
+        Ok(cacher)
+    }
+}
+
+fn metrics_started(prefix: &str) {
+    tracing::debug!(prefix, "watch cache started");
+}
+
+/// Apply store events to the cache until the store watch ends.
+async fn feed(cacher: Arc<Cacher>, mut stream: crate::kv::WatchStream, capacity: usize) {
+    while let Some(batch) = stream.next().await {
+        let batch = match batch {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(error = %e, "watch cache lost its store watch");
+                break;
+            }
+        };
+        let revision = {
+            let mut st = cacher.state.write().unwrap();
+            for e in &batch.events {
+                let Some(kv) = e.kv.as_ref() else { continue };
+                let prev = st.objects.get(&kv.key).cloned();
+                let ev = if e.r#type == 1 {
+                    let Some(p) = st.objects.remove(&kv.key) else { continue };
+                    let mut gone = (*p).clone();
+                    gone["metadata"]["resourceVersion"] = json!(kv.mod_revision.to_string());
+                    CachedEvent { revision: kv.mod_revision, key: kv.key.clone(), obj: Arc::new(gone), prev: Some(p), deleted: true, line: OnceLock::new() }
+                } else {
+                    let Ok(v) = decode(kv) else { continue };
+                    let v = Arc::new(v);
+                    st.objects.insert(kv.key.clone(), v.clone());
+                    CachedEvent { revision: kv.mod_revision, key: kv.key.clone(), obj: v, prev, deleted: false, line: OnceLock::new() }
+                };
+                st.events.push_back(Arc::new(ev));
+                while st.events.len() > capacity {
+                    if let Some(old) = st.events.pop_front() {
+                        st.oldest = old.revision;
+                    }
+                }
+            }
+            st.revision = st.revision.max(batch.revision);
+            st.revision
+        };
+        cacher.tick.send_replace(revision);
+    }
+    cacher.state.write().unwrap().dead = true;
+    cacher.tick.send_replace(i64::MAX);
+}
