@@ -144,7 +144,8 @@ impl GarbageCollector {
         }
         let name = m.name.as_deref().unwrap_or("");
         let api: Api<K> = Api::namespaced(self.ctx.client.clone(), ns);
-        let dp = if foreground_owner { DeleteParams::foreground() } else { DeleteParams::background() };
+        // Foreground cascades, except for pods, which own nothing in this graph (no finalizer left waiting).
+        let dp = if foreground_owner && K::kind(&()) != "Pod" { DeleteParams::foreground() } else { DeleteParams::background() };
         if live == 0 || (foreground_owner && live == 1) {
             tracing::info!(kind = %K::kind(&()), namespace = %ns, %name, foreground = foreground_owner, "deleting object whose owners are gone or being deleted");
             let mut dp = dp;
@@ -199,7 +200,8 @@ impl GarbageCollector {
                 }
                 let n = dm.name.as_deref().unwrap_or("");
                 let r = match *kind {
-                    "Pod" => Api::<Pod>::namespaced(self.ctx.client.clone(), ns).delete(n, &DeleteParams::foreground()).await.map(|_| ()),
+                    // Pods own nothing here: background, so no finalizer is left waiting on them.
+                    "Pod" => Api::<Pod>::namespaced(self.ctx.client.clone(), ns).delete(n, &DeleteParams::background()).await.map(|_| ()),
                     _ => Api::<ReplicaSet>::namespaced(self.ctx.client.clone(), ns).delete(n, &DeleteParams::foreground()).await.map(|_| ()),
                 };
                 match r {

@@ -12,6 +12,7 @@ pub mod expectations;
 pub mod gc;
 pub mod informer;
 pub mod leader;
+pub mod namespace;
 pub mod queue;
 pub mod replicaset;
 pub mod util;
@@ -20,7 +21,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::api::Api;
 use kube::Client;
 
@@ -33,6 +34,7 @@ pub struct Ctx {
     pub pods: Arc<Informer<Pod>>,
     pub rss: Arc<Informer<ReplicaSet>>,
     pub deploys: Arc<Informer<Deployment>>,
+    pub namespaces: Arc<Informer<Namespace>>,
     pub metrics: QueueMetrics,
 }
 
@@ -100,6 +102,7 @@ async fn start_controllers(client: Client, opts: Options, metrics: QueueMetrics)
         pods: Informer::new(Api::all(client.clone())),
         rss: Informer::new(Api::all(client.clone())),
         deploys: Informer::new(Api::all(client.clone())),
+        namespaces: Informer::new(Api::all(client.clone())),
         client,
         metrics,
     });
@@ -112,6 +115,10 @@ async fn start_controllers(client: Client, opts: Options, metrics: QueueMetrics)
     if enabled(&opts, "garbage-collector") {
         gc::GarbageCollector::start(ctx.clone());
     }
+    if enabled(&opts, "namespace") {
+        namespace::NamespaceController::start(ctx.clone());
+    }
+    ctx.namespaces.start();
     ctx.pods.start();
     ctx.rss.start();
     ctx.deploys.start();

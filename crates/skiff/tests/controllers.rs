@@ -262,3 +262,45 @@ fn deployment_rolling_update_respects_surge_and_unavailable_and_recreate() {
     let images = k.ok(&["get", "pods", "-l", "app=re", "-o", "jsonpath={.items[*].spec.containers[0].image}"]);
     assert_eq!(images, "a:2 a:2");
 }
+
+#[test]
+fn garbage_collector_background_orphan_foreground_and_namespace_deletion() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = SkiffServer::start(dir.path());
+    let k = Kubectl::new(31, &server.kubeconfig);
+    for d in ["bg", "or", "fg"] {
+        k.ok(&["create", "deployment", d, "--image=nginx", "--replicas=2"]);
+    }
+    for d in ["bg", "or", "fg"] {
+        let sel = format!("app={d}");
+        wait_for("pods", Duration::from_secs(30), || pod_names(&k, &sel).len() == 2);
+    }
+    // Background (kubectl's default): the Deployment goes at once, its ReplicaSet and pods after.
+    k.ok(&["delete", "deploy", "bg"]);
+    wait_for("bg dependents gone", Duration::from_secs(30), || {
+        pod_names(&k, "app=bg").is_empty() && k.ok(&["get", "rs", "-l", "app=bg", "-o", "name"]).is_empty()
+    });
+    // Orphan: dependents stay, without the ownerReference.
+    k.ok(&["delete", "deploy", "or", "--cascade=orphan"]);
+    wait_for("or deleted", Duration::from_secs(30), || !k.run(&["get", "deploy", "or"]).status.success());
+    let rs = k.ok(&["get", "rs", "-l", "app=or", "-o", "jsonpath={.items[0].metadata.name}"]);
+    assert!(!rs.is_empty());
+    assert_eq!(jp(&k, &["get", "rs", &rs], "{.metadata.ownerReferences}"), "");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(pod_names(&k, "app=or").len(), 2);
+    // Foreground: kubectl waits until the owner is gone, which is after its dependents.
+    k.ok(&["delete", "deploy", "fg", "--cascade=foreground", "--timeout=60s"]);
+    assert!(pod_names(&k, "app=fg").is_empty());
+    assert!(k.ok(&["get", "rs", "-l", "app=fg", "-o", "name"]).is_empty());
+
+    // Namespace deletion empties the namespace, then the namespace goes.
+    k.ok(&["create", "namespace", "doomed"]);
+    k.ok(&["create", "deployment", "web", "-n", "doomed", "--image=nginx", "--replicas=2"]);
+    k.ok(&["create", "configmap", "cm", "-n", "doomed", "--from-literal=a=b"]);
+    wait_for("doomed pods", Duration::from_secs(30), || {
+        k.ok(&["get", "pods", "-n", "doomed", "-o", "name"]).lines().count() == 2
+    });
+    k.ok(&["delete", "namespace", "doomed", "--timeout=60s"]);
+    assert!(!k.run(&["get", "namespace", "doomed"]).status.success());
+    assert!(k.ok(&["get", "pods,rs,deploy,configmaps", "-n", "doomed", "-o", "name"]).is_empty());
+}

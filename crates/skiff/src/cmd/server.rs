@@ -70,6 +70,8 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         (Arc::new(skiff_apiserver::etcd::Remote::connect(&args.etcd_servers)?), None)
     };
     let mut storage = Storage::new(kv.clone());
+    // Deletions wait for the garbage collector and namespace controller through finalizers.
+    storage.controllers = !args.disable_controllers;
     storage.bookmark_interval = args.watch_bookmark_interval;
     storage.service_ranges = skiff_apiserver::admission::service_alloc::ServiceRanges::default()
         .with_cidr(&args.service_cluster_ip_range)
