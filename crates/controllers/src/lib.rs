@@ -15,13 +15,15 @@ pub mod leader;
 pub mod namespace;
 pub mod queue;
 pub mod replicaset;
+pub mod rootca;
+pub mod serviceaccount;
 pub mod util;
 
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, ServiceAccount};
 use kube::api::Api;
 use kube::Client;
 
@@ -35,6 +37,8 @@ pub struct Ctx {
     pub rss: Arc<Informer<ReplicaSet>>,
     pub deploys: Arc<Informer<Deployment>>,
     pub namespaces: Arc<Informer<Namespace>>,
+    pub serviceaccounts: Arc<Informer<ServiceAccount>>,
+    pub configmaps: Arc<Informer<ConfigMap>>,
     pub metrics: QueueMetrics,
 }
 
@@ -44,11 +48,13 @@ pub struct Options {
     pub controllers: Vec<String>,
     pub leader_elect: bool,
     pub identity: String,
+    /// The cluster CA (PEM) to publish as `kube-root-ca.crt`; none = the publisher does not run.
+    pub root_ca: Option<String>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { controllers: vec!["*".into()], leader_elect: true, identity: default_identity() }
+        Options { controllers: vec!["*".into()], leader_elect: true, identity: default_identity(), root_ca: None }
     }
 }
 
@@ -103,6 +109,8 @@ async fn start_controllers(client: Client, opts: Options, metrics: QueueMetrics)
         rss: Informer::new(Api::all(client.clone())),
         deploys: Informer::new(Api::all(client.clone())),
         namespaces: Informer::new(Api::all(client.clone())),
+        serviceaccounts: Informer::new(Api::all(client.clone())),
+        configmaps: Informer::new(Api::all(client.clone())),
         client,
         metrics,
     });
@@ -117,6 +125,14 @@ async fn start_controllers(client: Client, opts: Options, metrics: QueueMetrics)
     }
     if enabled(&opts, "namespace") {
         namespace::NamespaceController::start(ctx.clone());
+    }
+    if enabled(&opts, "serviceaccount") {
+        serviceaccount::start(ctx.clone());
+        ctx.serviceaccounts.start();
+    }
+    if let (true, Some(ca)) = (enabled(&opts, "root-ca-cert-publisher"), opts.root_ca.clone()) {
+        rootca::start(ctx.clone(), ca);
+        ctx.configmaps.start();
     }
     ctx.namespaces.start();
     ctx.pods.start();

@@ -304,3 +304,22 @@ fn garbage_collector_background_orphan_foreground_and_namespace_deletion() {
     assert!(!k.run(&["get", "namespace", "doomed"]).status.success());
     assert!(k.ok(&["get", "pods,rs,deploy,configmaps", "-n", "doomed", "-o", "name"]).is_empty());
 }
+
+#[test]
+fn every_namespace_gets_default_service_account_and_root_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = SkiffServer::start(dir.path());
+    let k = Kubectl::new(31, &server.kubeconfig);
+    k.ok(&["create", "namespace", "team-a"]);
+    let ca = std::fs::read_to_string(dir.path().join("pki/ca.crt")).unwrap();
+    for ns in ["default", "kube-system", "team-a"] {
+        wait_for("default service account", Duration::from_secs(30), || k.run(&["get", "sa", "default", "-n", ns]).status.success());
+        wait_for("kube-root-ca.crt", Duration::from_secs(30), || k.run(&["get", "cm", "kube-root-ca.crt", "-n", ns]).status.success());
+        assert_eq!(jp(&k, &["get", "cm", "kube-root-ca.crt", "-n", ns], "{.data.ca\\.crt}"), ca);
+    }
+    // Deleted ones come back.
+    k.ok(&["delete", "sa", "default", "-n", "team-a"]);
+    k.ok(&["delete", "cm", "kube-root-ca.crt", "-n", "team-a"]);
+    wait_for("sa back", Duration::from_secs(30), || k.run(&["get", "sa", "default", "-n", "team-a"]).status.success());
+    wait_for("cm back", Duration::from_secs(30), || k.run(&["get", "cm", "kube-root-ca.crt", "-n", "team-a"]).status.success());
+}

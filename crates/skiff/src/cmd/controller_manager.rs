@@ -21,6 +21,9 @@ pub struct ControllerManagerArgs {
     /// Serve plain-HTTP /metrics (workqueue depth, adds, retries) on this address.
     #[arg(long)]
     pub metrics_bind_address: Option<SocketAddr>,
+    /// The cluster CA published as the `kube-root-ca.crt` ConfigMap in every namespace.
+    #[arg(long)]
+    pub root_ca_file: Option<PathBuf>,
 }
 
 pub async fn run(args: ControllerManagerArgs) -> Result<()> {
@@ -31,7 +34,11 @@ pub async fn run(args: ControllerManagerArgs) -> Result<()> {
         metrics.register(&mut reg);
         tokio::spawn(serve_metrics(addr, std::sync::Arc::new(reg)));
     }
-    let opts = skiff_controllers::Options { controllers: args.controllers, leader_elect: args.leader_elect, ..Default::default() };
+    let root_ca = match &args.root_ca_file {
+        Some(p) => Some(std::fs::read_to_string(p).map_err(|e| anyhow::anyhow!("reading {}: {e}", p.display()))?),
+        None => None,
+    };
+    let opts = skiff_controllers::Options { controllers: args.controllers, leader_elect: args.leader_elect, root_ca, ..Default::default() };
     tokio::select! {
         r = skiff_controllers::run(client, opts, metrics) => r,
         _ = super::shutdown_signal() => Ok(()),

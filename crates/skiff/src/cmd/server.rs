@@ -95,12 +95,13 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     println!("export KUBECONFIG={}", kubeconfig.display());
     if !args.disable_controllers {
         let kc = kubeconfig.clone();
+        let ca_pem = pki.ca_pem.clone();
         tokio::spawn(async move {
             let client = match skiff_controllers::client_from_kubeconfig(&kc).await {
                 Ok(c) => c,
                 Err(e) => return tracing::error!(error = %format!("{e:#}"), "controller manager cannot start"),
             };
-            let opts = skiff_controllers::Options::default();
+            let opts = skiff_controllers::Options { root_ca: Some(ca_pem), ..Default::default() };
             if let Err(e) = skiff_controllers::run(client, opts, Default::default()).await {
                 tracing::error!(error = %format!("{e:#}"), "controller manager stopped");
             }
