@@ -140,6 +140,7 @@ pub(crate) fn parse_body(req: &Request) -> ApiResult<Value> {
             serde_json::from_slice(&req.body).map_err(|e| ApiError::bad_request(format!("json: cannot unmarshal request body: {e}")))
         }
         "application/yaml" => crate::apply::parse_yaml(&req.body),
+        _ if crate::codec::is_protobuf(base) => crate::codec::decode_body(&req.body),
         other => Err(ApiError::unsupported_media_type(other)),
     }
 }

@@ -7,6 +7,7 @@
 //!   (legacy and aggregated), [`openapi`] serves its schemas (v2 and v3).
 //! - [`handlers`]: the REST verbs; [`patch`], [`selector`], [`table`],
 //!   [`meta`] and [`status`] are their parts.
+//! - [`codec`]: protobuf request bodies and responses (`skiff_k8sproto`).
 //! - [`certs`] and [`server`]: PKI, kubeconfig, HTTPS and authentication.
 
 pub mod admission;
@@ -14,6 +15,7 @@ pub mod apply;
 pub mod bootstrap;
 pub mod cached;
 pub mod certs;
+pub mod codec;
 pub mod compactor;
 pub mod delete_options;
 pub mod discovery;

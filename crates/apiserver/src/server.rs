@@ -154,7 +154,15 @@ async fn resource(
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     let target = handlers::route(group, version, rest)?;
-    dispatch(&st.storage, handlers::Request { method, target, query, headers, body }).await
+    // Protobuf responses (and watch streams) for clients that prefer them.
+    let protobuf = crate::codec::wants_protobuf(&headers);
+    let watch = query.get("watch").is_some_and(|w| w == "true" || w == "1");
+    let result = dispatch(&st.storage, handlers::Request { method, target, query, headers, body }).await;
+    match (protobuf, watch) {
+        (true, true) => Ok(crate::codec::watch_to_protobuf(result)),
+        (true, false) => Ok(crate::codec::to_protobuf(result).await),
+        _ => result,
+    }
 }
 
 pub fn router(state: AppState) -> Router {
