@@ -24,6 +24,8 @@ enum Command {
     Sim(cmd::sim::SimArgs),
     /// The scheduler: binds pending pods to nodes (leader-elected).
     Scheduler(cmd::scheduler::SchedulerArgs),
+    /// Run the controllers (Deployment, ReplicaSet, …) against an API server, with leader election.
+    ControllerManager(cmd::controller_manager::ControllerManagerArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -43,6 +45,7 @@ fn main() -> std::process::ExitCode {
             Command::Store(args) => cmd::store::run(args).await,
             Command::Sim(args) => cmd::sim::run(args).await,
             Command::Scheduler(args) => cmd::scheduler::run(args).await,
+            Command::ControllerManager(args) => cmd::controller_manager::run(args).await,
         }
     });
     match result {

@@ -36,7 +36,7 @@ fn watch_events(k: &Kubectl, query: &str) -> Vec<(String, String, String)> {
 #[test]
 fn pagination_watch_resume_and_conflicts() {
     let dir = tempfile::tempdir().unwrap();
-    let server = SkiffServer::start(dir.path());
+    let server = SkiffServer::start_with(dir.path(), common::free_port(), &["--disable-controllers"]); // exact ConfigMap counts: no kube-root-ca.crt
     let k = Kubectl::new(31, &server.kubeconfig);
     for i in 0..5 {
         create_cm(&k, dir.path(), &format!("page-{i}"), r#""app":"pager""#);
@@ -105,7 +105,7 @@ fn pagination_watch_resume_and_conflicts() {
 #[test]
 fn compacted_history_gives_410_gone() {
     let dir = tempfile::tempdir().unwrap();
-    let server = SkiffServer::start_with(dir.path(), common::free_port(), &["--compaction-interval", "500ms"]);
+    let server = SkiffServer::start_with(dir.path(), common::free_port(), &["--compaction-interval", "500ms", "--disable-controllers"]);
     let k = Kubectl::new(31, &server.kubeconfig);
     for i in 0..3 {
         create_cm(&k, dir.path(), &format!("old-{i}"), r#""a":"b""#);

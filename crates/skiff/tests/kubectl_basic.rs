@@ -60,7 +60,7 @@ fn exercise(k: &Kubectl, v: u32) {
 #[test]
 fn kubectl_versions_1_27_to_1_33_against_skiff_server() {
     let dir = tempfile::tempdir().unwrap();
-    let server = SkiffServer::start(dir.path());
+    let server = SkiffServer::start_with(dir.path(), common::free_port(), &["--disable-controllers"]); // exact ConfigMap lists: no kube-root-ca.crt
     for v in 27..=33 {
         let k = Kubectl::new(v, &server.kubeconfig);
         let version = k.ok(&["version", "-o", "json"]);

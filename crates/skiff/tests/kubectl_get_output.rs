@@ -419,7 +419,8 @@ fn assert_watch(k: &Kubectl, v: u32) {
 #[test]
 fn kubectl_get_prints_upstream_columns_for_1_27_and_1_33() {
     let dir = tempfile::tempdir().unwrap();
-    let server = SkiffServer::start(dir.path());
+    // Exact pod and ReplicaSet rows: no controllers may add pods behind the test's back.
+    let server = SkiffServer::start_with(dir.path(), common::free_port(), &["--disable-controllers"]);
     setup(&Kubectl::new(31, &server.kubeconfig), dir.path());
     for v in [27, 33] {
         assert_output(&Kubectl::new(v, &server.kubeconfig));

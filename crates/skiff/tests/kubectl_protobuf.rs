@@ -176,7 +176,7 @@ fn check_version(k: &Kubectl, reference: &[(String, Value)], minor: u32) {
 #[test]
 fn kubectl_create_over_protobuf() {
     let dir = tempfile::tempdir().unwrap();
-    let server = SkiffServer::start(dir.path());
+    let server = SkiffServer::start_with(dir.path(), common::free_port(), &["--disable-controllers"]); // exact objects: no controller writes status or adds ConfigMaps
     // The reference: the same commands over JSON.
     let json_kubectl = Kubectl::new(31, &server.kubeconfig);
     create_all(&json_kubectl, "json-31", "31");
@@ -265,7 +265,7 @@ impl Api {
 #[test]
 fn protobuf_responses_and_malformed_bodies() {
     let dir = tempfile::tempdir().unwrap();
-    let server = SkiffServer::start(dir.path());
+    let server = SkiffServer::start_with(dir.path(), common::free_port(), &["--disable-controllers"]); // exact objects: no controller writes status or adds ConfigMaps
     let api = Api::new(dir.path(), server.port);
     let both = format!("{PB},application/json");
 

@@ -23,7 +23,7 @@ fn pod(name: &str, labels: &str) -> String {
 #[test]
 fn get_watch_selectors_and_output_formats() {
     let dir = tempfile::tempdir().unwrap();
-    let server = SkiffServer::start(dir.path());
+    let server = SkiffServer::start_with(dir.path(), common::free_port(), &["--disable-controllers"]); // exact ConfigMap lists: no kube-root-ca.crt
     for minor in [27, 31] {
         let k = Kubectl::new(minor, &server.kubeconfig);
         let ns = format!("w{minor}");

@@ -2,6 +2,7 @@
 
 mod kubeclient;
 pub mod scheduler;
+pub mod controller_manager;
 pub mod server;
 pub mod sim;
 pub mod store;

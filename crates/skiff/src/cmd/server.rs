@@ -43,6 +43,9 @@ pub struct ServerArgs {
     /// Do not run a kubelet for this machine (there is no kubelet yet; accepted for forward compatibility).
     #[arg(long)]
     disable_agent: bool,
+    /// Do not run the controller manager in this process (run `skiff controller-manager` elsewhere, or none).
+    #[arg(long)]
+    disable_controllers: bool,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -67,6 +70,8 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         (Arc::new(skiff_apiserver::etcd::Remote::connect(&args.etcd_servers)?), None)
     };
     let mut storage = Storage::new(kv.clone());
+    // Deletions wait for the garbage collector and namespace controller through finalizers.
+    storage.controllers = !args.disable_controllers;
     storage.bookmark_interval = args.watch_bookmark_interval;
     storage.service_ranges = skiff_apiserver::admission::service_alloc::ServiceRanges::default()
         .with_cidr(&args.service_cluster_ip_range)
@@ -88,6 +93,20 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
     tracing::info!(listen = %args.listen, data_dir = %dir.display(), "API server ready");
     println!("export KUBECONFIG={}", kubeconfig.display());
+    if !args.disable_controllers {
+        let kc = kubeconfig.clone();
+        let ca_pem = pki.ca_pem.clone();
+        tokio::spawn(async move {
+            let client = match skiff_controllers::client_from_kubeconfig(&kc).await {
+                Ok(c) => c,
+                Err(e) => return tracing::error!(error = %format!("{e:#}"), "controller manager cannot start"),
+            };
+            let opts = skiff_controllers::Options { root_ca: Some(ca_pem), ..Default::default() };
+            if let Err(e) = skiff_controllers::run(client, opts, Default::default()).await {
+                tracing::error!(error = %format!("{e:#}"), "controller manager stopped");
+            }
+        });
+    }
     let inflight = skiff_apiserver::inflight::Inflight::new(args.max_requests_inflight, args.max_mutating_requests_inflight);
     let state = AppState { storage, token: Arc::new(pki.admin_token.clone()), metrics: Default::default(), inflight };
     skiff_apiserver::serve(listener, &pki, state, super::shutdown_signal()).await?;

@@ -1,0 +1,143 @@
+//! Skiff's kube-controller-manager: controllers that drive the cluster's
+//! actual state toward the desired state stored in the API server.
+//!
+//! Each controller lives in its own module. They share informers (one watch
+//! per type, a local cache) and each has its own rate-limited work queue.
+//! Only the holder of the `kube-system/kube-controller-manager` Lease runs
+//! them.
+
+pub mod deployment;
+pub mod deployment_util;
+pub mod expectations;
+pub mod gc;
+pub mod informer;
+pub mod leader;
+pub mod namespace;
+pub mod queue;
+pub mod replicaset;
+pub mod rootca;
+pub mod serviceaccount;
+pub mod util;
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, ServiceAccount};
+use kube::api::Api;
+use kube::Client;
+
+use informer::Informer;
+use queue::QueueMetrics;
+
+/// Everything the controllers share: the client, the informers, the metrics.
+pub struct Ctx {
+    pub client: Client,
+    pub pods: Arc<Informer<Pod>>,
+    pub rss: Arc<Informer<ReplicaSet>>,
+    pub deploys: Arc<Informer<Deployment>>,
+    pub namespaces: Arc<Informer<Namespace>>,
+    pub serviceaccounts: Arc<Informer<ServiceAccount>>,
+    pub configmaps: Arc<Informer<ConfigMap>>,
+    pub metrics: QueueMetrics,
+}
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Controllers to run: names as upstream's `--controllers` (`*` = all).
+    pub controllers: Vec<String>,
+    pub leader_elect: bool,
+    pub identity: String,
+    /// The cluster CA (PEM) to publish as `kube-root-ca.crt`; none = the publisher does not run.
+    pub root_ca: Option<String>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { controllers: vec!["*".into()], leader_elect: true, identity: default_identity(), root_ca: None }
+    }
+}
+
+pub fn default_identity() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_owned()).unwrap_or_else(|_| "skiff".into());
+    format!("{host}_{}", std::process::id())
+}
+
+fn enabled(opts: &Options, name: &str) -> bool {
+    let mut on = false;
+    for c in &opts.controllers {
+        if c == "*" || c == name {
+            on = true;
+        }
+        if c.strip_prefix('-') == Some(name) {
+            return false;
+        }
+    }
+    on
+}
+
+/// A client from a kubeconfig file.
+pub async fn client_from_kubeconfig(path: &std::path::Path) -> Result<Client> {
+    let kc = kube::config::Kubeconfig::read_from(path).with_context(|| format!("reading {}", path.display()))?;
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default()).await?;
+    Ok(Client::try_from(cfg)?)
+}
+
+/// Run the controller manager until the process ends: wait for the leader
+/// lease, start the controllers, and stop them if leadership is lost.
+pub async fn run(client: Client, opts: Options, metrics: QueueMetrics) -> Result<()> {
+    let lc = leader::LeaderConfig::kube_controller_manager(opts.identity.clone());
+    loop {
+        if opts.leader_elect {
+            leader::acquire(&client, &lc).await;
+        }
+        let handle = tokio::spawn(start_controllers(client.clone(), opts.clone(), metrics.clone()));
+        if opts.leader_elect {
+            leader::keep_renewing(&client, &lc).await;
+            handle.abort();
+            tracing::warn!("stopped controllers after losing the leader lease");
+        } else {
+            handle.await?;
+            return Ok(());
+        }
+    }
+}
+
+async fn start_controllers(client: Client, opts: Options, metrics: QueueMetrics) {
+    let ctx = Arc::new(Ctx {
+        pods: Informer::new(Api::all(client.clone())),
+        rss: Informer::new(Api::all(client.clone())),
+        deploys: Informer::new(Api::all(client.clone())),
+        namespaces: Informer::new(Api::all(client.clone())),
+        serviceaccounts: Informer::new(Api::all(client.clone())),
+        configmaps: Informer::new(Api::all(client.clone())),
+        client,
+        metrics,
+    });
+    if enabled(&opts, "replicaset") {
+        replicaset::ReplicaSetController::start(ctx.clone());
+    }
+    if enabled(&opts, "deployment") {
+        deployment::DeploymentController::start(ctx.clone());
+    }
+    if enabled(&opts, "garbage-collector") {
+        gc::GarbageCollector::start(ctx.clone());
+    }
+    if enabled(&opts, "namespace") {
+        namespace::NamespaceController::start(ctx.clone());
+    }
+    if enabled(&opts, "serviceaccount") {
+        serviceaccount::start(ctx.clone());
+        ctx.serviceaccounts.start();
+    }
+    if let (true, Some(ca)) = (enabled(&opts, "root-ca-cert-publisher"), opts.root_ca.clone()) {
+        rootca::start(ctx.clone(), ca);
+        ctx.configmaps.start();
+    }
+    ctx.namespaces.start();
+    ctx.pods.start();
+    ctx.rss.start();
+    ctx.deploys.start();
+    tracing::info!(controllers = ?opts.controllers, "controllers started");
+    std::future::pending::<()>().await;
+}

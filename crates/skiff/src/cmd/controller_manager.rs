@@ -1,0 +1,66 @@
+//! `skiff controller-manager`: the controllers, against any API server (kube-controller-manager).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Args;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[derive(Args, Debug, Clone)]
+pub struct ControllerManagerArgs {
+    /// Kubeconfig with the API server's address and credentials.
+    #[arg(long)]
+    pub kubeconfig: PathBuf,
+    /// Controllers to run, as kube-controller-manager's --controllers: `*` for all, `-name` to disable one.
+    #[arg(long, value_delimiter = ',', default_value = "*")]
+    pub controllers: Vec<String>,
+    /// Elect a leader through the kube-system/kube-controller-manager Lease before running.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub leader_elect: bool,
+    /// Serve plain-HTTP /metrics (workqueue depth, adds, retries) on this address.
+    #[arg(long)]
+    pub metrics_bind_address: Option<SocketAddr>,
+    /// The cluster CA published as the `kube-root-ca.crt` ConfigMap in every namespace.
+    #[arg(long)]
+    pub root_ca_file: Option<PathBuf>,
+}
+
+pub async fn run(args: ControllerManagerArgs) -> Result<()> {
+    let client = skiff_controllers::client_from_kubeconfig(&args.kubeconfig).await?;
+    let metrics = skiff_controllers::queue::QueueMetrics::default();
+    if let Some(addr) = args.metrics_bind_address {
+        let mut reg = prometheus_client::registry::Registry::default();
+        metrics.register(&mut reg);
+        tokio::spawn(serve_metrics(addr, std::sync::Arc::new(reg)));
+    }
+    let root_ca = match &args.root_ca_file {
+        Some(p) => Some(std::fs::read_to_string(p).map_err(|e| anyhow::anyhow!("reading {}: {e}", p.display()))?),
+        None => None,
+    };
+    let opts = skiff_controllers::Options { controllers: args.controllers, leader_elect: args.leader_elect, root_ca, ..Default::default() };
+    tokio::select! {
+        r = skiff_controllers::run(client, opts, metrics) => r,
+        _ = super::shutdown_signal() => Ok(()),
+    }
+}
+
+/// A minimal HTTP/1.0 responder for Prometheus scrapes.
+async fn serve_metrics(addr: SocketAddr, reg: std::sync::Arc<prometheus_client::registry::Registry>) {
+    let Ok(l) = tokio::net::TcpListener::bind(addr).await else {
+        tracing::error!(%addr, "cannot listen for metrics");
+        return;
+    };
+    loop {
+        let Ok((mut s, _)) = l.accept().await else { continue };
+        let reg = reg.clone();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 2048];
+            let _ = s.read(&mut buf).await;
+            let mut body = String::new();
+            let _ = prometheus_client::encoding::text::encode(&mut body, &reg);
+            let resp = format!("HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+            let _ = s.write_all(resp.as_bytes()).await;
+        });
+    }
+}
