@@ -20,10 +20,21 @@ enum Command {
     Server(cmd::server::ServerArgs),
     /// Run Skiff's etcd-compatible store alone, serving the etcd v3 gRPC API.
     Store(cmd::store::StoreArgs),
+    /// Run the kubelet (and the embedded container runtime) for this machine.
+    Agent(cmd::agent::AgentArgs),
+    /// Manage the embedded runtime's images.
+    #[command(subcommand)]
+    Images(cmd::images::ImagesCmd),
+    /// A pod sandbox's PID 1: holds the pod's namespaces and reaps zombies.
+    #[command(hide = true)]
+    Pause,
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    if let Command::Pause = cli.command {
+        skiff_runtime::pause::main();
+    }
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(&cli.log_level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -37,6 +48,9 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Command::Server(args) => cmd::server::run(args).await,
             Command::Store(args) => cmd::store::run(args).await,
+            Command::Agent(args) => cmd::agent::run(args).await,
+            Command::Images(c) => cmd::images::run(c),
+            Command::Pause => unreachable!("handled before the runtime starts"),
         }
     });
     match result {

@@ -1,5 +1,7 @@
 //! One module per subcommand.
 
+pub mod agent;
+pub mod images;
 pub mod server;
 pub mod store;
 mod urls;
