@@ -1,0 +1,235 @@
+//! End to end: `skiff server` plus `skiff agent` (kubelet + embedded runtime)
+//! run real containers with runc from a busybox image built here from
+//! Debian's busybox-static, driven by real kubectl. Needs root (namespaces,
+//! mounts, cgroups); skipped with a message otherwise.
+
+mod common;
+
+use common::{free_port, wait_for_port, Kubectl, SkiffServer};
+use serde_json::Value;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn sh(cmd: &str) -> String {
+    let out = Command::new("sh").arg("-c").arg(cmd).output().unwrap();
+    assert!(out.status.success(), "{cmd}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn sha(path: &Path) -> (String, u64) {
+    let hex = sh(&format!("sha256sum {}", path.display())).split_whitespace().next().unwrap().to_string();
+    (hex, std::fs::metadata(path).unwrap().len())
+}
+
+/// An OCI-layout tarball holding one layer: /bin/busybox and its applets.
+fn build_busybox_image(dir: &Path) -> std::path::PathBuf {
+    let root = dir.join("rootfs");
+    std::fs::create_dir_all(root.join("bin")).unwrap();
+    std::fs::create_dir_all(root.join("tmp")).unwrap();
+    std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
+    for applet in sh("/bin/busybox --list").lines() {
+        if applet != "busybox" {
+            std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
+        }
+    }
+    let oci = dir.join("oci");
+    let blobs = oci.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    let layer = dir.join("layer.tar");
+    sh(&format!("tar -C {} -cf {} .", root.display(), layer.display()));
+    let (lhex, lsize) = sha(&layer);
+    std::fs::rename(&layer, blobs.join(&lhex)).unwrap();
+    let put = |v: Value| {
+        let p = dir.join("blob");
+        std::fs::write(&p, serde_json::to_vec(&v).unwrap()).unwrap();
+        let (hex, size) = sha(&p);
+        std::fs::rename(&p, blobs.join(&hex)).unwrap();
+        (hex, size)
+    };
+    let (chex, csize) = put(serde_json::json!({"architecture": "amd64", "os": "linux",
+        "config": {"Env": ["PATH=/bin"], "Cmd": ["sh"]}, "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{lhex}")]}}));
+    let (mhex, msize) = put(serde_json::json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": format!("sha256:{chex}"), "size": csize},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": format!("sha256:{lhex}"), "size": lsize}]}));
+    std::fs::write(oci.join("index.json"), serde_json::json!({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "digest": format!("sha256:{mhex}"), "size": msize, "annotations": {"org.opencontainers.image.ref.name": "busybox:skiff-test"}}]}).to_string()).unwrap();
+    std::fs::write(oci.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    let tarball = dir.join("busybox-oci.tar");
+    sh(&format!("tar -C {} -cf {} .", oci.display(), tarball.display()));
+    std::fs::remove_dir_all(&root).unwrap();
+    std::fs::remove_dir_all(&oci).unwrap();
+    tarball
+}
+
+struct Agent(Child);
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn get(k: &Kubectl, pod: &str) -> Value {
+    let out = k.run(&["get", "pod", pod, "-o", "json"]);
+    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+}
+
+fn wait_pod(k: &Kubectl, pod: &str, what: &str, f: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let p = get(k, pod);
+        if f(&p) {
+            return p;
+        }
+        assert!(Instant::now() < deadline, "pod {pod}: timed out waiting for {what}; last: {:#}", p["status"]);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+fn pod(name: &str, policy: &str, grace: i64, init: Value, script: &str) -> String {
+    serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+        "spec": {"nodeName": "skiff-e2e", "restartPolicy": policy, "terminationGracePeriodSeconds": grace, "initContainers": init,
+            "containers": [{"name": "main", "image": "busybox:skiff-test", "command": ["sh", "-c", script]}]}}).to_string()
+}
+
+fn apply(k: &Kubectl, manifest: &str) {
+    let mut c = Command::new(&k.bin).env("KUBECONFIG", &k.kubeconfig).args(["create", "--validate=false", "-f", "-"]).stdin(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
+    use std::io::Write;
+    c.stdin.take().unwrap().write_all(manifest.as_bytes()).unwrap();
+    assert!(c.wait().unwrap().success());
+}
+
+#[test]
+fn pods_run_in_real_containers() {
+    if unsafe { libc_geteuid() } != 0 {
+        eprintln!("skipping: the kubelet end-to-end test needs root (namespaces, mounts, cgroups)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let image = build_busybox_image(d);
+    let runtime_root = d.join("runtime");
+    let skiff = env!("CARGO_BIN_EXE_skiff");
+    let out = Command::new(skiff).args(["images", "import"]).arg(&image).arg("--runtime-root").arg(&runtime_root).output().unwrap();
+    assert!(out.status.success(), "import: {}", String::from_utf8_lossy(&out.stderr));
+    std::fs::remove_file(&image).unwrap();
+    let ls = Command::new(skiff).args(["images", "ls", "--runtime-root"]).arg(&runtime_root).output().unwrap();
+    assert!(String::from_utf8_lossy(&ls.stdout).contains("docker.io/library/busybox:skiff-test"));
+
+    let server = SkiffServer::start_with(&d.join("server"), free_port(), &["--disable-agent"]);
+    let kport = free_port();
+    let _agent = Agent(
+        Command::new(skiff)
+            .args(["agent", "--kubeconfig"])
+            .arg(&server.kubeconfig)
+            .args(["--node-name", "skiff-e2e", "--node-ip", "127.0.0.1", "--port", &kport.to_string(), "--bridge", "skiffe2e0", "--pod-cidr", "10.244.250.0/24"])
+            .arg("--runtime-root")
+            .arg(&runtime_root)
+            .arg("--cri-socket")
+            .arg(d.join("cri.sock"))
+            .arg("--pod-log-dir")
+            .arg(d.join("pods"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(d.join("agent.log")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for_port(kport, Duration::from_secs(30));
+    let k = Kubectl::new(33, &server.kubeconfig);
+
+    // The Node registers with capacity and conditions; its Lease is renewed.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !k.run(&["get", "node", "skiff-e2e"]).status.success() {
+        assert!(Instant::now() < deadline, "node never registered");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let node: Value = serde_json::from_str(&k.ok(&["get", "node", "skiff-e2e", "-o", "json"])).unwrap();
+    let types: Vec<&str> = node["status"]["conditions"].as_array().unwrap().iter().map(|c| c["type"].as_str().unwrap()).collect();
+    for t in ["Ready", "MemoryPressure", "DiskPressure", "PIDPressure"] {
+        assert!(types.contains(&t), "{types:?}");
+    }
+    assert!(node["status"]["capacity"]["memory"].as_str().unwrap().ends_with("Ki"));
+    k.ok(&["get", "lease", "-n", "kube-node-lease", "skiff-e2e"]);
+
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        // A pod with two init containers, run in order, then a long-running container with output.
+        let init = serde_json::json!([
+            {"name": "first", "image": "busybox:skiff-test", "command": ["sh", "-c", "echo first; sleep 1"]},
+            {"name": "second", "image": "busybox:skiff-test", "command": ["sh", "-c", "echo second"]}]);
+        apply(&k, &pod("hello", "Always", 2, init, "echo hello from skiff; echo line2; echo to-stderr >&2; exec sleep 3600"));
+        let p = wait_pod(&k, "hello", "Running", |p| p["status"]["phase"] == "Running" && p["status"]["containerStatuses"][0]["ready"] == true);
+        let ip = p["status"]["podIP"].as_str().unwrap();
+        assert!(ip.starts_with("10.244.250."), "{ip}");
+        let inits = p["status"]["initContainerStatuses"].as_array().unwrap();
+        let first = &inits[0]["state"]["terminated"];
+        let second = &inits[1]["state"]["terminated"];
+        assert_eq!(first["exitCode"], 0);
+        assert_eq!(second["exitCode"], 0);
+        assert!(first["finishedAt"].as_str().unwrap() <= second["startedAt"].as_str().unwrap(), "init containers ran in order: {inits:?}");
+        let conds = p["status"]["conditions"].as_array().unwrap();
+        for t in ["PodScheduled", "Initialized", "ContainersReady", "Ready"] {
+            assert!(conds.iter().any(|c| c["type"] == t && c["status"] == "True"), "{t}: {conds:?}");
+        }
+        assert_eq!(p["status"]["qosClass"], "BestEffort");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let logs = String::from_utf8_lossy(&k.run(&["logs", "hello"]).stdout).to_string();
+            if logs.contains("to-stderr") {
+                assert_eq!(logs.lines().filter(|l| !l.is_empty()).count(), 3, "{logs}");
+                assert!(logs.starts_with("hello from skiff\n"), "{logs}");
+                break;
+            }
+            assert!(Instant::now() < deadline, "kubectl logs: {logs:?}");
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        assert_eq!(k.ok(&["logs", "hello", "--tail=1"]), "to-stderr\n");
+        assert_eq!(k.ok(&["logs", "hello", "-c", "first"]), "first\n");
+
+        // A crashing container is restarted with its exit code in lastState.
+        apply(&k, &pod("crash", "Always", 1, serde_json::json!([]), "echo boom; exit 3"));
+        let p = wait_pod(&k, "crash", "a restart", |p| p["status"]["containerStatuses"][0]["restartCount"].as_i64() >= Some(1));
+        assert_eq!(p["status"]["containerStatuses"][0]["lastState"]["terminated"]["exitCode"], 3);
+        assert_eq!(p["status"]["containerStatuses"][0]["lastState"]["terminated"]["reason"], "Error");
+        let p = wait_pod(&k, "crash", "CrashLoopBackOff", |p| p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"] == "CrashLoopBackOff");
+        assert_eq!(p["status"]["phase"], "Running");
+        assert_eq!(k.ok(&["logs", "crash", "--previous"]), "boom\n");
+
+        // restartPolicy Never: the exit code ends the pod.
+        apply(&k, &pod("fails", "Never", 1, serde_json::json!([]), "exit 7"));
+        let p = wait_pod(&k, "fails", "Failed", |p| p["status"]["phase"] == "Failed");
+        assert_eq!(p["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"], 7);
+        assert_eq!(p["status"]["containerStatuses"][0]["restartCount"], 0);
+        apply(&k, &pod("succeeds", "OnFailure", 1, serde_json::json!([]), "echo done"));
+        wait_pod(&k, "succeeds", "Succeeded", |p| p["status"]["phase"] == "Succeeded");
+
+        // Graceful deletion: SIGTERM reaches the container, which exits on it
+        // well before its 30 s grace period; the kubelet then deletes the pod.
+        apply(&k, &pod("graceful", "Always", 30, serde_json::json!([]), "trap 'echo got TERM; exit 0' TERM; echo ready; while true; do sleep 0.2; done"));
+        wait_pod(&k, "graceful", "Running", |p| p["status"]["phase"] == "Running");
+        let t = Instant::now();
+        k.ok(&["delete", "pod", "graceful", "--wait=true", "--timeout=60s"]);
+        assert!(t.elapsed() < Duration::from_secs(20), "graceful deletion took {:?}", t.elapsed());
+        assert!(!k.run(&["get", "pod", "graceful"]).status.success());
+        // A container that ignores SIGTERM is killed after the grace period (2 s).
+        let t = Instant::now();
+        k.ok(&["delete", "pod", "hello", "--wait=true", "--timeout=60s"]);
+        assert!(t.elapsed() >= Duration::from_secs(2), "hello was deleted before its grace period: {:?}", t.elapsed());
+        let metrics = sh(&format!("busybox wget -q -O - http://127.0.0.1:{kport}/metrics"));
+        assert!(metrics.contains("kubelet_container_restarts_total"), "{metrics}");
+    }));
+    // Clean up: every pod's containers, the bridge and the image store.
+    let _ = k.run(&["delete", "pods", "--all", "--grace-period=1", "--wait=true", "--timeout=60s"]);
+    drop(_agent);
+    let _ = Command::new("ip").args(["link", "del", "skiffe2e0"]).status();
+    let _ = Command::new("sh").arg("-c").arg(format!("grep -o '{}[^ ]*rootfs' /proc/mounts | xargs -r umount -l", runtime_root.display())).status();
+    if let Err(e) = result {
+        eprintln!("agent log:\n{}", std::fs::read_to_string(d.join("agent.log")).unwrap_or_default());
+        std::panic::resume_unwind(e);
+    }
+}
+
+unsafe extern "C" {
+    #[link_name = "geteuid"]
+    fn libc_geteuid() -> u32;
+}
