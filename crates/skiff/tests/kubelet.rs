@@ -186,6 +186,30 @@ fn pods_run_in_real_containers() {
         assert_eq!(k.ok(&["logs", "hello", "--tail=1"]), "to-stderr\n");
         assert_eq!(k.ok(&["logs", "hello", "-c", "first"]), "first\n");
 
+        // A Guaranteed pod: its limits land in the container's cgroup (v1
+        // paths here) under kubepods/pod<uid>; `kubectl logs -f` follows it.
+        let g = serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "guaranteed"},
+            "spec": {"nodeName": "skiff-e2e", "terminationGracePeriodSeconds": 1, "containers": [{"name": "main", "image": "busybox:skiff-test",
+                "command": ["sh", "-c", "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.3; done"],
+                "resources": {"limits": {"cpu": "250m", "memory": "32Mi"}}}]}});
+        apply(&k, &g.to_string());
+        let p = wait_pod(&k, "guaranteed", "Running", |p| p["status"]["phase"] == "Running");
+        assert_eq!(p["status"]["qosClass"], "Guaranteed");
+        let uid = p["metadata"]["uid"].as_str().unwrap();
+        let cid = p["status"]["containerStatuses"][0]["containerID"].as_str().unwrap().trim_start_matches("skiff://");
+        if Path::new("/sys/fs/cgroup/memory/kubepods").exists() {
+            let read = |f: &str| std::fs::read_to_string(format!("/sys/fs/cgroup/{f}")).unwrap_or_default().trim().to_string();
+            assert_eq!(read(&format!("memory/kubepods/pod{uid}/{cid}/memory.limit_in_bytes")), (32u64 << 20).to_string());
+            assert_eq!(read(&format!("cpu/kubepods/pod{uid}/{cid}/cpu.shares")), "256");
+            assert_eq!(read(&format!("cpu/kubepods/pod{uid}/{cid}/cpu.cfs_quota_us")), "25000");
+        }
+        let mut follow = Command::new(&k.bin).env("KUBECONFIG", &k.kubeconfig).args(["logs", "-f", "guaranteed"]).stdout(Stdio::piped()).spawn().unwrap();
+        let mut lines = std::io::BufRead::lines(std::io::BufReader::new(follow.stdout.take().unwrap()));
+        let first: Vec<String> = (0..6).map(|_| lines.next().unwrap().unwrap()).collect();
+        let _ = follow.kill();
+        let _ = follow.wait();
+        assert!(first.iter().enumerate().all(|(i, l)| *l == format!("tick {i}")), "{first:?}");
+
         // A crashing container is restarted with its exit code in lastState.
         apply(&k, &pod("crash", "Always", 1, serde_json::json!([]), "echo boom; exit 3"));
         let p = wait_pod(&k, "crash", "a restart", |p| p["status"]["containerStatuses"][0]["restartCount"].as_i64() >= Some(1));
