@@ -257,3 +257,29 @@ unsafe extern "C" {
     #[link_name = "geteuid"]
     fn libc_geteuid() -> u32;
 }
+
+/// `skiff server` without --disable-agent runs a kubelet for its own machine.
+#[test]
+fn server_runs_an_agent_for_its_node() {
+    if unsafe { libc_geteuid() } != 0 || Command::new("runc").arg("--version").output().is_err() {
+        eprintln!("skipping: the server's agent needs root and runc");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let kport = free_port();
+    let server = SkiffServer::start_with(dir.path(), free_port(), &["--node-name", "skiff-self", "--kubelet-port", &kport.to_string()]);
+    let k = Kubectl::new(33, &server.kubeconfig);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = k.run(&["get", "node", "skiff-self", "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"]);
+        if String::from_utf8_lossy(&out.stdout) == "True" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the server's agent never registered its node");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let port = k.ok(&["get", "node", "skiff-self", "-o", "jsonpath={.status.daemonEndpoints.kubeletEndpoint.Port}"]);
+    assert_eq!(port, kport.to_string());
+    let st = server.stop();
+    assert!(st.success(), "{st:?}");
+}

@@ -72,3 +72,27 @@ pub async fn run(args: AgentArgs) -> Result<()> {
         _ = super::shutdown_signal() => Ok(()),
     }
 }
+
+/// Why this machine cannot run containers, if it cannot: the agent needs
+/// root (namespaces, mounts, cgroups) and an OCI runtime binary.
+fn preflight(runc: &str) -> Option<String> {
+    let root = std::process::Command::new("id").arg("-u").output().ok().is_some_and(|o| o.stdout.trim_ascii() == b"0");
+    if !root {
+        return Some("not running as root".into());
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let found = runc.contains('/') && std::path::Path::new(runc).exists() || std::env::split_paths(&path).any(|d| d.join(runc).exists());
+    (!found).then(|| format!("{runc} is not installed"))
+}
+
+/// The agent inside `skiff server`: it never takes the control plane down;
+/// on a machine that cannot run containers it only says why.
+pub async fn run_in_server(args: AgentArgs) {
+    if let Some(why) = preflight(&args.runc) {
+        tracing::info!("not running the agent for this machine: {why} (pass --disable-agent to silence this)");
+        return;
+    }
+    if let Err(e) = skiff_kubelet::run(config(&args)).await {
+        tracing::warn!("the agent for this machine stopped: {e:#}");
+    }
+}
