@@ -8,6 +8,7 @@ pub mod backoff;
 pub mod client;
 pub mod crilog;
 pub mod node;
+pub mod probes;
 pub mod resources;
 pub mod server;
 pub mod status;

@@ -19,6 +19,8 @@ pub struct Inputs<'a> {
     pub waiting: &'a HashMap<String, (String, String)>,
     /// Now, as metav1.Time, for condition transition times.
     pub now: &'a str,
+    /// Containers with a readiness (or startup) probe: whether it passes.
+    pub readiness: &'a HashMap<String, bool>,
 }
 
 const RUNNING: i32 = cri::ContainerState::ContainerRunning as i32;
@@ -42,7 +44,7 @@ fn container_status(name: &str, spec: &Value, init: bool, i: &Inputs) -> Value {
         _ => (json!({"waiting": {"reason": if init { "PodInitializing" } else { "ContainerCreating" }}}), json!({})),
     };
     let running = last.is_some_and(|l| l.state == RUNNING);
-    let ready = if init { last.is_some_and(|l| l.state == EXITED && l.exit_code == 0) } else { running };
+    let ready = if init { last.is_some_and(|l| l.state == EXITED && l.exit_code == 0) } else { running && i.readiness.get(name).copied().unwrap_or(true) };
     let mut s = json!({
         "name": name, "state": state, "lastState": last_state, "ready": ready,
         "restartCount": inst.len().saturating_sub(1), "image": spec["image"], "imageID": last.map(|l| l.image_ref.clone()).unwrap_or_default(),
@@ -172,7 +174,7 @@ mod tests {
         m.insert("a".to_string(), vec![st("2", EXITED, 3), st("3", EXITED, 3)]);
         let mut w = HashMap::new();
         w.insert("a".to_string(), ("CrashLoopBackOff".to_string(), "back-off 10s".to_string()));
-        let s = compute(&Inputs { pod: &p, pod_ip: "10.244.0.5", host_ip: "10.0.0.1", start_time: "t", instances: &m, waiting: &w, now: "n" });
+        let s = compute(&Inputs { pod: &p, pod_ip: "10.244.0.5", host_ip: "10.0.0.1", start_time: "t", instances: &m, waiting: &w, now: "n", readiness: &HashMap::new() });
         let a = &s["containerStatuses"][0];
         assert_eq!(a["restartCount"], 1);
         assert_eq!(a["state"]["waiting"]["reason"], "CrashLoopBackOff");

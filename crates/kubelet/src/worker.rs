@@ -7,6 +7,7 @@
 //! pod with gracePeriodSeconds=0.
 
 use crate::backoff::Backoff;
+use crate::probes::{action, Probe};
 use crate::status;
 use crate::Ctx;
 use anyhow::{Context, Result};
@@ -30,6 +31,8 @@ pub struct Worker {
     start_time: String,
     last_status: Value,
     cond_times: HashMap<String, (Value, Value)>,
+    /// Startup, liveness and readiness probes, by container instance ID.
+    probes: HashMap<String, [Option<Probe>; 3]>,
 }
 
 /// The pod's log directory, upstream's layout.
@@ -48,7 +51,7 @@ fn strings(v: &Value) -> Vec<String> {
 
 impl Worker {
     pub fn new(ctx: Arc<Ctx>) -> Self {
-        Self { ctx, sandbox: None, ids: HashMap::new(), backoff: HashMap::new(), waiting: HashMap::new(), start_time: String::new(), last_status: Value::Null, cond_times: HashMap::new() }
+        Self { ctx, sandbox: None, ids: HashMap::new(), backoff: HashMap::new(), waiting: HashMap::new(), start_time: String::new(), last_status: Value::Null, cond_times: HashMap::new(), probes: HashMap::new() }
     }
 
     /// Run until the pod is gone.
@@ -57,7 +60,7 @@ impl Worker {
             let pod = rx.borrow_and_update().clone();
             match pod {
                 None => {
-                    self.teardown(0).await;
+                    self.teardown(None, 0).await;
                     return;
                 }
                 Some(p) if !p["metadata"]["deletionTimestamp"].is_null() => {
@@ -75,7 +78,7 @@ impl Worker {
                 }
             }
             tokio::select! {
-                r = rx.changed() => if r.is_err() { self.teardown(0).await; return; },
+                r = rx.changed() => if r.is_err() { self.teardown(None, 0).await; return; },
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             }
         }
@@ -139,11 +142,71 @@ impl Worker {
                 Some((EXITED, code)) if policy == "Always" || (policy == "OnFailure" && code != 0) => self.maybe_restart(pod, &c).await?,
                 Some((RUNNING, _)) => {
                     self.waiting.remove(&name);
+                    if let Some(id) = self.ids.get(&name).and_then(|v| v.last()).cloned() {
+                        self.probe(pod, &c, &id).await;
+                    }
                 }
                 _ => {}
             }
         }
         Ok(())
+    }
+
+    fn grace(pod: &Value) -> i64 {
+        pod["spec"]["terminationGracePeriodSeconds"].as_i64().unwrap_or(30)
+    }
+
+    /// Run the container's due probes; a failed startup or liveness probe kills it
+    /// (restartPolicy then decides), readiness feeds the Ready condition.
+    async fn probe(&mut self, pod: &Value, c: &Value, id: &str) {
+        let now = Instant::now();
+        let ip = self.sandbox.as_ref().map(|s| s.1.clone()).unwrap_or_default();
+        let set = self.probes.entry(id.to_string()).or_insert_with(|| ["startupProbe", "livenessProbe", "readinessProbe"].map(|k| c[k].is_object().then(|| Probe::new(c[k].clone(), now))));
+        let mut rt = self.ctx.rt.clone();
+        let mut kill = None;
+        if let Some(p) = set[0].as_mut().filter(|p| p.result != Some(true)) {
+            if p.due(now) {
+                let ok = p.run(&mut rt, id, &ip).await;
+                if p.record(ok, now) == Some(false) {
+                    kill = Some("Startup");
+                }
+            }
+        } else {
+            if let Some(p) = set[1].as_mut().filter(|p| p.due(now)) {
+                let ok = p.run(&mut rt, id, &ip).await;
+                if p.record(ok, now) == Some(false) {
+                    kill = Some("Liveness");
+                }
+            }
+            if let Some(p) = set[2].as_mut().filter(|p| p.due(now)) {
+                let ok = p.run(&mut rt, id, &ip).await;
+                p.record(ok, now);
+            }
+        }
+        if let Some(which) = kill {
+            tracing::info!(pod = %pod["metadata"]["name"], container = %c["name"], "{which} probe failed, container will be restarted");
+            self.probes.remove(id);
+            let (id, grace) = (id.to_string(), Self::grace(pod));
+            tokio::spawn(async move { rt.stop_container(cri::StopContainerRequest { container_id: id, timeout: grace }).await });
+        }
+    }
+
+    /// Readiness per container name: its readiness probe passes and its startup probe has.
+    fn readiness(&self, pod: &Value) -> HashMap<String, bool> {
+        let mut out = HashMap::new();
+        for c in pod["spec"]["containers"].as_array().into_iter().flatten() {
+            let name = s(&c["name"]);
+            let Some(set) = self.ids.get(&name).and_then(|v| v.last()).and_then(|id| self.probes.get(id)) else {
+                if c["readinessProbe"].is_object() || c["startupProbe"].is_object() {
+                    out.insert(name, false);
+                }
+                continue;
+            };
+            let started = set[0].as_ref().is_none_or(|p| p.result == Some(true));
+            let ready = set[2].as_ref().is_none_or(|p| p.result == Some(true));
+            out.insert(name, started && ready);
+        }
+        out
     }
 
     async fn maybe_restart(&mut self, pod: &Value, c: &Value) -> Result<()> {
@@ -227,6 +290,14 @@ impl Worker {
         self.ids.entry(name.clone()).or_default().push(id.clone());
         rt.start_container(cri::StartContainerRequest { container_id: id.clone() }).await?;
         self.waiting.remove(&name);
+        let post = &c["lifecycle"]["postStart"];
+        if post.is_object() {
+            let ip = self.sandbox.as_ref().map(|s| s.1.clone()).unwrap_or_default();
+            if !action(post, &mut rt, &id, &ip, Self::grace(pod).max(1) as u64).await {
+                tracing::info!(pod = %pod["metadata"]["name"], container = %name, "postStart hook failed, killing the container");
+                rt.stop_container(cri::StopContainerRequest { container_id: id.clone(), timeout: Self::grace(pod) }).await?;
+            }
+        }
         tracing::info!(pod = %pod["metadata"]["name"], container = %name, id = %id, "started container");
         Ok(())
     }
@@ -235,7 +306,7 @@ impl Worker {
         let obs = self.observe().await;
         let ip = self.sandbox.as_ref().map(|s| s.1.clone()).unwrap_or_default();
         let now = rfc3339(now_nanos());
-        let mut st = status::compute(&status::Inputs { pod, pod_ip: &ip, host_ip: &self.ctx.node_ip, start_time: &self.start_time, instances: &obs, waiting: &self.waiting, now: &now });
+        let mut st = status::compute(&status::Inputs { pod, pod_ip: &ip, host_ip: &self.ctx.node_ip, start_time: &self.start_time, instances: &obs, waiting: &self.waiting, now: &now, readiness: &self.readiness(pod) });
         // Keep each condition's transition time until its status changes.
         for c in st["conditions"].as_array_mut().into_iter().flatten() {
             let t = s(&c["type"]);
@@ -257,12 +328,26 @@ impl Worker {
     }
 
     /// Stop every container (SIGTERM, `grace` seconds, SIGKILL) in parallel, then the sandbox.
-    async fn teardown(&mut self, grace: i64) {
+    /// preStop hooks run first, within the grace period.
+    async fn teardown(&mut self, pod: Option<&Value>, grace: i64) {
         let mut stops = vec![];
-        for id in self.ids.values().flatten() {
-            let mut rt = self.ctx.rt.clone();
-            let id = id.clone();
-            stops.push(tokio::spawn(async move { rt.stop_container(cri::StopContainerRequest { container_id: id, timeout: grace }).await }));
+        let ip = self.sandbox.as_ref().map(|s| s.1.clone()).unwrap_or_default();
+        for (name, ids) in &self.ids {
+            let hook = pod.and_then(|p| p["spec"]["containers"].as_array()?.iter().find(|c| c["name"] == name.as_str()).map(|c| c["lifecycle"]["preStop"].clone())).filter(Value::is_object);
+            for (i, id) in ids.iter().enumerate() {
+                let mut rt = self.ctx.rt.clone();
+                let id = id.clone();
+                let hook = if i + 1 == ids.len() { hook.clone() } else { None };
+                let ip = ip.clone();
+                stops.push(tokio::spawn(async move {
+                    let t0 = Instant::now();
+                    if let Some(h) = hook.filter(|_| grace > 0) {
+                        let _ = tokio::time::timeout(Duration::from_secs(grace as u64), action(&h, &mut rt, &id, &ip, grace as u64)).await;
+                    }
+                    let left = (grace - t0.elapsed().as_secs() as i64).max(if grace > 0 { 2 } else { 0 });
+                    rt.stop_container(cri::StopContainerRequest { container_id: id, timeout: left }).await
+                }));
+            }
         }
         for s in stops {
             let _ = s.await;
@@ -278,7 +363,7 @@ impl Worker {
         let grace = pod["metadata"]["deletionGracePeriodSeconds"].as_i64().or(pod["spec"]["terminationGracePeriodSeconds"].as_i64()).unwrap_or(30);
         tracing::info!(pod = %pod["metadata"]["name"], grace, "terminating pod");
         let obs_before = self.observe().await;
-        self.teardown(grace).await;
+        self.teardown(Some(pod), grace).await;
         let _ = obs_before;
         if let Err(e) = self.report(pod).await {
             tracing::debug!("final status: {e:#}");

@@ -146,7 +146,9 @@ impl Runtime {
         Ok(id)
     }
 
-    pub fn start_container(&self, id: &str) -> Result<()> {
+    /// Returns once runc reports the container running (or it has already exited),
+    /// so that exec (probes, postStart) can follow at once.
+    pub async fn start_container(&self, id: &str) -> Result<()> {
         let (bundle, log_path, tx) = {
             let mut cs = self.containers.lock();
             let c = cs.get_mut(id).context("no such container")?;
@@ -184,7 +186,10 @@ impl Runtime {
             }
         }
         let containers = self.containers.clone();
+        let mut exited = self.containers.lock().get(id).map(|c| c.exited.clone()).context("container vanished")?;
+        let runc = self.cfg.runc.clone();
         let id = id.to_string();
+        let wait_id = id.clone();
         tokio::spawn(async move {
             let status = child.wait().await;
             let _ = tokio::time::timeout(Duration::from_secs(2), async {
@@ -205,6 +210,16 @@ impl Runtime {
             }
             let _ = tx.send(true);
         });
+        for _ in 0..200 {
+            if *exited.borrow_and_update() {
+                break;
+            }
+            let st = tokio::process::Command::new(&runc).args(["state", &wait_id]).stderr(Stdio::null()).output().await?;
+            if serde_json::from_slice::<serde_json::Value>(&st.stdout).is_ok_and(|v| v["status"] == "running") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
         Ok(())
     }
 
@@ -235,6 +250,21 @@ impl Runtime {
             }
         }
         bail!("container {id} did not stop")
+    }
+
+    /// Run `cmd` in the running container (`runc exec`); a timeout of 0 means none.
+    pub async fn exec_sync(&self, id: &str, cmd: &[String], timeout: i64) -> Result<(Vec<u8>, Vec<u8>, i32)> {
+        if self.containers.lock().get(id).is_none_or(|c| c.state != cri::ContainerState::ContainerRunning) {
+            bail!("container {id} is not running");
+        }
+        let child = tokio::process::Command::new(&self.cfg.runc).arg("exec").arg(id).args(cmd).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true).output();
+        let out = if timeout > 0 {
+            tokio::time::timeout(Duration::from_secs(timeout as u64), child).await.map_err(|_| anyhow::anyhow!("command timed out after {timeout}s"))??
+        } else {
+            child.await?
+        };
+        let code = out.status.code().unwrap_or_else(|| 128 + std::os::unix::process::ExitStatusExt::signal(&out.status).unwrap_or(0));
+        Ok((out.stdout, out.stderr, code))
     }
 
     pub async fn remove_container(&self, id: &str) -> Result<()> {

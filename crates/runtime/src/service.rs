@@ -162,7 +162,7 @@ impl RuntimeService for Cri {
         Ok(Response::new(cri::CreateContainerResponse { container_id: id }))
     }
     async fn start_container(&self, r: Request<cri::StartContainerRequest>) -> Result<Response<cri::StartContainerResponse>, Status> {
-        self.0.start_container(&r.into_inner().container_id).map_err(internal)?;
+        self.0.start_container(&r.into_inner().container_id).await.map_err(internal)?;
         Ok(Response::new(cri::StartContainerResponse {}))
     }
     async fn stop_container(&self, r: Request<cri::StopContainerRequest>) -> Result<Response<cri::StopContainerResponse>, Status> {
@@ -201,6 +201,11 @@ impl RuntimeService for Cri {
         let id = r.into_inner().container_id;
         let status = self.0.container_status(&id).ok_or_else(|| Status::not_found(format!("container {id} not found")))?;
         Ok(Response::new(cri::ContainerStatusResponse { status: Some(status), info: Default::default() }))
+    }
+    async fn exec_sync(&self, r: Request<cri::ExecSyncRequest>) -> Result<Response<cri::ExecSyncResponse>, Status> {
+        let r = r.into_inner();
+        let (stdout, stderr, exit_code) = self.0.exec_sync(&r.container_id, &r.cmd, r.timeout).await.map_err(internal)?;
+        Ok(Response::new(cri::ExecSyncResponse { stdout, stderr, exit_code }))
     }
 }
 

@@ -227,6 +227,49 @@ fn pods_run_in_real_containers() {
         apply(&k, &pod("succeeds", "OnFailure", 1, serde_json::json!([]), "echo done"));
         wait_pod(&k, "succeeds", "Succeeded", |p| p["status"]["phase"] == "Succeeded");
 
+        // Probes: httpGet readiness passes, tcpSocket readiness fails (not
+        // Ready, not restarted), a failing exec liveness probe restarts.
+        let c = |name: &str, script: &str, probes: Value| {
+            let mut c = serde_json::json!({"name": name, "image": "busybox:skiff-test", "command": ["sh", "-c", script]});
+            c.as_object_mut().unwrap().extend(probes.as_object().unwrap().clone());
+            c
+        };
+        let probes = serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "probes"},
+            "spec": {"nodeName": "skiff-e2e", "terminationGracePeriodSeconds": 1, "containers": [
+                c("web", "echo ok > /tmp/index.html; exec httpd -f -p 8080 -h /tmp", serde_json::json!({
+                    "readinessProbe": {"httpGet": {"path": "/index.html", "port": 8080}, "periodSeconds": 1},
+                    "livenessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 1}})),
+                c("unready", "exec sleep 3600", serde_json::json!({"readinessProbe": {"tcpSocket": {"port": 9}, "periodSeconds": 1, "failureThreshold": 1}})),
+                c("dies", "exec sleep 3600", serde_json::json!({"livenessProbe": {"exec": {"command": ["cat", "/tmp/healthy"]}, "periodSeconds": 1, "failureThreshold": 2}})),
+            ]}});
+        apply(&k, &probes.to_string());
+        let by_name = |p: &Value, n: &str| p["status"]["containerStatuses"].as_array().into_iter().flatten().find(|c| c["name"] == n).cloned().unwrap_or(Value::Null);
+        let p = wait_pod(&k, "probes", "probe results", |p| by_name(p, "web")["ready"] == true && by_name(p, "dies")["restartCount"].as_i64() >= Some(1));
+        assert_eq!(by_name(&p, "unready")["ready"], false);
+        assert_eq!(by_name(&p, "unready")["restartCount"], 0);
+        assert_eq!(by_name(&p, "web")["restartCount"], 0);
+        assert_eq!(by_name(&p, "dies")["lastState"]["terminated"]["exitCode"], 137);
+        assert_eq!(p["status"]["phase"], "Running");
+        let ready = p["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Ready").unwrap().clone();
+        assert_eq!(ready["status"], "False");
+
+        // Hooks: postStart runs after the container starts; preStop runs on
+        // deletion, and here it alone ends the container (sh as PID 1 ignores SIGTERM).
+        let hooks = serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "hooks"},
+            "spec": {"nodeName": "skiff-e2e", "terminationGracePeriodSeconds": 30, "containers": [{"name": "main", "image": "busybox:skiff-test",
+                "command": ["sh", "-c", "while [ ! -f /tmp/poststart ]; do sleep 0.1; done; echo poststart ran; while [ ! -f /tmp/stopped ]; do sleep 0.2; done; echo prestop ran"],
+                "lifecycle": {"postStart": {"exec": {"command": ["touch", "/tmp/poststart"]}}, "preStop": {"exec": {"command": ["touch", "/tmp/stopped"]}}}}]}});
+        apply(&k, &hooks.to_string());
+        wait_pod(&k, "hooks", "Running", |p| p["status"]["phase"] == "Running");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !String::from_utf8_lossy(&k.run(&["logs", "hooks"]).stdout).contains("poststart ran") {
+            assert!(Instant::now() < deadline, "postStart never ran");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let t = Instant::now();
+        k.ok(&["delete", "pod", "hooks", "--wait=true", "--timeout=60s"]);
+        assert!(t.elapsed() < Duration::from_secs(20), "preStop did not end the container: {:?}", t.elapsed());
+
         // Graceful deletion: SIGTERM reaches the container, which exits on it
         // well before its 30 s grace period; the kubelet then deletes the pod.
         apply(&k, &pod("graceful", "Always", 30, serde_json::json!([]), "trap 'echo got TERM; exit 0' TERM; echo ready; while true; do sleep 0.2; done"));
