@@ -12,6 +12,7 @@ pub mod probes;
 pub mod resources;
 pub mod server;
 pub mod status;
+pub mod volumes;
 pub mod worker;
 
 use anyhow::{Context, Result};
@@ -38,6 +39,8 @@ pub struct Config {
     pub embedded_socket: PathBuf,
     pub runtime: skiff_runtime::Config,
     pub log_root: PathBuf,
+    /// Pod volumes live under `<root_dir>/pods/<uid>/volumes`.
+    pub root_dir: PathBuf,
 }
 
 /// The kubelet's counters, on `/metrics`.
@@ -72,6 +75,7 @@ pub struct Ctx {
     pub img: ImageServiceClient<Channel>,
     pub node_ip: String,
     pub log_root: PathBuf,
+    pub root_dir: PathBuf,
     pub metrics: Metrics,
 }
 
@@ -113,7 +117,7 @@ pub async fn run(cfg: Config) -> Result<()> {
     let v = rt.version(skiff_cri::VersionRequest { version: "v1".into() }).await.context("CRI Version")?.into_inner();
     tracing::info!(runtime = %v.runtime_name, version = %v.runtime_version, "connected to the container runtime");
     let listener = tokio::net::TcpListener::bind((cfg.node_ip.as_str(), cfg.port)).await.with_context(|| format!("binding {}:{}", cfg.node_ip, cfg.port))?;
-    let ctx = Arc::new(Ctx { api: api.clone(), rt, img: ImageServiceClient::new(ch), node_ip: cfg.node_ip.clone(), log_root: cfg.log_root.clone(), metrics: Metrics::default() });
+    let ctx = Arc::new(Ctx { api: api.clone(), rt, img: ImageServiceClient::new(ch), node_ip: cfg.node_ip.clone(), log_root: cfg.log_root.clone(), root_dir: cfg.root_dir.clone(), metrics: Metrics::default() });
     tokio::spawn(server::serve(ctx.clone(), listener));
     loop {
         match node::register(&api, &node::node_object(&cfg.node_name, &cfg.node_ip, cfg.port, &cfg.runtime.pod_cidr)).await {

@@ -33,6 +33,7 @@ pub struct Worker {
     cond_times: HashMap<String, (Value, Value)>,
     /// Startup, liveness and readiness probes, by container instance ID.
     probes: HashMap<String, [Option<Probe>; 3]>,
+    volumes_synced: Option<Instant>,
 }
 
 /// The pod's log directory, upstream's layout.
@@ -51,7 +52,7 @@ fn strings(v: &Value) -> Vec<String> {
 
 impl Worker {
     pub fn new(ctx: Arc<Ctx>) -> Self {
-        Self { ctx, sandbox: None, ids: HashMap::new(), backoff: HashMap::new(), waiting: HashMap::new(), start_time: String::new(), last_status: Value::Null, cond_times: HashMap::new(), probes: HashMap::new() }
+        Self { ctx, sandbox: None, ids: HashMap::new(), backoff: HashMap::new(), waiting: HashMap::new(), start_time: String::new(), last_status: Value::Null, cond_times: HashMap::new(), probes: HashMap::new(), volumes_synced: None }
     }
 
     /// Run until the pod is gone.
@@ -122,6 +123,12 @@ impl Worker {
             let ip = st.status.and_then(|s| s.network).map(|n| n.ip).unwrap_or_default();
             self.start_time = rfc3339(now_nanos());
             self.sandbox = Some((id, ip, config));
+        }
+        if self.volumes_synced.is_none_or(|t| t.elapsed() > Duration::from_secs(5)) {
+            self.volumes_synced = Some(Instant::now());
+            if let Err(e) = crate::volumes::prepare(&self.ctx.api, &self.ctx.root_dir, pod).await {
+                tracing::debug!("volumes: {e:#}");
+            }
         }
         let policy = pod["spec"]["restartPolicy"].as_str().unwrap_or("Always").to_string();
         let obs = self.observe().await;
@@ -224,28 +231,6 @@ impl Worker {
         }
     }
 
-    /// The container's environment: values, and fieldRefs to the pod's metadata.
-    fn env(&self, pod: &Value, c: &Value) -> Vec<cri::KeyValue> {
-        let ip = self.sandbox.as_ref().map(|s| s.1.clone()).unwrap_or_default();
-        c["env"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|e| {
-                let value = match e["valueFrom"]["fieldRef"]["fieldPath"].as_str() {
-                    Some("metadata.name") => s(&pod["metadata"]["name"]),
-                    Some("metadata.namespace") => s(&pod["metadata"]["namespace"]),
-                    Some("metadata.uid") => s(&pod["metadata"]["uid"]),
-                    Some("spec.nodeName") => s(&pod["spec"]["nodeName"]),
-                    Some("status.podIP") => ip.clone(),
-                    Some("status.hostIP") => self.ctx.node_ip.clone(),
-                    _ => s(&e["value"]),
-                };
-                cri::KeyValue { key: s(&e["name"]), value }
-            })
-            .collect()
-    }
-
     async fn start(&mut self, pod: &Value, c: &Value) -> Result<()> {
         let (sid, _, sconfig) = self.sandbox.clone().context("no sandbox")?;
         let name = s(&c["name"]);
@@ -258,6 +243,20 @@ impl Worker {
                 return Ok(());
             }
         }
+        let ip = self.sandbox.as_ref().map(|s| s.1.clone()).unwrap_or_default();
+        let prepared = async {
+            crate::volumes::prepare(&self.ctx.api, &self.ctx.root_dir, pod).await?;
+            let mounts = crate::volumes::mounts(&self.ctx.root_dir, pod, c)?;
+            let env = crate::volumes::env(&self.ctx.api, pod, c, &ip, &self.ctx.node_ip).await?;
+            anyhow::Ok((mounts, env))
+        };
+        let (mounts, envs) = match prepared.await {
+            Ok(x) => x,
+            Err(e) => {
+                self.waiting.insert(name, ("CreateContainerConfigError".into(), format!("{e:#}")));
+                return Ok(());
+            }
+        };
         let attempt = self.ids.get(&name).map(Vec::len).unwrap_or(0) as u32;
         let (shares, quota, mem, oom) = crate::resources::container_limits(pod, c);
         let config = cri::ContainerConfig {
@@ -266,8 +265,8 @@ impl Worker {
             command: strings(&c["command"]),
             args: strings(&c["args"]),
             working_dir: s(&c["workingDir"]),
-            envs: self.env(pod, c),
-            mounts: vec![],
+            envs,
+            mounts,
             labels: [("io.kubernetes.container.name".to_string(), name.clone()), ("io.kubernetes.pod.uid".to_string(), s(&pod["metadata"]["uid"]))].into(),
             annotations: Default::default(),
             log_path: format!("{name}/{attempt}.log"),
@@ -377,5 +376,6 @@ impl Worker {
             Err(e) => tracing::warn!("deleting pod: {e:#}"),
         }
         let _ = std::fs::remove_dir_all(log_dir(&self.ctx.log_root, pod));
+        let _ = std::fs::remove_dir_all(crate::volumes::pod_dir(&self.ctx.root_dir, pod));
     }
 }

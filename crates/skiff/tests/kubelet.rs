@@ -130,6 +130,8 @@ fn pods_run_in_real_containers() {
             .arg(d.join("cri.sock"))
             .arg("--pod-log-dir")
             .arg(d.join("pods"))
+            .arg("--root-dir")
+            .arg(d.join("kubelet"))
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(d.join("agent.log")).unwrap())
             .spawn()
@@ -157,7 +159,7 @@ fn pods_run_in_real_containers() {
         let init = serde_json::json!([
             {"name": "first", "image": "busybox:skiff-test", "command": ["sh", "-c", "echo first; sleep 1"]},
             {"name": "second", "image": "busybox:skiff-test", "command": ["sh", "-c", "echo second"]}]);
-        apply(&k, &pod("hello", "Always", 2, init, "echo hello from skiff; echo line2; echo to-stderr >&2; exec sleep 3600"));
+        apply(&k, &pod("hello", "Always", 2, init, "echo hello from skiff; echo to-stderr >&2; sleep 0.5; echo line2; exec sleep 3600"));
         let p = wait_pod(&k, "hello", "Running", |p| p["status"]["phase"] == "Running" && p["status"]["containerStatuses"][0]["ready"] == true);
         let ip = p["status"]["podIP"].as_str().unwrap();
         assert!(ip.starts_with("10.244.250."), "{ip}");
@@ -175,7 +177,7 @@ fn pods_run_in_real_containers() {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let logs = String::from_utf8_lossy(&k.run(&["logs", "hello"]).stdout).to_string();
-            if logs.contains("to-stderr") {
+            if logs.contains("line2") {
                 assert_eq!(logs.lines().filter(|l| !l.is_empty()).count(), 3, "{logs}");
                 assert!(logs.starts_with("hello from skiff\n"), "{logs}");
                 break;
@@ -183,7 +185,7 @@ fn pods_run_in_real_containers() {
             assert!(Instant::now() < deadline, "kubectl logs: {logs:?}");
             std::thread::sleep(Duration::from_millis(300));
         }
-        assert_eq!(k.ok(&["logs", "hello", "--tail=1"]), "to-stderr\n");
+        assert_eq!(k.ok(&["logs", "hello", "--tail=1"]), "line2\n");
         assert_eq!(k.ok(&["logs", "hello", "-c", "first"]), "first\n");
 
         // A Guaranteed pod: its limits land in the container's cgroup (v1
@@ -209,6 +211,42 @@ fn pods_run_in_real_containers() {
         let _ = follow.kill();
         let _ = follow.wait();
         assert!(first.iter().enumerate().all(|(i, l)| *l == format!("tick {i}")), "{first:?}");
+
+        // Volumes and env: configMap and secret files and keys, an emptyDir an
+        // init container fills, fieldRef and envFrom; configMap edits reach the files.
+        apply(&k, r#"{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cfg"}, "data": {"greeting": "hello-cm"}}"#);
+        apply(&k, r#"{"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "sec"}, "data": {"password": "czNjcmV0"}}"#);
+        let v = serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "config"},
+            "spec": {"nodeName": "skiff-e2e", "terminationGracePeriodSeconds": 1,
+                "volumes": [{"name": "cm", "configMap": {"name": "cfg"}}, {"name": "sec", "secret": {"secretName": "sec"}}, {"name": "scratch", "emptyDir": {}}],
+                "initContainers": [{"name": "fill", "image": "busybox:skiff-test", "command": ["sh", "-c", "echo init-wrote > /scratch/from-init"],
+                    "volumeMounts": [{"name": "scratch", "mountPath": "/scratch"}]}],
+                "containers": [{"name": "main", "image": "busybox:skiff-test",
+                    "command": ["sh", "-c", "cat /etc/cm/greeting; echo; cat /etc/sec/password; echo; cat /scratch/from-init; echo \"env $GREETING $PASS $POD_NAME $CM_greeting\"; exec sleep 3600"],
+                    "env": [{"name": "GREETING", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "greeting"}}},
+                            {"name": "PASS", "valueFrom": {"secretKeyRef": {"name": "sec", "key": "password"}}},
+                            {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
+                    "envFrom": [{"configMapRef": {"name": "cfg"}, "prefix": "CM_"}],
+                    "volumeMounts": [{"name": "cm", "mountPath": "/etc/cm"}, {"name": "sec", "mountPath": "/etc/sec"}, {"name": "scratch", "mountPath": "/scratch"}]}]}});
+        apply(&k, &v.to_string());
+        let p = wait_pod(&k, "config", "Running", |p| p["status"]["phase"] == "Running");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let logs = String::from_utf8_lossy(&k.run(&["logs", "config"]).stdout).to_string();
+            if logs.contains("env ") {
+                assert_eq!(logs, "hello-cm\ns3cret\ninit-wrote\nenv hello-cm s3cret config hello-cm\n");
+                break;
+            }
+            assert!(Instant::now() < deadline, "config pod logs: {logs:?}");
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        k.ok(&["patch", "configmap", "cfg", "-p", r#"{"data":{"greeting":"changed"}}"#]);
+        let file = d.join("kubelet/pods").join(p["metadata"]["uid"].as_str().unwrap()).join("volumes/cm/greeting");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::fs::read_to_string(&file).unwrap_or_default() != "changed" {
+            assert!(Instant::now() < deadline, "configMap edit never reached {}", file.display());
+            std::thread::sleep(Duration::from_millis(300));
+        }
 
         // A crashing container is restarted with its exit code in lastState.
         apply(&k, &pod("crash", "Always", 1, serde_json::json!([]), "echo boom; exit 3"));

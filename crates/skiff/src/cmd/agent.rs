@@ -39,6 +39,9 @@ pub struct AgentArgs {
     /// Container log files (upstream's /var/log/pods layout).
     #[arg(long, default_value = "/var/log/pods")]
     pub pod_log_dir: PathBuf,
+    /// The kubelet's own state: pod volumes under `pods/<uid>/volumes`.
+    #[arg(long, default_value = "/var/lib/skiff/kubelet")]
+    pub root_dir: PathBuf,
 }
 
 /// The first non-loopback IPv4 address of this machine.
@@ -62,6 +65,7 @@ pub fn config(a: &AgentArgs) -> skiff_kubelet::Config {
         embedded_socket: a.cri_socket.clone(),
         runtime: skiff_runtime::Config { root: a.runtime_root.clone(), runc: a.runc.clone(), bridge: a.bridge.clone(), pod_cidr: a.pod_cidr.clone(), ..Default::default() },
         log_root: a.pod_log_dir.clone(),
+        root_dir: a.root_dir.clone(),
     }
 }
 

@@ -104,6 +104,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
             bridge: "skiff0".into(),
             pod_cidr: "10.244.0.0/24".into(),
             pod_log_dir: "/var/log/pods".into(),
+            root_dir: dir.join("kubelet"),
         };
         tokio::spawn(super::agent::run_in_server(agent));
     }
