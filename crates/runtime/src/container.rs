@@ -24,6 +24,8 @@ pub struct Container {
     pub exit_code: i32,
     pub reason: String,
     pub message: String,
+    /// runc reported an OOM kill in the container's memory cgroup.
+    pub oom: bool,
     pub log_path: String,
     pub bundle: PathBuf,
     /// Flips to true when the container process has ended.
@@ -137,6 +139,7 @@ impl Runtime {
             exit_code: 0,
             reason: String::new(),
             message: String::new(),
+            oom: false,
             log_path,
             bundle,
             exited: rx,
@@ -201,12 +204,20 @@ impl Runtime {
                 Ok(s) => s.code().unwrap_or_else(|| 128 + std::os::unix::process::ExitStatusExt::signal(&s).unwrap_or(0)),
                 Err(_) => 255,
             };
+            if code == 137 {
+                // Let the OOM watcher (runc events) report first.
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
             tracing::info!(container = %id, code, "container exited");
             if let Some(c) = containers.lock().get_mut(&id) {
                 c.state = cri::ContainerState::ContainerExited;
                 c.finished_at = now_nanos();
                 c.exit_code = code;
-                c.reason = if code == 0 { "Completed".into() } else { "Error".into() };
+                c.reason = match (code, c.oom) {
+                    (0, _) => "Completed".into(),
+                    (_, true) => "OOMKilled".into(),
+                    _ => "Error".into(),
+                };
             }
             let _ = tx.send(true);
         });
@@ -220,7 +231,36 @@ impl Runtime {
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
+        let limited = self.containers.lock().get(&wait_id).is_some_and(|c| c.config.linux.as_ref().and_then(|l| l.resources.as_ref()).is_some_and(|r| r.memory_limit_in_bytes > 0));
+        if limited {
+            self.watch_oom(&wait_id, exited);
+        }
         Ok(())
+    }
+
+    /// Follow `runc events` (it reports the memory cgroup's OOM notifications)
+    /// until the container ends, so its exit can be reported as OOMKilled.
+    fn watch_oom(&self, id: &str, mut exited: watch::Receiver<bool>) {
+        let Ok(mut child) = tokio::process::Command::new(&self.cfg.runc).args(["events", "--interval", "60s", id]).stdout(Stdio::piped()).stderr(Stdio::null()).kill_on_drop(true).spawn() else { return };
+        let Some(out) = child.stdout.take() else { return };
+        let containers = self.containers.clone();
+        let id = id.to_string();
+        tokio::spawn(async move {
+            use tokio::io::AsyncBufReadExt;
+            let mut lines = tokio::io::BufReader::new(out).lines();
+            loop {
+                tokio::select! {
+                    l = lines.next_line() => match l {
+                        Ok(Some(l)) => if serde_json::from_str::<serde_json::Value>(&l).is_ok_and(|v| v["type"] == "oom") {
+                            if let Some(c) = containers.lock().get_mut(&id) { c.oom = true; }
+                        },
+                        _ => break,
+                    },
+                    _ = exited.wait_for(|e| *e) => break,
+                }
+            }
+            drop(child);
+        });
     }
 
     async fn runc_kill(&self, id: &str, sig: &str) {

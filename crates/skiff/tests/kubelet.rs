@@ -263,6 +263,15 @@ fn pods_run_in_real_containers() {
         assert_eq!(p["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"], 7);
         assert_eq!(p["status"]["containerStatuses"][0]["restartCount"], 0);
         apply(&k, &pod("succeeds", "OnFailure", 1, serde_json::json!([]), "echo done"));
+        // Over its memory limit, a container is OOMKilled.
+        let oom = serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "oom"},
+            "spec": {"nodeName": "skiff-e2e", "restartPolicy": "Never", "terminationGracePeriodSeconds": 1, "containers": [{"name": "main", "image": "busybox:skiff-test",
+                "command": ["sh", "-c", "exec tail /dev/zero"], "resources": {"limits": {"memory": "16Mi"}}}]}});
+        apply(&k, &oom.to_string());
+        let p = wait_pod(&k, "oom", "Failed", |p| p["status"]["phase"] == "Failed");
+        assert_eq!(p["status"]["containerStatuses"][0]["state"]["terminated"]["reason"], "OOMKilled", "{:#}", p["status"]);
+        assert_eq!(p["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"], 137);
+        assert_eq!(p["status"]["qosClass"], "Burstable");
         wait_pod(&k, "succeeds", "Succeeded", |p| p["status"]["phase"] == "Succeeded");
 
         // Probes: httpGet readiness passes, tcpSocket readiness fails (not
