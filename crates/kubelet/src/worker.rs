@@ -237,10 +237,29 @@ impl Worker {
         let image = s(&c["image"]);
         let mut img = self.ctx.img.clone();
         let have = img.image_status(cri::ImageStatusRequest { image: Some(cri::ImageSpec { image: image.clone(), annotations: Default::default() }), verbose: false }).await?.into_inner().image.is_some();
-        if !have || c["imagePullPolicy"] == "Always" {
-            if let Err(e) = img.pull_image(cri::PullImageRequest { image: Some(cri::ImageSpec { image: image.clone(), annotations: Default::default() }), auth: None, sandbox_config: Some(sconfig.clone()) }).await {
-                self.waiting.insert(name, ("ErrImagePull".into(), e.message().to_string()));
+        let policy = c["imagePullPolicy"].as_str().unwrap_or(if image.ends_with(":latest") || !image.rsplit('/').next().unwrap_or("").contains(':') { "Always" } else { "IfNotPresent" });
+        if !have && policy == "Never" {
+            self.waiting.insert(name, ("ErrImageNeverPull".into(), format!("Container image \"{image}\" is not present with pull policy of Never")));
+            return Ok(());
+        }
+        if !have || policy == "Always" {
+            // Failed pulls back off like crashes: ErrImagePull, then ImagePullBackOff.
+            let key = format!("pull/{name}");
+            let now = Instant::now();
+            if self.backoff.get(&key).is_some_and(|b| !b.remaining(now).is_zero()) {
+                self.waiting.insert(name, ("ImagePullBackOff".into(), format!("Back-off pulling image \"{image}\"")));
                 return Ok(());
+            }
+            match img.pull_image(cri::PullImageRequest { image: Some(cri::ImageSpec { image: image.clone(), annotations: Default::default() }), auth: None, sandbox_config: Some(sconfig.clone()) }).await {
+                Ok(_) => {
+                    self.backoff.remove(&key);
+                }
+                Err(e) if have => tracing::warn!("pulling {image}: {}; using the local copy", e.message()),
+                Err(e) => {
+                    self.backoff.entry(key).or_default().restarted(now);
+                    self.waiting.insert(name, ("ErrImagePull".into(), e.message().to_string()));
+                    return Ok(());
+                }
             }
         }
         let ip = self.sandbox.as_ref().map(|s| s.1.clone()).unwrap_or_default();

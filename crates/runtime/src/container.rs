@@ -26,6 +26,8 @@ pub struct Container {
     pub message: String,
     /// runc reported an OOM kill in the container's memory cgroup.
     pub oom: bool,
+    /// cgroupfs path of the container (`/kubepods/.../<id>`).
+    pub cgroup: String,
     pub log_path: String,
     pub bundle: PathBuf,
     /// Flips to true when the container process has ended.
@@ -74,6 +76,15 @@ fn unmount(bundle: &Path) {
     if let Ok(t) = std::ffi::CString::new(bundle.join("rootfs").display().to_string()) {
         unsafe { libc::umount2(t.as_ptr(), libc::MNT_DETACH) };
     }
+}
+
+/// How many processes the kernel OOM-killed in a container's memory cgroup
+/// (v1 `memory.oom_control`, v2 `memory.events`).
+pub fn oom_kills(cgroup: &str) -> u64 {
+    let v1 = format!("/sys/fs/cgroup/memory{cgroup}/memory.oom_control");
+    let v2 = format!("/sys/fs/cgroup{cgroup}/memory.events");
+    let text = std::fs::read_to_string(v1).or_else(|_| std::fs::read_to_string(v2)).unwrap_or_default();
+    text.lines().find_map(|l| l.strip_prefix("oom_kill ")).and_then(|n| n.trim().parse().ok()).unwrap_or(0)
 }
 
 /// oom_score_adj may only be lowered with CAP_SYS_RESOURCE, which this
@@ -140,6 +151,7 @@ impl Runtime {
             reason: String::new(),
             message: String::new(),
             oom: false,
+            cgroup: input.cgroups_path.clone(),
             log_path,
             bundle,
             exited: rx,
@@ -171,6 +183,8 @@ impl Runtime {
         let file = Arc::new(parking_lot::Mutex::new(file));
         let mut child = tokio::process::Command::new(&self.cfg.runc)
             .arg("run")
+            // Keep the cgroup after exit, to read its OOM-kill count; `runc delete` follows.
+            .arg("--keep")
             .arg("--bundle")
             .arg(&bundle)
             .arg(id)
@@ -189,8 +203,9 @@ impl Runtime {
             }
         }
         let containers = self.containers.clone();
-        let mut exited = self.containers.lock().get(id).map(|c| c.exited.clone()).context("container vanished")?;
+        let (mut exited, cgroup) = self.containers.lock().get(id).map(|c| (c.exited.clone(), c.cgroup.clone())).context("container vanished")?;
         let runc = self.cfg.runc.clone();
+        let runc_wait = runc.clone();
         let id = id.to_string();
         let wait_id = id.clone();
         tokio::spawn(async move {
@@ -204,15 +219,14 @@ impl Runtime {
                 Ok(s) => s.code().unwrap_or_else(|| 128 + std::os::unix::process::ExitStatusExt::signal(&s).unwrap_or(0)),
                 Err(_) => 255,
             };
-            if code == 137 {
-                // Let the OOM watcher (runc events) report first.
-                tokio::time::sleep(Duration::from_millis(300)).await;
-            }
-            tracing::info!(container = %id, code, "container exited");
+            let oom = code != 0 && oom_kills(&cgroup) > 0;
+            let _ = tokio::process::Command::new(&runc).args(["delete", "-f", &id]).stderr(Stdio::null()).status().await;
+            tracing::info!(container = %id, code, oom, "container exited");
             if let Some(c) = containers.lock().get_mut(&id) {
                 c.state = cri::ContainerState::ContainerExited;
                 c.finished_at = now_nanos();
                 c.exit_code = code;
+                c.oom = oom;
                 c.reason = match (code, c.oom) {
                     (0, _) => "Completed".into(),
                     (_, true) => "OOMKilled".into(),
@@ -225,42 +239,13 @@ impl Runtime {
             if *exited.borrow_and_update() {
                 break;
             }
-            let st = tokio::process::Command::new(&runc).args(["state", &wait_id]).stderr(Stdio::null()).output().await?;
+            let st = tokio::process::Command::new(&runc_wait).args(["state", &wait_id]).stderr(Stdio::null()).output().await?;
             if serde_json::from_slice::<serde_json::Value>(&st.stdout).is_ok_and(|v| v["status"] == "running") {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
-        let limited = self.containers.lock().get(&wait_id).is_some_and(|c| c.config.linux.as_ref().and_then(|l| l.resources.as_ref()).is_some_and(|r| r.memory_limit_in_bytes > 0));
-        if limited {
-            self.watch_oom(&wait_id, exited);
-        }
         Ok(())
-    }
-
-    /// Follow `runc events` (it reports the memory cgroup's OOM notifications)
-    /// until the container ends, so its exit can be reported as OOMKilled.
-    fn watch_oom(&self, id: &str, mut exited: watch::Receiver<bool>) {
-        let Ok(mut child) = tokio::process::Command::new(&self.cfg.runc).args(["events", "--interval", "60s", id]).stdout(Stdio::piped()).stderr(Stdio::null()).kill_on_drop(true).spawn() else { return };
-        let Some(out) = child.stdout.take() else { return };
-        let containers = self.containers.clone();
-        let id = id.to_string();
-        tokio::spawn(async move {
-            use tokio::io::AsyncBufReadExt;
-            let mut lines = tokio::io::BufReader::new(out).lines();
-            loop {
-                tokio::select! {
-                    l = lines.next_line() => match l {
-                        Ok(Some(l)) => if serde_json::from_str::<serde_json::Value>(&l).is_ok_and(|v| v["type"] == "oom") {
-                            if let Some(c) = containers.lock().get_mut(&id) { c.oom = true; }
-                        },
-                        _ => break,
-                    },
-                    _ = exited.wait_for(|e| *e) => break,
-                }
-            }
-            drop(child);
-        });
     }
 
     async fn runc_kill(&self, id: &str, sig: &str) {

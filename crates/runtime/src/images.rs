@@ -45,7 +45,7 @@ pub fn normalize(name: &str) -> String {
 
 /// The image store under `root`.
 pub struct Images {
-    root: PathBuf,
+    pub(crate) root: PathBuf,
 }
 
 fn strings(v: &Value) -> Vec<String> {
@@ -118,9 +118,14 @@ impl Images {
         if let Some(t) = tag {
             tags.push(t.to_string());
         }
-        let config_bytes = std::fs::read(&config_path)?;
+        self.store(&config_path, layer_paths, &tags)
+    }
+
+    /// Record an image from its config and layer files (unpacking new layers).
+    pub fn store(&self, config_path: &Path, layer_paths: Vec<PathBuf>, tags: &[String]) -> Result<ImageRecord> {
+        let config_bytes = std::fs::read(config_path)?;
         let config: Value = serde_json::from_slice(&config_bytes)?;
-        let id = format!("sha256:{}", sha256_hex(&config_path)?);
+        let id = format!("sha256:{}", sha256_hex(config_path)?);
         let mut rec = ImageRecord {
             id: id.clone(),
             tags: tags.iter().map(|t| normalize(t)).collect(),
@@ -143,6 +148,14 @@ impl Images {
                 std::fs::rename(&part, &dir)?;
             }
             rec.layers.push(hex);
+        }
+        // The same image stored again keeps its other names.
+        if let Some(old) = self.list().into_iter().find(|r| r.id == rec.id) {
+            for t in old.tags {
+                if !rec.tags.contains(&t) {
+                    rec.tags.push(t);
+                }
+            }
         }
         // Tags move to the newest image that claims them.
         for mut other in self.list() {

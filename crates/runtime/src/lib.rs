@@ -10,6 +10,7 @@ pub mod container;
 pub mod images;
 pub mod logs;
 pub mod pause;
+pub mod pull;
 pub mod sandbox;
 pub mod service;
 pub mod spec;

@@ -223,10 +223,12 @@ impl ImageService for Cri {
         Ok(Response::new(cri::ImageStatusResponse { image: self.0.images.find(&name).as_ref().map(image_of), info: Default::default() }))
     }
     async fn pull_image(&self, r: Request<cri::PullImageRequest>) -> Result<Response<cri::PullImageResponse>, Status> {
-        let name = r.into_inner().image.map(|i| i.image).unwrap_or_default();
-        match self.0.images.find(&name) {
-            Some(img) => Ok(Response::new(cri::PullImageResponse { image_ref: img.id })),
-            None => Err(Status::not_found(format!("pulling {name}: registry pulls are not supported yet; import the image with `skiff images import`"))),
+        let r = r.into_inner();
+        let name = r.image.map(|i| i.image).unwrap_or_default();
+        let auth = r.auth.map(|a| (a.username, a.password));
+        match crate::pull::pull(&self.0.images, &name, auth).await {
+            Ok(img) => Ok(Response::new(cri::PullImageResponse { image_ref: img.id })),
+            Err(e) => Err(Status::unknown(format!("failed to pull and unpack image \"{name}\": {e:#}"))),
         }
     }
     async fn remove_image(&self, r: Request<cri::RemoveImageRequest>) -> Result<Response<cri::RemoveImageResponse>, Status> {

@@ -113,7 +113,6 @@ fn pods_run_in_real_containers() {
     let skiff = env!("CARGO_BIN_EXE_skiff");
     let out = Command::new(skiff).args(["images", "import"]).arg(&image).arg("--runtime-root").arg(&runtime_root).output().unwrap();
     assert!(out.status.success(), "import: {}", String::from_utf8_lossy(&out.stderr));
-    std::fs::remove_file(&image).unwrap();
     let ls = Command::new(skiff).args(["images", "ls", "--runtime-root"]).arg(&runtime_root).output().unwrap();
     assert!(String::from_utf8_lossy(&ls.stdout).contains("docker.io/library/busybox:skiff-test"));
 
@@ -159,7 +158,7 @@ fn pods_run_in_real_containers() {
         let init = serde_json::json!([
             {"name": "first", "image": "busybox:skiff-test", "command": ["sh", "-c", "echo first; sleep 1"]},
             {"name": "second", "image": "busybox:skiff-test", "command": ["sh", "-c", "echo second"]}]);
-        apply(&k, &pod("hello", "Always", 2, init, "echo hello from skiff; echo to-stderr >&2; sleep 0.5; echo line2; exec sleep 3600"));
+        apply(&k, &pod("hello", "Always", 2, init, "echo hello from skiff; sleep 0.3; echo to-stderr >&2; sleep 0.3; echo line2; exec sleep 3600"));
         let p = wait_pod(&k, "hello", "Running", |p| p["status"]["phase"] == "Running" && p["status"]["containerStatuses"][0]["ready"] == true);
         let ip = p["status"]["podIP"].as_str().unwrap();
         assert!(ip.starts_with("10.244.250."), "{ip}");
@@ -316,6 +315,31 @@ fn pods_run_in_real_containers() {
         let t = Instant::now();
         k.ok(&["delete", "pod", "hooks", "--wait=true", "--timeout=60s"]);
         assert!(t.elapsed() < Duration::from_secs(20), "preStop did not end the container: {:?}", t.elapsed());
+
+        // Pulls: from a local registry (Debian's docker-registry, image pushed
+        // with skopeo); a missing image gives ErrImagePull, then ImagePullBackOff.
+        let rport = free_port();
+        let rconf = d.join("registry.yml");
+        std::fs::write(&rconf, format!("version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{rport}\n", d.join("registry").display())).unwrap();
+        let _registry = Agent(Command::new("docker-registry").arg("serve").arg(&rconf).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap());
+        wait_for_port(rport, Duration::from_secs(20));
+        sh(&format!("skopeo --insecure-policy copy --dest-tls-verify=false oci-archive:{} docker://127.0.0.1:{rport}/busybox:pulled", image.display()));
+        let pulled = serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "pulled"},
+            "spec": {"nodeName": "skiff-e2e", "terminationGracePeriodSeconds": 1, "containers": [
+                {"name": "main", "image": format!("127.0.0.1:{rport}/busybox:pulled"), "command": ["sh", "-c", "echo pulled ok; exec sleep 3600"]}]}});
+        apply(&k, &pulled.to_string());
+        let p = wait_pod(&k, "pulled", "Running", |p| p["status"]["phase"] == "Running");
+        assert!(p["status"]["containerStatuses"][0]["imageID"].as_str().unwrap().starts_with("sha256:"));
+        let missing = serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "missing"},
+            "spec": {"nodeName": "skiff-e2e", "terminationGracePeriodSeconds": 1, "containers": [
+                {"name": "main", "image": format!("127.0.0.1:{rport}/nothing:here"), "command": ["true"]}]}});
+        apply(&k, &missing.to_string());
+        let p = wait_pod(&k, "missing", "a pull error", |p| {
+            let r = &p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"];
+            r == "ErrImagePull" || r == "ImagePullBackOff"
+        });
+        assert!(p["status"]["containerStatuses"][0]["state"]["waiting"]["message"].as_str().unwrap().contains("nothing:here"));
+        wait_pod(&k, "missing", "ImagePullBackOff", |p| p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"] == "ImagePullBackOff");
 
         // Graceful deletion: SIGTERM reaches the container, which exits on it
         // well before its 30 s grace period; the kubelet then deletes the pod.
