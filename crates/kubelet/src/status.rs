@@ -44,7 +44,7 @@ fn container_status(name: &str, spec: &Value, init: bool, i: &Inputs) -> Value {
         _ => (json!({"waiting": {"reason": if init { "PodInitializing" } else { "ContainerCreating" }}}), json!({})),
     };
     let running = last.is_some_and(|l| l.state == RUNNING);
-    let ready = if init { last.is_some_and(|l| l.state == EXITED && l.exit_code == 0) } else { running && i.readiness.get(name).copied().unwrap_or(true) };
+    let ready = if init && !is_sidecar(spec) { last.is_some_and(|l| l.state == EXITED && l.exit_code == 0) } else { running && i.readiness.get(name).copied().unwrap_or(true) };
     let mut s = json!({
         "name": name, "state": state, "lastState": last_state, "ready": ready,
         "restartCount": inst.len().saturating_sub(1), "image": spec["image"], "imageID": last.map(|l| l.image_ref.clone()).unwrap_or_default(),
@@ -64,11 +64,20 @@ fn condition(t: &str, ok: bool, reason: Option<&str>, now: &str) -> Value {
     c
 }
 
-/// Whether every init container has run to success.
+/// A native sidecar: an init container with restartPolicy Always.
+pub fn is_sidecar(c: &Value) -> bool {
+    c["restartPolicy"] == "Always"
+}
+
+/// Whether every init container has run to success (sidecars: has started).
 pub fn initialized(pod: &Value, instances: &HashMap<String, Vec<cri::ContainerStatus>>) -> bool {
     pod["spec"]["initContainers"].as_array().into_iter().flatten().all(|c| {
         let n = c["name"].as_str().unwrap_or("");
-        instances.get(n).and_then(|v| v.last()).is_some_and(|l| l.state == EXITED && l.exit_code == 0)
+        let last = instances.get(n).and_then(|v| v.last());
+        if is_sidecar(c) {
+            return last.is_some();
+        }
+        last.is_some_and(|l| l.state == EXITED && l.exit_code == 0)
     })
 }
 
@@ -77,7 +86,7 @@ pub fn phase(pod: &Value, instances: &HashMap<String, Vec<cri::ContainerStatus>>
     let policy = pod["spec"]["restartPolicy"].as_str().unwrap_or("Always");
     let last = |n: &str| instances.get(n).and_then(|v| v.last());
     if !initialized(pod, instances) {
-        let init_failed = pod["spec"]["initContainers"].as_array().into_iter().flatten().any(|c| last(c["name"].as_str().unwrap_or("")).is_some_and(|l| l.state == EXITED && l.exit_code != 0));
+        let init_failed = pod["spec"]["initContainers"].as_array().into_iter().flatten().filter(|c| !is_sidecar(c)).any(|c| last(c["name"].as_str().unwrap_or("")).is_some_and(|l| l.state == EXITED && l.exit_code != 0));
         return if init_failed && policy == "Never" { "Failed" } else { "Pending" };
     }
     let (mut pending, mut running, mut stopped, mut succeeded) = (0, 0, 0, 0);
@@ -165,6 +174,16 @@ mod tests {
         assert_eq!(phase(&pod("Never"), &m), "Failed");
         m.insert("a".to_string(), vec![st("2", EXITED, 0)]);
         assert_eq!(phase(&pod("OnFailure"), &m), "Succeeded");
+    }
+    #[test]
+    fn sidecars_count_as_initialized_once_started() {
+        let p = json!({"spec": {"restartPolicy": "Never", "initContainers": [{"name": "side", "restartPolicy": "Always"}], "containers": [{"name": "a"}]}});
+        let mut m = HashMap::new();
+        assert!(!initialized(&p, &m));
+        m.insert("side".to_string(), vec![st("1", RUNNING, 0)]);
+        assert!(initialized(&p, &m));
+        m.insert("a".to_string(), vec![st("2", EXITED, 0)]);
+        assert_eq!(phase(&p, &m), "Succeeded", "a running sidecar does not keep the pod going");
     }
     #[test]
     fn restarts_show_last_state_and_backoff() {

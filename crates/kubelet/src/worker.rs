@@ -133,8 +133,26 @@ impl Worker {
         let policy = pod["spec"]["restartPolicy"].as_str().unwrap_or("Always").to_string();
         let obs = self.observe().await;
         let last = |n: &str| obs.get(n).and_then(|v| v.last()).map(|l| (l.state, l.exit_code));
+        let terminal = matches!(status::phase(pod, &obs), "Succeeded" | "Failed");
         for c in pod["spec"]["initContainers"].as_array().cloned().unwrap_or_default() {
             let name = s(&c["name"]);
+            if status::is_sidecar(&c) {
+                // Sidecars start in order, keep running (restarted whatever the
+                // pod's policy), and stop once the pod's main work is over.
+                match last(&name) {
+                    None if !terminal => return self.start(pod, &c).await,
+                    Some((EXITED, _)) if !terminal => self.maybe_restart(pod, &c).await?,
+                    Some((RUNNING, _)) if terminal => {
+                        if let Some(id) = self.ids.get(&name).and_then(|v| v.last()).cloned() {
+                            let mut rt = self.ctx.rt.clone();
+                            let grace = Self::grace(pod);
+                            tokio::spawn(async move { rt.stop_container(cri::StopContainerRequest { container_id: id, timeout: grace }).await });
+                        }
+                    }
+                    _ => {}
+                }
+                continue;
+            }
             match last(&name) {
                 None => return self.start(pod, &c).await,
                 Some((EXITED, 0)) => continue,
@@ -348,9 +366,23 @@ impl Worker {
     /// Stop every container (SIGTERM, `grace` seconds, SIGKILL) in parallel, then the sandbox.
     /// preStop hooks run first, within the grace period.
     async fn teardown(&mut self, pod: Option<&Value>, grace: i64) {
+        let sidecars: Vec<String> = pod.and_then(|p| p["spec"]["initContainers"].as_array()).into_iter().flatten().filter(|c| status::is_sidecar(c)).map(|c| s(&c["name"])).collect();
+        let t0 = Instant::now();
+        self.stop_group(pod, grace, |n| !sidecars.contains(&n.to_string())).await;
+        let left = if grace > 0 { (grace - t0.elapsed().as_secs() as i64).max(2) } else { 0 };
+        self.stop_group(pod, left, |n| sidecars.contains(&n.to_string())).await;
+        if let Some((sid, _, _)) = &self.sandbox {
+            let mut rt = self.ctx.rt.clone();
+            let _ = rt.stop_pod_sandbox(cri::StopPodSandboxRequest { pod_sandbox_id: sid.clone() }).await;
+            let _ = rt.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: sid.clone() }).await;
+        }
+    }
+
+    /// Stop, in parallel, the containers whose name `pick` selects.
+    async fn stop_group(&self, pod: Option<&Value>, grace: i64, pick: impl Fn(&str) -> bool) {
         let mut stops = vec![];
         let ip = self.sandbox.as_ref().map(|s| s.1.clone()).unwrap_or_default();
-        for (name, ids) in &self.ids {
+        for (name, ids) in self.ids.iter().filter(|(n, _)| pick(n)) {
             let hook = pod.and_then(|p| p["spec"]["containers"].as_array()?.iter().find(|c| c["name"] == name.as_str()).map(|c| c["lifecycle"]["preStop"].clone())).filter(Value::is_object);
             for (i, id) in ids.iter().enumerate() {
                 let mut rt = self.ctx.rt.clone();
@@ -369,11 +401,6 @@ impl Worker {
         }
         for s in stops {
             let _ = s.await;
-        }
-        if let Some((sid, _, _)) = &self.sandbox {
-            let mut rt = self.ctx.rt.clone();
-            let _ = rt.stop_pod_sandbox(cri::StopPodSandboxRequest { pod_sandbox_id: sid.clone() }).await;
-            let _ = rt.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: sid.clone() }).await;
         }
     }
 

@@ -273,6 +273,23 @@ fn pods_run_in_real_containers() {
         assert_eq!(p["status"]["qosClass"], "Burstable");
         wait_pod(&k, "succeeds", "Succeeded", |p| p["status"]["phase"] == "Succeeded");
 
+        // Native sidecars: started in order before the next init container,
+        // kept running with the app, stopped once a Never pod's work is done.
+        let sidecar = |name: &str, main: &str| serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+            "spec": {"nodeName": "skiff-e2e", "restartPolicy": "Never", "terminationGracePeriodSeconds": 1,
+                "initContainers": [{"name": "side", "image": "busybox:skiff-test", "restartPolicy": "Always", "command": ["sh", "-c", "exec sleep 3600"]},
+                                   {"name": "after", "image": "busybox:skiff-test", "command": ["true"]}],
+                "containers": [{"name": "main", "image": "busybox:skiff-test", "command": ["sh", "-c", main]}]}}).to_string();
+        apply(&k, &sidecar("sidecar", "exec sleep 3600"));
+        let p = wait_pod(&k, "sidecar", "Running", |p| p["status"]["phase"] == "Running" && p["status"]["containerStatuses"][0]["ready"] == true);
+        let inits = p["status"]["initContainerStatuses"].as_array().unwrap();
+        assert!(inits[0]["state"]["running"].is_object(), "{inits:?}");
+        assert_eq!(inits[0]["ready"], true);
+        assert!(inits[0]["state"]["running"]["startedAt"].as_str() <= inits[1]["state"]["terminated"]["startedAt"].as_str());
+        apply(&k, &sidecar("sidecar-done", "echo done"));
+        let p = wait_pod(&k, "sidecar-done", "Succeeded with the sidecar stopped", |p| p["status"]["phase"] == "Succeeded" && p["status"]["initContainerStatuses"][0]["state"]["terminated"].is_object());
+        assert_eq!(p["status"]["initContainerStatuses"][0]["restartCount"], 0);
+
         // Probes: httpGet readiness passes, tcpSocket readiness fails (not
         // Ready, not restarted), a failing exec liveness probe restarts.
         let c = |name: &str, script: &str, probes: Value| {
