@@ -21,6 +21,9 @@ pub struct Inputs<'a> {
     pub now: &'a str,
     /// Containers with a readiness (or startup) probe: whether it passes.
     pub readiness: &'a HashMap<String, bool>,
+    /// Old instances already removed from the runtime, by container name
+    /// (they still count as restarts).
+    pub pruned: &'a HashMap<String, usize>,
 }
 
 const RUNNING: i32 = cri::ContainerState::ContainerRunning as i32;
@@ -47,7 +50,7 @@ fn container_status(name: &str, spec: &Value, init: bool, i: &Inputs) -> Value {
     let ready = if init && !is_sidecar(spec) { last.is_some_and(|l| l.state == EXITED && l.exit_code == 0) } else { running && i.readiness.get(name).copied().unwrap_or(true) };
     let mut s = json!({
         "name": name, "state": state, "lastState": last_state, "ready": ready,
-        "restartCount": inst.len().saturating_sub(1), "image": spec["image"], "imageID": last.map(|l| l.image_ref.clone()).unwrap_or_default(),
+        "restartCount": (inst.len() + i.pruned.get(name).copied().unwrap_or(0)).saturating_sub(1), "image": spec["image"], "imageID": last.map(|l| l.image_ref.clone()).unwrap_or_default(),
         "started": running,
     });
     if let Some(l) = last {
@@ -193,9 +196,9 @@ mod tests {
         m.insert("a".to_string(), vec![st("2", EXITED, 3), st("3", EXITED, 3)]);
         let mut w = HashMap::new();
         w.insert("a".to_string(), ("CrashLoopBackOff".to_string(), "back-off 10s".to_string()));
-        let s = compute(&Inputs { pod: &p, pod_ip: "10.244.0.5", host_ip: "10.0.0.1", start_time: "t", instances: &m, waiting: &w, now: "n", readiness: &HashMap::new() });
+        let s = compute(&Inputs { pod: &p, pod_ip: "10.244.0.5", host_ip: "10.0.0.1", start_time: "t", instances: &m, waiting: &w, now: "n", readiness: &HashMap::new(), pruned: &[("a".to_string(), 2)].into() });
         let a = &s["containerStatuses"][0];
-        assert_eq!(a["restartCount"], 1);
+        assert_eq!(a["restartCount"], 3, "two pruned instances plus the two kept");
         assert_eq!(a["state"]["waiting"]["reason"], "CrashLoopBackOff");
         assert_eq!(a["lastState"]["terminated"]["exitCode"], 3);
         assert_eq!(a["ready"], false);

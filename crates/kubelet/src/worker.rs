@@ -34,6 +34,7 @@ pub struct Worker {
     /// Startup, liveness and readiness probes, by container instance ID.
     probes: HashMap<String, [Option<Probe>; 3]>,
     volumes_synced: Option<Instant>,
+    pruned: HashMap<String, usize>,
 }
 
 /// The pod's log directory, upstream's layout.
@@ -52,7 +53,7 @@ fn strings(v: &Value) -> Vec<String> {
 
 impl Worker {
     pub fn new(ctx: Arc<Ctx>) -> Self {
-        Self { ctx, sandbox: None, ids: HashMap::new(), backoff: HashMap::new(), waiting: HashMap::new(), start_time: String::new(), last_status: Value::Null, cond_times: HashMap::new(), probes: HashMap::new(), volumes_synced: None }
+        Self { ctx, sandbox: None, ids: HashMap::new(), backoff: HashMap::new(), waiting: HashMap::new(), start_time: String::new(), last_status: Value::Null, cond_times: HashMap::new(), probes: HashMap::new(), volumes_synced: None, pruned: HashMap::new() }
     }
 
     /// Run until the pod is gone.
@@ -323,7 +324,17 @@ impl Worker {
                 return Ok(());
             }
         };
-        self.ids.entry(name.clone()).or_default().push(id.clone());
+        let ids = self.ids.entry(name.clone()).or_default();
+        ids.push(id.clone());
+        // Keep the running instance and the one before it (lastState, logs
+        // --previous); remove older ones from the runtime, as upstream's GC does.
+        while ids.len() > 2 {
+            let old = ids.remove(0);
+            *self.pruned.entry(name.clone()).or_default() += 1;
+            self.probes.remove(&old);
+            let mut rt = self.ctx.rt.clone();
+            tokio::spawn(async move { rt.remove_container(cri::RemoveContainerRequest { container_id: old }).await });
+        }
         rt.start_container(cri::StartContainerRequest { container_id: id.clone() }).await?;
         self.waiting.remove(&name);
         let post = &c["lifecycle"]["postStart"];
@@ -342,7 +353,7 @@ impl Worker {
         let obs = self.observe().await;
         let ip = self.sandbox.as_ref().map(|s| s.1.clone()).unwrap_or_default();
         let now = rfc3339(now_nanos());
-        let mut st = status::compute(&status::Inputs { pod, pod_ip: &ip, host_ip: &self.ctx.node_ip, start_time: &self.start_time, instances: &obs, waiting: &self.waiting, now: &now, readiness: &self.readiness(pod) });
+        let mut st = status::compute(&status::Inputs { pod, pod_ip: &ip, host_ip: &self.ctx.node_ip, start_time: &self.start_time, instances: &obs, waiting: &self.waiting, now: &now, readiness: &self.readiness(pod), pruned: &self.pruned });
         // Keep each condition's transition time until its status changes.
         for c in st["conditions"].as_array_mut().into_iter().flatten() {
             let t = s(&c["type"]);

@@ -370,6 +370,11 @@ fn pods_run_in_real_containers() {
         let t = Instant::now();
         k.ok(&["delete", "pod", "hello", "--wait=true", "--timeout=60s"]);
         assert!(t.elapsed() >= Duration::from_secs(2), "hello was deleted before its grace period: {:?}", t.elapsed());
+        // Past two instances the oldest is removed from the runtime; the
+        // count of restarts and --previous still hold.
+        let p = wait_pod(&k, "crash", "a second restart", |p| p["status"]["containerStatuses"][0]["restartCount"].as_i64() >= Some(2));
+        assert_eq!(p["status"]["containerStatuses"][0]["lastState"]["terminated"]["exitCode"], 3);
+        assert_eq!(k.ok(&["logs", "crash", "--previous"]), "boom\n");
         let metrics = sh(&format!("busybox wget -q -O - http://127.0.0.1:{kport}/metrics"));
         assert!(metrics.contains("kubelet_container_restarts_total"), "{metrics}");
     }));
