@@ -11,6 +11,7 @@ pub mod node;
 pub mod probes;
 pub mod resources;
 pub mod server;
+pub mod static_pods;
 pub mod status;
 pub mod volumes;
 pub mod worker;
@@ -41,6 +42,8 @@ pub struct Config {
     pub log_root: PathBuf,
     /// Pod volumes live under `<root_dir>/pods/<uid>/volumes`.
     pub root_dir: PathBuf,
+    /// A directory of static pod manifests.
+    pub manifest_dir: Option<PathBuf>,
 }
 
 /// The kubelet's counters, on `/metrics`.
@@ -129,6 +132,9 @@ pub async fn run(cfg: Config) -> Result<()> {
         }
     }
     tokio::spawn(node::heartbeat(api.clone(), cfg.node_name.clone()));
+    if let Some(dir) = cfg.manifest_dir.clone() {
+        tokio::spawn(static_pods::run(api.clone(), dir, cfg.node_name.clone()));
+    }
     watch_pods(ctx, &cfg.node_name).await
 }
 

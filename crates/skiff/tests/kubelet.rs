@@ -131,6 +131,8 @@ fn pods_run_in_real_containers() {
             .arg(d.join("pods"))
             .arg("--root-dir")
             .arg(d.join("kubelet"))
+            .arg("--pod-manifest-path")
+            .arg(d.join("manifests"))
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(d.join("agent.log")).unwrap())
             .spawn()
@@ -186,6 +188,14 @@ fn pods_run_in_real_containers() {
         }
         assert_eq!(k.ok(&["logs", "hello", "--tail=1"]), "line2\n");
         assert_eq!(k.ok(&["logs", "hello", "-c", "first"]), "first\n");
+
+        // Static pods: a manifest file becomes a mirror pod that runs here;
+        // removing the file deletes it.
+        std::fs::create_dir_all(d.join("manifests")).unwrap();
+        std::fs::write(d.join("manifests/web.yaml"), "apiVersion: v1\nkind: Pod\nmetadata:\n  name: static-web\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: web\n    image: busybox:skiff-test\n    command: [sh, -c, 'echo static; exec sleep 3600']\n").unwrap();
+        let p = wait_pod(&k, "static-web-skiff-e2e", "Running", |p| p["status"]["phase"] == "Running");
+        assert_eq!(p["metadata"]["annotations"]["kubernetes.io/config.source"], "file");
+        std::fs::remove_file(d.join("manifests/web.yaml")).unwrap();
 
         // A Guaranteed pod: its limits land in the container's cgroup (v1
         // paths here) under kubepods/pod<uid>; `kubectl logs -f` follows it.
@@ -370,6 +380,11 @@ fn pods_run_in_real_containers() {
         let t = Instant::now();
         k.ok(&["delete", "pod", "hello", "--wait=true", "--timeout=60s"]);
         assert!(t.elapsed() >= Duration::from_secs(2), "hello was deleted before its grace period: {:?}", t.elapsed());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while k.run(&["get", "pod", "static-web-skiff-e2e"]).status.success() {
+            assert!(Instant::now() < deadline, "static pod not removed with its file");
+            std::thread::sleep(Duration::from_millis(300));
+        }
         // Past two instances the oldest is removed from the runtime; the
         // count of restarts and --previous still hold.
         let p = wait_pod(&k, "crash", "a second restart", |p| p["status"]["containerStatuses"][0]["restartCount"].as_i64() >= Some(2));

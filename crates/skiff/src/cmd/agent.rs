@@ -42,6 +42,9 @@ pub struct AgentArgs {
     /// The kubelet's own state: pod volumes under `pods/<uid>/volumes`.
     #[arg(long, default_value = "/var/lib/skiff/kubelet")]
     pub root_dir: PathBuf,
+    /// A directory of static pod manifests (YAML or JSON).
+    #[arg(long)]
+    pub pod_manifest_path: Option<PathBuf>,
 }
 
 /// The first non-loopback IPv4 address of this machine.
@@ -66,6 +69,7 @@ pub fn config(a: &AgentArgs) -> skiff_kubelet::Config {
         runtime: skiff_runtime::Config { root: a.runtime_root.clone(), runc: a.runc.clone(), bridge: a.bridge.clone(), pod_cidr: a.pod_cidr.clone(), ..Default::default() },
         log_root: a.pod_log_dir.clone(),
         root_dir: a.root_dir.clone(),
+        manifest_dir: a.pod_manifest_path.clone(),
     }
 }
 

@@ -105,6 +105,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
             pod_cidr: "10.244.0.0/24".into(),
             pod_log_dir: "/var/log/pods".into(),
             root_dir: dir.join("kubelet"),
+            pod_manifest_path: None,
         };
         tokio::spawn(super::agent::run_in_server(agent));
     }
