@@ -26,10 +26,21 @@ enum Command {
     Scheduler(cmd::scheduler::SchedulerArgs),
     /// Run the controllers (Deployment, ReplicaSet, …) against an API server, with leader election.
     ControllerManager(cmd::controller_manager::ControllerManagerArgs),
+    /// Run the kubelet (and the embedded container runtime) for this machine.
+    Agent(cmd::agent::AgentArgs),
+    /// Manage the embedded runtime's images.
+    #[command(subcommand)]
+    Images(cmd::images::ImagesCmd),
+    /// A pod sandbox's PID 1: holds the pod's namespaces and reaps zombies.
+    #[command(hide = true)]
+    Pause,
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    if let Command::Pause = cli.command {
+        skiff_runtime::pause::main();
+    }
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(&cli.log_level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -46,6 +57,9 @@ fn main() -> std::process::ExitCode {
             Command::Sim(args) => cmd::sim::run(args).await,
             Command::Scheduler(args) => cmd::scheduler::run(args).await,
             Command::ControllerManager(args) => cmd::controller_manager::run(args).await,
+            Command::Agent(args) => cmd::agent::run(args).await,
+            Command::Images(c) => cmd::images::run(c),
+            Command::Pause => unreachable!("handled before the runtime starts"),
         }
     });
     match result {

@@ -6,6 +6,7 @@
 
 mod binding;
 mod eviction;
+mod log;
 mod scale;
 
 use axum::http::{Method, StatusCode};
@@ -45,7 +46,8 @@ async fn log(storage: &Storage, req: &Request) -> ApiResult<Response> {
     let containers: Vec<String> = pod["spec"]["containers"].as_array().into_iter().flatten().filter_map(|c| c["name"].as_str().map(str::to_string)).collect();
     let container = match req.q("container") {
         Some(c) => {
-            if !containers.iter().any(|n| n == c) {
+            let init = pod["spec"]["initContainers"].as_array().into_iter().flatten().filter_map(|c| c["name"].as_str());
+            if !containers.iter().any(|n| n == c) && !init.into_iter().any(|n| n == c) {
                 return Err(ApiError::bad_request(format!("container {c} is not valid for pod {}", t.name())));
             }
             c.to_string()
@@ -59,6 +61,11 @@ async fn log(storage: &Storage, req: &Request) -> ApiResult<Response> {
             )))
         }
     };
+    if let Some(node) = pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) {
+        if let Some(r) = log::proxy(storage, node, t.namespace.as_deref().unwrap_or("default"), t.name(), &container, |k| req.q(k).map(str::to_string)).await? {
+            return Ok(r);
+        }
+    }
     let why = if pod["spec"]["nodeName"].as_str().is_none_or(str::is_empty) { "ContainerCreating" } else { "no kubelet serves this node yet" };
     Err(ApiError::bad_request(format!("container \"{container}\" in pod \"{}\" is waiting to start: {why}", t.name())))
 }

@@ -3,6 +3,8 @@
 mod kubeclient;
 pub mod scheduler;
 pub mod controller_manager;
+pub mod agent;
+pub mod images;
 pub mod server;
 pub mod sim;
 pub mod store;

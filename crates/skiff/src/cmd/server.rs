@@ -40,12 +40,18 @@ pub struct ServerArgs {
     /// Writes served at once; more get 429 (kube-apiserver's --max-mutating-requests-inflight).
     #[arg(long, default_value_t = 200)]
     max_mutating_requests_inflight: usize,
-    /// Do not run a kubelet for this machine (there is no kubelet yet; accepted for forward compatibility).
+    /// Do not run a kubelet (and the embedded container runtime) for this machine.
     #[arg(long)]
     disable_agent: bool,
     /// Do not run the controller manager in this process (run `skiff controller-manager` elsewhere, or none).
     #[arg(long)]
     disable_controllers: bool,
+    /// The Node name of this machine's agent (default: the hostname).
+    #[arg(long)]
+    node_name: Option<String>,
+    /// Port of this machine's kubelet endpoint.
+    #[arg(long, default_value_t = 10250)]
+    kubelet_port: u16,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -90,6 +96,24 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     }
     let pki = certs::ensure(&dir, args.listen)?;
     let kubeconfig = certs::write_kubeconfig(&dir, &pki, args.listen)?;
+    if !args.disable_agent {
+        let agent = super::agent::AgentArgs {
+            kubeconfig: kubeconfig.clone(),
+            node_name: args.node_name.clone(),
+            node_ip: None,
+            port: args.kubelet_port,
+            container_runtime_endpoint: None,
+            cri_socket: dir.join("cri.sock"),
+            runtime_root: dir.join("runtime"),
+            runc: "runc".into(),
+            bridge: "skiff0".into(),
+            pod_cidr: "10.244.0.0/24".into(),
+            pod_log_dir: "/var/log/pods".into(),
+            root_dir: dir.join("kubelet"),
+            pod_manifest_path: None,
+        };
+        tokio::spawn(super::agent::run_in_server(agent));
+    }
     let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
     tracing::info!(listen = %args.listen, data_dir = %dir.display(), "API server ready");
     println!("export KUBECONFIG={}", kubeconfig.display());

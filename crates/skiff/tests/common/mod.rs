@@ -124,6 +124,8 @@ impl SkiffServer {
             .args(["server", "--data-dir"])
             .arg(dir)
             .args(["--listen", &format!("127.0.0.1:{port}")])
+            // Tests run many servers at once; only those that ask for this machine's agent (by naming its node) get one.
+            .args(if extra.contains(&"--disable-agent") || extra.contains(&"--node-name") { &[][..] } else { &["--disable-agent"][..] })
             .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())

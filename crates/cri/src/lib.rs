@@ -1,0 +1,9 @@
+//! CRI v1 (`runtime.v1`): the subset of Kubernetes' Container Runtime Interface
+//! that Skiff's kubelet and embedded runtime use. Field numbers and names are
+//! upstream's, so any CRI client (crictl) or runtime (containerd) interoperates.
+
+#[allow(clippy::all)]
+pub mod v1 {
+    tonic::include_proto!("runtime.v1");
+}
+pub use v1::*;

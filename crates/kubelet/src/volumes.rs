@@ -1,0 +1,154 @@
+//! Pod volumes and environment from the API: emptyDir and hostPath
+//! directories, configMap and secret volumes written as files (rewritten
+//! every few seconds so edits reach running pods), and env/envFrom
+//! references to configMaps, secrets and the pod's own fields.
+
+use crate::client::Api;
+use anyhow::{bail, Context, Result};
+use base64::Engine;
+use serde_json::Value;
+use skiff_cri as cri;
+use std::path::{Path, PathBuf};
+
+fn s(v: &Value) -> String {
+    v.as_str().unwrap_or_default().to_string()
+}
+
+/// The pod's volumes directory.
+pub fn pod_dir(root: &Path, pod: &Value) -> PathBuf {
+    root.join("pods").join(s(&pod["metadata"]["uid"]))
+}
+
+/// A configMap's or secret's files: key → bytes (secret data is base64).
+async fn source_files(api: &Api, ns: &str, kind: &str, name: &str) -> Result<Option<Vec<(String, Vec<u8>)>>> {
+    let (code, obj) = api.get(&format!("/api/v1/namespaces/{ns}/{kind}/{name}")).await?;
+    if code == 404 {
+        return Ok(None);
+    }
+    if code != 200 {
+        bail!("reading {kind}/{name}: {code}");
+    }
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut files = vec![];
+    for (k, v) in obj["data"].as_object().into_iter().flatten() {
+        let raw = s(v);
+        files.push((k.clone(), if kind == "secrets" { b64.decode(raw.as_bytes()).unwrap_or_default() } else { raw.into_bytes() }));
+    }
+    for (k, v) in obj["binaryData"].as_object().into_iter().flatten() {
+        files.push((k.clone(), b64.decode(s(v).as_bytes()).unwrap_or_default()));
+    }
+    Ok(Some(files))
+}
+
+/// Make every volume's host directory (and refresh configMap/secret contents).
+pub async fn prepare(api: &Api, root: &Path, pod: &Value) -> Result<()> {
+    let ns = s(&pod["metadata"]["namespace"]);
+    for v in pod["spec"]["volumes"].as_array().into_iter().flatten() {
+        let dir = pod_dir(root, pod).join("volumes").join(s(&v["name"]));
+        let (kind, name, optional) = if v["configMap"].is_object() {
+            ("configmaps", s(&v["configMap"]["name"]), v["configMap"]["optional"] == true)
+        } else if v["secret"].is_object() {
+            ("secrets", s(&v["secret"]["secretName"]), v["secret"]["optional"] == true)
+        } else if v["hostPath"].is_object() {
+            let p = s(&v["hostPath"]["path"]);
+            if matches!(v["hostPath"]["type"].as_str(), Some("DirectoryOrCreate")) {
+                std::fs::create_dir_all(&p)?;
+            }
+            continue;
+        } else {
+            std::fs::create_dir_all(&dir)?;
+            continue;
+        };
+        std::fs::create_dir_all(&dir)?;
+        let Some(files) = source_files(api, &ns, kind, &name).await? else {
+            if optional {
+                continue;
+            }
+            bail!("{} \"{name}\" not found", kind.trim_end_matches('s'));
+        };
+        let items = v[if kind == "secrets" { "secret" } else { "configMap" }]["items"].as_array().cloned().unwrap_or_default();
+        for (k, data) in files {
+            let target = if items.is_empty() { Some(k.clone()) } else { items.iter().find(|i| i["key"] == k.as_str()).map(|i| s(&i["path"])) };
+            let Some(rel) = target.filter(|r| !r.contains("..")) else { continue };
+            let path = dir.join(&rel);
+            if let Some(p) = path.parent() {
+                std::fs::create_dir_all(p)?;
+            }
+            // Write then rename, so a reader never sees half a file.
+            let tmp = path.with_extension("skiff-tmp");
+            std::fs::write(&tmp, &data)?;
+            std::fs::rename(&tmp, &path)?;
+        }
+    }
+    Ok(())
+}
+
+/// The container's bind mounts for its volumeMounts.
+pub fn mounts(root: &Path, pod: &Value, c: &Value) -> Result<Vec<cri::Mount>> {
+    let mut out = vec![];
+    for m in c["volumeMounts"].as_array().into_iter().flatten() {
+        let name = s(&m["name"]);
+        let vol = pod["spec"]["volumes"].as_array().into_iter().flatten().find(|v| v["name"] == name.as_str()).with_context(|| format!("volume {name} not found"))?;
+        let mut host = if vol["hostPath"].is_object() { PathBuf::from(s(&vol["hostPath"]["path"])) } else { pod_dir(root, pod).join("volumes").join(&name) };
+        if let Some(sub) = m["subPath"].as_str().filter(|p| !p.is_empty() && !p.contains("..")) {
+            host = host.join(sub);
+        }
+        let ro = m["readOnly"] == true || vol["configMap"].is_object() || vol["secret"].is_object();
+        out.push(cri::Mount { container_path: s(&m["mountPath"]), host_path: host.display().to_string(), readonly: ro });
+    }
+    Ok(out)
+}
+
+/// The container's environment: envFrom first, then env (later wins).
+pub async fn env(api: &Api, pod: &Value, c: &Value, pod_ip: &str, host_ip: &str) -> Result<Vec<cri::KeyValue>> {
+    let ns = s(&pod["metadata"]["namespace"]);
+    let mut out: Vec<cri::KeyValue> = vec![];
+    let put = |k: String, v: String, out: &mut Vec<cri::KeyValue>| {
+        out.retain(|e| e.key != k);
+        out.push(cri::KeyValue { key: k, value: v });
+    };
+    for from in c["envFrom"].as_array().into_iter().flatten() {
+        let (kind, r) = if from["configMapRef"].is_object() { ("configmaps", &from["configMapRef"]) } else { ("secrets", &from["secretRef"]) };
+        match source_files(api, &ns, kind, &s(&r["name"])).await? {
+            Some(files) => {
+                for (k, v) in files {
+                    put(format!("{}{k}", s(&from["prefix"])), String::from_utf8_lossy(&v).to_string(), &mut out);
+                }
+            }
+            None if r["optional"] == true => {}
+            None => bail!("{} \"{}\" not found", kind.trim_end_matches('s'), s(&r["name"])),
+        }
+    }
+    for e in c["env"].as_array().into_iter().flatten() {
+        let vf = &e["valueFrom"];
+        let value = if let Some(path) = vf["fieldRef"]["fieldPath"].as_str() {
+            match path {
+                "metadata.name" => s(&pod["metadata"]["name"]),
+                "metadata.namespace" => ns.clone(),
+                "metadata.uid" => s(&pod["metadata"]["uid"]),
+                "spec.nodeName" => s(&pod["spec"]["nodeName"]),
+                "spec.serviceAccountName" => s(&pod["spec"]["serviceAccountName"]),
+                "status.podIP" => pod_ip.to_string(),
+                "status.hostIP" => host_ip.to_string(),
+                p => p.strip_prefix("metadata.labels['").and_then(|r| r.strip_suffix("']")).map(|l| s(&pod["metadata"]["labels"][l])).unwrap_or_default(),
+            }
+        } else if let Some((kind, r)) = [("configmaps", &vf["configMapKeyRef"]), ("secrets", &vf["secretKeyRef"])].into_iter().find(|(_, r)| r.is_object()) {
+            let key = s(&r["key"]);
+            let found = source_files(api, &ns, kind, &s(&r["name"])).await?.and_then(|f| f.into_iter().find(|(k, _)| *k == key));
+            match found {
+                Some((_, v)) => String::from_utf8_lossy(&v).to_string(),
+                None if r["optional"] == true => continue,
+                None => bail!("couldn't find key {key} in {} {}/{}", kind.trim_end_matches('s'), ns, s(&r["name"])),
+            }
+        } else if vf["resourceFieldRef"].is_object() {
+            let res = s(&vf["resourceFieldRef"]["resource"]);
+            let (kind, name) = res.split_once('.').unwrap_or(("limits", "cpu"));
+            let q = c["resources"][kind][name].as_str().and_then(crate::resources::milli).unwrap_or(0);
+            if name == "cpu" { ((q + 999) / 1000).max(1).to_string() } else { (q / 1000).to_string() }
+        } else {
+            s(&e["value"])
+        };
+        put(s(&e["name"]), value, &mut out);
+    }
+    Ok(out)
+}

@@ -1,0 +1,327 @@
+//! Containers: an overlayfs root over the image's layers, a runc bundle with
+//! our spec, and `runc run` in the foreground under a task that copies its
+//! output to the CRI log file and records the exit code when it ends
+//! (runc exits with the container's status, 128+signal when killed).
+
+use crate::{images::ImageRecord, spec, timefmt::now_nanos, Runtime};
+use anyhow::{bail, Context, Result};
+use skiff_cri as cri;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+pub struct Container {
+    pub id: String,
+    pub sandbox_id: String,
+    pub config: cri::ContainerConfig,
+    pub image: ImageRecord,
+    pub state: cri::ContainerState,
+    pub created_at: i64,
+    pub started_at: i64,
+    pub finished_at: i64,
+    pub exit_code: i32,
+    pub reason: String,
+    pub message: String,
+    /// runc reported an OOM kill in the container's memory cgroup.
+    pub oom: bool,
+    /// cgroupfs path of the container (`/kubepods/.../<id>`).
+    pub cgroup: String,
+    pub log_path: String,
+    pub bundle: PathBuf,
+    /// Flips to true when the container process has ended.
+    pub exited: watch::Receiver<bool>,
+    exited_tx: Option<watch::Sender<bool>>,
+}
+
+/// Process arguments with Kubernetes' override rules: `command` replaces the
+/// image's entrypoint (and drops its cmd), `args` replaces the cmd.
+pub fn process_args(command: &[String], args: &[String], img: &ImageRecord) -> Vec<String> {
+    let ep = if command.is_empty() { img.entrypoint.clone() } else { command.to_vec() };
+    let rest = if !args.is_empty() { args.to_vec() } else if command.is_empty() { img.cmd.clone() } else { vec![] };
+    ep.into_iter().chain(rest).collect()
+}
+
+/// Image env first, then the container's (later wins, by key).
+pub fn merge_env(image: &[String], container: &[cri::KeyValue]) -> Vec<String> {
+    let mut out: Vec<String> = image.to_vec();
+    for kv in container {
+        out.retain(|e| e.split('=').next() != Some(kv.key.as_str()));
+        out.push(format!("{}={}", kv.key, kv.value));
+    }
+    if !out.iter().any(|e| e.starts_with("PATH=")) {
+        out.insert(0, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+    }
+    out
+}
+
+fn mount_overlay(lower: &[PathBuf], bundle: &Path) -> Result<()> {
+    for d in ["upper", "work", "rootfs"] {
+        std::fs::create_dir_all(bundle.join(d))?;
+    }
+    // overlayfs lists the top layer first.
+    let lowers: Vec<String> = lower.iter().rev().map(|p| p.display().to_string()).collect();
+    let opts = format!("lowerdir={},upperdir={},workdir={}", lowers.join(":"), bundle.join("upper").display(), bundle.join("work").display());
+    let c = |s: &str| std::ffi::CString::new(s).unwrap();
+    let target = c(&bundle.join("rootfs").display().to_string());
+    let r = unsafe { libc::mount(c("overlay").as_ptr(), target.as_ptr(), c("overlay").as_ptr(), 0, c(&opts).as_ptr().cast()) };
+    if r != 0 {
+        bail!("mounting overlay at {}: {}", bundle.display(), std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn unmount(bundle: &Path) {
+    if let Ok(t) = std::ffi::CString::new(bundle.join("rootfs").display().to_string()) {
+        unsafe { libc::umount2(t.as_ptr(), libc::MNT_DETACH) };
+    }
+}
+
+/// How many processes the kernel OOM-killed in a container's memory cgroup
+/// (v1 `memory.oom_control`, v2 `memory.events`).
+pub fn oom_kills(cgroup: &str) -> u64 {
+    let v1 = format!("/sys/fs/cgroup/memory{cgroup}/memory.oom_control");
+    let v2 = format!("/sys/fs/cgroup{cgroup}/memory.events");
+    let text = std::fs::read_to_string(v1).or_else(|_| std::fs::read_to_string(v2)).unwrap_or_default();
+    text.lines().find_map(|l| l.strip_prefix("oom_kill ")).and_then(|n| n.trim().parse().ok()).unwrap_or(0)
+}
+
+/// oom_score_adj may only be lowered with CAP_SYS_RESOURCE, which this
+/// machine lacks: never ask for less than Skiff's own.
+fn allowed_oom_score_adj(want: i64) -> i64 {
+    let own = std::fs::read_to_string("/proc/self/oom_score_adj").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
+    want.max(own)
+}
+
+impl Runtime {
+    pub fn create_container(&self, sandbox_id: &str, config: cri::ContainerConfig) -> Result<String> {
+        let (proc_dir, cgroup_parent, log_dir) = {
+            let sbs = self.sandboxes.lock();
+            let sb = sbs.get(sandbox_id).context("no such sandbox")?;
+            let l = sb.config.linux.as_ref().map(|l| l.cgroup_parent.clone()).unwrap_or_default();
+            (sb.proc_dir(), l, sb.config.log_directory.clone())
+        };
+        let image_name = config.image.as_ref().map(|i| i.image.clone()).unwrap_or_default();
+        let image = self.images.find(&image_name).with_context(|| format!("image {image_name} not found"))?;
+        let id = crate::new_id();
+        let bundle = self.cfg.root.join("containers").join(&id);
+        let lowers: Vec<PathBuf> = image.layers.iter().map(|h| self.images.layer_dir(h)).collect();
+        mount_overlay(&lowers, &bundle)?;
+        let linux = config.linux.clone().unwrap_or_default();
+        let res = linux.resources.unwrap_or_default();
+        let sc = linux.security_context.unwrap_or_default();
+        let (img_uid, img_gid) = match image.user.split_once(':') {
+            Some((u, g)) => (u.parse().unwrap_or(0), g.parse().unwrap_or(0)),
+            None => (image.user.parse().unwrap_or(0), 0),
+        };
+        let parent = if cgroup_parent.is_empty() { "/skiff".to_string() } else { cgroup_parent };
+        let input = spec::SpecInput {
+            args: process_args(&config.command, &config.args, &image),
+            env: merge_env(&image.env, &config.envs),
+            cwd: if config.working_dir.is_empty() { image.working_dir.clone() } else { config.working_dir.clone() },
+            uid: sc.run_as_user.map(|v| v.value as u32).unwrap_or(img_uid),
+            gid: sc.run_as_group.map(|v| v.value as u32).unwrap_or(img_gid),
+            sandbox_proc: Some(proc_dir),
+            cgroups_path: format!("{}/{id}", parent.trim_end_matches('/')),
+            memory_limit: res.memory_limit_in_bytes,
+            cpu_shares: res.cpu_shares,
+            cpu_quota: res.cpu_quota,
+            cpu_period: res.cpu_period,
+            oom_score_adj: allowed_oom_score_adj(res.oom_score_adj),
+            mounts: config.mounts.iter().map(|m| (m.container_path.clone(), m.host_path.clone(), m.readonly)).collect(),
+        };
+        if input.args.is_empty() {
+            unmount(&bundle);
+            bail!("no command specified");
+        }
+        std::fs::write(bundle.join("config.json"), serde_json::to_vec_pretty(&spec::build(&input))?)?;
+        let log_path = if config.log_path.is_empty() { String::new() } else { Path::new(&log_dir).join(&config.log_path).display().to_string() };
+        let (tx, rx) = watch::channel(false);
+        let c = Container {
+            id: id.clone(),
+            sandbox_id: sandbox_id.to_string(),
+            config,
+            image,
+            state: cri::ContainerState::ContainerCreated,
+            created_at: now_nanos(),
+            started_at: 0,
+            finished_at: 0,
+            exit_code: 0,
+            reason: String::new(),
+            message: String::new(),
+            oom: false,
+            cgroup: input.cgroups_path.clone(),
+            log_path,
+            bundle,
+            exited: rx,
+            exited_tx: Some(tx),
+        };
+        self.containers.lock().insert(id.clone(), c);
+        Ok(id)
+    }
+
+    /// Returns once runc reports the container running (or it has already exited),
+    /// so that exec (probes, postStart) can follow at once.
+    pub async fn start_container(&self, id: &str) -> Result<()> {
+        let (bundle, log_path, tx) = {
+            let mut cs = self.containers.lock();
+            let c = cs.get_mut(id).context("no such container")?;
+            if c.state != cri::ContainerState::ContainerCreated {
+                bail!("container {id} is not in the created state");
+            }
+            (c.bundle.clone(), c.log_path.clone(), c.exited_tx.take().context("already started")?)
+        };
+        let file = if log_path.is_empty() {
+            std::fs::OpenOptions::new().write(true).open("/dev/null")?
+        } else {
+            if let Some(d) = Path::new(&log_path).parent() {
+                std::fs::create_dir_all(d)?;
+            }
+            std::fs::OpenOptions::new().create(true).append(true).open(&log_path)?
+        };
+        let file = Arc::new(parking_lot::Mutex::new(file));
+        let mut child = tokio::process::Command::new(&self.cfg.runc)
+            .arg("run")
+            // Keep the cgroup after exit, to read its OOM-kill count; `runc delete` follows.
+            .arg("--keep")
+            .arg("--bundle")
+            .arg(&bundle)
+            .arg(id)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("running {}", self.cfg.runc))?;
+        let out = tokio::spawn(crate::logs::pump(child.stdout.take().context("stdout")?, "stdout", file.clone()));
+        let err = tokio::spawn(crate::logs::pump(child.stderr.take().context("stderr")?, "stderr", file));
+        {
+            let mut cs = self.containers.lock();
+            if let Some(c) = cs.get_mut(id) {
+                c.state = cri::ContainerState::ContainerRunning;
+                c.started_at = now_nanos();
+            }
+        }
+        let containers = self.containers.clone();
+        let (mut exited, cgroup) = self.containers.lock().get(id).map(|c| (c.exited.clone(), c.cgroup.clone())).context("container vanished")?;
+        let runc = self.cfg.runc.clone();
+        let runc_wait = runc.clone();
+        let id = id.to_string();
+        let wait_id = id.clone();
+        tokio::spawn(async move {
+            let status = child.wait().await;
+            let _ = tokio::time::timeout(Duration::from_secs(2), async {
+                let _ = out.await;
+                let _ = err.await;
+            })
+            .await;
+            let code = match status {
+                Ok(s) => s.code().unwrap_or_else(|| 128 + std::os::unix::process::ExitStatusExt::signal(&s).unwrap_or(0)),
+                Err(_) => 255,
+            };
+            let oom = code != 0 && oom_kills(&cgroup) > 0;
+            let _ = tokio::process::Command::new(&runc).args(["delete", "-f", &id]).stderr(Stdio::null()).status().await;
+            tracing::info!(container = %id, code, oom, "container exited");
+            if let Some(c) = containers.lock().get_mut(&id) {
+                c.state = cri::ContainerState::ContainerExited;
+                c.finished_at = now_nanos();
+                c.exit_code = code;
+                c.oom = oom;
+                c.reason = match (code, c.oom) {
+                    (0, _) => "Completed".into(),
+                    (_, true) => "OOMKilled".into(),
+                    _ => "Error".into(),
+                };
+            }
+            let _ = tx.send(true);
+        });
+        for _ in 0..200 {
+            if *exited.borrow_and_update() {
+                break;
+            }
+            let st = tokio::process::Command::new(&runc_wait).args(["state", &wait_id]).stderr(Stdio::null()).output().await?;
+            if serde_json::from_slice::<serde_json::Value>(&st.stdout).is_ok_and(|v| v["status"] == "running") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        Ok(())
+    }
+
+    async fn runc_kill(&self, id: &str, sig: &str) {
+        let _ = tokio::process::Command::new(&self.cfg.runc).args(["kill", id, sig]).stdout(Stdio::null()).stderr(Stdio::null()).status().await;
+    }
+
+    /// SIGTERM, wait up to `timeout` seconds, then SIGKILL.
+    pub async fn stop_container(&self, id: &str, timeout: i64) -> Result<()> {
+        let mut rx = {
+            let cs = self.containers.lock();
+            let c = cs.get(id).context("no such container")?;
+            if c.state != cri::ContainerState::ContainerRunning {
+                return Ok(());
+            }
+            c.exited.clone()
+        };
+        if timeout > 0 {
+            self.runc_kill(id, "TERM").await;
+            if tokio::time::timeout(Duration::from_secs(timeout as u64), rx.wait_for(|e| *e)).await.is_ok() {
+                return Ok(());
+            }
+        }
+        for _ in 0..10 {
+            self.runc_kill(id, "KILL").await;
+            if tokio::time::timeout(Duration::from_secs(1), rx.wait_for(|e| *e)).await.is_ok() {
+                return Ok(());
+            }
+        }
+        bail!("container {id} did not stop")
+    }
+
+    /// Run `cmd` in the running container (`runc exec`); a timeout of 0 means none.
+    pub async fn exec_sync(&self, id: &str, cmd: &[String], timeout: i64) -> Result<(Vec<u8>, Vec<u8>, i32)> {
+        if self.containers.lock().get(id).is_none_or(|c| c.state != cri::ContainerState::ContainerRunning) {
+            bail!("container {id} is not running");
+        }
+        let child = tokio::process::Command::new(&self.cfg.runc).arg("exec").arg(id).args(cmd).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true).output();
+        let out = if timeout > 0 {
+            tokio::time::timeout(Duration::from_secs(timeout as u64), child).await.map_err(|_| anyhow::anyhow!("command timed out after {timeout}s"))??
+        } else {
+            child.await?
+        };
+        let code = out.status.code().unwrap_or_else(|| 128 + std::os::unix::process::ExitStatusExt::signal(&out.status).unwrap_or(0));
+        Ok((out.stdout, out.stderr, code))
+    }
+
+    pub async fn remove_container(&self, id: &str) -> Result<()> {
+        if !self.containers.lock().contains_key(id) {
+            return Ok(());
+        }
+        self.stop_container(id, 0).await?;
+        let c = self.containers.lock().remove(id);
+        if let Some(c) = c {
+            let _ = tokio::process::Command::new(&self.cfg.runc).args(["delete", "-f", id]).stderr(Stdio::null()).status().await;
+            unmount(&c.bundle);
+            let _ = std::fs::remove_dir_all(&c.bundle);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[test]
+    fn command_and_args_override_image() {
+        let img = ImageRecord { entrypoint: vec!["/ep".into()], cmd: vec!["c1".into()], ..Default::default() };
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert_eq!(process_args(&[], &[], &img), s(&["/ep", "c1"]));
+        assert_eq!(process_args(&[], &s(&["a"]), &img), s(&["/ep", "a"]));
+        assert_eq!(process_args(&s(&["sh"]), &[], &img), s(&["sh"]));
+        assert_eq!(process_args(&s(&["sh"]), &s(&["-c", "x"]), &img), s(&["sh", "-c", "x"]));
+    }
+    #[test]
+    fn env_merges_by_key() {
+        let env = merge_env(&["PATH=/bin".into(), "A=1".into()], &[cri::KeyValue { key: "A".into(), value: "2".into() }]);
+        assert_eq!(env, vec!["PATH=/bin".to_string(), "A=2".into()]);
+    }
+}

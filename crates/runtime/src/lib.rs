@@ -1,0 +1,73 @@
+//! Skiff's embedded container runtime. It implements the CRI v1
+//! RuntimeService and ImageService (`service.rs`), in-process and on a unix
+//! socket, over: an image store of unpacked layers (`images.rs`), overlayfs
+//! root filesystems, runc with a spec we generate (`spec.rs`), a pause
+//! process per pod that owns its network/IPC/UTS namespaces (`sandbox.rs`,
+//! `pause.rs`), a bridge network through the CNI plugins, and CRI log files
+//! (`logs.rs`).
+
+pub mod container;
+pub mod images;
+pub mod logs;
+pub mod pause;
+pub mod pull;
+pub mod sandbox;
+pub mod service;
+pub mod spec;
+pub mod timefmt;
+
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Where the runtime keeps its state and which helpers it runs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Images, layers and container bundles (`/var/lib/skiff/runtime`).
+    pub root: PathBuf,
+    /// The OCI runtime binary.
+    pub runc: String,
+    /// The binary whose `pause` subcommand is each sandbox's PID 1 (the skiff binary).
+    pub pause_exe: PathBuf,
+    /// Where the CNI plugins are (Debian: `/usr/lib/cni`).
+    pub cni_bin: PathBuf,
+    /// The node bridge and the pod subnet it hands addresses from.
+    pub bridge: String,
+    pub pod_cidr: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            root: "/var/lib/skiff/runtime".into(),
+            runc: "runc".into(),
+            pause_exe: std::env::current_exe().unwrap_or_else(|_| "skiff".into()),
+            cni_bin: "/usr/lib/cni".into(),
+            bridge: "skiff0".into(),
+            pod_cidr: "10.244.0.0/24".into(),
+        }
+    }
+}
+
+/// The runtime: its sandboxes and containers live in memory (a restart of
+/// Skiff forgets them; persisting them is future work).
+pub struct Runtime {
+    pub cfg: Config,
+    pub images: images::Images,
+    pub sandboxes: Mutex<HashMap<String, sandbox::Sandbox>>,
+    pub containers: Arc<Mutex<HashMap<String, container::Container>>>,
+}
+
+impl Runtime {
+    pub fn new(cfg: Config) -> anyhow::Result<Arc<Self>> {
+        let images = images::Images::new(&cfg.root)?;
+        std::fs::create_dir_all(cfg.root.join("containers"))?;
+        Ok(Arc::new(Self { cfg, images, sandboxes: Mutex::default(), containers: Arc::default() }))
+    }
+}
+
+/// A random 64-hex-digit ID, as container runtimes name things.
+pub fn new_id() -> String {
+    (0..4).map(|_| format!("{:016x}", rand::random::<u64>())).collect()
+}

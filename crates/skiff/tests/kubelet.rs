@@ -1,0 +1,436 @@
+//! End to end: `skiff server` plus `skiff agent` (kubelet + embedded runtime)
+//! run real containers with runc from a busybox image built here from
+//! Debian's busybox-static, driven by real kubectl. Needs root (namespaces,
+//! mounts, cgroups); skipped with a message otherwise.
+
+mod common;
+
+use common::{free_port, wait_for_port, Kubectl, SkiffServer};
+use serde_json::Value;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn sh(cmd: &str) -> String {
+    let out = Command::new("sh").arg("-c").arg(cmd).output().unwrap();
+    assert!(out.status.success(), "{cmd}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn sha(path: &Path) -> (String, u64) {
+    let hex = sh(&format!("sha256sum {}", path.display())).split_whitespace().next().unwrap().to_string();
+    (hex, std::fs::metadata(path).unwrap().len())
+}
+
+/// An OCI-layout tarball holding one layer: /bin/busybox and its applets.
+fn build_busybox_image(dir: &Path) -> std::path::PathBuf {
+    let root = dir.join("rootfs");
+    std::fs::create_dir_all(root.join("bin")).unwrap();
+    std::fs::create_dir_all(root.join("tmp")).unwrap();
+    std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
+    for applet in sh("/bin/busybox --list").lines() {
+        if applet != "busybox" {
+            std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
+        }
+    }
+    let oci = dir.join("oci");
+    let blobs = oci.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    let layer = dir.join("layer.tar");
+    sh(&format!("tar -C {} -cf {} .", root.display(), layer.display()));
+    let (lhex, lsize) = sha(&layer);
+    std::fs::rename(&layer, blobs.join(&lhex)).unwrap();
+    let put = |v: Value| {
+        let p = dir.join("blob");
+        std::fs::write(&p, serde_json::to_vec(&v).unwrap()).unwrap();
+        let (hex, size) = sha(&p);
+        std::fs::rename(&p, blobs.join(&hex)).unwrap();
+        (hex, size)
+    };
+    let (chex, csize) = put(serde_json::json!({"architecture": "amd64", "os": "linux",
+        "config": {"Env": ["PATH=/bin"], "Cmd": ["sh"]}, "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{lhex}")]}}));
+    let (mhex, msize) = put(serde_json::json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": format!("sha256:{chex}"), "size": csize},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": format!("sha256:{lhex}"), "size": lsize}]}));
+    std::fs::write(oci.join("index.json"), serde_json::json!({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "digest": format!("sha256:{mhex}"), "size": msize, "annotations": {"org.opencontainers.image.ref.name": "busybox:skiff-test"}}]}).to_string()).unwrap();
+    std::fs::write(oci.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    let tarball = dir.join("busybox-oci.tar");
+    sh(&format!("tar -C {} -cf {} .", oci.display(), tarball.display()));
+    std::fs::remove_dir_all(&root).unwrap();
+    std::fs::remove_dir_all(&oci).unwrap();
+    tarball
+}
+
+struct Agent(Child);
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn get(k: &Kubectl, pod: &str) -> Value {
+    let out = k.run(&["get", "pod", pod, "-o", "json"]);
+    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+}
+
+fn wait_pod(k: &Kubectl, pod: &str, what: &str, f: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let p = get(k, pod);
+        if f(&p) {
+            return p;
+        }
+        assert!(Instant::now() < deadline, "pod {pod}: timed out waiting for {what}; last: {:#}", p["status"]);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+fn pod(name: &str, policy: &str, grace: i64, init: Value, script: &str) -> String {
+    serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+        "spec": {"nodeName": "skiff-e2e", "restartPolicy": policy, "terminationGracePeriodSeconds": grace, "initContainers": init,
+            "containers": [{"name": "main", "image": "busybox:skiff-test", "command": ["sh", "-c", script]}]}}).to_string()
+}
+
+fn apply(k: &Kubectl, manifest: &str) {
+    let mut c = Command::new(&k.bin).env("KUBECONFIG", &k.kubeconfig).args(["create", "--validate=false", "-f", "-"]).stdin(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
+    use std::io::Write;
+    c.stdin.take().unwrap().write_all(manifest.as_bytes()).unwrap();
+    assert!(c.wait().unwrap().success());
+}
+
+#[test]
+fn pods_run_in_real_containers() {
+    if unsafe { libc_geteuid() } != 0 {
+        eprintln!("skipping: the kubelet end-to-end test needs root (namespaces, mounts, cgroups)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let image = build_busybox_image(d);
+    let runtime_root = d.join("runtime");
+    let skiff = env!("CARGO_BIN_EXE_skiff");
+    let out = Command::new(skiff).args(["images", "import"]).arg(&image).arg("--runtime-root").arg(&runtime_root).output().unwrap();
+    assert!(out.status.success(), "import: {}", String::from_utf8_lossy(&out.stderr));
+    let ls = Command::new(skiff).args(["images", "ls", "--runtime-root"]).arg(&runtime_root).output().unwrap();
+    assert!(String::from_utf8_lossy(&ls.stdout).contains("docker.io/library/busybox:skiff-test"));
+
+    let server = SkiffServer::start_with(&d.join("server"), free_port(), &["--disable-agent"]);
+    let kport = free_port();
+    let _agent = Agent(
+        Command::new(skiff)
+            .args(["agent", "--kubeconfig"])
+            .arg(&server.kubeconfig)
+            .args(["--node-name", "skiff-e2e", "--node-ip", "127.0.0.1", "--port", &kport.to_string(), "--bridge", "skiffe2e0", "--pod-cidr", "10.244.250.0/24"])
+            .arg("--runtime-root")
+            .arg(&runtime_root)
+            .arg("--cri-socket")
+            .arg(d.join("cri.sock"))
+            .arg("--pod-log-dir")
+            .arg(d.join("pods"))
+            .arg("--root-dir")
+            .arg(d.join("kubelet"))
+            .arg("--pod-manifest-path")
+            .arg(d.join("manifests"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(d.join("agent.log")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for_port(kport, Duration::from_secs(30));
+    let k = Kubectl::new(33, &server.kubeconfig);
+
+    // The Node registers with capacity and conditions; its Lease is renewed.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !k.run(&["get", "node", "skiff-e2e"]).status.success() {
+        assert!(Instant::now() < deadline, "node never registered");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let node: Value = serde_json::from_str(&k.ok(&["get", "node", "skiff-e2e", "-o", "json"])).unwrap();
+    let types: Vec<&str> = node["status"]["conditions"].as_array().unwrap().iter().map(|c| c["type"].as_str().unwrap()).collect();
+    for t in ["Ready", "MemoryPressure", "DiskPressure", "PIDPressure"] {
+        assert!(types.contains(&t), "{types:?}");
+    }
+    assert!(node["status"]["capacity"]["memory"].as_str().unwrap().ends_with("Ki"));
+    k.ok(&["get", "lease", "-n", "kube-node-lease", "skiff-e2e"]);
+
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        // A pod with two init containers, run in order, then a long-running container with output.
+        let init = serde_json::json!([
+            {"name": "first", "image": "busybox:skiff-test", "command": ["sh", "-c", "echo first; sleep 1"]},
+            {"name": "second", "image": "busybox:skiff-test", "command": ["sh", "-c", "echo second"]}]);
+        apply(&k, &pod("hello", "Always", 2, init, "echo hello from skiff; sleep 0.3; echo to-stderr >&2; sleep 0.3; echo line2; exec sleep 3600"));
+        let p = wait_pod(&k, "hello", "Running", |p| p["status"]["phase"] == "Running" && p["status"]["containerStatuses"][0]["ready"] == true);
+        let ip = p["status"]["podIP"].as_str().unwrap();
+        assert!(ip.starts_with("10.244.250."), "{ip}");
+        let inits = p["status"]["initContainerStatuses"].as_array().unwrap();
+        let first = &inits[0]["state"]["terminated"];
+        let second = &inits[1]["state"]["terminated"];
+        assert_eq!(first["exitCode"], 0);
+        assert_eq!(second["exitCode"], 0);
+        assert!(first["finishedAt"].as_str().unwrap() <= second["startedAt"].as_str().unwrap(), "init containers ran in order: {inits:?}");
+        let conds = p["status"]["conditions"].as_array().unwrap();
+        for t in ["PodScheduled", "Initialized", "ContainersReady", "Ready"] {
+            assert!(conds.iter().any(|c| c["type"] == t && c["status"] == "True"), "{t}: {conds:?}");
+        }
+        assert_eq!(p["status"]["qosClass"], "BestEffort");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let logs = String::from_utf8_lossy(&k.run(&["logs", "hello"]).stdout).to_string();
+            if logs.contains("line2") {
+                assert_eq!(logs.lines().filter(|l| !l.is_empty()).count(), 3, "{logs}");
+                assert!(logs.starts_with("hello from skiff\n"), "{logs}");
+                break;
+            }
+            assert!(Instant::now() < deadline, "kubectl logs: {logs:?}");
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        assert_eq!(k.ok(&["logs", "hello", "--tail=1"]), "line2\n");
+        assert_eq!(k.ok(&["logs", "hello", "-c", "first"]), "first\n");
+
+        // Static pods: a manifest file becomes a mirror pod that runs here;
+        // removing the file deletes it.
+        std::fs::create_dir_all(d.join("manifests")).unwrap();
+        std::fs::write(d.join("manifests/web.yaml"), "apiVersion: v1\nkind: Pod\nmetadata:\n  name: static-web\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: web\n    image: busybox:skiff-test\n    command: [sh, -c, 'echo static; exec sleep 3600']\n").unwrap();
+        let p = wait_pod(&k, "static-web-skiff-e2e", "Running", |p| p["status"]["phase"] == "Running");
+        assert_eq!(p["metadata"]["annotations"]["kubernetes.io/config.source"], "file");
+        std::fs::remove_file(d.join("manifests/web.yaml")).unwrap();
+
+        // A Guaranteed pod: its limits land in the container's cgroup (v1
+        // paths here) under kubepods/pod<uid>; `kubectl logs -f` follows it.
+        let g = serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "guaranteed"},
+            "spec": {"nodeName": "skiff-e2e", "terminationGracePeriodSeconds": 1, "containers": [{"name": "main", "image": "busybox:skiff-test",
+                "command": ["sh", "-c", "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.3; done"],
+                "resources": {"limits": {"cpu": "250m", "memory": "32Mi"}}}]}});
+        apply(&k, &g.to_string());
+        let p = wait_pod(&k, "guaranteed", "Running", |p| p["status"]["phase"] == "Running");
+        assert_eq!(p["status"]["qosClass"], "Guaranteed");
+        let uid = p["metadata"]["uid"].as_str().unwrap();
+        let cid = p["status"]["containerStatuses"][0]["containerID"].as_str().unwrap().trim_start_matches("skiff://");
+        if Path::new("/sys/fs/cgroup/memory/kubepods").exists() {
+            let read = |f: &str| std::fs::read_to_string(format!("/sys/fs/cgroup/{f}")).unwrap_or_default().trim().to_string();
+            assert_eq!(read(&format!("memory/kubepods/pod{uid}/{cid}/memory.limit_in_bytes")), (32u64 << 20).to_string());
+            assert_eq!(read(&format!("cpu/kubepods/pod{uid}/{cid}/cpu.shares")), "256");
+            assert_eq!(read(&format!("cpu/kubepods/pod{uid}/{cid}/cpu.cfs_quota_us")), "25000");
+        }
+        let mut follow = Command::new(&k.bin).env("KUBECONFIG", &k.kubeconfig).args(["logs", "-f", "guaranteed"]).stdout(Stdio::piped()).spawn().unwrap();
+        let mut lines = std::io::BufRead::lines(std::io::BufReader::new(follow.stdout.take().unwrap()));
+        let first: Vec<String> = (0..6).map(|_| lines.next().unwrap().unwrap()).collect();
+        let _ = follow.kill();
+        let _ = follow.wait();
+        assert!(first.iter().enumerate().all(|(i, l)| *l == format!("tick {i}")), "{first:?}");
+
+        // Volumes and env: configMap and secret files and keys, an emptyDir an
+        // init container fills, fieldRef and envFrom; configMap edits reach the files.
+        apply(&k, r#"{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cfg"}, "data": {"greeting": "hello-cm"}}"#);
+        apply(&k, r#"{"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "sec"}, "data": {"password": "czNjcmV0"}}"#);
+        let v = serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "config"},
+            "spec": {"nodeName": "skiff-e2e", "terminationGracePeriodSeconds": 1,
+                "volumes": [{"name": "cm", "configMap": {"name": "cfg"}}, {"name": "sec", "secret": {"secretName": "sec"}}, {"name": "scratch", "emptyDir": {}}],
+                "initContainers": [{"name": "fill", "image": "busybox:skiff-test", "command": ["sh", "-c", "echo init-wrote > /scratch/from-init"],
+                    "volumeMounts": [{"name": "scratch", "mountPath": "/scratch"}]}],
+                "containers": [{"name": "main", "image": "busybox:skiff-test",
+                    "command": ["sh", "-c", "cat /etc/cm/greeting; echo; cat /etc/sec/password; echo; cat /scratch/from-init; echo \"env $GREETING $PASS $POD_NAME $CM_greeting\"; exec sleep 3600"],
+                    "env": [{"name": "GREETING", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "greeting"}}},
+                            {"name": "PASS", "valueFrom": {"secretKeyRef": {"name": "sec", "key": "password"}}},
+                            {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
+                    "envFrom": [{"configMapRef": {"name": "cfg"}, "prefix": "CM_"}],
+                    "volumeMounts": [{"name": "cm", "mountPath": "/etc/cm"}, {"name": "sec", "mountPath": "/etc/sec"}, {"name": "scratch", "mountPath": "/scratch"}]}]}});
+        apply(&k, &v.to_string());
+        let p = wait_pod(&k, "config", "Running", |p| p["status"]["phase"] == "Running");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let logs = String::from_utf8_lossy(&k.run(&["logs", "config"]).stdout).to_string();
+            if logs.contains("env ") {
+                assert_eq!(logs, "hello-cm\ns3cret\ninit-wrote\nenv hello-cm s3cret config hello-cm\n");
+                break;
+            }
+            assert!(Instant::now() < deadline, "config pod logs: {logs:?}");
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        k.ok(&["patch", "configmap", "cfg", "-p", r#"{"data":{"greeting":"changed"}}"#]);
+        let file = d.join("kubelet/pods").join(p["metadata"]["uid"].as_str().unwrap()).join("volumes/cm/greeting");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::fs::read_to_string(&file).unwrap_or_default() != "changed" {
+            assert!(Instant::now() < deadline, "configMap edit never reached {}", file.display());
+            std::thread::sleep(Duration::from_millis(300));
+        }
+
+        // A crashing container is restarted with its exit code in lastState.
+        apply(&k, &pod("crash", "Always", 1, serde_json::json!([]), "echo boom; exit 3"));
+        let p = wait_pod(&k, "crash", "a restart", |p| p["status"]["containerStatuses"][0]["restartCount"].as_i64() >= Some(1));
+        assert_eq!(p["status"]["containerStatuses"][0]["lastState"]["terminated"]["exitCode"], 3);
+        assert_eq!(p["status"]["containerStatuses"][0]["lastState"]["terminated"]["reason"], "Error");
+        let p = wait_pod(&k, "crash", "CrashLoopBackOff", |p| p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"] == "CrashLoopBackOff");
+        assert_eq!(p["status"]["phase"], "Running");
+        assert_eq!(k.ok(&["logs", "crash", "--previous"]), "boom\n");
+
+        // restartPolicy Never: the exit code ends the pod.
+        apply(&k, &pod("fails", "Never", 1, serde_json::json!([]), "exit 7"));
+        let p = wait_pod(&k, "fails", "Failed", |p| p["status"]["phase"] == "Failed");
+        assert_eq!(p["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"], 7);
+        assert_eq!(p["status"]["containerStatuses"][0]["restartCount"], 0);
+        apply(&k, &pod("succeeds", "OnFailure", 1, serde_json::json!([]), "echo done"));
+        // Over its memory limit, a container is OOMKilled.
+        let oom = serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "oom"},
+            "spec": {"nodeName": "skiff-e2e", "restartPolicy": "Never", "terminationGracePeriodSeconds": 1, "containers": [{"name": "main", "image": "busybox:skiff-test",
+                "command": ["sh", "-c", "exec tail /dev/zero"], "resources": {"limits": {"memory": "16Mi"}}}]}});
+        apply(&k, &oom.to_string());
+        let p = wait_pod(&k, "oom", "Failed", |p| p["status"]["phase"] == "Failed");
+        assert_eq!(p["status"]["containerStatuses"][0]["state"]["terminated"]["reason"], "OOMKilled", "{:#}", p["status"]);
+        assert_eq!(p["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"], 137);
+        assert_eq!(p["status"]["qosClass"], "Burstable");
+        wait_pod(&k, "succeeds", "Succeeded", |p| p["status"]["phase"] == "Succeeded");
+
+        // Native sidecars: started in order before the next init container,
+        // kept running with the app, stopped once a Never pod's work is done.
+        let sidecar = |name: &str, main: &str| serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+            "spec": {"nodeName": "skiff-e2e", "restartPolicy": "Never", "terminationGracePeriodSeconds": 1,
+                "initContainers": [{"name": "side", "image": "busybox:skiff-test", "restartPolicy": "Always", "command": ["sh", "-c", "exec sleep 3600"]},
+                                   {"name": "after", "image": "busybox:skiff-test", "command": ["true"]}],
+                "containers": [{"name": "main", "image": "busybox:skiff-test", "command": ["sh", "-c", main]}]}}).to_string();
+        apply(&k, &sidecar("sidecar", "exec sleep 3600"));
+        let p = wait_pod(&k, "sidecar", "Running", |p| p["status"]["phase"] == "Running" && p["status"]["containerStatuses"][0]["ready"] == true);
+        let inits = p["status"]["initContainerStatuses"].as_array().unwrap();
+        assert!(inits[0]["state"]["running"].is_object(), "{inits:?}");
+        assert_eq!(inits[0]["ready"], true);
+        assert!(inits[0]["state"]["running"]["startedAt"].as_str() <= inits[1]["state"]["terminated"]["startedAt"].as_str());
+        apply(&k, &sidecar("sidecar-done", "echo done"));
+        let p = wait_pod(&k, "sidecar-done", "Succeeded with the sidecar stopped", |p| p["status"]["phase"] == "Succeeded" && p["status"]["initContainerStatuses"][0]["state"]["terminated"].is_object());
+        assert_eq!(p["status"]["initContainerStatuses"][0]["restartCount"], 0);
+
+        // Probes: httpGet readiness passes, tcpSocket readiness fails (not
+        // Ready, not restarted), a failing exec liveness probe restarts.
+        let c = |name: &str, script: &str, probes: Value| {
+            let mut c = serde_json::json!({"name": name, "image": "busybox:skiff-test", "command": ["sh", "-c", script]});
+            c.as_object_mut().unwrap().extend(probes.as_object().unwrap().clone());
+            c
+        };
+        let probes = serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "probes"},
+            "spec": {"nodeName": "skiff-e2e", "terminationGracePeriodSeconds": 1, "containers": [
+                c("web", "echo ok > /tmp/index.html; exec httpd -f -p 8080 -h /tmp", serde_json::json!({
+                    "readinessProbe": {"httpGet": {"path": "/index.html", "port": 8080}, "periodSeconds": 1},
+                    "livenessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 1}})),
+                c("unready", "exec sleep 3600", serde_json::json!({"readinessProbe": {"tcpSocket": {"port": 9}, "periodSeconds": 1, "failureThreshold": 1}})),
+                c("dies", "exec sleep 3600", serde_json::json!({"livenessProbe": {"exec": {"command": ["cat", "/tmp/healthy"]}, "periodSeconds": 1, "failureThreshold": 2}})),
+            ]}});
+        apply(&k, &probes.to_string());
+        let by_name = |p: &Value, n: &str| p["status"]["containerStatuses"].as_array().into_iter().flatten().find(|c| c["name"] == n).cloned().unwrap_or(Value::Null);
+        let p = wait_pod(&k, "probes", "probe results", |p| by_name(p, "web")["ready"] == true && by_name(p, "dies")["restartCount"].as_i64() >= Some(1));
+        assert_eq!(by_name(&p, "unready")["ready"], false);
+        assert_eq!(by_name(&p, "unready")["restartCount"], 0);
+        assert_eq!(by_name(&p, "web")["restartCount"], 0);
+        assert_eq!(by_name(&p, "dies")["lastState"]["terminated"]["exitCode"], 137);
+        assert_eq!(p["status"]["phase"], "Running");
+        let ready = p["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Ready").unwrap().clone();
+        assert_eq!(ready["status"], "False");
+
+        // Hooks: postStart runs after the container starts; preStop runs on
+        // deletion, and here it alone ends the container (sh as PID 1 ignores SIGTERM).
+        let hooks = serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "hooks"},
+            "spec": {"nodeName": "skiff-e2e", "terminationGracePeriodSeconds": 30, "containers": [{"name": "main", "image": "busybox:skiff-test",
+                "command": ["sh", "-c", "while [ ! -f /tmp/poststart ]; do sleep 0.1; done; echo poststart ran; while [ ! -f /tmp/stopped ]; do sleep 0.2; done; echo prestop ran"],
+                "lifecycle": {"postStart": {"exec": {"command": ["touch", "/tmp/poststart"]}}, "preStop": {"exec": {"command": ["touch", "/tmp/stopped"]}}}}]}});
+        apply(&k, &hooks.to_string());
+        wait_pod(&k, "hooks", "Running", |p| p["status"]["phase"] == "Running");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !String::from_utf8_lossy(&k.run(&["logs", "hooks"]).stdout).contains("poststart ran") {
+            assert!(Instant::now() < deadline, "postStart never ran");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let t = Instant::now();
+        k.ok(&["delete", "pod", "hooks", "--wait=true", "--timeout=60s"]);
+        assert!(t.elapsed() < Duration::from_secs(20), "preStop did not end the container: {:?}", t.elapsed());
+
+        // Pulls: from a local registry (Debian's docker-registry, image pushed
+        // with skopeo); a missing image gives ErrImagePull, then ImagePullBackOff.
+        let rport = free_port();
+        let rconf = d.join("registry.yml");
+        std::fs::write(&rconf, format!("version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{rport}\n", d.join("registry").display())).unwrap();
+        let _registry = Agent(Command::new("docker-registry").arg("serve").arg(&rconf).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap());
+        wait_for_port(rport, Duration::from_secs(20));
+        sh(&format!("skopeo --insecure-policy copy --dest-tls-verify=false oci-archive:{} docker://127.0.0.1:{rport}/busybox:pulled", image.display()));
+        let pulled = serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "pulled"},
+            "spec": {"nodeName": "skiff-e2e", "terminationGracePeriodSeconds": 1, "containers": [
+                {"name": "main", "image": format!("127.0.0.1:{rport}/busybox:pulled"), "command": ["sh", "-c", "echo pulled ok; exec sleep 3600"]}]}});
+        apply(&k, &pulled.to_string());
+        let p = wait_pod(&k, "pulled", "Running", |p| p["status"]["phase"] == "Running");
+        assert!(p["status"]["containerStatuses"][0]["imageID"].as_str().unwrap().starts_with("sha256:"));
+        let missing = serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "missing"},
+            "spec": {"nodeName": "skiff-e2e", "terminationGracePeriodSeconds": 1, "containers": [
+                {"name": "main", "image": format!("127.0.0.1:{rport}/nothing:here"), "command": ["true"]}]}});
+        apply(&k, &missing.to_string());
+        let p = wait_pod(&k, "missing", "a pull error", |p| {
+            let r = &p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"];
+            r == "ErrImagePull" || r == "ImagePullBackOff"
+        });
+        assert!(p["status"]["containerStatuses"][0]["state"]["waiting"]["message"].as_str().unwrap().contains("nothing:here"));
+        wait_pod(&k, "missing", "ImagePullBackOff", |p| p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"] == "ImagePullBackOff");
+
+        // Graceful deletion: SIGTERM reaches the container, which exits on it
+        // well before its 30 s grace period; the kubelet then deletes the pod.
+        apply(&k, &pod("graceful", "Always", 30, serde_json::json!([]), "trap 'echo got TERM; exit 0' TERM; echo ready; while true; do sleep 0.2; done"));
+        wait_pod(&k, "graceful", "Running", |p| p["status"]["phase"] == "Running");
+        let t = Instant::now();
+        k.ok(&["delete", "pod", "graceful", "--wait=true", "--timeout=60s"]);
+        assert!(t.elapsed() < Duration::from_secs(20), "graceful deletion took {:?}", t.elapsed());
+        assert!(!k.run(&["get", "pod", "graceful"]).status.success());
+        // A container that ignores SIGTERM is killed after the grace period (2 s).
+        let t = Instant::now();
+        k.ok(&["delete", "pod", "hello", "--wait=true", "--timeout=60s"]);
+        assert!(t.elapsed() >= Duration::from_secs(2), "hello was deleted before its grace period: {:?}", t.elapsed());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while k.run(&["get", "pod", "static-web-skiff-e2e"]).status.success() {
+            assert!(Instant::now() < deadline, "static pod not removed with its file");
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        // Past two instances the oldest is removed from the runtime; the
+        // count of restarts and --previous still hold.
+        let p = wait_pod(&k, "crash", "a second restart", |p| p["status"]["containerStatuses"][0]["restartCount"].as_i64() >= Some(2));
+        assert_eq!(p["status"]["containerStatuses"][0]["lastState"]["terminated"]["exitCode"], 3);
+        assert_eq!(k.ok(&["logs", "crash", "--previous"]), "boom\n");
+        let metrics = sh(&format!("busybox wget -q -O - http://127.0.0.1:{kport}/metrics"));
+        assert!(metrics.contains("kubelet_container_restarts_total"), "{metrics}");
+    }));
+    // Clean up: every pod's containers, the bridge and the image store.
+    let _ = k.run(&["delete", "pods", "--all", "--grace-period=1", "--wait=true", "--timeout=60s"]);
+    drop(_agent);
+    let _ = Command::new("ip").args(["link", "del", "skiffe2e0"]).status();
+    let _ = Command::new("sh").arg("-c").arg(format!("grep -o '{}[^ ]*rootfs' /proc/mounts | xargs -r umount -l", runtime_root.display())).status();
+    if let Err(e) = result {
+        eprintln!("agent log:\n{}", std::fs::read_to_string(d.join("agent.log")).unwrap_or_default());
+        std::panic::resume_unwind(e);
+    }
+}
+
+unsafe extern "C" {
+    #[link_name = "geteuid"]
+    fn libc_geteuid() -> u32;
+}
+
+/// `skiff server` without --disable-agent runs a kubelet for its own machine.
+#[test]
+fn server_runs_an_agent_for_its_node() {
+    if unsafe { libc_geteuid() } != 0 || Command::new("runc").arg("--version").output().is_err() {
+        eprintln!("skipping: the server's agent needs root and runc");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let kport = free_port();
+    let server = SkiffServer::start_with(dir.path(), free_port(), &["--node-name", "skiff-self", "--kubelet-port", &kport.to_string()]);
+    let k = Kubectl::new(33, &server.kubeconfig);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = k.run(&["get", "node", "skiff-self", "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"]);
+        if String::from_utf8_lossy(&out.stdout) == "True" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the server's agent never registered its node");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let port = k.ok(&["get", "node", "skiff-self", "-o", "jsonpath={.status.daemonEndpoints.kubeletEndpoint.Port}"]);
+    assert_eq!(port, kport.to_string());
+    let st = server.stop();
+    assert!(st.success(), "{st:?}");
+}
