@@ -4,7 +4,10 @@
 //! and seed; replay it (with an event trace) via
 //! `SKIFF_SIM_SEED=<seed> SKIFF_SIM_TRACE=1 cargo test -p skiff-raft --test sim <scenario>`.
 //! `SKIFF_SIM_SEEDS=<n>` changes how many seeds each scenario runs; the
-//! ignored `soak` test runs many more.
+//! ignored `soak` test runs many more. Every seed's client history is
+//! checked for linearizability (`skiff-linearizability`) besides the
+//! per-step Raft safety invariants. The default seed counts keep the whole
+//! file near two minutes in a debug build on a busy 2-core machine.
 
 mod checker;
 mod cluster;
@@ -97,12 +100,12 @@ fn run(scenario: &str, default_seeds: u64, params: impl Fn() -> Params) -> Stats
 
 #[test]
 fn random_faults_3_nodes() {
-    run("random_faults_3_nodes", 300, Params::default);
+    run("random_faults_3_nodes", 200, Params::default);
 }
 
 #[test]
 fn random_faults_5_nodes() {
-    run("random_faults_5_nodes", 200, || Params {
+    run("random_faults_5_nodes", 150, || Params {
         voters: 5,
         ..Params::default()
     });
@@ -112,7 +115,7 @@ fn random_faults_5_nodes() {
 /// (old-term entries on a majority, then overwritten) arises constantly.
 #[test]
 fn figure_8_leader_churn() {
-    run("figure_8_leader_churn", 200, || Params {
+    run("figure_8_leader_churn", 150, || Params {
         voters: 5,
         crash: 0.0,
         crash_leader: 0.05,
@@ -129,7 +132,7 @@ fn figure_8_leader_churn() {
 
 #[test]
 fn leader_partitioned_with_minority() {
-    run("leader_partitioned_with_minority", 200, || Params {
+    run("leader_partitioned_with_minority", 150, || Params {
         voters: 5,
         leader_minority: 0.03,
         partition: 0.0,
@@ -143,7 +146,7 @@ fn leader_partitioned_with_minority() {
 
 #[test]
 fn membership_changes_during_partitions() {
-    run("membership_changes_during_partitions", 300, || Params {
+    run("membership_changes_during_partitions", 200, || Params {
         voters: 3,
         spares: 3,
         conf_change: 0.05,
@@ -157,7 +160,7 @@ fn membership_changes_during_partitions() {
 /// snapshots (in many small chunks) while new entries keep arriving.
 #[test]
 fn snapshots_while_entries_arrive() {
-    run("snapshots_while_entries_arrive", 300, || Params {
+    run("snapshots_while_entries_arrive", 200, || Params {
         compact: 0.3,
         chunk_size: 8,
         partition: 0.03,
@@ -171,7 +174,7 @@ fn snapshots_while_entries_arrive() {
 /// skew in this simulation, which is the condition leases rely on).
 #[test]
 fn lease_reads_with_leader_isolation() {
-    run("lease_reads_with_leader_isolation", 150, || Params {
+    run("lease_reads_with_leader_isolation", 100, || Params {
         voters: 5,
         lease_reads: true,
         leader_minority: 0.03,
@@ -212,7 +215,18 @@ fn stale_local_reads_are_caught() {
 #[test]
 #[ignore = "soak: SKIFF_SIM_SEEDS=<n> cargo test -p skiff-raft --test sim -- --ignored"]
 fn soak() {
-    let scenarios: [(&str, Params); 6] = [
+    let scenarios: [(&str, Params); 7] = [
+        (
+            "soak_lease_reads",
+            Params {
+                voters: 5,
+                lease_reads: true,
+                leader_minority: 0.03,
+                heal: 0.03,
+                read: 0.2,
+                ..Params::default()
+            },
+        ),
         ("soak_3", Params::default()),
         (
             "soak_5",
