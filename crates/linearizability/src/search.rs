@@ -63,10 +63,8 @@ pub fn check_key(key: u64, ops: &[Operation], budget: u64) -> Outcome {
     let mut path: Vec<usize> = Vec::new();
     let mut best: Vec<usize> = Vec::new();
     let mut steps = 0u64;
-    let mut state: State = None;
-    let mut states: Vec<State> = vec![None];
     let mut stack = vec![Frame {
-        moves: moves(&ops, &lin, state),
+        moves: moves(&ops, &lin, None),
         next: 0,
         via: None,
     }];
@@ -81,8 +79,6 @@ pub fn check_key(key: u64, ops: &[Operation], budget: u64) -> Outcome {
                 lin[i / 64] &= !(1 << (i % 64));
                 done_known -= ops[i].ret.is_some() as usize;
                 path.pop();
-                states.pop();
-                state = *states.last().unwrap();
             }
             continue;
         };
@@ -101,10 +97,8 @@ pub fn check_key(key: u64, ops: &[Operation], budget: u64) -> Outcome {
         if path.len() > best.len() {
             best = path.clone();
         }
-        state = s;
-        states.push(s);
         stack.push(Frame {
-            moves: moves(&ops, &lin, state),
+            moves: moves(&ops, &lin, s),
             next: 0,
             via: Some(i),
         });
