@@ -58,6 +58,10 @@ pub struct Params {
     pub clients: u64,
     /// Serve ReadIndex from the leader's lease instead of a heartbeat round.
     pub lease_reads: bool,
+    /// Clock skew: each node's clock skips a tick, or ticks twice, with its
+    /// own probability of up to this much. Leases assume equal rates, so
+    /// lease scenarios set it to 0.
+    pub skew: f64,
     /// A deliberate bug, to prove the history check catches it: serve gets
     /// from the contacted node's state machine without ReadIndex.
     pub unsafe_local_reads: bool,
@@ -97,6 +101,7 @@ impl Default for Params {
             max_msg_size: 256,
             clients: 4,
             lease_reads: false,
+            skew: 0.05,
             unsafe_local_reads: false,
         }
     }
@@ -160,6 +165,8 @@ pub struct Sim {
     /// Spares added at some point (never re-added after removal).
     joined: BTreeSet<NodeId>,
     next_val: u64,
+    /// Per node: (chance to skip a tick, chance to tick twice).
+    clock: BTreeMap<NodeId, (f64, f64)>,
     pub chk: Checker,
     pub clients: Clients,
     pub stats: Stats,
@@ -191,6 +198,7 @@ impl Sim {
             initial,
             joined: BTreeSet::new(),
             next_val: 0,
+            clock: BTreeMap::new(),
             chk: Checker::default(),
             clients: Clients::default(),
             stats: Stats::default(),
@@ -237,6 +245,10 @@ impl Sim {
             },
         );
         self.group.insert(id, 0);
+        let skew = self.p.skew;
+        let (slow, fast) = (self.rng.range(0, 1001), self.rng.range(0, 1001));
+        let rate = (slow as f64 / 1000.0 * skew, fast as f64 / 1000.0 * skew);
+        self.clock.insert(id, rate);
         self.restart(id);
     }
 
@@ -435,8 +447,17 @@ impl Sim {
 
     fn tick_all(&mut self) -> Check {
         for id in self.live() {
-            self.nodes.get_mut(&id).unwrap().rn.as_mut().unwrap().tick();
-            self.process(id)?;
+            let (slow, fast) = self.clock[&id];
+            if self.rng.chance(slow) {
+                continue;
+            }
+            let n = if self.rng.chance(fast) { 2 } else { 1 };
+            for _ in 0..n {
+                if let Some(rn) = self.nodes.get_mut(&id).unwrap().rn.as_mut() {
+                    rn.tick();
+                }
+                self.process(id)?;
+            }
         }
         Ok(())
     }

@@ -170,8 +170,8 @@ fn snapshots_while_entries_arrive() {
     });
 }
 
-/// ReadIndex served from the leader's lease (check-quorum on, no clock
-/// skew in this simulation, which is the condition leases rely on).
+/// ReadIndex served from the leader's lease (check-quorum on, clock skew
+/// off: leases assume clocks run at the same rate).
 ///
 /// This scenario found stale lease reads (seed 100106, among others) when
 /// the lease was "until check-quorum deposes us": see
@@ -181,6 +181,7 @@ fn lease_reads_with_leader_isolation() {
     run("lease_reads_with_leader_isolation", 100, || Params {
         voters: 5,
         lease_reads: true,
+        skew: 0.0,
         leader_minority: 0.03,
         heal: 0.03,
         read: 0.2,
@@ -225,6 +226,7 @@ fn soak() {
             Params {
                 voters: 5,
                 lease_reads: true,
+                skew: 0.0,
                 leader_minority: 0.03,
                 heal: 0.03,
                 read: 0.2,
