@@ -9,6 +9,7 @@ use crate::storage::Storage;
 impl<S: Storage> Raft<S> {
     pub(crate) fn handle_append(&mut self, m: Message) {
         let mut resp = Message::new(MessageType::AppendResponse, m.from, NONE);
+        resp.lease_tick = m.lease_tick;
         if m.index < self.raft_log.committed {
             // A stale or duplicated append: everything up to our commit index
             // is settled, tell the leader where we really are.
@@ -41,6 +42,7 @@ impl<S: Storage> Raft<S> {
         self.raft_log.commit_to(m.commit);
         let mut resp = Message::new(MessageType::HeartbeatResponse, m.from, NONE);
         resp.context = m.context;
+        resp.lease_tick = m.lease_tick;
         self.send(resp);
     }
 

@@ -263,6 +263,11 @@ pub struct Message {
     pub reject_hint: u64,
     /// Read requests: the caller's request id. Votes: campaign kind marker.
     pub context: Vec<u8>,
+    /// Heartbeat/Append: the leader's tick count when it sent them; their
+    /// responses echo it. A lease must be dated from when the leader *sent*
+    /// what a quorum acknowledged (each follower then refuses votes for an
+    /// election timeout), not from when the acknowledgements arrived.
+    pub lease_tick: u64,
 }
 
 impl Message {

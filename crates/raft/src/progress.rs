@@ -84,6 +84,8 @@ pub struct Progress {
     pub snapshot_sent: u64,
     /// Heard from since the last check-quorum round.
     pub recent_active: bool,
+    /// Newest `lease_tick` this follower acknowledged (0: none this term).
+    pub lease_tick: u64,
     pub is_learner: bool,
     pub inflights: Inflights,
 }
@@ -99,6 +101,7 @@ impl Progress {
             snapshot_acked: 0,
             snapshot_sent: 0,
             recent_active: false,
+            lease_tick: 0,
             is_learner: false,
             inflights: Inflights::new(max_inflight),
         }

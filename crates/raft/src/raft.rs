@@ -55,6 +55,12 @@ pub struct Raft<S: Storage> {
     /// election without waiting out our lease, so lease reads are no longer
     /// safe for the rest of this term; reads fall back to ReadIndex rounds.
     pub(crate) lease_revoked: bool,
+    /// Ticks since this node started, from 1 (0 means "never" in
+    /// `lease_tick`); dates leader leases.
+    pub(crate) ticks: u64,
+    /// Started with a term from disk: it may have acknowledged a leader
+    /// before it went down.
+    pub(crate) restarted: bool,
     /// Index of the latest conf change proposed by this leader. Another may
     /// only be proposed once it is applied: one change at a time is what
     /// makes single-server membership changes safe.
@@ -95,6 +101,8 @@ impl<S: Storage> Raft<S> {
             pending_read_index: Vec::new(),
             lead_transferee: NONE,
             lease_revoked: false,
+            ticks: 1,
+            restarted: false,
             pending_conf_index: 0,
             snap_recv: SnapshotReceiver::default(),
             election_elapsed: 0,
@@ -121,6 +129,7 @@ impl<S: Storage> Raft<S> {
             r.raft_log.committed = hs.commit.max(first - 1);
             r.term = hs.term;
             r.vote = hs.vote;
+            r.restarted = hs.term > 0;
         }
         if config.applied > 0 {
             r.raft_log
@@ -168,6 +177,11 @@ impl<S: Storage> Raft<S> {
             }
             MessageType::Propose | MessageType::ReadIndex => m.term = 0,
             _ => m.term = self.term,
+        }
+        if self.state == StateRole::Leader
+            && matches!(m.msg_type, MessageType::Heartbeat | MessageType::Append)
+        {
+            m.lease_tick = self.ticks;
         }
         self.msgs.push(m);
     }
@@ -255,6 +269,7 @@ impl<S: Storage> Raft<S> {
     // ----- time -------------------------------------------------------------
 
     pub fn tick(&mut self) {
+        self.ticks += 1;
         match self.state {
             StateRole::Leader => self.tick_heartbeat(),
             _ => self.tick_election(),
@@ -298,8 +313,39 @@ impl<S: Storage> Raft<S> {
 
     /// Whether we heard from a leader within the election timeout: while we
     /// did, we refuse to help anyone depose it (leader stickiness).
+    ///
+    /// With lease reads, a node that just (re)started counts as in a lease
+    /// for its first election timeout too: before a crash it may have
+    /// acknowledged a leader whose lease relies on its refusal.
     fn in_lease(&self) -> bool {
-        self.check_quorum && self.lead != NONE && self.election_elapsed < self.election_timeout
+        let fresh = self.restarted
+            && self.read_only.option == ReadOnlyOption::LeaseBased
+            && self.ticks <= self.election_timeout;
+        self.check_quorum
+            && (self.lead != NONE || fresh)
+            && self.election_elapsed < self.election_timeout
+    }
+
+    /// Whether our leader lease still holds: a quorum of voters (us
+    /// included) acknowledged a heartbeat or append we sent less than an
+    /// election timeout ago, so none of them will help elect another leader
+    /// yet (ticks are assumed to run at about the same rate everywhere).
+    pub(crate) fn lease_valid(&self) -> bool {
+        let mut acked: Vec<u64> = self
+            .tracker
+            .voters
+            .iter()
+            .map(|id| {
+                if *id == self.id {
+                    self.ticks
+                } else {
+                    self.tracker.progress.get(id).map_or(0, |p| p.lease_tick)
+                }
+            })
+            .collect();
+        acked.sort_unstable_by(|a, b| b.cmp(a));
+        let oldest_in_quorum = acked[acked.len() / 2];
+        oldest_in_quorum > 0 && self.ticks - oldest_in_quorum < self.election_timeout
     }
 
     // ----- message dispatch -------------------------------------------------
@@ -531,7 +577,9 @@ impl<S: Storage> Raft<S> {
         }
         let index = self.raft_log.committed;
         match self.read_only.option {
-            ReadOnlyOption::LeaseBased if !self.lease_revoked => self.respond_read_index(m.from, m.context, index),
+            ReadOnlyOption::LeaseBased if !self.lease_revoked && self.lease_valid() => {
+                self.respond_read_index(m.from, m.context, index)
+            }
             _ => {
                 self.read_only
                     .add_request(index, m.from, m.context.clone(), self.id);

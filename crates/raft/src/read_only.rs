@@ -16,10 +16,12 @@ pub enum ReadOnlyOption {
     /// Confirm with a quorum heartbeat round per batch of reads.
     #[default]
     Safe,
-    /// Trust that check-quorum would have deposed us: no round trip. Only
-    /// safe if clocks do not drift far and `check_quorum` is on; a leader
-    /// cut off from a quorum may serve stale reads for up to an election
-    /// timeout or two.
+    /// No round trip while our lease holds: a quorum acknowledged a
+    /// heartbeat or append we sent less than an election timeout ago, so
+    /// (with `check_quorum`) none of them helps elect another leader yet;
+    /// restarted nodes also refuse votes for their first election timeout.
+    /// Once the lease lapses, reads fall back to the `Safe` round. Relies on
+    /// ticks running at about the same rate on every node.
     LeaseBased,
 }
 

@@ -201,6 +201,7 @@ impl<S: Storage> Raft<S> {
             .get_mut(&from)
             .expect("caller checked");
         pr.recent_active = true;
+        pr.lease_tick = pr.lease_tick.max(m.lease_tick);
         if m.reject {
             // Fast backtracking: jump to the last index where our log can
             // possibly match, using the follower's (index, term) hint,
@@ -260,6 +261,7 @@ impl<S: Storage> Raft<S> {
             .get_mut(&from)
             .expect("caller checked");
         pr.recent_active = true;
+        pr.lease_tick = pr.lease_tick.max(m.lease_tick);
         pr.probe_sent = false;
         let state = pr.state;
         match state {

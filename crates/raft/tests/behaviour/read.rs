@@ -94,3 +94,45 @@ fn lease_reads_stop_once_leadership_is_being_transferred() {
     n.deliver();
     assert_eq!(n.node(1).read_states, vec![rs(n.committed(1), b"t")]);
 }
+
+/// Check-quorum looks once per election timeout, so an isolated leader can
+/// stay leader for almost two; its lease must lapse one election timeout
+/// after it sent what a quorum last acknowledged, because from then on the
+/// followers may elect someone else.
+#[test]
+fn lease_lapses_an_election_timeout_after_the_last_acknowledged_send() {
+    let mut n = Net::with(&[1, 2, 3], |c| {
+        c.read_only_option = ReadOnlyOption::LeaseBased
+    });
+    n.campaign(1);
+    n.isolate(1);
+    n.tick(1, 8);
+    n.rn(1).read_index(b"in".to_vec()).unwrap();
+    n.flush();
+    assert_eq!(n.node(1).read_states, vec![rs(n.committed(1), b"in")]);
+    n.tick(1, 2);
+    assert_eq!(n.state(1), skiff_raft::StateRole::Leader, "check-quorum has not caught up yet");
+    n.rn(1).read_index(b"out".to_vec()).unwrap();
+    n.flush();
+    assert_eq!(
+        n.node(1).read_states,
+        vec![rs(n.committed(1), b"in")],
+        "a lease read now could miss writes of a newer leader"
+    );
+}
+
+/// A restarted follower does not know the leader, yet before the crash it
+/// may have acknowledged the heartbeat a lease rests on: with lease reads
+/// it refuses votes for its first election timeout.
+#[test]
+fn restarted_follower_honours_leases_it_may_have_granted() {
+    let mut n = Net::with(&[1, 2, 3], |c| {
+        c.read_only_option = ReadOnlyOption::LeaseBased
+    });
+    n.campaign(1);
+    n.isolate(1);
+    n.restart(2);
+    n.campaign(3);
+    assert_ne!(n.state(3), skiff_raft::StateRole::Leader);
+    assert_ne!(n.state(2), skiff_raft::StateRole::Leader);
+}

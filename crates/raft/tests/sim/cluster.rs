@@ -10,12 +10,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use skiff_linearizability::{Cmp, Input, Outcome};
 use skiff_raft::{
     ConfChange, ConfChangeKind, ConfState, Config, EntryKind, MemStorage, Message, NodeId, RawNode,
-    StateRole, Storage,
+    ReadOnlyOption, StateRole, Storage,
 };
 
 use crate::checker::{Check, Checker, data_hash};
+use crate::kv::{Clients, Cmd, Kv};
 use crate::rng::SimRng;
 
 /// Time units per tick; message delays are measured in units.
@@ -52,7 +54,23 @@ pub struct Params {
     pub chunk_size: usize,
     /// Bytes of entries per append (at least one entry is always sent).
     pub max_msg_size: u64,
+    /// Concurrent KV clients (each with at most one request in flight).
+    pub clients: u64,
+    /// Serve ReadIndex from the leader's lease instead of a heartbeat round.
+    pub lease_reads: bool,
+    /// Clock skew: each node's clock skips a tick, or ticks twice, with its
+    /// own probability of up to this much. Leases assume equal rates, so
+    /// lease scenarios set it to 0.
+    pub skew: f64,
+    /// A deliberate bug, to prove the history check catches it: serve gets
+    /// from the contacted node's state machine without ReadIndex.
+    pub unsafe_local_reads: bool,
 }
+
+/// A client gives up on a request after this many ticks.
+const CLIENT_TIMEOUT_TICKS: u64 = 40;
+/// Keys the clients use: few, so operations contend.
+const KEYS: u64 = 3;
 
 impl Default for Params {
     fn default() -> Params {
@@ -81,15 +99,21 @@ impl Default for Params {
             conf_change: 0.0,
             chunk_size: 16,
             max_msg_size: 256,
+            clients: 4,
+            lease_reads: false,
+            skew: 0.05,
+            unsafe_local_reads: false,
         }
     }
 }
 
-/// The application's state machine: a hash chain over applied entries.
-#[derive(Clone, Copy, Default)]
+/// The application's state machine: the KV store, plus a hash chain over
+/// applied entries that the safety checker compares across nodes.
+#[derive(Clone, Default)]
 struct Sm {
     index: u64,
     hash: u64,
+    kv: Kv,
 }
 
 impl Sm {
@@ -97,6 +121,7 @@ impl Sm {
         let mut v = Vec::with_capacity(16 + pad);
         v.extend_from_slice(&self.index.to_le_bytes());
         v.extend_from_slice(&self.hash.to_le_bytes());
+        self.kv.encode(&mut v);
         v.extend((0..pad).map(|i| (self.hash >> (i % 8)) as u8));
         v
     }
@@ -108,6 +133,7 @@ impl Sm {
         Sm {
             index: u64::from_le_bytes(d[..8].try_into().unwrap()),
             hash: u64::from_le_bytes(d[8..16].try_into().unwrap()),
+            kv: Kv::decode(&d[16..]).0,
         }
     }
 }
@@ -117,6 +143,11 @@ struct SimNode {
     disk: MemStorage,
     sm: Sm,
     crash_in_next_ready: bool,
+    /// Bumped on every restart: answers owed by an earlier incarnation are
+    /// never sent.
+    incarnation: u64,
+    /// ReadIndex results waiting for the state machine: (index, op id).
+    reads: Vec<(u64, u64)>,
 }
 
 pub struct Sim {
@@ -134,7 +165,10 @@ pub struct Sim {
     /// Spares added at some point (never re-added after removal).
     joined: BTreeSet<NodeId>,
     next_val: u64,
+    /// Per node: (chance to skip a tick, chance to tick twice).
+    clock: BTreeMap<NodeId, (f64, f64)>,
     pub chk: Checker,
+    pub clients: Clients,
     pub stats: Stats,
     trace: bool,
 }
@@ -164,7 +198,9 @@ impl Sim {
             initial,
             joined: BTreeSet::new(),
             next_val: 0,
+            clock: BTreeMap::new(),
             chk: Checker::default(),
+            clients: Clients::default(),
             stats: Stats::default(),
             trace: std::env::var_os("SKIFF_SIM_TRACE").is_some(),
             p,
@@ -186,6 +222,11 @@ impl Sim {
             snapshot_chunk_size: self.p.chunk_size,
             max_snapshot_chunks_inflight: 2,
             seed: self.seed,
+            read_only_option: if self.p.lease_reads {
+                ReadOnlyOption::LeaseBased
+            } else {
+                ReadOnlyOption::Safe
+            },
             ..Config::default()
         }
     }
@@ -199,9 +240,15 @@ impl Sim {
                 disk,
                 sm: Sm::default(),
                 crash_in_next_ready: false,
+                incarnation: 0,
+                reads: Vec::new(),
             },
         );
         self.group.insert(id, 0);
+        let skew = self.p.skew;
+        let (slow, fast) = (self.rng.range(0, 1001), self.rng.range(0, 1001));
+        let rate = (slow as f64 / 1000.0 * skew, fast as f64 / 1000.0 * skew);
+        self.clock.insert(id, rate);
         self.restart(id);
     }
 
@@ -213,6 +260,8 @@ impl Sim {
         n.sm = Sm::decode(&snap.data);
         n.rn = Some(RawNode::new(&cfg, n.disk.clone()).unwrap());
         n.crash_in_next_ready = false;
+        n.incarnation += 1;
+        n.reads.clear();
         self.chk.forget_commit_progress(id);
         self.log(|| format!("restart {id}"));
     }
@@ -329,6 +378,16 @@ impl Sim {
                     (n.sm.hash.rotate_left(17) ^ data_hash(e) ^ e.term.wrapping_mul(0x9E37))
                         .wrapping_mul(0x100_0000_01b3);
                 self.chk.on_apply(id, e.index, n.sm.hash)?;
+                if e.kind == EntryKind::Normal
+                    && let Cmd::Op {
+                        client,
+                        id: op,
+                        input,
+                    } = Cmd::decode(&e.data)
+                    && let Some(out) = n.sm.kv.apply_once(client, op, &input)
+                {
+                    self.clients.answer(op, id, n.incarnation, out);
+                }
                 if e.kind == EntryKind::ConfChange {
                     let cc = ConfChange::decode(&e.data).ok_or("bad conf change")?;
                     rn.apply_conf_change(&cc);
@@ -336,6 +395,21 @@ impl Sim {
             }
             for rs in &rd.read_states {
                 self.chk.on_read_state(id, rs.index, &rs.request_ctx)?;
+                if let Ok(op) = <[u8; 8]>::try_from(&rs.request_ctx[..]) {
+                    n.reads.push((rs.index, u64::from_le_bytes(op)));
+                }
+            }
+            // Answer the reads whose index this node has applied.
+            let (applied, inc) = (n.sm.index, n.incarnation);
+            for (idx, op) in std::mem::take(&mut n.reads) {
+                match self.clients.input(op) {
+                    Some(input) if idx <= applied => {
+                        let out = n.sm.kv.apply(&input);
+                        self.clients.answer(op, id, inc, out);
+                    }
+                    Some(_) => n.reads.push((idx, op)),
+                    None => {}
+                }
             }
             if rd.soft_state.is_some_and(|s| s.role == StateRole::Leader) {
                 self.stats.elections += 1;
@@ -373,8 +447,17 @@ impl Sim {
 
     fn tick_all(&mut self) -> Check {
         for id in self.live() {
-            self.nodes.get_mut(&id).unwrap().rn.as_mut().unwrap().tick();
-            self.process(id)?;
+            let (slow, fast) = self.clock[&id];
+            if self.rng.chance(slow) {
+                continue;
+            }
+            let n = if self.rng.chance(fast) { 2 } else { 1 };
+            for _ in 0..n {
+                if let Some(rn) = self.nodes.get_mut(&id).unwrap().rn.as_mut() {
+                    rn.tick();
+                }
+                self.process(id)?;
+            }
         }
         Ok(())
     }
@@ -482,43 +565,10 @@ impl Sim {
     }
 
     fn clients(&mut self) -> Check {
-        let live = self.live();
-        if self.rng.chance(self.p.propose) {
-            let target = if self.rng.chance(0.7) {
-                self.leader()
-            } else {
-                self.rng.pick(&live)
-            };
-            if let Some(id) = target {
-                self.next_val += 1;
-                let v = self.next_val.to_le_bytes().to_vec();
-                let _ = self
-                    .nodes
-                    .get_mut(&id)
-                    .unwrap()
-                    .rn
-                    .as_mut()
-                    .unwrap()
-                    .propose(v);
-                self.process(id)?;
+        for c in 0..self.p.clients {
+            if !self.clients.is_busy(c) && self.rng.chance(self.p.propose) {
+                self.client_op(c)?;
             }
-        }
-        let live = self.live();
-        if self.rng.chance(self.p.read)
-            && let Some(id) = self.rng.pick(&live)
-        {
-            self.next_val += 1;
-            let ctx = self.next_val.to_le_bytes().to_vec();
-            self.chk.on_read_issued(ctx.clone());
-            let _ = self
-                .nodes
-                .get_mut(&id)
-                .unwrap()
-                .rn
-                .as_mut()
-                .unwrap()
-                .read_index(ctx);
-            self.process(id)?;
         }
         if self.rng.chance(self.p.transfer)
             && let Some(l) = self.leader()
@@ -549,6 +599,87 @@ impl Sim {
             self.membership()?;
         }
         Ok(())
+    }
+
+    /// Client `c` sends one request, mostly to the leader: writes are
+    /// proposed, reads go through ReadIndex.
+    fn client_op(&mut self, c: u64) -> Check {
+        let live = self.live();
+        let target = if self.rng.chance(0.7) {
+            self.leader()
+        } else {
+            self.rng.pick(&live)
+        };
+        let Some(node) = target else { return Ok(()) };
+        let key = self.rng.range(0, KEYS);
+        self.next_val += 1;
+        let value = self.next_val;
+        // Compare against the current value or revision (as some node sees
+        // it) half of the time, so that txns succeed often enough.
+        let seen = self
+            .rng
+            .pick(&live)
+            .and_then(|n| self.nodes[&n].sm.kv.map.get(&key).copied());
+        let roll = self.rng.range(0, 100);
+        let get_pct = 25 + (self.p.read * 100.0) as u64;
+        let input = if roll < get_pct {
+            Input::Get { key }
+        } else if roll < get_pct + 30 {
+            Input::Put { key, value }
+        } else if roll < get_pct + 40 {
+            Input::Delete { key }
+        } else {
+            let fresh = self.rng.chance(0.5);
+            let cmp = if self.rng.chance(0.5) {
+                Cmp::Value(if fresh {
+                    seen.map(|s| s.0)
+                } else {
+                    Some(self.rng.range(1, value))
+                })
+            } else {
+                Cmp::ModRevision(if fresh {
+                    seen.map_or(0, |s| s.1)
+                } else {
+                    self.rng.range(0, 50)
+                })
+            };
+            Input::Txn { key, cmp, value }
+        };
+        let deadline = self.now + CLIENT_TIMEOUT_TICKS * UNITS_PER_TICK;
+        let inc = self.nodes[&node].incarnation;
+        let op = self.clients.call(c, input, node, inc, deadline);
+        if self.p.unsafe_local_reads && matches!(input, Input::Get { .. }) {
+            let out = self.nodes.get_mut(&node).unwrap().sm.kv.apply(&input);
+            self.clients.answer(op, node, inc, out);
+            return Ok(());
+        }
+        let rn = self.nodes.get_mut(&node).unwrap().rn.as_mut().unwrap();
+        let res = if let Input::Get { .. } = input {
+            let ctx = op.to_le_bytes().to_vec();
+            self.chk.on_read_issued(ctx.clone());
+            rn.read_index(ctx)
+        } else {
+            rn.propose(Cmd::encode_op(c, op, &input))
+        };
+        if res.is_err() {
+            self.clients.refused(op);
+        }
+        self.process(node)
+    }
+
+    /// Check the recorded client history for linearizability.
+    fn check_history(&self) -> Check {
+        let h = self.clients.history();
+        match skiff_linearizability::check(&h, 2_000_000) {
+            Outcome::Linearizable => Ok(()),
+            Outcome::Illegal { key, detail } => {
+                Err(format!("history not linearizable on key {key}:\n{detail}"))
+            }
+            Outcome::Unknown { key } => Err(format!(
+                "linearizability check gave up on key {key} ({} ops)",
+                h.len()
+            )),
+        }
     }
 
     /// Grow with a spare as learner, promote caught-up learners, or remove
@@ -616,6 +747,7 @@ impl Sim {
             self.now += 1;
             self.deliver_due()?;
         }
+        self.clients.expire(self.now);
         self.tick_all()
     }
 
@@ -685,7 +817,8 @@ impl Sim {
                         .all(|m| self.nodes.get(m).is_some_and(|n| n.sm.index >= *idx))
                     {
                         self.stats.ticks_to_recover = t;
-                        return self.converged(&members);
+                        self.converged(&members)?;
+                        return self.check_history();
                     }
                     if t % 50 == 49 {
                         marker = None; // retry the proposal
@@ -741,9 +874,9 @@ impl Sim {
     }
 
     fn converged(&self, members: &[NodeId]) -> Check {
-        let first = self.nodes[&members[0]].sm;
+        let first = &self.nodes[&members[0]].sm;
         for m in members {
-            let sm = self.nodes[m].sm;
+            let sm = &self.nodes[m].sm;
             if sm.index == first.index && sm.hash != first.hash {
                 return Err(format!(
                     "final state machines differ: {} vs {m}",
