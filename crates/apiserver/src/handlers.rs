@@ -348,7 +348,6 @@ pub(crate) async fn create_value(storage: &Storage, req: &Request, mut obj: Valu
     }
     if res.kind == "Namespace" {
         obj["spec"]["finalizers"] = json!(["kubernetes"]);
-        obj["metadata"]["labels"]["kubernetes.io/metadata.name"] = json!(name.clone());
         obj["status"] = json!({"phase": "Active"});
     }
     let target = Target { res, namespace: t.namespace.clone(), name: Some(name.clone()), sub: None };
