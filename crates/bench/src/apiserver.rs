@@ -50,28 +50,19 @@ struct Skiff {
 
 impl Drop for Skiff {
     fn drop(&mut self) {
-        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        crate::server::stop(&mut self.child);
     }
 }
 
 fn start(bin: &Path) -> Result<Skiff> {
     let dir = tempfile::tempdir()?;
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let child = Command::new(bin)
+    let child = crate::server::die_with_parent(Command::new(bin)
         .args(["--log-level", "warn", "server", "--disable-agent", "--data-dir"])
         .arg(dir.path())
         .args(["--listen", &format!("127.0.0.1:{port}"), "--max-requests-inflight", "100000", "--max-mutating-requests-inflight", "100000"])
         .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::inherit()))
         .spawn()
         .with_context(|| format!("starting {}", bin.display()))?;
     let s = Skiff { child, dir, port };

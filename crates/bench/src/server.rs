@@ -32,18 +32,22 @@ impl Drop for Server {
     /// SIGTERM (a clean shutdown, as the servers expect), then SIGKILL if it
     /// is still running after a bounded wait.
     fn drop(&mut self) {
-        let pid = self.child.id() as libc::pid_t;
-        unsafe { libc::kill(pid, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        stop(&mut self.child);
     }
+}
+
+/// SIGTERM, then SIGKILL if the child is still running after 5 s.
+pub fn stop(child: &mut Child) {
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 fn free_port() -> Result<u16> {
@@ -55,7 +59,7 @@ fn free_port() -> Result<u16> {
 /// spawned the child exits; the servers are spawned from the future that
 /// `#[tokio::main]` blocks on, i.e. from the main thread, which lives as long
 /// as the process.)
-fn die_with_parent(cmd: &mut Command) -> &mut Command {
+pub fn die_with_parent(cmd: &mut Command) -> &mut Command {
     unsafe {
         cmd.pre_exec(|| {
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
