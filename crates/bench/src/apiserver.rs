@@ -58,7 +58,7 @@ fn start(bin: &Path) -> Result<Skiff> {
     let dir = tempfile::tempdir()?;
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let child = crate::server::die_with_parent(Command::new(bin)
-        .args(["--log-level", "warn", "server", "--disable-agent", "--data-dir"])
+        .args(["--log-level", "warn", "server", "--disable-agent", "--disable-scheduler", "--data-dir"])
         .arg(dir.path())
         .args(["--listen", &format!("127.0.0.1:{port}"), "--max-requests-inflight", "100000", "--max-mutating-requests-inflight", "100000"])
         .stdout(Stdio::null())

@@ -75,7 +75,7 @@ pub async fn run(args: SchedulerArgs) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let data = dir.path().join("server");
-    let _server = spawn(&args.skiff_bin, &["server", "--data-dir", data.to_str().unwrap(), "--listen", &format!("127.0.0.1:{port}")], dir.path().join("server.log"))?;
+    let _server = spawn(&args.skiff_bin, &["server", "--disable-agent", "--disable-scheduler", "--data-dir", data.to_str().unwrap(), "--listen", &format!("127.0.0.1:{port}")], dir.path().join("server.log"))?;
     let kubeconfig = data.join("kubeconfig.yaml");
     let start = Instant::now();
     while !kubeconfig.exists() || std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {

@@ -238,3 +238,20 @@ fn leader_failover_with_three_schedulers() {
     let transitions = c.k.ok(&["get", "lease", "-n", "kube-system", "kube-scheduler", "-o", "jsonpath={.spec.leaseTransitions}"]);
     assert_eq!(transitions, "1");
 }
+
+/// `skiff server` runs the scheduler itself (as upstream's control plane
+/// does): no separate process, and it holds the kube-scheduler Lease.
+#[test]
+fn server_runs_the_scheduler_by_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = SkiffServer::start_with(&dir.path().join("server"), common::free_port(), &["+scheduler"]);
+    let k = Kubectl::new(33, &server.kubeconfig);
+    let _sim = Proc::start(&k.kubeconfig, &dir.path().join("sim.log"), &["sim", "--nodes", "2", "--node-prefix", "s-"]);
+    wait_for("2 nodes", Duration::from_secs(60), || (k.ok(&["get", "nodes", "-o", "name"]).lines().count() >= 2).then_some(()));
+    create(&k, dir.path(), pod("placed", "100m", serde_json::json!({})));
+    assert!(running_on(&k, "placed").starts_with("s-"));
+    let holder = k.ok(&["get", "lease", "-n", "kube-system", "kube-scheduler", "-o", "jsonpath={.spec.holderIdentity}"]);
+    assert!(!holder.trim().is_empty(), "the in-process scheduler holds the lease");
+    let events = k.ok(&["get", "events", "--field-selector", "involvedObject.name=placed,reason=Scheduled", "-o", "name"]);
+    assert_eq!(events.lines().count(), 1, "one Scheduled event: {events}");
+}

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Result;
 use clap::Args;
 
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Clone)]
 pub struct SchedulerArgs {
     /// Kubeconfig of the cluster (default: $KUBECONFIG).
     #[arg(long)]
@@ -60,6 +60,34 @@ pub async fn run(args: SchedulerArgs) -> Result<()> {
         scheduled_events: !args.no_scheduled_events,
     };
     skiff_scheduler::run(client, cfg, super::shutdown_signal()).await
+}
+
+/// The scheduler inside `skiff server`: the upstream defaults (leader
+/// election on the `kube-system/kube-scheduler` Lease, so that several
+/// servers, or a separate `skiff scheduler`, never schedule at once). Its
+/// metrics are served by `skiff scheduler --metrics-address` only.
+pub async fn run_in_server(kubeconfig: PathBuf) {
+    let args = SchedulerArgs {
+        kubeconfig: Some(kubeconfig),
+        scheduler_name: "default-scheduler".into(),
+        leader_elect: true,
+        leader_elect_resource_namespace: "kube-system".into(),
+        leader_elect_resource_name: "kube-scheduler".into(),
+        leader_elect_lease_duration: Duration::from_secs(15),
+        leader_elect_renew_deadline: Duration::from_secs(10),
+        leader_elect_retry_period: Duration::from_secs(2),
+        metrics_address: None,
+        parallel_binds: 64,
+        no_scheduled_events: false,
+    };
+    // Lost leadership ends a run; stand again as a candidate, as a restarted kube-scheduler would.
+    loop {
+        match run(args.clone()).await {
+            Ok(()) => return,
+            Err(e) => tracing::warn!(error = %format!("{e:#}"), "scheduler stopped; restarting"),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 fn rand_id() -> u64 {

@@ -46,6 +46,9 @@ pub struct ServerArgs {
     /// Do not run the controller manager in this process (run `skiff controller-manager` elsewhere, or none).
     #[arg(long)]
     disable_controllers: bool,
+    /// Do not run the scheduler in this process (run `skiff scheduler` elsewhere, or none).
+    #[arg(long)]
+    disable_scheduler: bool,
     /// The Node name of this machine's agent (default: the hostname).
     #[arg(long)]
     node_name: Option<String>,
@@ -130,6 +133,9 @@ pub async fn run(args: ServerArgs) -> Result<()> {
                 tracing::error!(error = %format!("{e:#}"), "controller manager stopped");
             }
         });
+    }
+    if !args.disable_scheduler {
+        tokio::spawn(super::scheduler::run_in_server(kubeconfig.clone()));
     }
     let inflight = skiff_apiserver::inflight::Inflight::new(args.max_requests_inflight, args.max_mutating_requests_inflight);
     let state = AppState { storage, token: Arc::new(pki.admin_token.clone()), metrics: Default::default(), inflight };

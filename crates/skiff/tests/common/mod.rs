@@ -126,7 +126,10 @@ impl SkiffServer {
             .args(["--listen", &format!("127.0.0.1:{port}")])
             // Tests run many servers at once; only those that ask for this machine's agent (by naming its node) get one.
             .args(if extra.contains(&"--disable-agent") || extra.contains(&"--node-name") { &[][..] } else { &["--disable-agent"][..] })
-            .args(extra)
+            // Likewise the in-process scheduler: only for tests that pass the pseudo-flag `+scheduler`
+            // (tests of `skiff scheduler` run their own, and most tests want pods to stay as created).
+            .args(if extra.contains(&"+scheduler") || extra.contains(&"--disable-scheduler") { &[][..] } else { &["--disable-scheduler"][..] })
+            .args(extra.iter().filter(|a| **a != "+scheduler"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
