@@ -8,6 +8,7 @@ mod apiserver;
 mod load;
 mod noise;
 mod scheduler;
+mod scheduler_cycle;
 mod server;
 mod stats;
 
@@ -35,6 +36,8 @@ enum Cmd {
     Apiserver(apiserver::ApiArgs),
     /// scheduler_perf's SchedulingBasic: sim nodes, then pods; pods/s and p99 latency.
     Scheduler(scheduler::SchedulerArgs),
+    /// The scheduling algorithm alone, in process (no API server): cycles/s and per-cycle latency.
+    SchedulerCycle(scheduler_cycle::CycleArgs),
 }
 
 #[derive(clap::Args)]
@@ -352,6 +355,7 @@ async fn main() -> Result<()> {
             };
             println!("{report}");
         }
+        Cmd::SchedulerCycle(args) => scheduler_cycle::run(args)?,
         Cmd::Scheduler(args) => tokio::select! {
             r = scheduler::run(args) => r?,
             _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted"),

@@ -15,8 +15,6 @@ use crate::queue::{ClusterEvent, Queue};
 #[derive(Default)]
 pub struct State {
     pub nodes: BTreeMap<String, NodeInfo>,
-    /// Names of nodes that exist (have a Node object), in a stable order.
-    pub order: Vec<String>,
     /// Pod key → (node, assumed?) for every pod the cache holds.
     pub placed: HashMap<String, (String, bool)>,
     pub priority_classes: HashMap<String, (i32, bool)>,
@@ -32,7 +30,9 @@ impl State {
     }
 
     pub fn snapshot(&self) -> Snapshot<'_> {
-        Snapshot { nodes: self.order.iter().filter_map(|n| self.nodes.get(n)).collect() }
+        // Nodes that exist (a NodeInfo may outlive its Node while pods
+        // remain), in name order: a stable order for round-robin filtering.
+        Snapshot { nodes: self.nodes.values().filter(|n| n.node.is_some()).collect() }
     }
 
     /// spec.priority, else the PriorityClass's value, else the global default, else 0.
@@ -47,17 +47,10 @@ impl State {
         }
     }
 
-    fn rebuild_order(&mut self) {
-        self.order = self.nodes.iter().filter(|(_, n)| n.node.is_some()).map(|(k, _)| k.clone()).collect();
-    }
-
     pub fn upsert_node(&mut self, node: Node) {
         let name = node.metadata.name.clone().unwrap_or_default();
         let is_new = self.nodes.get(&name).is_none_or(|n| n.node.is_none());
         self.nodes.entry(name).or_default().set_node(node);
-        if is_new {
-            self.rebuild_order();
-        }
         self.queue.on_event(if is_new { ClusterEvent::NodeAdd } else { ClusterEvent::NodeUpdate });
     }
 
@@ -68,7 +61,6 @@ impl State {
                 self.nodes.remove(name);
             }
         }
-        self.rebuild_order();
     }
 
     fn remove_placed(&mut self, key: &str) -> bool {

@@ -4,7 +4,7 @@
 //! (hardPodAffinityWeight 1) score. namespaceSelector other than `{}` (all
 //! namespaces) is not supported yet: such terms use their namespaces list.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use k8s_openapi::api::core::v1::PodAffinityTerm;
 
@@ -27,7 +27,19 @@ fn term_selects(term: &PodAffinityTerm, owner_ns: &str, target: &PodInfo) -> boo
     ns_ok && term.label_selector.as_ref().is_some_and(|s| selector_matches(s, &target.labels))
 }
 
-type Counts = HashMap<(String, String), i64>;
+/// Counts per topology domain: topology key → label value → count. Nested
+/// (not keyed by the pair) so that a lookup by a node's labels borrows them
+/// instead of cloning two strings per node and term.
+type Counts = HashMap<String, HashMap<String, i64>>;
+
+fn count_at(m: &Counts, key: &str, value: &str) -> i64 {
+    m.get(key).and_then(|d| d.get(value)).copied().unwrap_or(0)
+}
+
+/// The count for the node's own domain of `key` (0 without the label).
+fn count_on(m: &Counts, node: &NodeInfo, key: &str) -> i64 {
+    node.labels.get(key).map_or(0, |v| count_at(m, key, v))
+}
 
 fn required_terms(p: &PodInfo) -> (&[PodAffinityTerm], &[PodAffinityTerm]) {
     let a = p.spec().affinity.as_ref();
@@ -38,7 +50,16 @@ fn required_terms(p: &PodInfo) -> (&[PodAffinityTerm], &[PodAffinityTerm]) {
 
 fn add(m: &mut Counts, node: &NodeInfo, key: &str, by: i64) {
     if let Some(v) = node.labels.get(key) {
-        *m.entry((key.to_string(), v.clone())).or_insert(0) += by;
+        let domains = match m.get_mut(key) {
+            Some(d) => d,
+            None => m.entry(key.to_string()).or_default(),
+        };
+        match domains.get_mut(v) {
+            Some(c) => *c += by,
+            None => {
+                domains.insert(v.clone(), by);
+            }
+        }
     }
 }
 
@@ -88,7 +109,7 @@ impl Plugin for InterPodAffinity {
     fn filter(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Status {
         let Some(s) = &state.inter_pod_affinity else { return Status::success() };
         let (aff, anti) = required_terms(pod);
-        let has = |m: &Counts, k: &str| node.labels.get(k).is_some_and(|v| m.get(&(k.to_string(), v.clone())).copied().unwrap_or(0) > 0);
+        let has = |m: &Counts, k: &str| count_on(m, node, k) > 0;
         if !aff.iter().all(|t| has(&s.affinity, &t.topology_key)) {
             // No pod anywhere matches yet: the pod may go first if it matches its own terms.
             let first = s.affinity.is_empty() && s.self_match && aff.iter().all(|t| node.labels.contains_key(&t.topology_key));
@@ -99,7 +120,7 @@ impl Plugin for InterPodAffinity {
         if anti.iter().any(|t| has(&s.anti, &t.topology_key)) {
             return Status::unschedulable(self.name(), REASON_ANTI);
         }
-        if node.labels.iter().any(|(k, v)| s.existing_anti.get(&(k.clone(), v.clone())).copied().unwrap_or(0) > 0) {
+        if s.existing_anti.keys().any(|k| count_on(&s.existing_anti, node, k) > 0) {
             return Status::unschedulable(self.name(), REASON_EXISTING_ANTI);
         }
         Status::success()
@@ -150,8 +171,7 @@ impl Plugin for InterPodAffinity {
     }
     fn score(&self, state: &CycleState, _pod: &PodInfo, node: &NodeInfo) -> i64 {
         let Some(s) = &state.inter_pod_affinity_score else { return 0 };
-        let keys: HashSet<&String> = s.scores.keys().map(|(k, _)| k).collect();
-        keys.into_iter().filter_map(|k| node.labels.get(k).and_then(|v| s.scores.get(&(k.clone(), v.clone())))).sum()
+        s.scores.keys().map(|k| count_on(&s.scores, node, k)).sum()
     }
     fn normalize(&self, _state: &CycleState, scores: &mut [i64]) {
         let (min, max) = (scores.iter().copied().min().unwrap_or(0), scores.iter().copied().max().unwrap_or(0));

@@ -84,7 +84,14 @@ fn counts(pod: &PodInfo, cs: &[Constraint], nodes: &[&NodeInfo]) -> Vec<BTreeMap
     let mut out = vec![BTreeMap::new(); cs.len()];
     for n in nodes.iter().filter(|n| eligible(pod, cs, n)) {
         for (i, c) in cs.iter().enumerate() {
-            *out[i].entry(n.labels[&c.key].clone()).or_insert(0) += count_matching(pod, c, n);
+            let matching = count_matching(pod, c, n);
+            let domain = &n.labels[&c.key];
+            match out[i].get_mut(domain) {
+                Some(v) => *v += matching,
+                None => {
+                    out[i].insert(domain.clone(), matching);
+                }
+            }
         }
     }
     out
@@ -93,6 +100,9 @@ fn counts(pod: &PodInfo, cs: &[Constraint], nodes: &[&NodeInfo]) -> Vec<BTreeMap
 pub struct PreFilterState {
     constraints: Vec<Constraint>,
     counts: Vec<BTreeMap<String, i64>>,
+    /// Per constraint: the global minimum the skew is measured from
+    /// (computed once per cycle, not once per node).
+    minimums: Vec<i64>,
 }
 
 pub struct PreScoreState {
@@ -111,7 +121,12 @@ impl Plugin for PodTopologySpread {
         let cs = constraints(pod, "DoNotSchedule");
         if !cs.is_empty() {
             let counts = counts(pod, &cs, &snap.nodes);
-            state.topology_spread = Some(PreFilterState { constraints: cs, counts });
+            let minimums = cs
+                .iter()
+                .zip(&counts)
+                .map(|(c, domains)| if (domains.len() as i64) < c.min_domains { 0 } else { domains.values().copied().min().unwrap_or(0) })
+                .collect();
+            state.topology_spread = Some(PreFilterState { constraints: cs, counts, minimums });
         }
         Status::success()
     }
@@ -119,9 +134,8 @@ impl Plugin for PodTopologySpread {
         let Some(s) = &state.topology_spread else { return Status::success() };
         for (i, c) in s.constraints.iter().enumerate() {
             let Some(value) = node.labels.get(&c.key) else { return Status::unresolvable(self.name(), REASON_MISSING_LABEL) };
-            let domains = &s.counts[i];
-            let min = if (domains.len() as i64) < c.min_domains { 0 } else { domains.values().copied().min().unwrap_or(0) };
-            let here = domains.get(value).copied().unwrap_or(0) + c.self_match as i64;
+            let min = s.minimums[i];
+            let here = s.counts[i].get(value).copied().unwrap_or(0) + c.self_match as i64;
             if here - min > c.max_skew {
                 return Status::unschedulable(self.name(), REASON);
             }

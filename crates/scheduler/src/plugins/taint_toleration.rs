@@ -1,7 +1,7 @@
 //! TaintToleration: NoSchedule/NoExecute taints the pod does not tolerate
 //! exclude the node; untolerated PreferNoSchedule taints lower its score.
 
-use super::helpers::tolerated;
+use super::helpers::{tolerated, tolerates};
 use crate::framework::{default_normalize, CycleState, NodeInfo, Plugin, PodInfo, Status};
 
 pub struct TaintToleration;
@@ -26,8 +26,12 @@ impl Plugin for TaintToleration {
     /// Raw score: how many PreferNoSchedule taints the pod does not tolerate
     /// (only tolerations with effect PreferNoSchedule or empty count).
     fn score(&self, _: &CycleState, pod: &PodInfo, node: &NodeInfo) -> i64 {
-        let tols: Vec<_> = pod.spec().tolerations.iter().flatten().filter(|t| matches!(t.effect.as_deref(), None | Some("") | Some("PreferNoSchedule"))).cloned().collect();
-        node.taints.iter().filter(|t| t.effect == "PreferNoSchedule" && !tolerated(&tols, t)).count() as i64
+        if node.taints.is_empty() {
+            return 0;
+        }
+        let tols = pod.spec().tolerations.as_deref().unwrap_or(&[]);
+        let prefer = |t: &&k8s_openapi::api::core::v1::Toleration| matches!(t.effect.as_deref(), None | Some("") | Some("PreferNoSchedule"));
+        node.taints.iter().filter(|t| t.effect == "PreferNoSchedule" && !tols.iter().filter(prefer).any(|tol| tolerates(tol, t))).count() as i64
     }
     fn normalize(&self, _: &CycleState, scores: &mut [i64]) {
         default_normalize(scores, true);
