@@ -4,10 +4,12 @@
 //! queue. One mutex guards it all; a cycle holds it for microseconds to
 //! milliseconds and never across an await.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 use crate::framework::{NodeInfo, PodInfo, Snapshot};
 use crate::queue::{ClusterEvent, Queue};
@@ -18,6 +20,8 @@ pub struct State {
     /// Pod key → (node, assumed?) for every pod the cache holds.
     pub placed: HashMap<String, (String, bool)>,
     pub priority_classes: HashMap<String, (i32, bool)>,
+    /// PodDisruptionBudgets by `namespace/name`, for preemption.
+    pub pdbs: BTreeMap<String, Pdb>,
     pub queue: Queue,
     /// Round-robin start of the next filter pass (upstream's nextStartNodeIndex).
     pub next_start: usize,
@@ -134,6 +138,47 @@ impl State {
         if self.remove_placed(key) {
             self.queue.on_event(ClusterEvent::AssignedPodDelete);
         }
+    }
+}
+
+/// What preemption needs of a PodDisruptionBudget (policy/v1).
+#[derive(Clone, Debug)]
+pub struct Pdb {
+    pub namespace: String,
+    pub selector: Option<LabelSelector>,
+    pub disruptions_allowed: i32,
+    /// Pods the disruption controller already counts as disrupted.
+    pub disrupted: HashSet<String>,
+}
+
+impl Pdb {
+    /// A nil or empty selector selects nothing (policy/v1's rule for PDBs).
+    pub fn selects(&self, labels: &BTreeMap<String, String>) -> bool {
+        match &self.selector {
+            Some(s) if s.match_labels.as_ref().is_some_and(|m| !m.is_empty()) || s.match_expressions.as_ref().is_some_and(|m| !m.is_empty()) => {
+                crate::plugins::helpers::selector_matches(s, labels)
+            }
+            _ => false,
+        }
+    }
+}
+
+impl State {
+    pub fn upsert_pdb(&mut self, pdb: PodDisruptionBudget) {
+        let namespace = pdb.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+        let key = format!("{namespace}/{}", pdb.metadata.name.as_deref().unwrap_or(""));
+        let status = pdb.status.unwrap_or_default();
+        let info = Pdb {
+            namespace,
+            selector: pdb.spec.and_then(|s| s.selector),
+            disruptions_allowed: status.disruptions_allowed,
+            disrupted: status.disrupted_pods.unwrap_or_default().into_keys().collect(),
+        };
+        self.pdbs.insert(key, info);
+    }
+
+    pub fn delete_pdb(&mut self, key: &str) {
+        self.pdbs.remove(key);
     }
 }
 

@@ -1,4 +1,4 @@
-//! Informers: one watch each for nodes, pods and priority classes (list,
+//! Informers: one watch each for nodes, pods, priority classes and PodDisruptionBudgets (list,
 //! then watch, relisting on expiry — kube-runtime's watcher), applied to the
 //! shared cache. A relist replaces the cache's contents: objects not seen
 //! again are deleted.
@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::scheduling::v1::PriorityClass;
 use kube::api::Api;
 use kube::runtime::watcher::{self, Event};
@@ -71,7 +72,7 @@ where
     }
 }
 
-/// Starts the three informers; resolves once each has listed once.
+/// Starts the four informers; resolves once each has listed once.
 pub async fn start(client: kube::Client, shared: Arc<Shared>) {
     let (t1, r1) = tokio::sync::oneshot::channel();
     let (t2, r2) = tokio::sync::oneshot::channel();
@@ -91,7 +92,11 @@ pub async fn start(client: kube::Client, shared: Arc<Shared>) {
     ));
     let _ = r1.await;
     tokio::spawn(run(Api::<Node>::all(client.clone()), shared.clone(), |n: &Node| n.metadata.name.clone().unwrap_or_default(), |st, n| st.upsert_node(n), |st, k| st.delete_node(k), t2));
-    tokio::spawn(run(Api::<Pod>::all(client), shared.clone(), pod_key, |st, p| st.upsert_pod(p), |st, k| st.delete_pod(k), t3));
+    tokio::spawn(run(Api::<Pod>::all(client.clone()), shared.clone(), pod_key, |st, p| st.upsert_pod(p), |st, k| st.delete_pod(k), t3));
+    let (t4, r4) = tokio::sync::oneshot::channel();
+    let pdb_key = |b: &PodDisruptionBudget| format!("{}/{}", b.metadata.namespace.as_deref().unwrap_or("default"), b.metadata.name.as_deref().unwrap_or(""));
+    tokio::spawn(run(Api::<PodDisruptionBudget>::all(client), shared.clone(), pdb_key, |st, b| st.upsert_pdb(b), |st, k| st.delete_pdb(k), t4));
     let _ = r2.await;
     let _ = r3.await;
+    let _ = r4.await;
 }
