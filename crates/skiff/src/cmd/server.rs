@@ -52,6 +52,8 @@ pub struct ServerArgs {
     /// Port of this machine's kubelet endpoint.
     #[arg(long, default_value_t = 10250)]
     kubelet_port: u16,
+    #[command(flatten)]
+    net: super::controller_manager::NetControllerArgs,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -120,12 +122,13 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     if !args.disable_controllers {
         let kc = kubeconfig.clone();
         let ca_pem = pki.ca_pem.clone();
+        let net = args.net.options();
         tokio::spawn(async move {
             let client = match skiff_controllers::client_from_kubeconfig(&kc).await {
                 Ok(c) => c,
                 Err(e) => return tracing::error!(error = %format!("{e:#}"), "controller manager cannot start"),
             };
-            let opts = skiff_controllers::Options { root_ca: Some(ca_pem), ..Default::default() };
+            let opts = skiff_controllers::Options { root_ca: Some(ca_pem), net, ..Default::default() };
             if let Err(e) = skiff_controllers::run(client, opts, Default::default()).await {
                 tracing::error!(error = %format!("{e:#}"), "controller manager stopped");
             }
