@@ -111,20 +111,21 @@ pub fn start(ctx: Arc<Ctx>, opts: &NetOptions) -> Result<()> {
         let st = Arc::new(Mutex::new(st));
         crate::queue::run_workers(q, 1, move |name| {
             let (ctx, st) = (ctx.clone(), st.clone());
-            async move { sync(&ctx, &st, &name).await.map(|()| None) }
+            async move { sync(&ctx, &st, &name).await }
         });
     });
     Ok(())
 }
 
-async fn sync(ctx: &Ctx, st: &Mutex<State>, name: &str) -> Result<()> {
+/// Ok(Some(_)): no block was free; look again later (one may be released).
+async fn sync(ctx: &Ctx, st: &Mutex<State>, name: &str) -> Result<Option<std::time::Duration>> {
     let Some(node) = ctx.nodes.get(None, name) else {
         let mut s = st.lock();
         if let Some(i) = s.owner.remove(name) {
             s.set.release(i);
             tracing::info!(node = %name, cidr = %s.set.cidr(i), "released node CIDR");
         }
-        return Ok(());
+        return Ok(None);
     };
     if let Some(c) = node.spec.as_ref().and_then(|s| s.pod_cidr.as_deref()) {
         let mut s = st.lock();
@@ -132,7 +133,7 @@ async fn sync(ctx: &Ctx, st: &Mutex<State>, name: &str) -> Result<()> {
             s.set.occupy(i);
             s.owner.insert(name.to_owned(), i);
         }
-        return Ok(());
+        return Ok(None);
     }
     let (i, cidr) = {
         let mut s = st.lock();
@@ -142,7 +143,7 @@ async fn sync(ctx: &Ctx, st: &Mutex<State>, name: &str) -> Result<()> {
         } else {
             let Some(i) = s.set.allocate() else {
                 tracing::warn!(node = %name, "no pod CIDR left in the cluster CIDR");
-                return Ok(());
+                return Ok(Some(std::time::Duration::from_secs(2)));
             };
             s.owner.insert(name.to_owned(), i);
             (i, s.set.cidr(i))
@@ -153,13 +154,13 @@ async fn sync(ctx: &Ctx, st: &Mutex<State>, name: &str) -> Result<()> {
     match api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await {
         Ok(_) => {
             tracing::info!(node = %name, %cidr, "allocated node CIDR");
-            Ok(())
+            Ok(None)
         }
         Err(kube::Error::Api(e)) if e.code == 404 => {
             let mut s = st.lock();
             s.owner.remove(name);
             s.set.release(i);
-            Ok(())
+            Ok(None)
         }
         Err(e) => Err(e.into()),
     }

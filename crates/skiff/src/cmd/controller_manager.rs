@@ -49,6 +49,9 @@ pub struct NetControllerArgs {
     /// Terminated pods kept before PodGC deletes the oldest (0 = keep all).
     #[arg(long, default_value_t = 12500)]
     pub terminated_pod_gc_threshold: usize,
+    /// How often PodGC runs (upstream: fixed 20s; a flag here so tests need not wait).
+    #[arg(long, default_value = "20s", value_parser = super::store::parse_duration, hide = true)]
+    pub pod_gc_period: std::time::Duration,
 }
 
 impl NetControllerArgs {
@@ -60,7 +63,7 @@ impl NetControllerArgs {
             cluster_cidr: self.cluster_cidr.clone(),
             node_cidr_mask_size: self.node_cidr_mask_size,
             terminated_pod_gc_threshold: self.terminated_pod_gc_threshold,
-            ..Default::default()
+            pod_gc_period: self.pod_gc_period,
         }
     }
 }
