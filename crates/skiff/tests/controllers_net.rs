@@ -190,6 +190,13 @@ fn endpoints_and_slices_follow_pods_ports_readiness_and_termination() {
     c.k.ok(&["delete", "service", "web"]);
     wait_until("endpoints of web gone", Duration::from_secs(30), || c.get(&["endpoints", "web"]).is_none().then_some(()));
     wait_until("slices of web gone", Duration::from_secs(30), || slices(&c, "web").is_empty().then_some(()));
+
+    // The controllers' work queues are on the API server's /metrics.
+    let m = c.k.ok(&["get", "--raw", "/metrics"]);
+    for q in ["endpoint", "endpoint_slice", "garbage_collector"] {
+        let line = m.lines().find(|l| l.starts_with(&format!("workqueue_adds_total{{name=\"{q}\"}}"))).unwrap_or_else(|| panic!("no adds for {q} in {m}"));
+        assert!(line.split(' ').nth(1).unwrap().parse::<f64>().unwrap() > 0.0, "{line}");
+    }
 }
 
 fn node_taints(c: &Cluster, node: &str) -> Vec<String> {
