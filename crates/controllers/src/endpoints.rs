@@ -33,7 +33,7 @@ pub fn start(ctx: Arc<Ctx>) {
     ctx.services.on_change(move |s| qq.add(key_of(s)));
     let qq = q.clone();
     ctx.endpoints.on_change(move |e| qq.add(key_of(e)));
-    let (qq, index) = (q.clone(), PodToServices::new(ctx.services.clone()));
+    let (qq, index) = (q.clone(), PodToServices::new(ctx.services.clone(), ctx.pods.clone()));
     ctx.pods.on_change(move |p| index.enqueue(p, &qq));
     crate::queue::run_workers(q, 5, move |key| {
         let ctx = ctx.clone();

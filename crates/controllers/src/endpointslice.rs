@@ -42,8 +42,11 @@ pub const MAX_ENDPOINTS_PER_SLICE: usize = 100;
 const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
 
 /// Writes the cache has not shown yet: slice name → resourceVersion (None = deleted).
+/// Per Service: when we last wrote, and the writes not seen yet.
+type Pending = (Instant, Vec<(String, Option<u64>)>);
+
 #[derive(Default)]
-struct Tracker(Mutex<HashMap<String, (Instant, Vec<(String, Option<u64>)>)>>);
+struct Tracker(Mutex<HashMap<String, Pending>>);
 
 impl Tracker {
     fn caught_up(&self, svc: &str, ctx: &Ctx, ns: &str) -> bool {
@@ -89,7 +92,7 @@ pub fn start(ctx: Arc<Ctx>) {
             qq.add(format!("{}/{svc}", s.metadata.namespace.as_deref().unwrap_or("")));
         }
     });
-    let (qq, index) = (q.clone(), PodToServices::new(ctx.services.clone()));
+    let (qq, index) = (q.clone(), PodToServices::new(ctx.services.clone(), ctx.pods.clone()));
     ctx.pods.on_change(move |p| index.enqueue(p, &qq));
     let c = Arc::new(Controller { ctx, tracker: Tracker::default() });
     crate::queue::run_workers(q, 5, move |key| {

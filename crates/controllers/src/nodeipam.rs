@@ -60,7 +60,7 @@ impl CidrSet {
         let off = u32::from(ip).checked_sub(self.base)? as u64;
         let step = if self.mask == 32 { 1u64 } else { 1u64 << (32 - self.mask) };
         let i = (off / step) as usize;
-        (off % step == 0 && i < self.used.len()).then_some(i)
+        (off.is_multiple_of(step) && i < self.used.len()).then_some(i)
     }
 
     pub fn occupy(&mut self, i: usize) {

@@ -109,8 +109,8 @@ async fn monitor(ctx: &Ctx, opts: &NetOptions, health: &Mutex<HashMap<String, He
     for n in &nodes {
         let name = n.metadata.name.clone().unwrap_or_default();
         let mut node = (**n).clone();
-        if stale_names.contains(&name) {
-            if let Some(conds) = unknown_conditions(n) {
+        if let Some(conds) = stale_names.contains(&name).then(|| unknown_conditions(n)).flatten() {
+            {
                 tracing::info!(node = %name, "node stopped posting status: conditions Unknown");
                 let patch = json!({"status": {"conditions": conds}});
                 match api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {

@@ -38,13 +38,16 @@ pub struct ReplicaSetController {
 /// What differs between the ReplicaSet and the ReplicationController
 /// controllers, which otherwise share this code: the kind, its cache (seen
 /// as ReplicaSets) and how its status is written.
+/// Writes a status merge patch: (client, namespace, name, patch).
+pub type PatchStatus = for<'a> fn(&'a kube::Client, &'a str, &'a str, &'a serde_json::Value) -> futures::future::BoxFuture<'a, Result<(), kube::Error>>;
+
 pub struct Flavor {
     pub queue: &'static str,
     pub api_version: &'static str,
     pub kind: &'static str,
     pub get: fn(&Ctx, &str, &str) -> Option<Arc<ReplicaSet>>,
     pub list_ns: fn(&Ctx, &str) -> Vec<Arc<ReplicaSet>>,
-    pub patch_status: for<'a> fn(&'a kube::Client, &'a str, &'a str, &'a serde_json::Value) -> futures::future::BoxFuture<'a, Result<(), kube::Error>>,
+    pub patch_status: PatchStatus,
 }
 
 pub static REPLICA_SET: Flavor = Flavor {

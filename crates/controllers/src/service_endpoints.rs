@@ -80,21 +80,24 @@ pub fn find_port(pod: &Pod, sp: &ServicePort) -> Option<i32> {
 /// Requeues the Services a pod belongs to, now or before its last change.
 pub struct PodToServices {
     services: Arc<Informer<Service>>,
+    pods: Arc<Informer<Pod>>,
     last: Mutex<HashMap<String, Vec<String>>>,
 }
 
 impl PodToServices {
-    pub fn new(services: Arc<Informer<Service>>) -> Arc<Self> {
-        Arc::new(PodToServices { services, last: Mutex::default() })
+    pub fn new(services: Arc<Informer<Service>>, pods: Arc<Informer<Pod>>) -> Arc<Self> {
+        Arc::new(PodToServices { services, pods, last: Mutex::default() })
     }
 
     pub fn enqueue(&self, pod: &Pod, q: &Queue) {
         let ns = pod.metadata.namespace.as_deref().unwrap_or("");
         let now: Vec<String> = self.services.list_ns(ns).iter().filter(|s| selector(s).is_some_and(|sel| selects(sel, pod))).map(|s| key_of(s.as_ref())).collect();
         let pk = key_of(pod);
+        // Handlers run after the cache is updated: a pod missing from it was deleted.
+        let gone = self.pods.get(pod.metadata.namespace.as_deref(), pod.metadata.name.as_deref().unwrap_or("")).is_none();
         let before = {
             let mut last = self.last.lock();
-            if now.is_empty() {
+            if now.is_empty() || gone {
                 last.remove(&pk)
             } else {
                 last.insert(pk, now.clone())

@@ -67,8 +67,11 @@ fn slices(c: &Cluster, svc: &str) -> Vec<Value> {
     c.items(&["endpointslices", "-l", &format!("kubernetes.io/service-name={svc}")])
 }
 
-/// Each slice's endpoints as (ip, ready, serving, terminating), with the slice's port numbers.
-fn slice_view(c: &Cluster, svc: &str) -> Vec<(Vec<i64>, Vec<(String, bool, bool, bool)>)> {
+/// An endpoint as (ip, ready, serving, terminating).
+type EndpointView = (String, bool, bool, bool);
+
+/// Each slice's port numbers and endpoints.
+fn slice_view(c: &Cluster, svc: &str) -> Vec<(Vec<i64>, Vec<EndpointView>)> {
     let mut out: Vec<_> = slices(c, svc)
         .iter()
         .map(|s| {
@@ -109,8 +112,8 @@ fn endpoints_and_slices_follow_pods_ports_readiness_and_termination() {
     let ep = wait_until("endpoints of web", Duration::from_secs(30), || c.get(&["endpoints", "web"]).filter(|e| e["subsets"].as_array().is_some_and(|s| s.len() == 2)));
     let subsets = ep["subsets"].as_array().unwrap();
     let by_port = |p: i64| subsets.iter().find(|s| s["ports"][0]["port"] == p).unwrap().clone();
-    assert_eq!(ips(&by_port(8080)["addresses"]), [ip_a.clone()]);
-    assert_eq!(ips(&by_port(9090)["addresses"]), [ip_b.clone()]);
+    assert_eq!(ips(&by_port(8080)["addresses"]), [ip_a.as_str()]);
+    assert_eq!(ips(&by_port(9090)["addresses"]), [ip_b.as_str()]);
     assert_eq!(by_port(8080)["ports"][0]["name"], "http");
     assert_eq!(by_port(8080)["addresses"][0]["targetRef"]["name"], "a");
     assert_eq!(ep["metadata"]["labels"]["tier"], "front");
@@ -155,7 +158,7 @@ fn endpoints_and_slices_follow_pods_ports_readiness_and_termination() {
     let ip_h = running(&c, "h")["status"]["podIP"].as_str().unwrap().to_string();
     c.create(json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "dns"}, "spec": {"clusterIP": "None", "selector": {"app": "dns"}}}));
     let ep = wait_until("headless endpoints", Duration::from_secs(30), || c.get(&["endpoints", "dns"]).filter(|e| e["subsets"].is_array()));
-    assert_eq!(ips(&ep["subsets"][0]["addresses"]), [ip_h.clone()]);
+    assert_eq!(ips(&ep["subsets"][0]["addresses"]), [ip_h.as_str()]);
     assert_eq!(ep["subsets"][0]["addresses"][0]["hostname"], "h0");
     assert!(ep["subsets"][0]["ports"].is_null());
     assert_eq!(ep["metadata"]["labels"]["service.kubernetes.io/headless"], "");
