@@ -5,6 +5,7 @@
 //! single-member with fsync on.
 
 mod apiserver;
+mod endpoints;
 mod load;
 mod noise;
 mod scheduler;
@@ -35,6 +36,8 @@ enum Cmd {
     Apiserver(apiserver::ApiArgs),
     /// scheduler_perf's SchedulingBasic: sim nodes, then pods; pods/s and p99 latency.
     Scheduler(scheduler::SchedulerArgs),
+    /// A Service over a ReplicaSet on sim nodes: how fast Endpoints and EndpointSlices follow.
+    Endpoints(endpoints::EndpointsArgs),
 }
 
 #[derive(clap::Args)]
@@ -354,6 +357,10 @@ async fn main() -> Result<()> {
         }
         Cmd::Scheduler(args) => tokio::select! {
             r = scheduler::run(args) => r?,
+            _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted"),
+        },
+        Cmd::Endpoints(args) => tokio::select! {
+            r = endpoints::run(args) => r?,
             _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted"),
         },
     }
