@@ -350,7 +350,11 @@ fn podgc_deletes_orphaned_and_the_oldest_terminated_pods() {
 }
 
 fn owner(c: &Cluster, kind: &str, name: &str, block: bool) -> Value {
-    let api = if kind == "ConfigMap" || kind == "Secret" { "v1" } else { "apps/v1" };
+    let api = match kind {
+        "ConfigMap" | "Secret" => "v1",
+        "Job" => "batch/v1",
+        _ => "apps/v1",
+    };
     let uid = c.get(&[&kind.to_lowercase(), name]).unwrap()["metadata"]["uid"].clone();
     json!([{"apiVersion": api, "kind": kind, "name": name, "uid": uid, "blockOwnerDeletion": block}])
 }
@@ -402,6 +406,15 @@ fn garbage_collector_background_foreground_and_orphan_for_any_kind() {
         let r = c.get(&["configmap", "two-owners"])?["metadata"]["ownerReferences"].clone();
         (r.as_array()?.len() == 1 && r[0]["name"] == "live").then_some(())
     });
+    // Across groups: a Job (batch/v1; no Job controller needed) owning a Pod, deleted in the foreground.
+    c.create(json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "batch"}, "spec": {
+        "template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10"}]}}}}));
+    let mut p = pod("batch-pod", json!({"job": "batch"}), json!({}));
+    p["metadata"]["ownerReferences"] = owner(&c, "Job", "batch", true);
+    c.create(p);
+    c.k.ok(&["delete", "job", "batch", "--cascade=foreground"]);
+    wait_until("job and its pod gone", Duration::from_secs(30), || (c.get(&["job", "batch"]).is_none() && c.get(&["pod", "batch-pod"]).is_none()).then_some(()));
+
     // A dependent created for an owner that never existed is collected.
     c.create(cm("dangling", json!([{"apiVersion": "v1", "kind": "ConfigMap", "name": "never", "uid": "00000000-0000-0000-0000-000000000000"}]), json!([])));
     wait_until("dangling collected", Duration::from_secs(30), || c.get(&["configmap", "dangling"]).is_none().then_some(()));
@@ -429,4 +442,20 @@ fn replication_controller_creates_adopts_scales_and_cascades() {
     wait_until("1 pod", Duration::from_secs(30), || (c.items(&["pods", "-l", "app=legacy"]).len() == 1).then_some(()));
     c.k.ok(&["delete", "rc", "legacy"]);
     wait_until("pods cascaded", Duration::from_secs(30), || c.items(&["pods", "-l", "app=legacy"]).is_empty().then_some(()));
+}
+
+#[test]
+fn standalone_controller_manager_takes_the_node_flags() {
+    let mut c = Cluster::start(&["--disable-controllers"]);
+    c.spawn("cm.log", &["controller-manager", "--leader-elect=false", "--node-monitor-grace-period", "3s", "--node-monitor-period", "500ms", "--cluster-cidr", "10.50.0.0/16", "--node-cidr-mask-size", "26"]);
+    bare_node(&c, "quiet");
+    let now = "2026-01-01T00:00:00Z";
+    let status = format!(r#"{{"status":{{"conditions":[{{"type":"Ready","status":"True","reason":"KubeletReady","lastHeartbeatTime":"{now}","lastTransitionTime":"{now}"}}]}}}}"#);
+    c.k.ok(&["patch", "node", "quiet", "--subresource=status", "--type=merge", "-p", &status]);
+    assert_eq!(wait_until("podCIDR", Duration::from_secs(30), || cidr_of(&c, "quiet")), "10.50.0.0/26");
+    // Ready, but nothing renews it: Unknown after the 3 s grace period.
+    wait_until("Ready=Unknown", Duration::from_secs(30), || (ready_condition(&c, "quiet")["status"] == "Unknown").then_some(()));
+    assert_eq!(ready_condition(&c, "quiet")["reason"], "NodeStatusUnknown");
+    // It is the only node: a full disruption, so no NoExecute taint; the NoSchedule one is there.
+    wait_until("NoSchedule taint", Duration::from_secs(30), || (node_taints(&c, "quiet") == ["node.kubernetes.io/unreachable:NoSchedule"]).then_some(()));
 }
