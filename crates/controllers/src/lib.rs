@@ -27,6 +27,7 @@ pub mod podgc;
 pub mod replicationcontroller;
 pub mod service_endpoints;
 pub mod taint_manager;
+pub mod zone_eviction;
 
 use std::sync::Arc;
 
@@ -87,6 +88,8 @@ pub struct NetOptions {
     pub terminated_pod_gc_threshold: usize,
     /// How often PodGC runs (upstream: 20 s, not a flag).
     pub pod_gc_period: std::time::Duration,
+    /// `--node-eviction-rate` and friends: how fast nodes are tainted NoExecute per zone.
+    pub eviction: zone_eviction::EvictionRates,
 }
 
 impl Default for NetOptions {
@@ -99,6 +102,7 @@ impl Default for NetOptions {
             node_cidr_mask_size: 24,
             terminated_pod_gc_threshold: 12500,
             pod_gc_period: std::time::Duration::from_secs(20),
+            eviction: Default::default(),
         }
     }
 }

@@ -14,10 +14,9 @@
 //! `node.kubernetes.io/not-ready` (Ready=False) or `unreachable`
 //! (Ready=Unknown) with NoExecute — the taint manager evicts pods that do not
 //! tolerate them — and the NoSchedule taints for both and for the pressure
-//! conditions, NetworkUnavailable and `spec.unschedulable`. If every node is
-//! unhealthy at once the fault is more likely ours (or the network's) than
-//! theirs, so, as upstream in a full disruption, no NoExecute taint is added
-//! and existing ones are removed.
+//! conditions, NetworkUnavailable and `spec.unschedulable`. First NoExecute
+//! taints are rate-limited per zone, and withheld when every zone is fully
+//! disrupted (see `zone_eviction`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -31,6 +30,7 @@ use parking_lot::Mutex;
 use serde_json::json;
 
 use crate::util::{is_pod_ready, now};
+use crate::zone_eviction::{rate, zone_of, zone_state, ZoneLimiters, ZoneState};
 use crate::{Ctx, NetOptions};
 
 pub const TAINT_NOT_READY: &str = "node.kubernetes.io/not-ready";
@@ -63,10 +63,11 @@ pub fn start(ctx: Arc<Ctx>, opts: NetOptions) {
         ctx.nodes.wait_ready().await;
         ctx.node_leases.wait_ready().await;
         let health: Mutex<HashMap<String, Health>> = Mutex::default();
+        let mut limiters = ZoneLimiters::default();
         let mut tick = tokio::time::interval(opts.node_monitor_period);
         loop {
             tick.tick().await;
-            if let Err(e) = monitor(&ctx, &opts, &health).await {
+            if let Err(e) = monitor(&ctx, &opts, &health, &mut limiters).await {
                 tracing::warn!(error = %format!("{e:#}"), "node health pass failed");
             }
         }
@@ -82,7 +83,7 @@ pub fn ready_status(n: &Node) -> &str {
     condition(n, "Ready").map(|c| c.status.as_str()).unwrap_or("")
 }
 
-async fn monitor(ctx: &Ctx, opts: &NetOptions, health: &Mutex<HashMap<String, Health>>) -> Result<()> {
+async fn monitor(ctx: &Ctx, opts: &NetOptions, health: &Mutex<HashMap<String, Health>>, limiters: &mut ZoneLimiters) -> Result<()> {
     let nodes = ctx.nodes.list();
     let mut stale_names = Vec::new();
     {
@@ -122,10 +123,25 @@ async fn monitor(ctx: &Ctx, opts: &NetOptions, health: &Mutex<HashMap<String, He
         }
         current.push(node);
     }
-    let all_down = !current.is_empty() && current.iter().all(|n| ready_status(n) != "True");
+    let mut zones: HashMap<String, Vec<bool>> = HashMap::new();
+    for n in &current {
+        zones.entry(zone_of(n)).or_default().push(ready_status(n) == "True");
+    }
+    let states: HashMap<&String, (ZoneState, usize)> = zones.iter().map(|(z, r)| (z, (zone_state(r, opts.eviction.unhealthy_threshold), r.len()))).collect();
+    let all_down = !states.is_empty() && states.values().all(|(s, _)| *s == ZoneState::FullDisruption);
     for node in &current {
         let name = node.metadata.name.clone().unwrap_or_default();
-        if let Some(taints) = desired_taints(node, !all_down) {
+        let mut want = desired_taints(node, !all_down);
+        // A first NoExecute taint evicts pods: only as fast as the zone's rate allows.
+        if want.as_ref().is_some_and(|t| has_no_execute(t) && !has_no_execute(node.spec.as_ref().and_then(|s| s.taints.as_deref()).unwrap_or_default())) {
+            let zone = zone_of(node);
+            let (state, size) = states[&zone];
+            if !limiters.try_take(&zone, rate(&opts.eviction, state, size), Instant::now()) {
+                tracing::debug!(node = %name, ?state, "NoExecute taint waits for the zone's eviction rate");
+                want = desired_taints(node, false);
+            }
+        }
+        if let Some(taints) = want {
             tracing::info!(node = %name, taints = ?taints.iter().map(|t| format!("{}:{}", t.key, t.effect)).collect::<Vec<_>>(), "updating node taints");
             let patch = json!({"metadata": {"resourceVersion": node.metadata.resource_version}, "spec": {"taints": taints}});
             match api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
@@ -171,6 +187,10 @@ pub fn unknown_conditions(n: &Node) -> Option<Vec<NodeCondition>> {
         }
     }
     changed.then_some(conds)
+}
+
+fn has_no_execute(t: &[Taint]) -> bool {
+    t.iter().any(|t| t.effect == "NoExecute" && (t.key == TAINT_NOT_READY || t.key == TAINT_UNREACHABLE))
 }
 
 fn managed(t: &Taint) -> bool {

@@ -459,3 +459,28 @@ fn standalone_controller_manager_takes_the_node_flags() {
     // It is the only node: a full disruption, so no NoExecute taint; the NoSchedule one is there.
     wait_until("NoSchedule taint", Duration::from_secs(30), || (node_taints(&c, "quiet") == ["node.kubernetes.io/unreachable:NoSchedule"]).then_some(()));
 }
+
+fn has_no_execute(c: &Cluster, node: &str) -> bool {
+    node_taints(c, node).iter().any(|t| t == "node.kubernetes.io/unreachable:NoExecute")
+}
+
+#[test]
+fn no_execute_taints_follow_the_zone_eviction_rate() {
+    let mut c = Cluster::start(&["--node-monitor-grace-period", "3s", "--node-monitor-period", "500ms", "--node-eviction-rate", "0.05"]);
+    // One healthy node keeps the zone out of full disruption; two silent ones go Unknown together.
+    c.spawn("sim.log", &["sim", "--nodes", "1", "--lease-duration-seconds", "4"]);
+    wait_until("sim node", Duration::from_secs(60), || c.get(&["node", "sim-node-0"]));
+    let now = "2026-01-01T00:00:00Z";
+    let status = format!(r#"{{"status":{{"conditions":[{{"type":"Ready","status":"True","reason":"KubeletReady","lastHeartbeatTime":"{now}","lastTransitionTime":"{now}"}}]}}}}"#);
+    for n in ["q1", "q2"] {
+        bare_node(&c, n);
+        c.k.ok(&["patch", "node", n, "--subresource=status", "--type=merge", "-p", &status]);
+    }
+    // 2 of 3 not ready is still a Normal zone (partial needs more than 2): 0.05 nodes/s, burst 1.
+    let first = wait_until("a first NoExecute taint", Duration::from_secs(30), || ["q1", "q2"].into_iter().find(|n| has_no_execute(&c, n)));
+    let second = if first == "q1" { "q2" } else { "q1" };
+    assert!(!has_no_execute(&c, second), "the second node must wait for the rate limiter");
+    assert_eq!(node_taints(&c, second), ["node.kubernetes.io/unreachable:NoSchedule"]);
+    wait_until("the second NoExecute taint", Duration::from_secs(40), || has_no_execute(&c, second).then_some(()));
+    assert!(!has_no_execute(&c, "sim-node-0"));
+}

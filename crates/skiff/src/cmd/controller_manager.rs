@@ -52,6 +52,17 @@ pub struct NetControllerArgs {
     /// How often PodGC runs (upstream: fixed 20s; a flag here so tests need not wait).
     #[arg(long, default_value = "20s", value_parser = super::store::parse_duration, hide = true)]
     pub pod_gc_period: std::time::Duration,
+    /// Nodes per second tainted NoExecute (their pods evicted) in a healthy zone.
+    #[arg(long, default_value_t = 0.1)]
+    pub node_eviction_rate: f64,
+    /// The same in a partially disrupted zone larger than --large-cluster-size-threshold (else 0).
+    #[arg(long, default_value_t = 0.01)]
+    pub secondary_node_eviction_rate: f64,
+    /// Fraction of not-Ready nodes (more than 2) that makes a zone partially disrupted.
+    #[arg(long, default_value_t = 0.55)]
+    pub unhealthy_zone_threshold: f64,
+    #[arg(long, default_value_t = 50)]
+    pub large_cluster_size_threshold: usize,
 }
 
 impl NetControllerArgs {
@@ -64,6 +75,12 @@ impl NetControllerArgs {
             node_cidr_mask_size: self.node_cidr_mask_size,
             terminated_pod_gc_threshold: self.terminated_pod_gc_threshold,
             pod_gc_period: self.pod_gc_period,
+            eviction: skiff_controllers::zone_eviction::EvictionRates {
+                primary: self.node_eviction_rate,
+                secondary: self.secondary_node_eviction_rate,
+                unhealthy_threshold: self.unhealthy_zone_threshold,
+                large_cluster: self.large_cluster_size_threshold,
+            },
         }
     }
 }
