@@ -26,6 +26,7 @@ use crate::Ctx;
 /// Upstream's maxCapacity: more addresses than this are truncated.
 pub const MAX_CAPACITY: usize = 1000;
 pub const OVER_CAPACITY: &str = "endpoints.kubernetes.io/over-capacity";
+pub const SKIP_MIRROR_LABEL: &str = "endpointslice.kubernetes.io/skip-mirror";
 
 pub fn start(ctx: Arc<Ctx>) {
     let q = crate::queue::Queue::new("endpoint", ctx.metrics.clone());
@@ -61,6 +62,8 @@ async fn sync(ctx: &Ctx, key: &str) -> Result<Option<Duration>> {
     let pods: Vec<Arc<Pod>> = ctx.pods.list_ns(ns).into_iter().filter(|p| selects(sel, p)).collect();
     let (subsets, truncated) = build_subsets(&svc, &pods);
     let mut labels = svc.metadata.labels.clone().unwrap_or_default();
+    // Ours, not a user's: the EndpointSlice mirroring controller must not copy it.
+    labels.insert(SKIP_MIRROR_LABEL.into(), "true".into());
     if is_headless(&svc) {
         labels.insert(HEADLESS_LABEL.into(), String::new());
     } else {

@@ -117,6 +117,7 @@ fn endpoints_and_slices_follow_pods_ports_readiness_and_termination() {
     assert_eq!(by_port(8080)["ports"][0]["name"], "http");
     assert_eq!(by_port(8080)["addresses"][0]["targetRef"]["name"], "a");
     assert_eq!(ep["metadata"]["labels"]["tier"], "front");
+    assert_eq!(ep["metadata"]["labels"]["endpointslice.kubernetes.io/skip-mirror"], "true");
     // Slices: one per port set, labelled, owned by the Service.
     wait_until("two slices", Duration::from_secs(30), || (slice_view(&c, "web").len() == 2).then_some(()));
     let svc_uid = c.get(&["service", "web"]).unwrap()["metadata"]["uid"].clone();
