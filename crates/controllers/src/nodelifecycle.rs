@@ -113,10 +113,11 @@ async fn monitor(ctx: &Ctx, opts: &NetOptions, health: &Mutex<HashMap<String, He
         if let Some(conds) = stale_names.contains(&name).then(|| unknown_conditions(n)).flatten() {
             {
                 tracing::info!(node = %name, "node stopped posting status: conditions Unknown");
-                let patch = json!({"status": {"conditions": conds}});
+                // Guarded by resourceVersion: a kubelet that just came back must not be overwritten.
+                let patch = json!({"metadata": {"resourceVersion": n.metadata.resource_version}, "status": {"conditions": conds}});
                 match api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
                     Ok(updated) => node = updated,
-                    Err(kube::Error::Api(e)) if e.code == 404 => continue,
+                    Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => continue,
                     Err(e) => return Err(e.into()),
                 }
             }
@@ -246,7 +247,8 @@ async fn mark_pods_not_ready(ctx: &Ctx, node: &str) -> Result<()> {
         let name = p.metadata.name.clone().unwrap_or_default();
         tracing::info!(pod = %format!("{ns}/{name}"), %node, "marking pod not ready: its node is not ready");
         let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
-        match api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&json!({"status": {"conditions": conds}}))).await {
+        let patch = json!({"metadata": {"resourceVersion": p.metadata.resource_version}, "status": {"conditions": conds}});
+        match api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
             Ok(_) | Err(kube::Error::Api(_)) => {}
             Err(e) => return Err(e.into()),
         }
