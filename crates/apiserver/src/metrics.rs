@@ -35,6 +35,12 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// For metrics of components running in the same process (the
+    /// controller manager's work queues in `skiff server`), so one scrape sees all.
+    pub fn registry_mut(&mut self) -> &mut Registry {
+        &mut self.registry
+    }
+
     pub fn render(&self) -> String {
         let mut out = String::new();
         encode(&mut out, &self.registry).expect("writing to a String cannot fail");

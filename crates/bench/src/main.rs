@@ -5,6 +5,7 @@
 //! single-member with fsync on.
 
 mod apiserver;
+mod endpoints;
 mod load;
 mod noise;
 mod scheduler;
@@ -38,6 +39,8 @@ enum Cmd {
     Scheduler(scheduler::SchedulerArgs),
     /// The scheduling algorithm alone, in process (no API server): cycles/s and per-cycle latency.
     SchedulerCycle(scheduler_cycle::CycleArgs),
+    /// A Service over a ReplicaSet on sim nodes: how fast Endpoints and EndpointSlices follow.
+    Endpoints(endpoints::EndpointsArgs),
 }
 
 #[derive(clap::Args)]
@@ -358,6 +361,10 @@ async fn main() -> Result<()> {
         Cmd::SchedulerCycle(args) => scheduler_cycle::run(args)?,
         Cmd::Scheduler(args) => tokio::select! {
             r = scheduler::run(args) => r?,
+            _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted"),
+        },
+        Cmd::Endpoints(args) => tokio::select! {
+            r = endpoints::run(args) => r?,
             _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted"),
         },
     }

@@ -33,7 +33,7 @@ pub struct SchedulerArgs {
     clients: usize,
 }
 
-struct Kill(Child);
+pub(crate) struct Kill(Child);
 impl Drop for Kill {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -41,7 +41,7 @@ impl Drop for Kill {
     }
 }
 
-fn spawn(bin: &PathBuf, args: &[&str], log: PathBuf) -> Result<Kill> {
+pub(crate) fn spawn(bin: &PathBuf, args: &[&str], log: PathBuf) -> Result<Kill> {
     let child = Command::new(bin).args(args).stdout(Stdio::null()).stderr(std::fs::File::create(log)?).spawn().context("spawn skiff")?;
     Ok(Kill(child))
 }

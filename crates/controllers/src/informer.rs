@@ -60,8 +60,11 @@ where
         });
     }
 
+    /// Wait for the initial list. kube's readiness signal wakes only the
+    /// last task waiting on it (a oneshot underneath), and several
+    /// controllers wait on one informer, so each waiter re-polls briefly.
     pub async fn wait_ready(&self) {
-        let _ = self.store.wait_until_ready().await;
+        while tokio::time::timeout(std::time::Duration::from_millis(100), self.store.wait_until_ready()).await.is_err() {}
     }
 
     pub fn list(&self) -> Vec<Arc<K>> {

@@ -18,12 +18,25 @@ pub mod replicaset;
 pub mod rootca;
 pub mod serviceaccount;
 pub mod util;
+// Networking, node and cleanup controllers (issue 6, part 1).
+pub mod endpoints;
+pub mod endpointslice;
+pub mod nodeipam;
+pub mod nodelifecycle;
+pub mod podgc;
+pub mod replicationcontroller;
+pub mod service_endpoints;
+pub mod taint_manager;
+pub mod zone_eviction;
 
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, ServiceAccount};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Endpoints, Node, ReplicationController, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::Api;
 use kube::Client;
 
@@ -40,6 +53,13 @@ pub struct Ctx {
     pub serviceaccounts: Arc<Informer<ServiceAccount>>,
     pub configmaps: Arc<Informer<ConfigMap>>,
     pub metrics: QueueMetrics,
+    pub services: Arc<Informer<Service>>,
+    pub endpoints: Arc<Informer<Endpoints>>,
+    pub endpointslices: Arc<Informer<EndpointSlice>>,
+    pub nodes: Arc<Informer<Node>>,
+    /// Node heartbeats (`kube-node-lease` namespace only).
+    pub node_leases: Arc<Informer<Lease>>,
+    pub rcs: Arc<Informer<ReplicationController>>,
 }
 
 #[derive(Clone, Debug)]
@@ -50,11 +70,46 @@ pub struct Options {
     pub identity: String,
     /// The cluster CA (PEM) to publish as `kube-root-ca.crt`; none = the publisher does not run.
     pub root_ca: Option<String>,
+    pub net: NetOptions,
+}
+
+/// Options of the node, networking and cleanup controllers (kube-controller-manager flag names).
+#[derive(Clone, Debug)]
+pub struct NetOptions {
+    /// `--node-monitor-grace-period`: a node whose heartbeat is older is Ready=Unknown.
+    pub node_monitor_grace_period: std::time::Duration,
+    /// `--node-monitor-period`: how often node health is checked.
+    pub node_monitor_period: std::time::Duration,
+    /// `--allocate-node-cidrs`, `--cluster-cidr`, `--node-cidr-mask-size`.
+    pub allocate_node_cidrs: bool,
+    pub cluster_cidr: String,
+    pub node_cidr_mask_size: u8,
+    /// `--terminated-pod-gc-threshold` (0 = never collect terminated pods).
+    pub terminated_pod_gc_threshold: usize,
+    /// How often PodGC runs (upstream: 20 s, not a flag).
+    pub pod_gc_period: std::time::Duration,
+    /// `--node-eviction-rate` and friends: how fast nodes are tainted NoExecute per zone.
+    pub eviction: zone_eviction::EvictionRates,
+}
+
+impl Default for NetOptions {
+    fn default() -> Self {
+        NetOptions {
+            node_monitor_grace_period: std::time::Duration::from_secs(40),
+            node_monitor_period: std::time::Duration::from_secs(5),
+            allocate_node_cidrs: true,
+            cluster_cidr: "10.244.0.0/16".into(),
+            node_cidr_mask_size: 24,
+            terminated_pod_gc_threshold: 12500,
+            pod_gc_period: std::time::Duration::from_secs(20),
+            eviction: Default::default(),
+        }
+    }
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { controllers: vec!["*".into()], leader_elect: true, identity: default_identity(), root_ca: None }
+        Options { controllers: vec!["*".into()], leader_elect: true, identity: default_identity(), root_ca: None, net: NetOptions::default() }
     }
 }
 
@@ -111,6 +166,12 @@ async fn start_controllers(client: Client, opts: Options, metrics: QueueMetrics)
         namespaces: Informer::new(Api::all(client.clone())),
         serviceaccounts: Informer::new(Api::all(client.clone())),
         configmaps: Informer::new(Api::all(client.clone())),
+        services: Informer::new(Api::all(client.clone())),
+        endpoints: Informer::new(Api::all(client.clone())),
+        endpointslices: Informer::new(Api::all(client.clone())),
+        nodes: Informer::new(Api::all(client.clone())),
+        node_leases: Informer::new(Api::namespaced(client.clone(), "kube-node-lease")),
+        rcs: Informer::new(Api::all(client.clone())),
         client,
         metrics,
     });
@@ -134,10 +195,58 @@ async fn start_controllers(client: Client, opts: Options, metrics: QueueMetrics)
         rootca::start(ctx.clone(), ca);
         ctx.configmaps.start();
     }
+    start_net_controllers(&ctx, &opts);
     ctx.namespaces.start();
     ctx.pods.start();
     ctx.rss.start();
     ctx.deploys.start();
     tracing::info!(controllers = ?opts.controllers, "controllers started");
     std::future::pending::<()>().await;
+}
+
+/// Endpoints, EndpointSlice, node lifecycle, IPAM, PodGC and
+/// ReplicationController, with the informers they need.
+fn start_net_controllers(ctx: &Arc<Ctx>, opts: &Options) {
+    let (mut services, mut slices, mut nodes, mut leases) = (false, false, false, false);
+    if enabled(opts, "endpoints") {
+        endpoints::start(ctx.clone());
+        services = true;
+    }
+    if enabled(opts, "endpointslice") {
+        endpointslice::start(ctx.clone());
+        (services, slices, nodes) = (true, true, true);
+    }
+    if enabled(opts, "nodelifecycle") {
+        nodelifecycle::start(ctx.clone(), opts.net.clone());
+        taint_manager::start(ctx.clone());
+        (nodes, leases) = (true, true);
+    }
+    if enabled(opts, "nodeipam") && opts.net.allocate_node_cidrs {
+        match nodeipam::start(ctx.clone(), &opts.net) {
+            Ok(()) => nodes = true,
+            Err(e) => tracing::error!(error = %format!("{e:#}"), "node IPAM not started"),
+        }
+    }
+    if enabled(opts, "podgc") {
+        podgc::start(ctx.clone(), opts.net.clone());
+        nodes = true;
+    }
+    if enabled(opts, "replicationcontroller") {
+        replicationcontroller::start(ctx.clone());
+        ctx.rcs.start();
+    }
+    // Informers start after every handler is registered, so none misses the initial list.
+    if services {
+        ctx.services.start();
+        ctx.endpoints.start();
+    }
+    if slices {
+        ctx.endpointslices.start();
+    }
+    if nodes {
+        ctx.nodes.start();
+    }
+    if leases {
+        ctx.node_leases.start();
+    }
 }

@@ -32,31 +32,64 @@ pub const BURST_REPLICAS: usize = 500;
 pub struct ReplicaSetController {
     ctx: Arc<Ctx>,
     pub expectations: Expectations,
+    flavor: &'static Flavor,
 }
+
+/// What differs between the ReplicaSet and the ReplicationController
+/// controllers, which otherwise share this code: the kind, its cache (seen
+/// as ReplicaSets) and how its status is written.
+/// Writes a status merge patch: (client, namespace, name, patch).
+pub type PatchStatus = for<'a> fn(&'a kube::Client, &'a str, &'a str, &'a serde_json::Value) -> futures::future::BoxFuture<'a, Result<(), kube::Error>>;
+
+pub struct Flavor {
+    pub queue: &'static str,
+    pub api_version: &'static str,
+    pub kind: &'static str,
+    pub get: fn(&Ctx, &str, &str) -> Option<Arc<ReplicaSet>>,
+    pub list_ns: fn(&Ctx, &str) -> Vec<Arc<ReplicaSet>>,
+    pub patch_status: PatchStatus,
+}
+
+pub static REPLICA_SET: Flavor = Flavor {
+    queue: "replicaset",
+    api_version: "apps/v1",
+    kind: "ReplicaSet",
+    get: |ctx, ns, name| ctx.rss.get(Some(ns), name),
+    list_ns: |ctx, ns| ctx.rss.list_ns(ns),
+    patch_status: |client, ns, name, patch| {
+        Box::pin(async move { Api::<ReplicaSet>::namespaced(client.clone(), ns).patch_status(name, &PatchParams::default(), &Patch::Merge(patch)).await.map(|_| ()) })
+    },
+};
 
 impl ReplicaSetController {
     pub fn start(ctx: Arc<Ctx>) {
-        let q = crate::queue::Queue::new("replicaset", ctx.metrics.clone());
+        Self::start_flavor(ctx.clone(), &REPLICA_SET, |f| ctx.rss.on_change(move |rs| f(key_of(rs))));
+    }
+
+    /// Start a controller of `flavor`; `watch_owners` registers a handler on
+    /// the owners' informer that calls the given function with changed keys.
+    pub fn start_flavor(ctx: Arc<Ctx>, flavor: &'static Flavor, watch_owners: impl FnOnce(Box<dyn Fn(String) + Send + Sync>)) {
+        let q = crate::queue::Queue::new(flavor.queue, ctx.metrics.clone());
         let qq = q.clone();
-        ctx.rss.on_change(move |rs| qq.add(key_of(rs)));
+        watch_owners(Box::new(move |k| qq.add(k)));
         let qq = q.clone();
-        let rss = ctx.rss.clone();
+        let c2 = ctx.clone();
         ctx.pods.on_change(move |pod| {
             // The owner, or (for an orphan) every ReplicaSet that might adopt it.
             let ns = pod.metadata.namespace.as_deref().unwrap_or("");
             if let Some(r) = controller_ref(&pod.metadata) {
-                if r.kind == "ReplicaSet" {
+                if r.kind == flavor.kind {
                     qq.add(format!("{ns}/{}", r.name));
                 }
                 return;
             }
-            for rs in rss.list_ns(ns) {
+            for rs in (flavor.list_ns)(&c2, ns) {
                 if selector_matches(Some(&rs.spec.as_ref().map(|s| s.selector.clone()).unwrap_or_default()), pod.metadata.labels.as_ref()) {
                     qq.add(key_of(rs.as_ref()));
                 }
             }
         });
-        let c = Arc::new(ReplicaSetController { ctx, expectations: Expectations::default() });
+        let c = Arc::new(ReplicaSetController { ctx, expectations: Expectations::default(), flavor });
         crate::queue::run_workers(q, 5, move |key| {
             let c = c.clone();
             async move { c.sync(&key).await }
@@ -66,7 +99,7 @@ impl ReplicaSetController {
     async fn sync(&self, key: &str) -> Result<Option<Duration>> {
         let (ns, name) = split_key(key);
         let ns = ns.unwrap_or("default");
-        let Some(rs) = self.ctx.rss.get(Some(ns), name) else {
+        let Some(rs) = (self.flavor.get)(&self.ctx, ns, name) else {
             self.expectations.forget(key);
             return Ok(None);
         };
@@ -77,14 +110,14 @@ impl ReplicaSetController {
             Some(_) => Seen::Present,
         });
         let spec = rs.spec.clone().unwrap_or_default();
-        let owned = claim_pods(&self.ctx.client, ns, &rs.metadata, "apps/v1", "ReplicaSet", Some(&spec.selector), &pods).await?;
+        let owned = claim_pods(&self.ctx.client, ns, &rs.metadata, self.flavor.api_version, self.flavor.kind, Some(&spec.selector), &pods).await?;
         let active: Vec<&Pod> = owned.iter().map(|p| p.as_ref()).filter(|p| is_pod_active(p)).collect();
         let mut result = Ok(());
         if satisfied && !is_terminating(&rs.metadata) {
             result = self.manage(&rs, ns, key, &active).await;
         }
         let min_ready = spec.min_ready_seconds.unwrap_or(0);
-        let requeue = update_status(&self.ctx.client, &rs, &active, min_ready).await?;
+        let requeue = update_status(&self.ctx.client, self.flavor, &rs, &active, min_ready).await?;
         result?;
         Ok(requeue)
     }
@@ -98,7 +131,7 @@ impl ReplicaSetController {
         if have < want {
             let n = (want - have).min(BURST_REPLICAS);
             let Some(template) = spec.template.as_ref() else { return Ok(()) };
-            let owner = owner_ref("apps/v1", "ReplicaSet", &rs.metadata);
+            let owner = owner_ref(self.flavor.api_version, self.flavor.kind, &rs.metadata);
             let pod = pod_from_template(template, &generate_prefix(&name), owner);
             tracing::info!(replicaset = %key, need = want, have, creating = n, "too few replicas");
             let (created, err) = slow_start(n, || {
@@ -266,7 +299,7 @@ pub fn counts(active: &[&Pod], template_labels: Option<&std::collections::BTreeM
 
 /// Write the ReplicaSet's status if it changed; returns when to look again
 /// for pods that will become available after minReadySeconds.
-async fn update_status(client: &kube::Client, rs: &ReplicaSet, active: &[&Pod], min_ready: i32) -> Result<Option<Duration>> {
+async fn update_status(client: &kube::Client, flavor: &Flavor, rs: &ReplicaSet, active: &[&Pod], min_ready: i32) -> Result<Option<Duration>> {
     let now = Timestamp::now();
     let tl = rs.spec.as_ref().and_then(|s| s.template.as_ref()).and_then(|t| t.metadata.as_ref()).and_then(|m| m.labels.as_ref());
     let (replicas, full, ready, avail) = counts(active, tl, min_ready, now);
@@ -278,12 +311,11 @@ async fn update_status(client: &kube::Client, rs: &ReplicaSet, active: &[&Pod], 
         || cur.available_replicas.unwrap_or(0) != avail
         || cur.observed_generation != generation;
     if changed {
-        let api: Api<ReplicaSet> = Api::namespaced(client.clone(), rs.metadata.namespace.as_deref().unwrap_or("default"));
         let patch = json!({"status": {
             "replicas": replicas, "fullyLabeledReplicas": full, "readyReplicas": ready,
             "availableReplicas": avail, "observedGeneration": generation,
         }});
-        match api.patch_status(rs.metadata.name.as_deref().unwrap_or(""), &PatchParams::default(), &Patch::Merge(&patch)).await {
+        match (flavor.patch_status)(client, rs.metadata.namespace.as_deref().unwrap_or("default"), rs.metadata.name.as_deref().unwrap_or(""), &patch).await {
             Ok(_) => {}
             Err(kube::Error::Api(e)) if e.code == 404 => {}
             Err(e) => return Err(e.into()),

@@ -55,6 +55,8 @@ pub struct ServerArgs {
     /// Port of this machine's kubelet endpoint.
     #[arg(long, default_value_t = 10250)]
     kubelet_port: u16,
+    #[command(flatten)]
+    net: super::controller_manager::NetControllerArgs,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -120,16 +122,22 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
     tracing::info!(listen = %args.listen, data_dir = %dir.display(), "API server ready");
     println!("export KUBECONFIG={}", kubeconfig.display());
+    // The controllers' work-queue metrics are served on the API server's /metrics.
+    let queue_metrics = skiff_controllers::queue::QueueMetrics::default();
+    let mut api_metrics = skiff_apiserver::metrics::Metrics::default();
     if !args.disable_controllers {
+        queue_metrics.register(api_metrics.registry_mut());
+        let queue_metrics = queue_metrics.clone();
         let kc = kubeconfig.clone();
         let ca_pem = pki.ca_pem.clone();
+        let net = args.net.options();
         tokio::spawn(async move {
             let client = match skiff_controllers::client_from_kubeconfig(&kc).await {
                 Ok(c) => c,
                 Err(e) => return tracing::error!(error = %format!("{e:#}"), "controller manager cannot start"),
             };
-            let opts = skiff_controllers::Options { root_ca: Some(ca_pem), ..Default::default() };
-            if let Err(e) = skiff_controllers::run(client, opts, Default::default()).await {
+            let opts = skiff_controllers::Options { root_ca: Some(ca_pem), net, ..Default::default() };
+            if let Err(e) = skiff_controllers::run(client, opts, queue_metrics).await {
                 tracing::error!(error = %format!("{e:#}"), "controller manager stopped");
             }
         });
@@ -138,7 +146,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         tokio::spawn(super::scheduler::run_in_server(kubeconfig.clone()));
     }
     let inflight = skiff_apiserver::inflight::Inflight::new(args.max_requests_inflight, args.max_mutating_requests_inflight);
-    let state = AppState { storage, token: Arc::new(pki.admin_token.clone()), metrics: Default::default(), inflight };
+    let state = AppState { storage, token: Arc::new(pki.admin_token.clone()), metrics: Arc::new(api_metrics), inflight };
     skiff_apiserver::serve(listener, &pki, state, super::shutdown_signal()).await?;
     tracing::info!("shutting down");
     drop(store);

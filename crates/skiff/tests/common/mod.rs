@@ -186,3 +186,45 @@ impl Kubectl {
         String::from_utf8(out.stderr).unwrap()
     }
 }
+
+/// Another `skiff <args> --kubeconfig <kc>` child (sim, scheduler, controller-manager):
+/// stderr to a log file, SIGKILLed and reaped on drop.
+pub struct SkiffProc(pub Child);
+
+impl SkiffProc {
+    pub fn start(kubeconfig: &Path, log: &Path, args: &[&str]) -> SkiffProc {
+        let child = Command::new(env!("CARGO_BIN_EXE_skiff"))
+            .args(args)
+            .arg("--kubeconfig")
+            .arg(kubeconfig)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .expect("start skiff");
+        SkiffProc(child)
+    }
+
+    /// SIGKILL now (a crashed node: no goodbye).
+    pub fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for SkiffProc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Poll `f` every 200 ms until it returns Some, or panic after `timeout`.
+pub fn wait_until<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
