@@ -31,6 +31,11 @@ pub struct SchedulerArgs {
     /// Concurrent pod creations.
     #[arg(long, default_value_t = 64)]
     clients: usize,
+    /// basic (SchedulingBasic) or spread: nodes in 3 zones, every pod in one of
+    /// 50 apps with a DoNotSchedule zone topology spread constraint and a
+    /// preferred pod anti-affinity by hostname on its app label.
+    #[arg(long, default_value = "basic")]
+    scenario: String,
 }
 
 pub(crate) struct Kill(Child);
@@ -46,22 +51,31 @@ pub(crate) fn spawn(bin: &PathBuf, args: &[&str], log: PathBuf) -> Result<Kill> 
     Ok(Kill(child))
 }
 
-fn pod(name: &str) -> Pod {
-    serde_json::from_value(serde_json::json!({
+fn pod(name: &str, spread: bool) -> Pod {
+    let mut p = serde_json::json!({
         "metadata": {"name": name, "namespace": "default"},
         "spec": {"containers": [{"name": "pause", "image": "registry.k8s.io/pause:3.10",
             "resources": {"requests": {"cpu": "100m", "memory": "500Mi"}, "limits": {"cpu": "100m", "memory": "500Mi"}}}]}
-    }))
-    .unwrap()
+    });
+    if spread {
+        let n: usize = name.rsplit('-').next().and_then(|i| i.parse().ok()).unwrap_or(0);
+        let app = format!("app-{}", n % 50);
+        p["metadata"]["labels"] = serde_json::json!({"app": app});
+        p["spec"]["topologySpreadConstraints"] = serde_json::json!([{"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone",
+            "whenUnsatisfiable": "DoNotSchedule", "labelSelector": {"matchLabels": {"app": app}}}]);
+        p["spec"]["affinity"] = serde_json::json!({"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 100,
+            "podAffinityTerm": {"labelSelector": {"matchLabels": {"app": app}}, "topologyKey": "kubernetes.io/hostname"}}]}});
+    }
+    serde_json::from_value(p).unwrap()
 }
 
 /// Creates `names` and returns, per pod, when its create returned.
-async fn create_all(api: &Api<Pod>, names: Vec<String>, clients: usize) -> Result<HashMap<String, Instant>> {
+async fn create_all(api: &Api<Pod>, names: Vec<String>, clients: usize, spread: bool) -> Result<HashMap<String, Instant>> {
     let results: Vec<Result<(String, Instant)>> = futures::stream::iter(names)
         .map(|n| {
             let api = api.clone();
             async move {
-                api.create(&PostParams::default(), &pod(&n)).await.with_context(|| format!("create {n}"))?;
+                api.create(&PostParams::default(), &pod(&n, spread)).await.with_context(|| format!("create {n}"))?;
                 Ok((n, Instant::now()))
             }
         })
@@ -72,6 +86,8 @@ async fn create_all(api: &Api<Pod>, names: Vec<String>, clients: usize) -> Resul
 }
 
 pub async fn run(args: SchedulerArgs) -> Result<()> {
+    anyhow::ensure!(matches!(args.scenario.as_str(), "basic" | "spread"), "--scenario must be basic or spread");
+    let spread = args.scenario == "spread";
     let dir = tempfile::tempdir()?;
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let data = dir.path().join("server");
@@ -84,7 +100,7 @@ pub async fn run(args: SchedulerArgs) -> Result<()> {
     }
     let kc = kubeconfig.to_str().unwrap();
     crate::progress(&format!("registering {} sim nodes", args.nodes));
-    let _sim = spawn(&args.skiff_bin, &["sim", "--kubeconfig", kc, "--nodes", &args.nodes.to_string(), "--drive-pods=false", "--lease-duration-seconds", "400", "--cpu", "32", "--memory", "256Gi"], dir.path().join("sim.log"))?;
+    let _sim = spawn(&args.skiff_bin, &["sim", "--kubeconfig", kc, "--nodes", &args.nodes.to_string(), "--drive-pods=false", "--lease-duration-seconds", "400", "--cpu", "32", "--memory", "256Gi", "--zones", "3"], dir.path().join("sim.log"))?;
     let kcfg = kube::Config::from_custom_kubeconfig(kube::config::Kubeconfig::read_from(&kubeconfig)?, &Default::default()).await?;
     let client = kube::Client::try_from(kcfg)?;
     let nodes: Api<Node> = Api::all(client.clone());
@@ -120,13 +136,13 @@ pub async fn run(args: SchedulerArgs) -> Result<()> {
         want(bound)
     };
     crate::progress(&format!("creating {} init pods", args.init_pods));
-    create_all(&pods, (0..args.init_pods).map(|i| format!("init-{i}")).collect(), args.clients).await?;
+    create_all(&pods, (0..args.init_pods).map(|i| format!("init-{i}")).collect(), args.clients, spread).await?;
     while !wait_bound(&|b| b.keys().filter(|k| k.starts_with("init-")).count() >= args.init_pods, &mut bound) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     crate::progress(&format!("creating {} measured pods", args.pods));
     let t0 = Instant::now();
-    let created = create_all(&pods, (0..args.pods).map(|i| format!("pod-{i}")).collect(), args.clients).await?;
+    let created = create_all(&pods, (0..args.pods).map(|i| format!("pod-{i}")).collect(), args.clients, spread).await?;
     let create_secs = t0.elapsed().as_secs_f64();
     let deadline = Instant::now() + Duration::from_secs(600);
     while !wait_bound(&|b| b.keys().filter(|k| k.starts_with("pod-")).count() >= args.pods, &mut bound) {
@@ -141,8 +157,8 @@ pub async fn run(args: SchedulerArgs) -> Result<()> {
         h.record(tb.saturating_duration_since(*tc).as_micros() as u64)?;
     }
     let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
-    println!("| nodes | init pods | pods | create phase (s) | all bound (s) | pods/s | p50 latency (ms) | p99 latency (ms) |");
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
-    println!("| {} | {} | {} | {create_secs:.1} | {secs:.1} | {:.0} | {:.0} | {:.0} |", args.nodes, args.init_pods, args.pods, args.pods as f64 / secs, ms(0.5), ms(0.99));
+    println!("| scenario | nodes | init pods | pods | create phase (s) | all bound (s) | pods/s | p50 latency (ms) | p99 latency (ms) |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| {} | {} | {} | {} | {create_secs:.1} | {secs:.1} | {:.0} | {:.0} | {:.0} |", args.scenario, args.nodes, args.init_pods, args.pods, args.pods as f64 / secs, ms(0.5), ms(0.99));
     Ok(())
 }
