@@ -12,6 +12,7 @@ pub mod probes;
 pub mod resources;
 pub mod server;
 pub mod static_pods;
+pub mod streaming;
 pub mod status;
 pub mod volumes;
 pub mod worker;

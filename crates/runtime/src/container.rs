@@ -33,6 +33,10 @@ pub struct Container {
     /// Flips to true when the container process has ended.
     pub exited: watch::Receiver<bool>,
     exited_tx: Option<watch::Sender<bool>>,
+    /// Live output, for `attach`.
+    pub output: crate::logs::Output,
+    /// The process's stdin when the container was created with `stdin: true`.
+    pub stdin: Option<Arc<tokio::sync::Mutex<tokio::process::ChildStdin>>>,
 }
 
 /// Process arguments with Kubernetes' override rules: `command` replaces the
@@ -156,6 +160,8 @@ impl Runtime {
             bundle,
             exited: rx,
             exited_tx: Some(tx),
+            output: tokio::sync::broadcast::channel(256).0,
+            stdin: None,
         };
         self.containers.lock().insert(id.clone(), c);
         Ok(id)
@@ -164,13 +170,13 @@ impl Runtime {
     /// Returns once runc reports the container running (or it has already exited),
     /// so that exec (probes, postStart) can follow at once.
     pub async fn start_container(&self, id: &str) -> Result<()> {
-        let (bundle, log_path, tx) = {
+        let (bundle, log_path, tx, output, wants_stdin) = {
             let mut cs = self.containers.lock();
             let c = cs.get_mut(id).context("no such container")?;
             if c.state != cri::ContainerState::ContainerCreated {
                 bail!("container {id} is not in the created state");
             }
-            (c.bundle.clone(), c.log_path.clone(), c.exited_tx.take().context("already started")?)
+            (c.bundle.clone(), c.log_path.clone(), c.exited_tx.take().context("already started")?, c.output.clone(), c.config.stdin)
         };
         let file = if log_path.is_empty() {
             std::fs::OpenOptions::new().write(true).open("/dev/null")?
@@ -188,18 +194,19 @@ impl Runtime {
             .arg("--bundle")
             .arg(&bundle)
             .arg(id)
-            .stdin(Stdio::null())
+            .stdin(if wants_stdin { Stdio::piped() } else { Stdio::null() })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .with_context(|| format!("running {}", self.cfg.runc))?;
-        let out = tokio::spawn(crate::logs::pump(child.stdout.take().context("stdout")?, "stdout", file.clone()));
-        let err = tokio::spawn(crate::logs::pump(child.stderr.take().context("stderr")?, "stderr", file));
+        let out = tokio::spawn(crate::logs::pump(child.stdout.take().context("stdout")?, "stdout", file.clone(), output.clone()));
+        let err = tokio::spawn(crate::logs::pump(child.stderr.take().context("stderr")?, "stderr", file, output));
         {
             let mut cs = self.containers.lock();
             if let Some(c) = cs.get_mut(id) {
                 c.state = cri::ContainerState::ContainerRunning;
                 c.started_at = now_nanos();
+                c.stdin = child.stdin.take().map(|s| Arc::new(tokio::sync::Mutex::new(s)));
             }
         }
         let containers = self.containers.clone();

@@ -1,6 +1,7 @@
 //! The CRI v1 gRPC services over [`Runtime`], and serving them on a unix
 //! socket for outside CRI clients (crictl) and for Skiff's own kubelet.
 
+use crate::streaming::Pending;
 use crate::{sandbox, timefmt::now_nanos, Runtime};
 use skiff_cri as cri;
 use skiff_cri::image_service_server::{ImageService, ImageServiceServer};
@@ -206,6 +207,42 @@ impl RuntimeService for Cri {
         let r = r.into_inner();
         let (stdout, stderr, exit_code) = self.0.exec_sync(&r.container_id, &r.cmd, r.timeout).await.map_err(internal)?;
         Ok(Response::new(cri::ExecSyncResponse { stdout, stderr, exit_code }))
+    }
+    async fn exec(&self, r: Request<cri::ExecRequest>) -> Result<Response<cri::ExecResponse>, Status> {
+        let r = r.into_inner();
+        self.running(&r.container_id)?;
+        if r.cmd.is_empty() {
+            return Err(Status::invalid_argument("cmd must not be empty"));
+        }
+        if !(r.stdin || r.stdout || r.stderr) {
+            return Err(Status::invalid_argument("one of stdin, stdout, or stderr must be set"));
+        }
+        let p = Pending::Exec { container_id: r.container_id, cmd: r.cmd, tty: r.tty, stdin: r.stdin, stdout: r.stdout, stderr: r.stderr };
+        Ok(Response::new(cri::ExecResponse { url: self.0.streaming().await.map_err(internal)?.register(p) }))
+    }
+    async fn attach(&self, r: Request<cri::AttachRequest>) -> Result<Response<cri::AttachResponse>, Status> {
+        let r = r.into_inner();
+        self.running(&r.container_id)?;
+        let p = Pending::Attach { container_id: r.container_id, tty: r.tty, stdin: r.stdin, stdout: r.stdout, stderr: r.stderr };
+        Ok(Response::new(cri::AttachResponse { url: self.0.streaming().await.map_err(internal)?.register(p) }))
+    }
+    async fn port_forward(&self, r: Request<cri::PortForwardRequest>) -> Result<Response<cri::PortForwardResponse>, Status> {
+        let id = r.into_inner().pod_sandbox_id;
+        if !self.0.sandboxes.lock().get(&id).is_some_and(|s| s.ready) {
+            return Err(Status::not_found(format!("sandbox {id} not found or not ready")));
+        }
+        let p = Pending::PortForward { sandbox_id: id };
+        Ok(Response::new(cri::PortForwardResponse { url: self.0.streaming().await.map_err(internal)?.register(p) }))
+    }
+}
+
+impl Cri {
+    fn running(&self, id: &str) -> Result<(), Status> {
+        match self.0.containers.lock().get(id) {
+            Some(c) if c.state == cri::ContainerState::ContainerRunning => Ok(()),
+            Some(_) => Err(Status::failed_precondition(format!("container {id} is not running"))),
+            None => Err(Status::not_found(format!("container {id} not found"))),
+        }
     }
 }
 
