@@ -308,8 +308,9 @@ impl Worker {
             labels: [("io.kubernetes.container.name".to_string(), name.clone()), ("io.kubernetes.pod.uid".to_string(), s(&pod["metadata"]["uid"]))].into(),
             annotations: Default::default(),
             log_path: format!("{name}/{attempt}.log"),
-            stdin: false,
-            stdin_once: false,
+            stdin: c["stdin"].as_bool().unwrap_or(false),
+            stdin_once: c["stdinOnce"].as_bool().unwrap_or(false),
+            // The embedded runtime gives a container's own process no terminal (exec -t does get one).
             tty: false,
             linux: Some(cri::LinuxContainerConfig {
                 resources: Some(cri::LinuxContainerResources { cpu_period: if quota > 0 { 100_000 } else { 0 }, cpu_quota: quota, cpu_shares: shares, memory_limit_in_bytes: mem, oom_score_adj: oom }),

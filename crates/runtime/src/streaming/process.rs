@@ -83,7 +83,9 @@ pub async fn exec(rt: &Arc<Runtime>, id: &str, cmd: &[String], tty: bool, mut io
     let mut c = tokio::process::Command::new(&rt.cfg.runc);
     c.arg("exec");
     if tty {
-        c.args(["--env", "TERM=xterm"]);
+        // runc makes the container's terminal and relays it to its own
+        // stdio (our pty), following our pty's size on SIGWINCH.
+        c.args(["--tty", "--env", "TERM=xterm"]);
     }
     c.arg(id).args(cmd).kill_on_drop(true);
     if tty {
@@ -142,10 +144,13 @@ async fn exec_tty(mut c: tokio::process::Command, mut io: Io) -> Result<i32> {
     let mut child = c.spawn().context("running runc exec")?;
     // `c` holds the slave copies until dropped; the master reads EIO once all are closed.
     drop(c);
+    let pid = child.id().unwrap_or(0) as i32;
     if let Some(mut rx) = io.resize.take() {
         tokio::spawn(async move {
             while let Some((w, h)) = rx.recv().await {
                 set_winsize(mfd, w, h);
+                // Our pty is not runc's controlling terminal: tell it by hand.
+                unsafe { libc::kill(pid, libc::SIGWINCH) };
             }
         });
     }
@@ -185,19 +190,25 @@ async fn exec_tty(mut c: tokio::process::Command, mut io: Io) -> Result<i32> {
 /// created with one) until it exits or the client goes away.
 pub async fn attach(rt: &Arc<Runtime>, id: &str, mut io: Io) -> Result<()> {
     running(rt, id)?;
-    let (mut out, stdin, mut exited) = {
+    let (mut out, stdin, once, mut exited) = {
         let cs = rt.containers.lock();
         let c = cs.get(id).context("container vanished")?;
-        (c.output.subscribe(), c.stdin.clone(), c.exited.clone())
+        (c.output.subscribe(), c.stdin.clone(), c.config.stdin_once, c.exited.clone())
     };
     if let Some(mut rx) = io.stdin.take() {
         match stdin {
             Some(w) => {
+                let (rt, id) = (rt.clone(), id.to_string());
                 tokio::spawn(async move {
                     while let Some(b) = rx.recv().await {
-                        let mut w = w.lock().await;
-                        if w.write_all(&b).await.is_err() {
+                        if w.lock().await.write_all(&b).await.is_err() {
                             return;
+                        }
+                    }
+                    // stdinOnce: the first attached client's end of input is the container's.
+                    if once {
+                        if let Some(c) = rt.containers.lock().get_mut(&id) {
+                            c.stdin = None;
                         }
                     }
                 });

@@ -1,0 +1,149 @@
+//! End to end: `kubectl exec`, `attach` and `port-forward` through the API
+//! server and the kubelet into real containers, with the kubectl versions
+//! that upgrade to SPDY/3.1 (1.27, 1.29) and to WebSocket (1.33). Needs root
+//! (skipped otherwise), like kubelet.rs.
+
+mod common;
+
+use common::node::{apply, build_busybox_image, is_root, wait_pod, Agent};
+use common::{free_port, wait_for_port, Kubectl, SkiffServer};
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const POD: &str = r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x"},
+  "spec": {"nodeName": "skiff-st", "terminationGracePeriodSeconds": 1, "containers": [{"name": "c", "image": "busybox:skiff-test", "stdin": true,
+    "command": ["sh", "-c", "nc -ll -p 8080 -e echo hi & echo started; while read l; do echo \"got $l\"; done"]}]}}"#;
+
+/// `kubectl exec` with every upgrade flavour: output, stderr, exit codes, stdin, a terminal.
+fn exec(k: &Kubectl) {
+    let out = k.run(&["exec", "x", "--", "sh", "-c", "echo out; echo err >&2; exit 3"]);
+    assert_eq!(out.status.code(), Some(3), "{}: {}", k.bin, String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "out\n");
+    assert!(String::from_utf8_lossy(&out.stderr).starts_with("err\n"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(k.ok(&["exec", "x", "-c", "c", "--", "cat", "/proc/1/cmdline"]).split('\0').next(), Some("sh"));
+
+    let mut c = Command::new(&k.bin).env("KUBECONFIG", &k.kubeconfig).args(["exec", "-i", "x", "--", "sh", "-c", "cat; echo done"]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    use std::io::Write;
+    c.stdin.take().unwrap().write_all(b"hello\nworld\n").unwrap();
+    let out = c.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello\nworld\ndone\n");
+
+    // -t needs kubectl's own stdin to be a terminal: run it under script(1).
+    let cmd = format!("{} exec -it x -- sh -c 'tty; exit 4'", k.bin);
+    let out = Command::new("script").args(["-qec", &cmd, "/dev/null"]).env("KUBECONFIG", &k.kubeconfig).stdin(Stdio::null()).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("/dev/pts/"), "{}: {text}", k.bin);
+    assert_eq!(out.status.code(), Some(4), "{text}");
+
+    let err = k.err(&["exec", "x", "-c", "nope", "--", "true"]);
+    assert!(err.contains("container nope is not valid for pod x"), "{err}");
+}
+
+/// `kubectl attach` sees the container's output and feeds its stdin.
+fn attach(k: &Kubectl) {
+    let mut c = Command::new(&k.bin).env("KUBECONFIG", &k.kubeconfig).args(["attach", "-i", "x", "-c", "c"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let mut input = c.stdin.take().unwrap();
+    let mut lines = BufReader::new(c.stdout.take().unwrap()).lines();
+    let word = format!("ping-{}", k.bin.rsplit('.').next().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut seen = Vec::new();
+    // The attach may start after the first line is written: repeat until echoed.
+    let writer = std::thread::spawn({
+        let word = word.clone();
+        move || {
+            use std::io::Write;
+            for _ in 0..20 {
+                if input.write_all(format!("{word}\n").as_bytes()).is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        }
+    });
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        seen.push(line.clone());
+        if line == format!("got {word}") || Instant::now() > deadline {
+            break;
+        }
+    }
+    let _ = c.kill();
+    let _ = c.wait();
+    let _ = writer.join();
+    assert!(seen.contains(&format!("got {word}")), "{}: {seen:?}", k.bin);
+}
+
+/// `kubectl port-forward` to a server listening in the pod's network namespace.
+fn port_forward(k: &Kubectl) {
+    let local = free_port();
+    let mut c = Command::new(&k.bin).env("KUBECONFIG", &k.kubeconfig).args(["port-forward", "pod/x", &format!("{local}:8080")]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut first = String::new();
+    BufReader::new(c.stdout.as_mut().unwrap()).read_line(&mut first).unwrap();
+    assert!(first.starts_with("Forwarding from 127.0.0.1:"), "{first}");
+    for _ in 0..2 {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", local)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut got = String::new();
+        s.read_to_string(&mut got).unwrap();
+        assert_eq!(got, "hi\n", "{}", k.bin);
+    }
+    let _ = c.kill();
+    let _ = c.wait();
+}
+
+#[test]
+fn exec_attach_and_port_forward() {
+    if !is_root() {
+        eprintln!("skipping: the streaming end-to-end test needs root (namespaces, mounts, cgroups)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let image = build_busybox_image(d);
+    let runtime_root = d.join("runtime");
+    let skiff = env!("CARGO_BIN_EXE_skiff");
+    let out = Command::new(skiff).args(["images", "import"]).arg(&image).arg("--runtime-root").arg(&runtime_root).output().unwrap();
+    assert!(out.status.success(), "import: {}", String::from_utf8_lossy(&out.stderr));
+    let server = SkiffServer::start_with(&d.join("server"), free_port(), &["--disable-agent"]);
+    let kport = free_port();
+    let agent = Agent(
+        Command::new(skiff)
+            .args(["agent", "--kubeconfig"])
+            .arg(&server.kubeconfig)
+            .args(["--node-name", "skiff-st", "--node-ip", "127.0.0.1", "--port", &kport.to_string(), "--bridge", "skiffst0", "--pod-cidr", "10.244.251.0/24"])
+            .arg("--runtime-root")
+            .arg(&runtime_root)
+            .arg("--cri-socket")
+            .arg(d.join("cri.sock"))
+            .arg("--pod-log-dir")
+            .arg(d.join("pods"))
+            .arg("--root-dir")
+            .arg(d.join("kubelet"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(d.join("agent.log")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for_port(kport, Duration::from_secs(30));
+    let k = Kubectl::new(33, &server.kubeconfig);
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        apply(&k, POD);
+        wait_pod(&k, "x", "Running", |p| p["status"]["phase"] == "Running");
+        for minor in [27, 29, 33] {
+            let k = Kubectl::new(minor, &server.kubeconfig);
+            exec(&k);
+            port_forward(&k);
+            attach(&k);
+        }
+    }));
+    let _ = k.run(&["delete", "pods", "--all", "--grace-period=1", "--wait=true", "--timeout=60s"]);
+    drop(agent);
+    let _ = Command::new("ip").args(["link", "del", "skiffst0"]).status();
+    let _ = Command::new("sh").arg("-c").arg(format!("grep -o '{}[^ ]*rootfs' /proc/mounts | xargs -r umount -l", runtime_root.display())).status();
+    if let Err(e) = result {
+        eprintln!("agent log:\n{}", std::fs::read_to_string(d.join("agent.log")).unwrap_or_default());
+        std::panic::resume_unwind(e);
+    }
+}
