@@ -210,7 +210,9 @@ async fn forward(pid: u32, sandbox: String, error: spdy::Stream, data: spdy::Str
             }
         }
         tx.fin(id);
+        // kubectl waits for the error stream to end before it closes the
+        // local connection (and with it the data stream): end it now.
+        error.close();
     };
     tokio::join!(up, down);
-    error.close();
 }
