@@ -7,6 +7,7 @@
 pub mod backoff;
 pub mod client;
 pub mod crilog;
+pub mod downward;
 pub mod node;
 pub mod probes;
 pub mod resources;

@@ -127,7 +127,8 @@ impl Worker {
         }
         if self.volumes_synced.is_none_or(|t| t.elapsed() > Duration::from_secs(5)) {
             self.volumes_synced = Some(Instant::now());
-            if let Err(e) = crate::volumes::prepare(&self.ctx.api, &self.ctx.root_dir, pod).await {
+            let ip = self.sandbox.as_ref().map(|s| s.1.clone()).unwrap_or_default();
+            if let Err(e) = crate::volumes::prepare(&self.ctx.api, &self.ctx.root_dir, pod, &ip, &self.ctx.node_ip).await {
                 tracing::debug!("volumes: {e:#}");
             }
         }
@@ -283,7 +284,7 @@ impl Worker {
         }
         let ip = self.sandbox.as_ref().map(|s| s.1.clone()).unwrap_or_default();
         let prepared = async {
-            crate::volumes::prepare(&self.ctx.api, &self.ctx.root_dir, pod).await?;
+            crate::volumes::prepare(&self.ctx.api, &self.ctx.root_dir, pod, &ip, &self.ctx.node_ip).await?;
             let mounts = crate::volumes::mounts(&self.ctx.root_dir, pod, c)?;
             let env = crate::volumes::env(&self.ctx.api, pod, c, &ip, &self.ctx.node_ip).await?;
             anyhow::Ok((mounts, env))

@@ -1,7 +1,8 @@
 //! End to end: `kubectl exec`, `attach` and `port-forward` through the API
 //! server and the kubelet into real containers, with the kubectl versions
 //! that upgrade to SPDY/3.1 (1.27, 1.29) and to WebSocket (1.33). Needs root
-//! (skipped otherwise), like kubelet.rs.
+//! (skipped otherwise), like kubelet.rs. Exec then checks what the
+//! downward API and projected volumes put in the container.
 
 mod common;
 
@@ -11,9 +12,43 @@ use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const POD: &str = r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x"},
-  "spec": {"nodeName": "skiff-st", "terminationGracePeriodSeconds": 1, "containers": [{"name": "c", "image": "busybox:skiff-test", "stdin": true,
-    "command": ["sh", "-c", "nc -ll -p 8080 -e echo hi & echo started; while read l; do echo \"got $l\"; done"]}]}}"#;
+const POD: &str = r#"{"apiVersion": "v1", "kind": "Pod",
+  "metadata": {"name": "x", "labels": {"app": "x"}, "annotations": {"batch.kubernetes.io/job-completion-index": "3"}},
+  "spec": {"nodeName": "skiff-st", "terminationGracePeriodSeconds": 1,
+    "volumes": [
+      {"name": "info", "downwardAPI": {"items": [{"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}}, {"path": "name", "fieldRef": {"fieldPath": "metadata.name"}}]}},
+      {"name": "all", "projected": {"sources": [{"configMap": {"name": "cm"}}, {"downwardAPI": {"items": [{"path": "ns", "fieldRef": {"fieldPath": "metadata.namespace"}}]}}]}}],
+    "containers": [{"name": "c", "image": "busybox:skiff-test", "stdin": true,
+      "env": [{"name": "JOB_COMPLETION_INDEX", "valueFrom": {"fieldRef": {"fieldPath": "metadata.annotations['batch.kubernetes.io/job-completion-index']"}}}],
+      "volumeMounts": [{"name": "info", "mountPath": "/etc/info"}, {"name": "all", "mountPath": "/etc/all"}],
+      "command": ["sh", "-c", "nc -ll -p 8080 -e echo hi & echo started; while read l; do echo \"got $l\"; done"]}]}}"#;
+
+/// Poll `cmd` in the pod until its output is `want`.
+fn exec_until(k: &Kubectl, cmd: &str, want: &str) {
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let out = k.run(&["exec", "x", "--", "sh", "-c", cmd]);
+        let got = String::from_utf8_lossy(&out.stdout).to_string();
+        if got == want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{cmd}: {got:?}, want {want:?}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// Downward API env and volumes, projected volumes, and their updates.
+fn downward(k: &Kubectl) {
+    assert_eq!(k.ok(&["exec", "x", "--", "sh", "-c", "echo $JOB_COMPLETION_INDEX"]), "3\n");
+    assert_eq!(k.ok(&["exec", "x", "--", "cat", "/etc/info/name", "/etc/all/ns", "/etc/all/k"]), "xdefaultv1");
+    exec_until(k, "cat /etc/info/labels", "app=\"x\"");
+    k.ok(&["label", "pod", "x", "tier=gold"]);
+    exec_until(k, "cat /etc/info/labels", "app=\"x\"\ntier=\"gold\"");
+    k.ok(&["patch", "configmap", "cm", "-p", r#"{"data": {"k": "v2"}}"#]);
+    exec_until(k, "cat /etc/all/k", "v2");
+    let err = String::from_utf8_lossy(&k.run(&["exec", "x", "--", "sh", "-c", "echo no > /etc/all/k"]).stderr).to_string();
+    assert!(err.contains("Read-only file system"), "{err}");
+}
 
 /// `kubectl exec` with every upgrade flavour: output, stderr, exit codes, stdin, a terminal.
 fn exec(k: &Kubectl) {
@@ -129,8 +164,10 @@ fn exec_attach_and_port_forward() {
     wait_for_port(kport, Duration::from_secs(30));
     let k = Kubectl::new(33, &server.kubeconfig);
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        k.ok(&["create", "configmap", "cm", "--from-literal=k=v1"]);
         apply(&k, POD);
         wait_pod(&k, "x", "Running", |p| p["status"]["phase"] == "Running");
+        downward(&k);
         for minor in [27, 29, 33] {
             let k = Kubectl::new(minor, &server.kubeconfig);
             exec(&k);
