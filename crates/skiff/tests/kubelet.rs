@@ -9,7 +9,7 @@ use common::node::{apply, build_busybox_image, sh, wait_pod, Agent};
 use common::{free_port, wait_for_port, Kubectl, SkiffServer};
 use serde_json::Value;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn pod(name: &str, policy: &str, grace: i64, init: Value, script: &str) -> String {
