@@ -35,6 +35,8 @@ pub struct Worker {
     probes: HashMap<String, [Option<Probe>; 3]>,
     volumes_synced: Option<Instant>,
     pruned: HashMap<String, usize>,
+    /// Evicted under node pressure: stopped for good, waiting for deletion.
+    evicted: bool,
 }
 
 /// The pod's log directory, upstream's layout.
@@ -53,22 +55,32 @@ fn strings(v: &Value) -> Vec<String> {
 
 impl Worker {
     pub fn new(ctx: Arc<Ctx>) -> Self {
-        Self { ctx, sandbox: None, ids: HashMap::new(), backoff: HashMap::new(), waiting: HashMap::new(), start_time: String::new(), last_status: Value::Null, cond_times: HashMap::new(), probes: HashMap::new(), volumes_synced: None, pruned: HashMap::new() }
+        Self { ctx, sandbox: None, ids: HashMap::new(), backoff: HashMap::new(), waiting: HashMap::new(), start_time: String::new(), last_status: Value::Null, cond_times: HashMap::new(), probes: HashMap::new(), volumes_synced: None, pruned: HashMap::new(), evicted: false }
     }
 
     /// Run until the pod is gone.
     pub async fn run(mut self, mut rx: watch::Receiver<Option<Value>>) {
+        let mut uid = String::new();
         loop {
             let pod = rx.borrow_and_update().clone();
+            if let Some(p) = &pod {
+                uid = s(&p["metadata"]["uid"]);
+                self.ctx.live_pods.lock().insert(uid.clone(), p.clone());
+            }
+            let eviction = self.ctx.evictions.lock().get(&uid).cloned();
             match pod {
                 None => {
+                    self.forget(&uid);
                     self.teardown(None, 0).await;
                     return;
                 }
                 Some(p) if !p["metadata"]["deletionTimestamp"].is_null() => {
+                    self.forget(&uid);
                     self.terminate(&p).await;
                     return;
                 }
+                Some(_) if self.evicted => {}
+                Some(p) if eviction.is_some() => self.evict(&p, eviction.as_deref().unwrap_or_default()).await,
                 Some(p) => {
                     self.ctx.metrics.syncs.inc();
                     if let Err(e) = self.sync(&p).await {
@@ -80,9 +92,42 @@ impl Worker {
                 }
             }
             tokio::select! {
-                r = rx.changed() => if r.is_err() { self.teardown(None, 0).await; return; },
+                r = rx.changed() => if r.is_err() { self.forget(&uid); self.teardown(None, 0).await; return; },
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             }
+        }
+    }
+
+    fn forget(&self, uid: &str) {
+        self.ctx.live_pods.lock().remove(uid);
+        self.ctx.evictions.lock().remove(uid);
+    }
+
+    /// Kill the pod at once (hard eviction has no grace period) and report
+    /// it Failed with reason Evicted, as upstream's eviction manager does.
+    async fn evict(&mut self, pod: &Value, message: &str) {
+        tracing::info!(pod = %pod["metadata"]["name"], "{message}");
+        self.evicted = true;
+        self.teardown(Some(pod), 0).await;
+        let _ = self.report(pod).await;
+        let now = rfc3339(now_nanos());
+        let mut st = self.last_status.clone();
+        st["phase"] = json!("Failed");
+        st["reason"] = json!("Evicted");
+        st["message"] = json!(message);
+        let mut conds: Vec<Value> = st["conditions"].as_array().cloned().unwrap_or_default();
+        for c in conds.iter_mut().filter(|c| c["type"] == "Ready" || c["type"] == "ContainersReady") {
+            if c["status"] != "False" {
+                c["status"] = json!("False");
+                c["lastTransitionTime"] = json!(now);
+            }
+        }
+        conds.push(json!({"type": "DisruptionTarget", "status": "True", "reason": "TerminationByKubelet", "message": message, "lastTransitionTime": now}));
+        st["conditions"] = json!(conds);
+        let m = &pod["metadata"];
+        let path = format!("/api/v1/namespaces/{}/pods/{}/status", s(&m["namespace"]), s(&m["name"]));
+        if let Err(e) = self.ctx.api.ok("PATCH", &path, "application/merge-patch+json", Some(&json!({"status": st}))).await {
+            tracing::warn!("evicted pod status: {e:#}");
         }
     }
 

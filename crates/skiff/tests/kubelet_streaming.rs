@@ -128,6 +128,32 @@ fn port_forward(k: &Kubectl) {
     let _ = c.wait();
 }
 
+/// Memory pressure (made by the agent's hidden override of the observed
+/// memory.available): MemoryPressure goes True and pods are evicted one per
+/// monitoring period, BestEffort before Guaranteed, Failed with reason Evicted.
+fn eviction(k: &Kubectl, memory_file: &std::path::Path) {
+    let g = r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "g"}, "spec": {"nodeName": "skiff-st", "terminationGracePeriodSeconds": 1,
+        "containers": [{"name": "c", "image": "busybox:skiff-test", "command": ["sleep", "3600"], "resources": {"limits": {"cpu": "100m", "memory": "64Mi"}}}]}}"#;
+    let be = r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "be"}, "spec": {"nodeName": "skiff-st", "terminationGracePeriodSeconds": 1,
+        "containers": [{"name": "c", "image": "busybox:skiff-test", "command": ["sleep", "3600"]}]}}"#;
+    apply(k, g);
+    apply(k, be);
+    for p in ["g", "be"] {
+        wait_pod(k, p, "Running", |p| p["status"]["phase"] == "Running");
+    }
+    assert_eq!(k.ok(&["get", "node", "skiff-st", "-o", "jsonpath={.status.conditions[?(@.type==\"MemoryPressure\")].status}"]), "False");
+    std::fs::write(memory_file, "1Mi").unwrap();
+    let evicted = |p: &serde_json::Value| p["status"]["phase"] == "Failed" && p["status"]["reason"] == "Evicted";
+    let first = wait_pod(k, "be", "eviction", evicted);
+    assert!(first["status"]["message"].as_str().unwrap().starts_with("The node was low on resource: memory. Threshold quantity: 100Mi, available: 1024Ki."), "{:#}", first["status"]);
+    let node = k.ok(&["get", "node", "skiff-st", "-o", "jsonpath={.status.conditions[?(@.type==\"MemoryPressure\")].status}"]);
+    assert_eq!(node, "True");
+    let last = wait_pod(k, "g", "eviction", evicted);
+    let when = |p: &serde_json::Value| p["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "DisruptionTarget").unwrap()["lastTransitionTime"].as_str().unwrap().to_string();
+    let x = wait_pod(k, "x", "eviction", evicted);
+    assert!(when(&first) < when(&last) && when(&x) < when(&last), "Guaranteed evicted last: be {} x {} g {}", when(&first), when(&x), when(&last));
+}
+
 #[test]
 fn exec_attach_and_port_forward() {
     if !is_root() {
@@ -156,6 +182,9 @@ fn exec_attach_and_port_forward() {
             .arg(d.join("pods"))
             .arg("--root-dir")
             .arg(d.join("kubelet"))
+            .arg("--eviction-memory-available-file")
+            .arg(d.join("memory-available"))
+            .args(["--eviction-monitoring-period", "2"])
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(d.join("agent.log")).unwrap())
             .spawn()
@@ -174,6 +203,7 @@ fn exec_attach_and_port_forward() {
             port_forward(&k);
             attach(&k);
         }
+        eviction(&k, &d.join("memory-available"));
     }));
     let _ = k.run(&["delete", "pods", "--all", "--grace-period=1", "--wait=true", "--timeout=60s"]);
     drop(agent);
