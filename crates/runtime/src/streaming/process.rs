@@ -206,11 +206,10 @@ pub async fn attach(rt: &Arc<Runtime>, id: &str, mut io: Io) -> Result<()> {
                         }
                     }
                     // stdinOnce: the first attached client's end of input is the container's.
-                    if once {
-                        if let Some(c) = rt.containers.lock().get_mut(&id) {
+                    if once
+                        && let Some(c) = rt.containers.lock().get_mut(&id) {
                             c.stdin = None;
                         }
-                    }
                 });
             }
             None => bail!("container {id} was not created with stdin: true"),

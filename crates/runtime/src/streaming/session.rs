@@ -171,11 +171,10 @@ async fn port_forward(mut incoming: mpsc::UnboundedReceiver<spdy::Stream>, pid: 
                 continue;
             }
         }
-        if e.0.is_some() && e.1.is_some() {
-            if let Some((Some(err), Some(data))) = pairs.remove(&rid) {
+        if e.0.is_some() && e.1.is_some()
+            && let Some((Some(err), Some(data))) = pairs.remove(&rid) {
                 tokio::spawn(forward(pid, sandbox.clone(), err, data));
             }
-        }
     }
 }
 

@@ -195,11 +195,10 @@ async fn read_loop(mut r: impl AsyncRead + Unpin, out: Writer, streams_tx: mpsc:
         r.read_exact(&mut payload).await?;
         if head[0] & 0x80 == 0 {
             let id = u32::from_be_bytes([head[0], head[1], head[2], head[3]]);
-            if let Some(tx) = open.get(&id) {
-                if !payload.is_empty() {
+            if let Some(tx) = open.get(&id)
+                && !payload.is_empty() {
                     let _ = tx.send(Bytes::from(payload));
                 }
-            }
             if flags & FLAG_FIN != 0 {
                 open.remove(&id);
             }
