@@ -2,9 +2,9 @@
 //! hard thresholds (`--eviction-hard`, default
 //! `memory.available<100Mi,nodefs.available<10%`): every monitoring period,
 //! observe the signals; under pressure set the node's MemoryPressure /
-//! DiskPressure condition and evict one pod, ranked BestEffort first, then
-//! Burstable, then Guaranteed (within a class, the larger memory request
-//! goes later). The evicted pod's worker kills it at once (hard
+//! DiskPressure condition and evict one pod, ranked as upstream does
+//! ([`rank`]: BestEffort, then Burstable over their requests, then the
+//! rest). The evicted pod's worker kills it at once (hard
 //! thresholds have no grace) and reports phase Failed, reason Evicted.
 
 use crate::Ctx;
@@ -92,18 +92,34 @@ pub fn pressure(t: &Thresholds, o: &Observation) -> (Option<String>, Option<Stri
     (mem, disk)
 }
 
-/// Eviction order: BestEffort, then Burstable, then Guaranteed; within a
-/// class, smaller memory requests first.
-pub fn rank(pods: &mut [Value]) {
+/// Memory a pod's cgroup is using (v1 `memory.usage_in_bytes`, v2
+/// `memory.current`); 0 when unknown.
+pub fn usage(pod: &Value) -> i128 {
+    let cg = crate::resources::pod_cgroup(pod);
+    let v1 = format!("/sys/fs/cgroup/memory{cg}/memory.usage_in_bytes");
+    let v2 = format!("/sys/fs/cgroup{cg}/memory.current");
+    std::fs::read_to_string(v1).or_else(|_| std::fs::read_to_string(v2)).ok().and_then(|t| t.trim().parse().ok()).unwrap_or(0)
+}
+
+fn memory_request(p: &Value) -> i128 {
+    p["spec"]["containers"].as_array().into_iter().flatten().filter_map(|c| c["resources"]["requests"]["memory"].as_str().and_then(crate::resources::milli)).sum::<i128>() / 1000
+}
+
+/// Upstream's order under memory pressure: pods whose usage exceeds their
+/// requests first, then lower priority, then most usage over requests
+/// (QoS class breaks ties). So BestEffort goes first, then Burstable pods
+/// over their requests, and Guaranteed pods (never over) last; with usage
+/// unknown, the smallest requests go first.
+pub fn rank(pods: &mut [Value], usage: impl Fn(&Value) -> i128) {
     let class = |p: &Value| match crate::resources::qos_class(p) {
         "BestEffort" => 0,
         "Burstable" => 1,
         _ => 2,
     };
-    let request = |p: &Value| -> i128 {
-        p["spec"]["containers"].as_array().into_iter().flatten().filter_map(|c| c["resources"]["requests"]["memory"].as_str().and_then(crate::resources::milli)).sum()
-    };
-    pods.sort_by_key(|p| (class(p), request(p)));
+    pods.sort_by_cached_key(|p| {
+        let over = usage(p) - memory_request(p);
+        (over <= 0, p["spec"]["priority"].as_i64().unwrap_or(0), -over, class(p))
+    });
 }
 
 /// Run the eviction manager until the process ends.
@@ -126,7 +142,7 @@ pub async fn run(ctx: Arc<Ctx>, node: String, thresholds: Thresholds, observer: 
         let Some(message) = mem.or(disk) else { continue };
         let mut pods: Vec<Value> = ctx.live_pods.lock().values().cloned().collect();
         pods.retain(|p| !ctx.evictions.lock().contains_key(p["metadata"]["uid"].as_str().unwrap_or("")) && p["metadata"]["annotations"]["kubernetes.io/config.mirror"].is_null());
-        rank(&mut pods);
+        rank(&mut pods, usage);
         if let Some(p) = pods.first() {
             let uid = p["metadata"]["uid"].as_str().unwrap_or_default().to_string();
             tracing::info!(pod = %p["metadata"]["name"], "evicting pod under node pressure");
@@ -156,9 +172,17 @@ mod tests {
             pod("b", json!({"requests": {"memory": "1Mi"}})),
             pod("be", json!({})),
         ];
-        rank(&mut pods);
-        let order: Vec<&str> = pods.iter().map(|p| p["metadata"]["name"].as_str().unwrap()).collect();
-        assert_eq!(order, ["be", "b", "g"]);
+        let names = |pods: &[Value]| pods.iter().map(|p| p["metadata"]["name"].as_str().unwrap().to_string()).collect::<Vec<_>>();
+        // Usage unknown: by QoS class.
+        rank(&mut pods, |_| 0);
+        assert_eq!(names(&pods), ["be", "b", "g"]);
+        // A Burstable pod far over its request goes before a small BestEffort one;
+        // one under its request goes after it.
+        let used = |mi: i128| move |p: &Value| if p["metadata"]["name"] == "b" { mi << 20 } else { 1 << 20 };
+        rank(&mut pods, used(500));
+        assert_eq!(names(&pods), ["b", "be", "g"]);
+        rank(&mut pods, |p: &Value| if p["metadata"]["name"] == "b" { 1 << 19 } else { 1 << 20 });
+        assert_eq!(names(&pods), ["be", "b", "g"]);
         assert!(parse("pid.available<1").is_err());
     }
 }
