@@ -65,6 +65,16 @@ fn exec(k: &Kubectl) {
     assert!(out.status.success());
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hello\nworld\ndone\n");
 
+    // Bulk both ways: more than any flow-control window.
+    let mut c = Command::new(&k.bin).env("KUBECONFIG", &k.kubeconfig).args(["exec", "-i", "x", "--", "wc", "-c"]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    let mut input = c.stdin.take().unwrap();
+    let feeder = std::thread::spawn(move || input.write_all(&vec![b'z'; 3 << 20]).unwrap());
+    let out = c.wait_with_output().unwrap();
+    feeder.join().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), (3 << 20).to_string(), "{}", k.bin);
+    let out = k.run(&["exec", "x", "--", "head", "-c", "5000000", "/dev/zero"]);
+    assert_eq!(out.stdout.len(), 5_000_000, "{}", k.bin);
+
     // -t needs kubectl's own stdin to be a terminal: run it under script(1).
     let cmd = format!("{} exec -it x -- sh -c 'tty; exit 4'", k.bin);
     let out = Command::new("script").args(["-qec", &cmd, "/dev/null"]).env("KUBECONFIG", &k.kubeconfig).stdin(Stdio::null()).output().unwrap();
