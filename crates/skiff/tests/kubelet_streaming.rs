@@ -224,3 +224,25 @@ fn exec_attach_and_port_forward() {
         std::panic::resume_unwind(e);
     }
 }
+
+/// The API server's answers before any kubelet is involved (no root needed).
+#[test]
+fn streaming_requests_are_checked_by_the_api_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = SkiffServer::start_with(dir.path(), free_port(), &["--disable-agent"]);
+    let k = Kubectl::new(33, &server.kubeconfig);
+    apply(&k, r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}}"#);
+    for minor in [27, 33] {
+        let k = Kubectl::new(minor, &server.kubeconfig);
+        let err = k.err(&["exec", "p", "--", "true"]);
+        assert!(err.contains("pod p does not have a host assigned"), "1.{minor}: {err}");
+        let err = k.err(&["exec", "p", "-c", "nope", "--", "true"]);
+        assert!(err.contains("container nope is not valid for pod p"), "1.{minor}: {err}");
+        let err = k.err(&["port-forward", "pod/nothere", "8080"]);
+        assert!(err.contains("pods \"nothere\" not found"), "1.{minor}: {err}");
+    }
+    let err = k.err(&["get", "--raw", "/api/v1/namespaces/default/pods/p/exec?command=true"]);
+    assert!(err.contains("Upgrade request required"), "{err}");
+    let err = k.err(&["get", "--raw", "/api/v1/namespaces/default/pods/nothere/attach"]);
+    assert!(err.contains("pods \"nothere\" not found"), "{err}");
+}
