@@ -120,6 +120,7 @@ pub async fn run(cfg: Config) -> Result<()> {
         Some(e) => PathBuf::from(e.strip_prefix("unix://").unwrap_or(e)),
         None => {
             let rt = skiff_runtime::Runtime::new(cfg.runtime.clone())?;
+            rt.adopt();
             let sock = cfg.embedded_socket.clone();
             tokio::spawn(async move {
                 if let Err(e) = skiff_runtime::service::serve_unix(rt, &sock).await {

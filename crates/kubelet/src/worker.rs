@@ -160,7 +160,33 @@ impl Worker {
         out
     }
 
+    /// After an agent restart: take over the pod's ready sandbox and its
+    /// containers (instances ordered by attempt) instead of starting anew.
+    async fn adopt(&mut self, pod: &Value) -> Result<()> {
+        let uid = s(&pod["metadata"]["uid"]);
+        let mut rt = self.ctx.rt.clone();
+        let filter = cri::PodSandboxFilter { label_selector: [("io.kubernetes.pod.uid".to_string(), uid)].into(), state: Some(cri::PodSandboxStateValue { state: 0 }), ..Default::default() };
+        let items = rt.list_pod_sandbox(cri::ListPodSandboxRequest { filter: Some(filter) }).await?.into_inner().items;
+        let Some(sb) = items.into_iter().max_by_key(|s| s.created_at) else { return Ok(()) };
+        let st = rt.pod_sandbox_status(cri::PodSandboxStatusRequest { pod_sandbox_id: sb.id.clone(), verbose: false }).await?.into_inner();
+        let ip = st.status.and_then(|s| s.network).map(|n| n.ip).unwrap_or_default();
+        let filter = cri::ContainerFilter { pod_sandbox_id: sb.id.clone(), ..Default::default() };
+        let mut cs = rt.list_containers(cri::ListContainersRequest { filter: Some(filter) }).await?.into_inner().containers;
+        cs.sort_by_key(|c| (c.metadata.as_ref().map(|m| m.attempt).unwrap_or(0), c.created_at));
+        for c in cs {
+            let name = c.metadata.map(|m| m.name).unwrap_or_default();
+            self.ids.entry(name).or_default().push(c.id);
+        }
+        tracing::info!(pod = %pod["metadata"]["name"], sandbox = %sb.id, "adopted the running sandbox");
+        self.start_time = rfc3339(sb.created_at);
+        self.sandbox = Some((sb.id, ip, self.sandbox_config(pod)));
+        Ok(())
+    }
+
     async fn sync(&mut self, pod: &Value) -> Result<()> {
+        if self.sandbox.is_none() && self.start_time.is_empty() {
+            self.adopt(pod).await?;
+        }
         if self.sandbox.is_none() {
             let config = self.sandbox_config(pod);
             let mut rt = self.ctx.rt.clone();

@@ -10,9 +10,11 @@ pub mod container;
 pub mod images;
 pub mod logs;
 pub mod pause;
+pub mod persist;
 pub mod pull;
 pub mod sandbox;
 pub mod service;
+pub mod shim;
 pub mod spec;
 pub mod streaming;
 pub mod timefmt;
@@ -51,8 +53,8 @@ impl Default for Config {
     }
 }
 
-/// The runtime: its sandboxes and containers live in memory (a restart of
-/// Skiff forgets them; persisting them is future work).
+/// The runtime: its sandboxes and containers, in memory and recorded on
+/// disk (`persist.rs`) so a restarted agent adopts them (`Runtime::adopt`).
 pub struct Runtime {
     pub cfg: Config,
     pub images: images::Images,

@@ -18,6 +18,32 @@ fn internal(e: anyhow::Error) -> Status {
 }
 
 impl Runtime {
+    /// Take over the sandboxes and containers an earlier agent left: pause
+    /// processes still alive, containers whose keeper still runs (or has
+    /// written their exit). Call once, before serving CRI.
+    pub fn adopt(&self) {
+        for (m, config) in crate::persist::load_sandboxes(&self.cfg.root) {
+            let alive = std::path::Path::new(&format!("/proc/{}/ns/net", m.pid)).exists();
+            tracing::info!(sandbox = %m.id, pid = m.pid, alive, "adopting sandbox");
+            let sb = sandbox::Sandbox { id: m.id.clone(), config, pause: None, pid: m.pid, ip: m.ip, ready: alive, created_at: m.created_at };
+            self.sandboxes.lock().insert(m.id, sb);
+        }
+        for (m, config) in crate::persist::load_containers(&self.cfg.root) {
+            if !self.sandboxes.lock().contains_key(&m.sandbox_id) {
+                continue;
+            }
+            let id = m.id.clone();
+            let running = m.state == cri::ContainerState::ContainerRunning as i32;
+            self.containers.lock().insert(id.clone(), crate::container::Container::restored(m, config));
+            if running {
+                tracing::info!(container = %id, "adopting running container");
+                if let Err(e) = self.supervise(&id) {
+                    tracing::warn!(container = %id, "adopting: {e:#}");
+                }
+            }
+        }
+    }
+
     pub async fn run_sandbox(self: &Arc<Self>, config: cri::PodSandboxConfig) -> anyhow::Result<String> {
         let id = crate::new_id();
         let hostname = if config.hostname.is_empty() { config.metadata.as_ref().map(|m| m.name.clone()).unwrap_or_default() } else { config.hostname.clone() };
@@ -37,7 +63,10 @@ impl Runtime {
         .await??;
         tracing::info!(sandbox = %id, %ip, pid = child.id(), "sandbox ready");
         let pid = child.id();
-        self.sandboxes.lock().insert(id.clone(), sandbox::Sandbox { id: id.clone(), config, pause: Some(child), pid, ip, ready: true, created_at: now_nanos() });
+        let sb = sandbox::Sandbox { id: id.clone(), config, pause: Some(child), pid, ip, ready: true, created_at: now_nanos() };
+        crate::persist::save_sandbox(&self.cfg.root, &sb);
+        self.sandboxes.lock().insert(id.clone(), sb);
+        // The pause process is not killed with the agent: it is adopted after a restart.
         Ok(id)
     }
 
@@ -49,19 +78,30 @@ impl Runtime {
         let pause = {
             let mut sbs = self.sandboxes.lock();
             let Some(sb) = sbs.get_mut(id) else { return Ok(()) };
+            if !sb.ready {
+                return Ok(());
+            }
             sb.ready = false;
-            sb.pause.take().map(|p| (p, sb.pid))
+            (sb.pause.take(), sb.pid)
         };
-        if let Some((mut p, pid)) = pause {
-            let rt = self.clone();
-            let id = id.to_string();
-            tokio::task::spawn_blocking(move || {
-                sandbox::network_down(&rt.cfg, &id, pid);
-                let _ = p.kill();
-                let _ = p.wait();
-            })
-            .await?;
-        }
+        let rt = self.clone();
+        let id = id.to_string();
+        tokio::task::spawn_blocking(move || {
+            let (p, pid) = pause;
+            sandbox::network_down(&rt.cfg, &id, pid);
+            match p {
+                Some(mut p) => {
+                    let _ = p.kill();
+                    let _ = p.wait();
+                }
+                // Adopted from an earlier agent: not our child.
+                None if pid > 0 => unsafe {
+                    libc::kill(pid as i32, libc::SIGKILL);
+                },
+                None => {}
+            }
+        })
+        .await?;
         Ok(())
     }
 
@@ -72,6 +112,7 @@ impl Runtime {
             self.remove_container(&c).await?;
         }
         self.sandboxes.lock().remove(id);
+        crate::persist::remove_sandbox(&self.cfg.root, id);
         Ok(())
     }
 

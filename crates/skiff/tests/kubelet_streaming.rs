@@ -179,27 +179,30 @@ fn exec_attach_and_port_forward() {
     assert!(out.status.success(), "import: {}", String::from_utf8_lossy(&out.stderr));
     let server = SkiffServer::start_with(&d.join("server"), free_port(), &["--disable-agent"]);
     let kport = free_port();
-    let agent = Agent(
-        Command::new(skiff)
-            .args(["agent", "--kubeconfig"])
-            .arg(&server.kubeconfig)
-            .args(["--node-name", "skiff-st", "--node-ip", "127.0.0.1", "--port", &kport.to_string(), "--bridge", "skiffst0", "--pod-cidr", "10.244.251.0/24"])
-            .arg("--runtime-root")
-            .arg(&runtime_root)
-            .arg("--cri-socket")
-            .arg(d.join("cri.sock"))
-            .arg("--pod-log-dir")
-            .arg(d.join("pods"))
-            .arg("--root-dir")
-            .arg(d.join("kubelet"))
-            .arg("--eviction-memory-available-file")
-            .arg(d.join("memory-available"))
-            .args(["--eviction-monitoring-period", "2"])
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(d.join("agent.log")).unwrap())
-            .spawn()
-            .unwrap(),
-    );
+    let start_agent = || {
+        Agent(
+            Command::new(skiff)
+                .args(["agent", "--kubeconfig"])
+                .arg(&server.kubeconfig)
+                .args(["--node-name", "skiff-st", "--node-ip", "127.0.0.1", "--port", &kport.to_string(), "--bridge", "skiffst0", "--pod-cidr", "10.244.251.0/24"])
+                .arg("--runtime-root")
+                .arg(&runtime_root)
+                .arg("--cri-socket")
+                .arg(d.join("cri.sock"))
+                .arg("--pod-log-dir")
+                .arg(d.join("pods"))
+                .arg("--root-dir")
+                .arg(d.join("kubelet"))
+                .arg("--eviction-memory-available-file")
+                .arg(d.join("memory-available"))
+                .args(["--eviction-monitoring-period", "2"])
+                .stdout(Stdio::null())
+                .stderr(std::fs::OpenOptions::new().create(true).append(true).open(d.join("agent.log")).unwrap())
+                .spawn()
+                .unwrap(),
+        )
+    };
+    let mut agent = Some(start_agent());
     wait_for_port(kport, Duration::from_secs(30));
     let k = Kubectl::new(33, &server.kubeconfig);
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -213,6 +216,20 @@ fn exec_attach_and_port_forward() {
             port_forward(&k);
             attach(&k);
         }
+        // A restarted agent adopts the running pod: same container, no restart.
+        k.ok(&["exec", "x", "--", "touch", "/tmp/before-restart"]);
+        let before = wait_pod(&k, "x", "Running", |p| p["status"]["phase"] == "Running");
+        drop(agent.take());
+        agent = Some(start_agent());
+        wait_for_port(kport, Duration::from_secs(30));
+        std::thread::sleep(Duration::from_secs(3));
+        let after = wait_pod(&k, "x", "Running", |p| p["status"]["phase"] == "Running");
+        let cs = |p: &serde_json::Value| p["status"]["containerStatuses"][0].clone();
+        assert_eq!(cs(&after)["containerID"], cs(&before)["containerID"], "{:#}", after["status"]);
+        assert_eq!(cs(&after)["restartCount"], 0);
+        assert_eq!(cs(&after)["state"]["running"]["startedAt"], cs(&before)["state"]["running"]["startedAt"]);
+        k.ok(&["exec", "x", "--", "test", "-f", "/tmp/before-restart"]);
+        attach(&Kubectl::new(33, &server.kubeconfig));
         eviction(&k, &d.join("memory-available"));
     }));
     let _ = k.run(&["delete", "pods", "--all", "--grace-period=1", "--wait=true", "--timeout=60s"]);
