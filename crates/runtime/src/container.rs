@@ -261,13 +261,11 @@ impl Runtime {
         let (o, e) = crate::shim::open_outputs(&bundle)?;
         let out = tokio::spawn(crate::logs::pump(o, "stdout", file.clone(), output.clone()));
         let err = tokio::spawn(crate::logs::pump(e, "stderr", file, output));
-        if wants_stdin {
-            if let Ok(w) = crate::shim::open_stdin(&bundle) {
-                if let Some(c) = self.containers.lock().get_mut(id) {
+        if wants_stdin
+            && let Ok(w) = crate::shim::open_stdin(&bundle)
+                && let Some(c) = self.containers.lock().get_mut(id) {
                     c.stdin = Some(Arc::new(tokio::sync::Mutex::new(w)));
                 }
-            }
-        }
         let containers = self.containers.clone();
         let runc = self.cfg.runc.clone();
         let id = id.to_string();
