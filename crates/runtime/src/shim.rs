@@ -59,7 +59,8 @@ pub fn open_outputs(bundle: &Path) -> Result<(tokio::net::unix::pipe::Receiver, 
     Ok((o, e))
 }
 
-/// The write end of the container's stdin FIFO.
+/// The write end of the container's stdin FIFO. Opened read-write: a
+/// write-only open fails while the keeper has not opened its end yet.
 pub fn open_stdin(bundle: &Path) -> Result<tokio::net::unix::pipe::Sender> {
-    Ok(tokio::net::unix::pipe::OpenOptions::new().open_sender(fifo_paths(bundle)[2].clone())?)
+    Ok(tokio::net::unix::pipe::OpenOptions::new().read_write(true).open_sender(fifo_paths(bundle)[2].clone())?)
 }

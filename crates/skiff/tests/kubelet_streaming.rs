@@ -88,7 +88,13 @@ fn exec(k: &Kubectl) {
 
 /// `kubectl attach` sees the container's output and feeds its stdin.
 fn attach(k: &Kubectl) {
-    let mut c = Command::new(&k.bin).env("KUBECONFIG", &k.kubeconfig).args(["attach", "-i", "x", "-c", "c"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let mut c = Command::new(&k.bin).env("KUBECONFIG", &k.kubeconfig).args(["attach", "-i", "x", "-c", "c"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut stderr = c.stderr.take().unwrap();
+    let errors = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
     let mut input = c.stdin.take().unwrap();
     let mut lines = BufReader::new(c.stdout.take().unwrap()).lines();
     let word = format!("ping-{}", k.bin.rsplit('.').next().unwrap());
@@ -117,7 +123,7 @@ fn attach(k: &Kubectl) {
     let _ = c.kill();
     let _ = c.wait();
     let _ = writer.join();
-    assert!(seen.contains(&format!("got {word}")), "{}: {seen:?}", k.bin);
+    assert!(seen.contains(&format!("got {word}")), "{}: {seen:?}, stderr: {}", k.bin, errors.join().unwrap());
 }
 
 /// `kubectl port-forward` to a server listening in the pod's network namespace.
