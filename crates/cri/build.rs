@@ -1,6 +1,6 @@
 //! Compiles our CRI proto with protox (pure Rust), so no system `protoc` is needed.
 fn main() {
-    let files = ["proto/api.proto"];
+    let files = ["proto/api.proto", "proto/health.proto"];
     for f in files {
         println!("cargo:rerun-if-changed={f}");
     }

@@ -53,7 +53,7 @@ fn is_public(path: &str) -> bool {
     matches!(path, "/version" | "/healthz" | "/livez" | "/readyz") || path.starts_with("/healthz/") || path.starts_with("/livez/") || path.starts_with("/readyz/")
 }
 
-fn authenticated(headers: &HeaderMap, token: &str) -> bool {
+pub(crate) fn authenticated(headers: &HeaderMap, token: &str) -> bool {
     headers
         .get("authorization")
         .and_then(|h| h.to_str().ok())
@@ -166,7 +166,10 @@ async fn resource(
 }
 
 pub fn router(state: AppState) -> Router {
-    Router::new().fallback(handle).with_state(state)
+    Router::new()
+        .fallback(handle)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::subresources::stream::intercept))
+        .with_state(state)
 }
 
 fn tls_config(pki: &Pki) -> Result<Arc<rustls::ServerConfig>> {

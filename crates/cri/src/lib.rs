@@ -7,3 +7,9 @@ pub mod v1 {
     tonic::include_proto!("runtime.v1");
 }
 pub use v1::*;
+
+/// gRPC's health service, which the kubelet's grpc probes call.
+#[allow(clippy::all)]
+pub mod health {
+    tonic::include_proto!("grpc.health.v1");
+}

@@ -102,11 +102,10 @@ impl Api {
                 buf.extend_from_slice(&data);
                 while let Some(i) = buf.iter().position(|b| *b == b'\n') {
                     let line: Vec<u8> = buf.drain(..=i).collect();
-                    if let Ok(v) = serde_json::from_slice::<Value>(&line) {
-                        if tx.send(v).await.is_err() {
+                    if let Ok(v) = serde_json::from_slice::<Value>(&line)
+                        && tx.send(v).await.is_err() {
                             return;
                         }
-                    }
                 }
             }
         });

@@ -7,11 +7,14 @@
 pub mod backoff;
 pub mod client;
 pub mod crilog;
+pub mod downward;
+pub mod eviction;
 pub mod node;
 pub mod probes;
 pub mod resources;
 pub mod server;
 pub mod static_pods;
+pub mod streaming;
 pub mod status;
 pub mod volumes;
 pub mod worker;
@@ -44,6 +47,11 @@ pub struct Config {
     pub root_dir: PathBuf,
     /// A directory of static pod manifests.
     pub manifest_dir: Option<PathBuf>,
+    /// `--eviction-hard`, e.g. `memory.available<100Mi,nodefs.available<10%`.
+    pub eviction_hard: String,
+    /// A file whose quantity replaces the observed memory.available (tests).
+    pub eviction_memory_file: Option<PathBuf>,
+    pub eviction_period: Duration,
 }
 
 /// The kubelet's counters, on `/metrics`.
@@ -80,6 +88,12 @@ pub struct Ctx {
     pub log_root: PathBuf,
     pub root_dir: PathBuf,
     pub metrics: Metrics,
+    /// Pods with a worker, by uid: what the eviction manager ranks.
+    pub live_pods: eviction::LivePods,
+    /// Pods the eviction manager chose, by uid, with the message for their status.
+    pub evictions: parking_lot::Mutex<HashMap<String, String>>,
+    /// (memory, disk) pressure, for the node's conditions.
+    pub pressure: Arc<parking_lot::Mutex<(bool, bool)>>,
 }
 
 /// A tonic channel to a CRI unix socket.
@@ -106,6 +120,7 @@ pub async fn run(cfg: Config) -> Result<()> {
         Some(e) => PathBuf::from(e.strip_prefix("unix://").unwrap_or(e)),
         None => {
             let rt = skiff_runtime::Runtime::new(cfg.runtime.clone())?;
+            rt.adopt();
             let sock = cfg.embedded_socket.clone();
             tokio::spawn(async move {
                 if let Err(e) = skiff_runtime::service::serve_unix(rt, &sock).await {
@@ -119,8 +134,9 @@ pub async fn run(cfg: Config) -> Result<()> {
     let mut rt = RuntimeServiceClient::new(ch.clone());
     let v = rt.version(skiff_cri::VersionRequest { version: "v1".into() }).await.context("CRI Version")?.into_inner();
     tracing::info!(runtime = %v.runtime_name, version = %v.runtime_version, "connected to the container runtime");
+    let thresholds = eviction::parse(&cfg.eviction_hard)?;
     let listener = tokio::net::TcpListener::bind((cfg.node_ip.as_str(), cfg.port)).await.with_context(|| format!("binding {}:{}", cfg.node_ip, cfg.port))?;
-    let ctx = Arc::new(Ctx { api: api.clone(), rt, img: ImageServiceClient::new(ch), node_ip: cfg.node_ip.clone(), log_root: cfg.log_root.clone(), root_dir: cfg.root_dir.clone(), metrics: Metrics::default() });
+    let ctx = Arc::new(Ctx { api: api.clone(), rt, img: ImageServiceClient::new(ch), node_ip: cfg.node_ip.clone(), log_root: cfg.log_root.clone(), root_dir: cfg.root_dir.clone(), metrics: Metrics::default(), live_pods: Default::default(), evictions: Default::default(), pressure: Default::default() });
     tokio::spawn(server::serve(ctx.clone(), listener));
     loop {
         match node::register(&api, &node::node_object(&cfg.node_name, &cfg.node_ip, cfg.port, &cfg.runtime.pod_cidr)).await {
@@ -131,7 +147,9 @@ pub async fn run(cfg: Config) -> Result<()> {
             }
         }
     }
-    tokio::spawn(node::heartbeat(api.clone(), cfg.node_name.clone()));
+    tokio::spawn(node::heartbeat(api.clone(), cfg.node_name.clone(), ctx.pressure.clone()));
+    let observer = eviction::Observer { fs_path: cfg.root_dir.clone(), override_file: cfg.eviction_memory_file.clone() };
+    tokio::spawn(eviction::run(ctx.clone(), cfg.node_name.clone(), thresholds, observer, cfg.eviction_period));
     if let Some(dir) = cfg.manifest_dir.clone() {
         tokio::spawn(static_pods::run(api.clone(), dir, cfg.node_name.clone()));
     }

@@ -13,7 +13,7 @@ pub fn memory_bytes() -> i64 {
     meminfo("MemTotal:")
 }
 
-fn meminfo(key: &str) -> i64 {
+pub(crate) fn meminfo(key: &str) -> i64 {
     std::fs::read_to_string("/proc/meminfo").ok().and_then(|t| t.lines().find_map(|l| l.strip_prefix(key).and_then(|r| r.split_whitespace().next()?.parse::<i64>().ok()))).unwrap_or(0) * 1024
 }
 
@@ -22,7 +22,7 @@ fn cpus() -> usize {
 }
 
 /// Size and free bytes of the filesystem holding `path`.
-fn fs_stats(path: &str) -> (i64, i64) {
+pub(crate) fn fs_stats(path: &str) -> (i64, i64) {
     let Ok(c) = std::ffi::CString::new(path) else { return (0, 0) };
     let mut s: libc_statvfs::Statvfs = unsafe { std::mem::zeroed() };
     if unsafe { libc_statvfs::statvfs(c.as_ptr(), &mut s) } != 0 {
@@ -35,19 +35,17 @@ mod libc_statvfs {
     pub use libc::{statvfs, statvfs as Statvfs};
 }
 
-/// The conditions from current memory, disk and PID headroom (upstream's
-/// default eviction thresholds: memory.available < 100Mi, nodefs < 10 %).
-pub fn conditions(now: &str) -> Vec<Value> {
-    let avail = meminfo("MemAvailable:");
-    let (size, free) = fs_stats("/");
+/// The conditions: memory and disk pressure as the eviction manager last
+/// found them (`eviction.rs`), PID headroom from /proc.
+pub fn conditions_with(now: &str, (memory, disk): (bool, bool)) -> Vec<Value> {
     let pid_max: i64 = std::fs::read_to_string("/proc/sys/kernel/pid_max").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(32768);
     let pids = std::fs::read_dir("/proc").map(|d| d.flatten().filter(|e| e.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit())).count() as i64).unwrap_or(0);
     let c = |t: &str, bad: bool, ok_reason: &str, bad_reason: &str, msg: &str| {
         json!({"type": t, "status": if bad { "True" } else { "False" }, "reason": if bad { bad_reason } else { ok_reason }, "message": msg, "lastHeartbeatTime": now, "lastTransitionTime": now})
     };
     vec![
-        c("MemoryPressure", avail > 0 && avail < 100 << 20, "KubeletHasSufficientMemory", "KubeletHasInsufficientMemory", "kubelet has sufficient memory available"),
-        c("DiskPressure", size > 0 && free * 10 < size, "KubeletHasNoDiskPressure", "KubeletHasDiskPressure", "kubelet has no disk pressure"),
+        c("MemoryPressure", memory, "KubeletHasSufficientMemory", "KubeletHasInsufficientMemory", if memory { "kubelet has insufficient memory available" } else { "kubelet has sufficient memory available" }),
+        c("DiskPressure", disk, "KubeletHasNoDiskPressure", "KubeletHasDiskPressure", if disk { "kubelet has disk pressure" } else { "kubelet has no disk pressure" }),
         c("PIDPressure", pids * 10 > pid_max * 9, "KubeletHasSufficientPID", "KubeletHasInsufficientPID", "kubelet has sufficient PID available"),
         json!({"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "kubelet is posting ready status", "lastHeartbeatTime": now, "lastTransitionTime": now}),
     ]
@@ -68,7 +66,7 @@ pub fn node_object(name: &str, ip: &str, port: u16, pod_cidr: &str) -> Value {
         "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux", "kubernetes.io/arch": std::env::consts::ARCH.replace("x86_64", "amd64").replace("aarch64", "arm64")}},
         "spec": {"podCIDR": pod_cidr, "podCIDRs": [pod_cidr]},
         "status": {
-            "capacity": capacity, "allocatable": allocatable, "conditions": conditions(&now),
+            "capacity": capacity, "allocatable": allocatable, "conditions": conditions_with(&now, (false, false)),
             "addresses": [{"type": "InternalIP", "address": ip}, {"type": "Hostname", "address": name}],
             "daemonEndpoints": {"kubeletEndpoint": {"Port": port}},
             "nodeInfo": {"machineID": machine_id, "systemUUID": machine_id, "bootID": std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default().trim(),
@@ -91,7 +89,7 @@ pub async fn register(api: &Api, node: &Value) -> Result<()> {
 }
 
 /// Renew the node's Lease every 10 s, and the status heartbeat every minute.
-pub async fn heartbeat(api: Api, name: String) {
+pub async fn heartbeat(api: Api, name: String, pressure: std::sync::Arc<parking_lot::Mutex<(bool, bool)>>) {
     let path = format!("/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{name}");
     let mut tick = 0u64;
     loop {
@@ -111,7 +109,7 @@ pub async fn heartbeat(api: Api, name: String) {
             tracing::warn!("renewing node lease: {e:#}");
         }
         if tick % 6 == 5 {
-            let patch = json!({"status": {"conditions": conditions(&rfc3339(now_nanos()))}});
+            let patch = json!({"status": {"conditions": conditions_with(&rfc3339(now_nanos()), *pressure.lock())}});
             if let Err(e) = api.ok("PATCH", &format!("/api/v1/nodes/{name}/status"), "application/merge-patch+json", Some(&patch)).await {
                 tracing::warn!("node status heartbeat: {e:#}");
             }

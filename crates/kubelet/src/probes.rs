@@ -62,7 +62,18 @@ impl Probe {
     }
 }
 
-/// Run a probe or hook action (`exec`, `httpGet`, `tcpSocket`); true on success.
+/// `grpc.health.v1.Health/Check` on `addr`: healthy only when SERVING.
+pub async fn grpc_check(addr: &str, service: &str, limit: Duration) -> bool {
+    use skiff_cri::health::{health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest};
+    let check = async {
+        let ch = tonic::transport::Endpoint::from_shared(format!("http://{addr}")).ok()?.connect_timeout(limit).connect().await.ok()?;
+        let r = HealthClient::new(ch).check(HealthCheckRequest { service: service.to_string() }).await.ok()?;
+        Some(r.into_inner().status == ServingStatus::Serving as i32)
+    };
+    matches!(tokio::time::timeout(limit, check).await, Ok(Some(true)))
+}
+
+/// Run a probe or hook action (`exec`, `httpGet`, `tcpSocket`, `grpc`); true on success.
 pub async fn action(spec: &Value, rt: &mut RuntimeServiceClient<Channel>, container_id: &str, pod_ip: &str, timeout: u64) -> bool {
     let limit = Duration::from_secs(timeout);
     if let Some(cmd) = spec["exec"]["command"].as_array() {
@@ -75,6 +86,11 @@ pub async fn action(spec: &Value, rt: &mut RuntimeServiceClient<Channel>, contai
         let Some(port) = spec["tcpSocket"]["port"].as_u64() else { return false };
         let addr = format!("{}:{port}", host(&spec["tcpSocket"]));
         return matches!(tokio::time::timeout(limit, tokio::net::TcpStream::connect(addr)).await, Ok(Ok(_)));
+    }
+    if spec["grpc"].is_object() {
+        // Upstream dials the pod IP; a grpc probe has no host field.
+        let Some(port) = spec["grpc"]["port"].as_u64() else { return false };
+        return grpc_check(&format!("{pod_ip}:{port}"), spec["grpc"]["service"].as_str().unwrap_or(""), limit).await;
     }
     if spec["httpGet"].is_object() {
         let h = &spec["httpGet"];
@@ -109,5 +125,32 @@ mod tests {
         assert_eq!(p.record(false, t0), Some(false));
         assert!(!p.due(t0));
         assert!(p.due(t0 + Duration::from_secs(1)));
+    }
+
+    struct Health(i32);
+    #[tonic::async_trait]
+    impl skiff_cri::health::health_server::Health for Health {
+        async fn check(&self, r: tonic::Request<skiff_cri::health::HealthCheckRequest>) -> Result<tonic::Response<skiff_cri::health::HealthCheckResponse>, tonic::Status> {
+            let status = if r.into_inner().service == "db" { 3 } else { self.0 };
+            Ok(tonic::Response::new(skiff_cri::health::HealthCheckResponse { status }))
+        }
+    }
+
+    async fn serve(status: i32) -> String {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        tokio::spawn(tonic::transport::Server::builder().add_service(skiff_cri::health::health_server::HealthServer::new(Health(status))).serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(l)));
+        addr
+    }
+
+    #[tokio::test]
+    async fn grpc_probe_needs_serving() {
+        let t = Duration::from_secs(2);
+        let serving = serve(1).await;
+        assert!(grpc_check(&serving, "", t).await);
+        assert!(!grpc_check(&serving, "db", t).await, "SERVICE_UNKNOWN is a failure");
+        assert!(!grpc_check(&serve(2).await, "", t).await, "NOT_SERVING is a failure");
+        let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap().to_string();
+        assert!(!grpc_check(&closed, "", t).await);
     }
 }

@@ -1,6 +1,7 @@
 //! The kubelet's HTTP endpoint (plain HTTP on the node address for now;
 //! HTTPS with API-server client auth is to come): `/containerLogs`, which the
-//! API server's pods/log proxies to, `/healthz` and `/metrics`.
+//! API server's pods/log proxies to, `/exec`, `/attach` and `/portForward`
+//! (see `streaming.rs`), `/healthz` and `/metrics`.
 
 use crate::Ctx;
 use bytes::Bytes;
@@ -83,6 +84,7 @@ async fn handle(ctx: Arc<Ctx>, req: Request<hyper::body::Incoming>) -> Result<Re
         "/healthz" => text(200, "ok"),
         "/metrics" => text(200, ctx.metrics.encode()),
         p if p.starts_with("/containerLogs/") => container_logs(&ctx, p, &query),
+        p if p.starts_with("/exec/") || p.starts_with("/attach/") || p.starts_with("/portForward/") => return Ok(crate::streaming::handle(ctx, req).await),
         _ => text(404, "not found"),
     })
 }
@@ -94,7 +96,7 @@ pub async fn serve(ctx: Arc<Ctx>, listener: tokio::net::TcpListener) {
         let ctx = ctx.clone();
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req| handle(ctx.clone(), req));
-            let _ = hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(stream), svc).await;
+            let _ = hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(stream), svc).with_upgrades().await;
         });
     }
 }

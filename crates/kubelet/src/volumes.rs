@@ -41,10 +41,31 @@ async fn source_files(api: &Api, ns: &str, kind: &str, name: &str) -> Result<Opt
 }
 
 /// Make every volume's host directory (and refresh configMap/secret contents).
-pub async fn prepare(api: &Api, root: &Path, pod: &Value) -> Result<()> {
+pub async fn prepare(api: &Api, root: &Path, pod: &Value, pod_ip: &str, host_ip: &str) -> Result<()> {
     let ns = s(&pod["metadata"]["namespace"]);
     for v in pod["spec"]["volumes"].as_array().into_iter().flatten() {
         let dir = pod_dir(root, pod).join("volumes").join(s(&v["name"]));
+        if v["downwardAPI"].is_object() {
+            write_files(&dir, crate::downward::files(pod, &v["downwardAPI"]["items"], pod_ip, host_ip))?;
+            continue;
+        }
+        if v["projected"].is_object() {
+            let mut files = vec![];
+            for src in v["projected"]["sources"].as_array().into_iter().flatten() {
+                if src["downwardAPI"].is_object() {
+                    files.extend(crate::downward::files(pod, &src["downwardAPI"]["items"], pod_ip, host_ip));
+                    continue;
+                }
+                let (kind, r) = if src["configMap"].is_object() { ("configmaps", &src["configMap"]) } else if src["secret"].is_object() { ("secrets", &src["secret"]) } else { continue };
+                match source_files(api, &ns, kind, &s(&r["name"])).await? {
+                    Some(f) => files.extend(select(f, &r["items"])),
+                    None if r["optional"] == true => {}
+                    None => bail!("{} \"{}\" not found", kind.trim_end_matches('s'), s(&r["name"])),
+                }
+            }
+            write_files(&dir, files)?;
+            continue;
+        }
         let (kind, name, optional) = if v["configMap"].is_object() {
             ("configmaps", s(&v["configMap"]["name"]), v["configMap"]["optional"] == true)
         } else if v["secret"].is_object() {
@@ -66,19 +87,42 @@ pub async fn prepare(api: &Api, root: &Path, pod: &Value) -> Result<()> {
             }
             bail!("{} \"{name}\" not found", kind.trim_end_matches('s'));
         };
-        let items = v[if kind == "secrets" { "secret" } else { "configMap" }]["items"].as_array().cloned().unwrap_or_default();
-        for (k, data) in files {
-            let target = if items.is_empty() { Some(k.clone()) } else { items.iter().find(|i| i["key"] == k.as_str()).map(|i| s(&i["path"])) };
-            let Some(rel) = target.filter(|r| !r.contains("..")) else { continue };
-            let path = dir.join(&rel);
-            if let Some(p) = path.parent() {
-                std::fs::create_dir_all(p)?;
-            }
-            // Write then rename, so a reader never sees half a file.
-            let tmp = path.with_extension("skiff-tmp");
-            std::fs::write(&tmp, &data)?;
-            std::fs::rename(&tmp, &path)?;
+        write_files(&dir, select(files, &v[if kind == "secrets" { "secret" } else { "configMap" }]["items"]))?;
+    }
+    Ok(())
+}
+
+/// A source's keys as files: all of them, or only `items` (key → path).
+fn select(files: Vec<(String, Vec<u8>)>, items: &Value) -> Vec<(String, Vec<u8>)> {
+    let items = items.as_array().cloned().unwrap_or_default();
+    files
+        .into_iter()
+        .filter_map(|(k, data)| {
+            let rel = if items.is_empty() { Some(k.clone()) } else { items.iter().find(|i| i["key"] == k.as_str()).map(|i| s(&i["path"])) };
+            rel.map(|r| (r, data))
+        })
+        .collect()
+}
+
+/// Write files under `dir`, each replaced whole (write, then rename) so a
+/// reader never sees half a file; rewritten on every sync, which is how
+/// changes to the sources reach running containers.
+fn write_files(dir: &Path, files: Vec<(String, Vec<u8>)>) -> Result<()> {
+    std::fs::create_dir_all(dir)?;
+    for (rel, data) in files {
+        if rel.is_empty() || rel.contains("..") || rel.starts_with('/') {
+            continue;
         }
+        let path = dir.join(&rel);
+        if let Some(p) = path.parent() {
+            std::fs::create_dir_all(p)?;
+        }
+        if std::fs::read(&path).is_ok_and(|old| old == data) {
+            continue;
+        }
+        let tmp = path.with_extension("skiff-tmp");
+        std::fs::write(&tmp, &data)?;
+        std::fs::rename(&tmp, &path)?;
     }
     Ok(())
 }
@@ -93,7 +137,7 @@ pub fn mounts(root: &Path, pod: &Value, c: &Value) -> Result<Vec<cri::Mount>> {
         if let Some(sub) = m["subPath"].as_str().filter(|p| !p.is_empty() && !p.contains("..")) {
             host = host.join(sub);
         }
-        let ro = m["readOnly"] == true || vol["configMap"].is_object() || vol["secret"].is_object();
+        let ro = m["readOnly"] == true || ["configMap", "secret", "downwardAPI", "projected"].iter().any(|k| vol[*k].is_object());
         out.push(cri::Mount { container_path: s(&m["mountPath"]), host_path: host.display().to_string(), readonly: ro });
     }
     Ok(out)
@@ -122,16 +166,7 @@ pub async fn env(api: &Api, pod: &Value, c: &Value, pod_ip: &str, host_ip: &str)
     for e in c["env"].as_array().into_iter().flatten() {
         let vf = &e["valueFrom"];
         let value = if let Some(path) = vf["fieldRef"]["fieldPath"].as_str() {
-            match path {
-                "metadata.name" => s(&pod["metadata"]["name"]),
-                "metadata.namespace" => ns.clone(),
-                "metadata.uid" => s(&pod["metadata"]["uid"]),
-                "spec.nodeName" => s(&pod["spec"]["nodeName"]),
-                "spec.serviceAccountName" => s(&pod["spec"]["serviceAccountName"]),
-                "status.podIP" => pod_ip.to_string(),
-                "status.hostIP" => host_ip.to_string(),
-                p => p.strip_prefix("metadata.labels['").and_then(|r| r.strip_suffix("']")).map(|l| s(&pod["metadata"]["labels"][l])).unwrap_or_default(),
-            }
+            crate::downward::field(pod, path, pod_ip, host_ip).unwrap_or_default()
         } else if let Some((kind, r)) = [("configmaps", &vf["configMapKeyRef"]), ("secrets", &vf["secretKeyRef"])].into_iter().find(|(_, r)| r.is_object()) {
             let key = s(&r["key"]);
             let found = source_files(api, &ns, kind, &s(&r["name"])).await?.and_then(|f| f.into_iter().find(|(k, _)| *k == key));
@@ -141,10 +176,7 @@ pub async fn env(api: &Api, pod: &Value, c: &Value, pod_ip: &str, host_ip: &str)
                 None => bail!("couldn't find key {key} in {} {}/{}", kind.trim_end_matches('s'), ns, s(&r["name"])),
             }
         } else if vf["resourceFieldRef"].is_object() {
-            let res = s(&vf["resourceFieldRef"]["resource"]);
-            let (kind, name) = res.split_once('.').unwrap_or(("limits", "cpu"));
-            let q = c["resources"][kind][name].as_str().and_then(crate::resources::milli).unwrap_or(0);
-            if name == "cpu" { ((q + 999) / 1000).max(1).to_string() } else { (q / 1000).to_string() }
+            crate::downward::resource(pod, Some(c), &vf["resourceFieldRef"])
         } else {
             s(&e["value"])
         };

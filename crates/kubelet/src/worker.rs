@@ -35,6 +35,8 @@ pub struct Worker {
     probes: HashMap<String, [Option<Probe>; 3]>,
     volumes_synced: Option<Instant>,
     pruned: HashMap<String, usize>,
+    /// Evicted under node pressure: stopped for good, waiting for deletion.
+    evicted: bool,
 }
 
 /// The pod's log directory, upstream's layout.
@@ -53,22 +55,32 @@ fn strings(v: &Value) -> Vec<String> {
 
 impl Worker {
     pub fn new(ctx: Arc<Ctx>) -> Self {
-        Self { ctx, sandbox: None, ids: HashMap::new(), backoff: HashMap::new(), waiting: HashMap::new(), start_time: String::new(), last_status: Value::Null, cond_times: HashMap::new(), probes: HashMap::new(), volumes_synced: None, pruned: HashMap::new() }
+        Self { ctx, sandbox: None, ids: HashMap::new(), backoff: HashMap::new(), waiting: HashMap::new(), start_time: String::new(), last_status: Value::Null, cond_times: HashMap::new(), probes: HashMap::new(), volumes_synced: None, pruned: HashMap::new(), evicted: false }
     }
 
     /// Run until the pod is gone.
     pub async fn run(mut self, mut rx: watch::Receiver<Option<Value>>) {
+        let mut uid = String::new();
         loop {
             let pod = rx.borrow_and_update().clone();
+            if let Some(p) = &pod {
+                uid = s(&p["metadata"]["uid"]);
+                self.ctx.live_pods.lock().insert(uid.clone(), p.clone());
+            }
+            let eviction = self.ctx.evictions.lock().get(&uid).cloned();
             match pod {
                 None => {
+                    self.forget(&uid);
                     self.teardown(None, 0).await;
                     return;
                 }
                 Some(p) if !p["metadata"]["deletionTimestamp"].is_null() => {
+                    self.forget(&uid);
                     self.terminate(&p).await;
                     return;
                 }
+                Some(_) if self.evicted => {}
+                Some(p) if eviction.is_some() => self.evict(&p, eviction.as_deref().unwrap_or_default()).await,
                 Some(p) => {
                     self.ctx.metrics.syncs.inc();
                     if let Err(e) = self.sync(&p).await {
@@ -80,9 +92,42 @@ impl Worker {
                 }
             }
             tokio::select! {
-                r = rx.changed() => if r.is_err() { self.teardown(None, 0).await; return; },
+                r = rx.changed() => if r.is_err() { self.forget(&uid); self.teardown(None, 0).await; return; },
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             }
+        }
+    }
+
+    fn forget(&self, uid: &str) {
+        self.ctx.live_pods.lock().remove(uid);
+        self.ctx.evictions.lock().remove(uid);
+    }
+
+    /// Kill the pod at once (hard eviction has no grace period) and report
+    /// it Failed with reason Evicted, as upstream's eviction manager does.
+    async fn evict(&mut self, pod: &Value, message: &str) {
+        tracing::info!(pod = %pod["metadata"]["name"], "{message}");
+        self.evicted = true;
+        self.teardown(Some(pod), 0).await;
+        let _ = self.report(pod).await;
+        let now = rfc3339(now_nanos());
+        let mut st = self.last_status.clone();
+        st["phase"] = json!("Failed");
+        st["reason"] = json!("Evicted");
+        st["message"] = json!(message);
+        let mut conds: Vec<Value> = st["conditions"].as_array().cloned().unwrap_or_default();
+        for c in conds.iter_mut().filter(|c| c["type"] == "Ready" || c["type"] == "ContainersReady") {
+            if c["status"] != "False" {
+                c["status"] = json!("False");
+                c["lastTransitionTime"] = json!(now);
+            }
+        }
+        conds.push(json!({"type": "DisruptionTarget", "status": "True", "reason": "TerminationByKubelet", "message": message, "lastTransitionTime": now}));
+        st["conditions"] = json!(conds);
+        let m = &pod["metadata"];
+        let path = format!("/api/v1/namespaces/{}/pods/{}/status", s(&m["namespace"]), s(&m["name"]));
+        if let Err(e) = self.ctx.api.ok("PATCH", &path, "application/merge-patch+json", Some(&json!({"status": st}))).await {
+            tracing::warn!("evicted pod status: {e:#}");
         }
     }
 
@@ -115,7 +160,33 @@ impl Worker {
         out
     }
 
+    /// After an agent restart: take over the pod's ready sandbox and its
+    /// containers (instances ordered by attempt) instead of starting anew.
+    async fn adopt(&mut self, pod: &Value) -> Result<()> {
+        let uid = s(&pod["metadata"]["uid"]);
+        let mut rt = self.ctx.rt.clone();
+        let filter = cri::PodSandboxFilter { label_selector: [("io.kubernetes.pod.uid".to_string(), uid)].into(), state: Some(cri::PodSandboxStateValue { state: 0 }), ..Default::default() };
+        let items = rt.list_pod_sandbox(cri::ListPodSandboxRequest { filter: Some(filter) }).await?.into_inner().items;
+        let Some(sb) = items.into_iter().max_by_key(|s| s.created_at) else { return Ok(()) };
+        let st = rt.pod_sandbox_status(cri::PodSandboxStatusRequest { pod_sandbox_id: sb.id.clone(), verbose: false }).await?.into_inner();
+        let ip = st.status.and_then(|s| s.network).map(|n| n.ip).unwrap_or_default();
+        let filter = cri::ContainerFilter { pod_sandbox_id: sb.id.clone(), ..Default::default() };
+        let mut cs = rt.list_containers(cri::ListContainersRequest { filter: Some(filter) }).await?.into_inner().containers;
+        cs.sort_by_key(|c| (c.metadata.as_ref().map(|m| m.attempt).unwrap_or(0), c.created_at));
+        for c in cs {
+            let name = c.metadata.map(|m| m.name).unwrap_or_default();
+            self.ids.entry(name).or_default().push(c.id);
+        }
+        tracing::info!(pod = %pod["metadata"]["name"], sandbox = %sb.id, "adopted the running sandbox");
+        self.start_time = rfc3339(sb.created_at);
+        self.sandbox = Some((sb.id, ip, self.sandbox_config(pod)));
+        Ok(())
+    }
+
     async fn sync(&mut self, pod: &Value) -> Result<()> {
+        if self.sandbox.is_none() && self.start_time.is_empty() {
+            self.adopt(pod).await?;
+        }
         if self.sandbox.is_none() {
             let config = self.sandbox_config(pod);
             let mut rt = self.ctx.rt.clone();
@@ -127,7 +198,8 @@ impl Worker {
         }
         if self.volumes_synced.is_none_or(|t| t.elapsed() > Duration::from_secs(5)) {
             self.volumes_synced = Some(Instant::now());
-            if let Err(e) = crate::volumes::prepare(&self.ctx.api, &self.ctx.root_dir, pod).await {
+            let ip = self.sandbox.as_ref().map(|s| s.1.clone()).unwrap_or_default();
+            if let Err(e) = crate::volumes::prepare(&self.ctx.api, &self.ctx.root_dir, pod, &ip, &self.ctx.node_ip).await {
                 tracing::debug!("volumes: {e:#}");
             }
         }
@@ -283,7 +355,7 @@ impl Worker {
         }
         let ip = self.sandbox.as_ref().map(|s| s.1.clone()).unwrap_or_default();
         let prepared = async {
-            crate::volumes::prepare(&self.ctx.api, &self.ctx.root_dir, pod).await?;
+            crate::volumes::prepare(&self.ctx.api, &self.ctx.root_dir, pod, &ip, &self.ctx.node_ip).await?;
             let mounts = crate::volumes::mounts(&self.ctx.root_dir, pod, c)?;
             let env = crate::volumes::env(&self.ctx.api, pod, c, &ip, &self.ctx.node_ip).await?;
             anyhow::Ok((mounts, env))
@@ -308,8 +380,9 @@ impl Worker {
             labels: [("io.kubernetes.container.name".to_string(), name.clone()), ("io.kubernetes.pod.uid".to_string(), s(&pod["metadata"]["uid"]))].into(),
             annotations: Default::default(),
             log_path: format!("{name}/{attempt}.log"),
-            stdin: false,
-            stdin_once: false,
+            stdin: c["stdin"].as_bool().unwrap_or(false),
+            stdin_once: c["stdinOnce"].as_bool().unwrap_or(false),
+            // The embedded runtime gives a container's own process no terminal (exec -t does get one).
             tty: false,
             linux: Some(cri::LinuxContainerConfig {
                 resources: Some(cri::LinuxContainerResources { cpu_period: if quota > 0 { 100_000 } else { 0 }, cpu_quota: quota, cpu_shares: shares, memory_limit_in_bytes: mem, oom_score_adj: oom }),

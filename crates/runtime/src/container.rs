@@ -32,7 +32,40 @@ pub struct Container {
     pub bundle: PathBuf,
     /// Flips to true when the container process has ended.
     pub exited: watch::Receiver<bool>,
-    exited_tx: Option<watch::Sender<bool>>,
+    pub(crate) exited_tx: Option<watch::Sender<bool>>,
+    /// Live output, for `attach`.
+    pub output: crate::logs::Output,
+    /// The process's stdin when the container was created with `stdin: true`.
+    pub stdin: Option<Arc<tokio::sync::Mutex<tokio::net::unix::pipe::Sender>>>,
+}
+
+impl Container {
+    /// A container recorded by an earlier agent.
+    pub fn restored(m: crate::persist::ContainerMeta, config: cri::ContainerConfig) -> Container {
+        let (tx, rx) = watch::channel(false);
+        let state = cri::ContainerState::try_from(m.state).unwrap_or(cri::ContainerState::ContainerUnknown);
+        Container {
+            id: m.id,
+            sandbox_id: m.sandbox_id,
+            config,
+            image: m.image,
+            state,
+            created_at: m.created_at,
+            started_at: m.started_at,
+            finished_at: m.finished_at,
+            exit_code: m.exit_code,
+            reason: m.reason,
+            message: String::new(),
+            oom: false,
+            cgroup: m.cgroup,
+            log_path: m.log_path,
+            bundle: m.bundle,
+            exited: rx,
+            exited_tx: Some(tx),
+            output: tokio::sync::broadcast::channel(256).0,
+            stdin: None,
+        }
+    }
 }
 
 /// Process arguments with Kubernetes' override rules: `command` replaces the
@@ -108,7 +141,7 @@ impl Runtime {
         let bundle = self.cfg.root.join("containers").join(&id);
         let lowers: Vec<PathBuf> = image.layers.iter().map(|h| self.images.layer_dir(h)).collect();
         mount_overlay(&lowers, &bundle)?;
-        let linux = config.linux.clone().unwrap_or_default();
+        let linux = config.linux.unwrap_or_default();
         let res = linux.resources.unwrap_or_default();
         let sc = linux.security_context.unwrap_or_default();
         let (img_uid, img_gid) = match image.user.split_once(':') {
@@ -156,7 +189,10 @@ impl Runtime {
             bundle,
             exited: rx,
             exited_tx: Some(tx),
+            output: tokio::sync::broadcast::channel(256).0,
+            stdin: None,
         };
+        crate::persist::save_container(&c);
         self.containers.lock().insert(id.clone(), c);
         Ok(id)
     }
@@ -164,13 +200,54 @@ impl Runtime {
     /// Returns once runc reports the container running (or it has already exited),
     /// so that exec (probes, postStart) can follow at once.
     pub async fn start_container(&self, id: &str) -> Result<()> {
-        let (bundle, log_path, tx) = {
-            let mut cs = self.containers.lock();
-            let c = cs.get_mut(id).context("no such container")?;
+        let (bundle, wants_stdin) = {
+            let cs = self.containers.lock();
+            let c = cs.get(id).context("no such container")?;
             if c.state != cri::ContainerState::ContainerCreated {
                 bail!("container {id} is not in the created state");
             }
-            (c.bundle.clone(), c.log_path.clone(), c.exited_tx.take().context("already started")?)
+            (c.bundle.clone(), c.config.stdin)
+        };
+        let _ = std::fs::remove_file(bundle.join("exit"));
+        let mut keeper = crate::shim::spawn(&self.cfg.runc, &bundle, id, wants_stdin)?;
+        // Until the keeper opens the FIFOs itself, our readers must not see
+        // EOF: hold a writer on each until the container runs.
+        let holds: Vec<std::fs::File> = crate::shim::fifo_paths(&bundle)[..2].iter().filter_map(|p| std::fs::OpenOptions::new().read(true).write(true).open(p).ok()).collect();
+        tokio::spawn(async move {
+            let _ = keeper.wait().await;
+        });
+        {
+            let mut cs = self.containers.lock();
+            if let Some(c) = cs.get_mut(id) {
+                c.state = cri::ContainerState::ContainerRunning;
+                c.started_at = now_nanos();
+                crate::persist::save_container(c);
+            }
+        }
+        let mut exited = self.supervise(id)?;
+        for _ in 0..200 {
+            if *exited.borrow_and_update() {
+                break;
+            }
+            let st = tokio::process::Command::new(&self.cfg.runc).args(["state", id]).stderr(Stdio::null()).output().await?;
+            if serde_json::from_slice::<serde_json::Value>(&st.stdout).is_ok_and(|v| v["status"] == "running") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        drop(holds);
+        Ok(())
+    }
+
+    /// Follow a started container: pump its output FIFOs into the CRI log
+    /// (and attached clients), open its stdin, and record its exit when the
+    /// keeper writes it. Used at start and when a restarted agent adopts a
+    /// running container.
+    pub fn supervise(&self, id: &str) -> Result<watch::Receiver<bool>> {
+        let (bundle, log_path, output, wants_stdin, cgroup, exited, tx) = {
+            let mut cs = self.containers.lock();
+            let c = cs.get_mut(id).context("no such container")?;
+            (c.bundle.clone(), c.log_path.clone(), c.output.clone(), c.config.stdin, c.cgroup.clone(), c.exited.clone(), c.exited_tx.take().context("already supervised")?)
         };
         let file = if log_path.is_empty() {
             std::fs::OpenOptions::new().write(true).open("/dev/null")?
@@ -181,44 +258,29 @@ impl Runtime {
             std::fs::OpenOptions::new().create(true).append(true).open(&log_path)?
         };
         let file = Arc::new(parking_lot::Mutex::new(file));
-        let mut child = tokio::process::Command::new(&self.cfg.runc)
-            .arg("run")
-            // Keep the cgroup after exit, to read its OOM-kill count; `runc delete` follows.
-            .arg("--keep")
-            .arg("--bundle")
-            .arg(&bundle)
-            .arg(id)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .with_context(|| format!("running {}", self.cfg.runc))?;
-        let out = tokio::spawn(crate::logs::pump(child.stdout.take().context("stdout")?, "stdout", file.clone()));
-        let err = tokio::spawn(crate::logs::pump(child.stderr.take().context("stderr")?, "stderr", file));
-        {
-            let mut cs = self.containers.lock();
-            if let Some(c) = cs.get_mut(id) {
-                c.state = cri::ContainerState::ContainerRunning;
-                c.started_at = now_nanos();
-            }
-        }
+        let (o, e) = crate::shim::open_outputs(&bundle)?;
+        let out = tokio::spawn(crate::logs::pump(o, "stdout", file.clone(), output.clone()));
+        let err = tokio::spawn(crate::logs::pump(e, "stderr", file, output));
+        if wants_stdin
+            && let Ok(w) = crate::shim::open_stdin(&bundle)
+                && let Some(c) = self.containers.lock().get_mut(id) {
+                    c.stdin = Some(Arc::new(tokio::sync::Mutex::new(w)));
+                }
         let containers = self.containers.clone();
-        let (mut exited, cgroup) = self.containers.lock().get(id).map(|c| (c.exited.clone(), c.cgroup.clone())).context("container vanished")?;
         let runc = self.cfg.runc.clone();
-        let runc_wait = runc.clone();
         let id = id.to_string();
-        let wait_id = id.clone();
         tokio::spawn(async move {
-            let status = child.wait().await;
+            let code = loop {
+                if let Some(c) = crate::shim::exit_code(&bundle) {
+                    break c;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            };
             let _ = tokio::time::timeout(Duration::from_secs(2), async {
                 let _ = out.await;
                 let _ = err.await;
             })
             .await;
-            let code = match status {
-                Ok(s) => s.code().unwrap_or_else(|| 128 + std::os::unix::process::ExitStatusExt::signal(&s).unwrap_or(0)),
-                Err(_) => 255,
-            };
             let oom = code != 0 && oom_kills(&cgroup) > 0;
             let _ = tokio::process::Command::new(&runc).args(["delete", "-f", &id]).stderr(Stdio::null()).status().await;
             tracing::info!(container = %id, code, oom, "container exited");
@@ -227,25 +289,17 @@ impl Runtime {
                 c.finished_at = now_nanos();
                 c.exit_code = code;
                 c.oom = oom;
+                c.stdin = None;
                 c.reason = match (code, c.oom) {
                     (0, _) => "Completed".into(),
                     (_, true) => "OOMKilled".into(),
                     _ => "Error".into(),
                 };
+                crate::persist::save_container(c);
             }
             let _ = tx.send(true);
         });
-        for _ in 0..200 {
-            if *exited.borrow_and_update() {
-                break;
-            }
-            let st = tokio::process::Command::new(&runc_wait).args(["state", &wait_id]).stderr(Stdio::null()).output().await?;
-            if serde_json::from_slice::<serde_json::Value>(&st.stdout).is_ok_and(|v| v["status"] == "running") {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        Ok(())
+        Ok(exited)
     }
 
     async fn runc_kill(&self, id: &str, sig: &str) {

@@ -10,10 +10,13 @@ pub mod container;
 pub mod images;
 pub mod logs;
 pub mod pause;
+pub mod persist;
 pub mod pull;
 pub mod sandbox;
 pub mod service;
+pub mod shim;
 pub mod spec;
+pub mod streaming;
 pub mod timefmt;
 
 use parking_lot::Mutex;
@@ -50,20 +53,30 @@ impl Default for Config {
     }
 }
 
-/// The runtime: its sandboxes and containers live in memory (a restart of
-/// Skiff forgets them; persisting them is future work).
+/// The runtime: its sandboxes and containers, in memory and recorded on
+/// disk (`persist.rs`) so a restarted agent adopts them (`Runtime::adopt`).
 pub struct Runtime {
     pub cfg: Config,
     pub images: images::Images,
     pub sandboxes: Mutex<HashMap<String, sandbox::Sandbox>>,
     pub containers: Arc<Mutex<HashMap<String, container::Container>>>,
+    /// Started on the first Exec/Attach/PortForward.
+    streaming: tokio::sync::OnceCell<Arc<streaming::Server>>,
 }
 
 impl Runtime {
     pub fn new(cfg: Config) -> anyhow::Result<Arc<Self>> {
         let images = images::Images::new(&cfg.root)?;
         std::fs::create_dir_all(cfg.root.join("containers"))?;
-        Ok(Arc::new(Self { cfg, images, sandboxes: Mutex::default(), containers: Arc::default() }))
+        Ok(Arc::new(Self { cfg, images, sandboxes: Mutex::default(), containers: Arc::default(), streaming: Default::default() }))
+    }
+}
+
+impl Runtime {
+    /// The streaming server, started on first use.
+    pub async fn streaming(self: &Arc<Self>) -> anyhow::Result<Arc<streaming::Server>> {
+        let weak = Arc::downgrade(self);
+        self.streaming.get_or_try_init(|| streaming::Server::start(weak)).await.cloned()
     }
 }
 

@@ -6,6 +6,9 @@
 use std::io::Write;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 
+/// A container's live output for `attach`: (is stderr, bytes).
+pub type Output = tokio::sync::broadcast::Sender<(bool, bytes::Bytes)>;
+
 /// Longest fragment written as one record.
 pub const MAX_LINE: usize = 16 * 1024;
 
@@ -35,8 +38,8 @@ pub fn records(nanos: i64, stream: &str, chunk: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Copy `pipe` into the shared log file until EOF.
-pub async fn pump(pipe: impl AsyncRead + Unpin, stream: &'static str, file: std::sync::Arc<parking_lot::Mutex<std::fs::File>>) {
+/// Copy `pipe` into the shared log file until EOF, and to attached clients.
+pub async fn pump(pipe: impl AsyncRead + Unpin, stream: &'static str, file: std::sync::Arc<parking_lot::Mutex<std::fs::File>>, attached: Output) {
     let mut r = BufReader::new(pipe);
     let mut buf = Vec::new();
     loop {
@@ -46,6 +49,7 @@ pub async fn pump(pipe: impl AsyncRead + Unpin, stream: &'static str, file: std:
             Ok(_) => {
                 let rec = records(crate::timefmt::now_nanos(), stream, &buf);
                 let _ = file.lock().write_all(&rec);
+                let _ = attached.send((stream == "stderr", bytes::Bytes::copy_from_slice(&buf)));
             }
         }
     }

@@ -1,6 +1,7 @@
 //! The CRI v1 gRPC services over [`Runtime`], and serving them on a unix
 //! socket for outside CRI clients (crictl) and for Skiff's own kubelet.
 
+use crate::streaming::Pending;
 use crate::{sandbox, timefmt::now_nanos, Runtime};
 use skiff_cri as cri;
 use skiff_cri::image_service_server::{ImageService, ImageServiceServer};
@@ -17,6 +18,32 @@ fn internal(e: anyhow::Error) -> Status {
 }
 
 impl Runtime {
+    /// Take over the sandboxes and containers an earlier agent left: pause
+    /// processes still alive, containers whose keeper still runs (or has
+    /// written their exit). Call once, before serving CRI.
+    pub fn adopt(&self) {
+        for (m, config) in crate::persist::load_sandboxes(&self.cfg.root) {
+            let alive = std::path::Path::new(&format!("/proc/{}/ns/net", m.pid)).exists();
+            tracing::info!(sandbox = %m.id, pid = m.pid, alive, "adopting sandbox");
+            let sb = sandbox::Sandbox { id: m.id.clone(), config, pause: None, pid: m.pid, ip: m.ip, ready: alive, created_at: m.created_at };
+            self.sandboxes.lock().insert(m.id, sb);
+        }
+        for (m, config) in crate::persist::load_containers(&self.cfg.root) {
+            if !self.sandboxes.lock().contains_key(&m.sandbox_id) {
+                continue;
+            }
+            let id = m.id.clone();
+            let running = m.state == cri::ContainerState::ContainerRunning as i32;
+            self.containers.lock().insert(id.clone(), crate::container::Container::restored(m, config));
+            if running {
+                tracing::info!(container = %id, "adopting running container");
+                if let Err(e) = self.supervise(&id) {
+                    tracing::warn!(container = %id, "adopting: {e:#}");
+                }
+            }
+        }
+    }
+
     pub async fn run_sandbox(self: &Arc<Self>, config: cri::PodSandboxConfig) -> anyhow::Result<String> {
         let id = crate::new_id();
         let hostname = if config.hostname.is_empty() { config.metadata.as_ref().map(|m| m.name.clone()).unwrap_or_default() } else { config.hostname.clone() };
@@ -36,7 +63,10 @@ impl Runtime {
         .await??;
         tracing::info!(sandbox = %id, %ip, pid = child.id(), "sandbox ready");
         let pid = child.id();
-        self.sandboxes.lock().insert(id.clone(), sandbox::Sandbox { id: id.clone(), config, pause: Some(child), pid, ip, ready: true, created_at: now_nanos() });
+        let sb = sandbox::Sandbox { id: id.clone(), config, pause: Some(child), pid, ip, ready: true, created_at: now_nanos() };
+        crate::persist::save_sandbox(&self.cfg.root, &sb);
+        self.sandboxes.lock().insert(id.clone(), sb);
+        // The pause process is not killed with the agent: it is adopted after a restart.
         Ok(id)
     }
 
@@ -48,19 +78,30 @@ impl Runtime {
         let pause = {
             let mut sbs = self.sandboxes.lock();
             let Some(sb) = sbs.get_mut(id) else { return Ok(()) };
+            if !sb.ready {
+                return Ok(());
+            }
             sb.ready = false;
-            sb.pause.take().map(|p| (p, sb.pid))
+            (sb.pause.take(), sb.pid)
         };
-        if let Some((mut p, pid)) = pause {
-            let rt = self.clone();
-            let id = id.to_string();
-            tokio::task::spawn_blocking(move || {
-                sandbox::network_down(&rt.cfg, &id, pid);
-                let _ = p.kill();
-                let _ = p.wait();
-            })
-            .await?;
-        }
+        let rt = self.clone();
+        let id = id.to_string();
+        tokio::task::spawn_blocking(move || {
+            let (p, pid) = pause;
+            sandbox::network_down(&rt.cfg, &id, pid);
+            match p {
+                Some(mut p) => {
+                    let _ = p.kill();
+                    let _ = p.wait();
+                }
+                // Adopted from an earlier agent: not our child.
+                None if pid > 0 => unsafe {
+                    libc::kill(pid as i32, libc::SIGKILL);
+                },
+                None => {}
+            }
+        })
+        .await?;
         Ok(())
     }
 
@@ -71,6 +112,7 @@ impl Runtime {
             self.remove_container(&c).await?;
         }
         self.sandboxes.lock().remove(id);
+        crate::persist::remove_sandbox(&self.cfg.root, id);
         Ok(())
     }
 
@@ -206,6 +248,42 @@ impl RuntimeService for Cri {
         let r = r.into_inner();
         let (stdout, stderr, exit_code) = self.0.exec_sync(&r.container_id, &r.cmd, r.timeout).await.map_err(internal)?;
         Ok(Response::new(cri::ExecSyncResponse { stdout, stderr, exit_code }))
+    }
+    async fn exec(&self, r: Request<cri::ExecRequest>) -> Result<Response<cri::ExecResponse>, Status> {
+        let r = r.into_inner();
+        self.running(&r.container_id)?;
+        if r.cmd.is_empty() {
+            return Err(Status::invalid_argument("cmd must not be empty"));
+        }
+        if !(r.stdin || r.stdout || r.stderr) {
+            return Err(Status::invalid_argument("one of stdin, stdout, or stderr must be set"));
+        }
+        let p = Pending::Exec { container_id: r.container_id, cmd: r.cmd, tty: r.tty, stdin: r.stdin, stdout: r.stdout, stderr: r.stderr };
+        Ok(Response::new(cri::ExecResponse { url: self.0.streaming().await.map_err(internal)?.register(p) }))
+    }
+    async fn attach(&self, r: Request<cri::AttachRequest>) -> Result<Response<cri::AttachResponse>, Status> {
+        let r = r.into_inner();
+        self.running(&r.container_id)?;
+        let p = Pending::Attach { container_id: r.container_id, tty: r.tty, stdin: r.stdin, stdout: r.stdout, stderr: r.stderr };
+        Ok(Response::new(cri::AttachResponse { url: self.0.streaming().await.map_err(internal)?.register(p) }))
+    }
+    async fn port_forward(&self, r: Request<cri::PortForwardRequest>) -> Result<Response<cri::PortForwardResponse>, Status> {
+        let id = r.into_inner().pod_sandbox_id;
+        if !self.0.sandboxes.lock().get(&id).is_some_and(|s| s.ready) {
+            return Err(Status::not_found(format!("sandbox {id} not found or not ready")));
+        }
+        let p = Pending::PortForward { sandbox_id: id };
+        Ok(Response::new(cri::PortForwardResponse { url: self.0.streaming().await.map_err(internal)?.register(p) }))
+    }
+}
+
+impl Cri {
+    fn running(&self, id: &str) -> Result<(), Status> {
+        match self.0.containers.lock().get(id) {
+            Some(c) if c.state == cri::ContainerState::ContainerRunning => Ok(()),
+            Some(_) => Err(Status::failed_precondition(format!("container {id} is not running"))),
+            None => Err(Status::not_found(format!("container {id} not found"))),
+        }
     }
 }
 

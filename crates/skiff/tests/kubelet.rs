@@ -5,99 +5,17 @@
 
 mod common;
 
+use common::node::{apply, build_busybox_image, sh, wait_pod, Agent};
 use common::{free_port, wait_for_port, Kubectl, SkiffServer};
 use serde_json::Value;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn sh(cmd: &str) -> String {
-    let out = Command::new("sh").arg("-c").arg(cmd).output().unwrap();
-    assert!(out.status.success(), "{cmd}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn sha(path: &Path) -> (String, u64) {
-    let hex = sh(&format!("sha256sum {}", path.display())).split_whitespace().next().unwrap().to_string();
-    (hex, std::fs::metadata(path).unwrap().len())
-}
-
-/// An OCI-layout tarball holding one layer: /bin/busybox and its applets.
-fn build_busybox_image(dir: &Path) -> std::path::PathBuf {
-    let root = dir.join("rootfs");
-    std::fs::create_dir_all(root.join("bin")).unwrap();
-    std::fs::create_dir_all(root.join("tmp")).unwrap();
-    std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
-    for applet in sh("/bin/busybox --list").lines() {
-        if applet != "busybox" {
-            std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).unwrap();
-        }
-    }
-    let oci = dir.join("oci");
-    let blobs = oci.join("blobs/sha256");
-    std::fs::create_dir_all(&blobs).unwrap();
-    let layer = dir.join("layer.tar");
-    sh(&format!("tar -C {} -cf {} .", root.display(), layer.display()));
-    let (lhex, lsize) = sha(&layer);
-    std::fs::rename(&layer, blobs.join(&lhex)).unwrap();
-    let put = |v: Value| {
-        let p = dir.join("blob");
-        std::fs::write(&p, serde_json::to_vec(&v).unwrap()).unwrap();
-        let (hex, size) = sha(&p);
-        std::fs::rename(&p, blobs.join(&hex)).unwrap();
-        (hex, size)
-    };
-    let (chex, csize) = put(serde_json::json!({"architecture": "amd64", "os": "linux",
-        "config": {"Env": ["PATH=/bin"], "Cmd": ["sh"]}, "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{lhex}")]}}));
-    let (mhex, msize) = put(serde_json::json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": format!("sha256:{chex}"), "size": csize},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": format!("sha256:{lhex}"), "size": lsize}]}));
-    std::fs::write(oci.join("index.json"), serde_json::json!({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "digest": format!("sha256:{mhex}"), "size": msize, "annotations": {"org.opencontainers.image.ref.name": "busybox:skiff-test"}}]}).to_string()).unwrap();
-    std::fs::write(oci.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
-    let tarball = dir.join("busybox-oci.tar");
-    sh(&format!("tar -C {} -cf {} .", oci.display(), tarball.display()));
-    std::fs::remove_dir_all(&root).unwrap();
-    std::fs::remove_dir_all(&oci).unwrap();
-    tarball
-}
-
-struct Agent(Child);
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn get(k: &Kubectl, pod: &str) -> Value {
-    let out = k.run(&["get", "pod", pod, "-o", "json"]);
-    serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
-}
-
-fn wait_pod(k: &Kubectl, pod: &str, what: &str, f: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let p = get(k, pod);
-        if f(&p) {
-            return p;
-        }
-        assert!(Instant::now() < deadline, "pod {pod}: timed out waiting for {what}; last: {:#}", p["status"]);
-        std::thread::sleep(Duration::from_millis(300));
-    }
-}
 
 fn pod(name: &str, policy: &str, grace: i64, init: Value, script: &str) -> String {
     serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
         "spec": {"nodeName": "skiff-e2e", "restartPolicy": policy, "terminationGracePeriodSeconds": grace, "initContainers": init,
             "containers": [{"name": "main", "image": "busybox:skiff-test", "command": ["sh", "-c", script]}]}}).to_string()
-}
-
-fn apply(k: &Kubectl, manifest: &str) {
-    let mut c = Command::new(&k.bin).env("KUBECONFIG", &k.kubeconfig).args(["create", "--validate=false", "-f", "-"]).stdin(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
-    use std::io::Write;
-    c.stdin.take().unwrap().write_all(manifest.as_bytes()).unwrap();
-    assert!(c.wait().unwrap().success());
 }
 
 #[test]

@@ -17,7 +17,7 @@ use crate::storage::{decode, Storage};
 const PASSED: [&str; 6] = ["follow", "tailLines", "previous", "timestamps", "sinceSeconds", "limitBytes"];
 
 /// `host:port` of the kubelet on `node`, if it has registered one.
-async fn kubelet_addr(storage: &Storage, node: &str) -> Option<String> {
+pub(super) async fn kubelet_addr(storage: &Storage, node: &str) -> Option<String> {
     let obj: Value = decode(&storage.get(&format!("/registry/nodes/{node}")).await.ok()??).ok()?;
     let port = obj["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"].as_u64().filter(|p| *p > 0)?;
     let addrs = obj["status"]["addresses"].as_array()?;

@@ -1,13 +1,15 @@
 //! Subresources that are not just "the object, restricted to a part":
 //! `pods/binding` (the scheduler's write), `pods/eviction` (the
 //! disruption-budget-aware delete), `*/scale` (autoscaling/v1 Scale) and
-//! `pods/log`. `status` and `ephemeralcontainers` are ordinary updates of
+//! `pods/log`, and the upgraded `pods/exec`, `pods/attach` and
+//! `pods/portforward` (`stream.rs`). `status` and `ephemeralcontainers` are ordinary updates of
 //! part of the object and are handled in [`crate::handlers`].
 
 mod binding;
 mod eviction;
 mod log;
 mod scale;
+pub mod stream;
 
 use axum::http::{Method, StatusCode};
 use axum::response::Response;

@@ -45,6 +45,15 @@ pub struct AgentArgs {
     /// A directory of static pod manifests (YAML or JSON).
     #[arg(long)]
     pub pod_manifest_path: Option<PathBuf>,
+    /// Hard eviction thresholds (memory.available, nodefs.available; a quantity or a percentage).
+    #[arg(long, default_value = "memory.available<100Mi,nodefs.available<10%")]
+    pub eviction_hard: String,
+    /// Testing: a file whose quantity stands in for the observed memory.available.
+    #[arg(long, hide = true)]
+    pub eviction_memory_available_file: Option<PathBuf>,
+    /// How often the eviction manager observes, in seconds.
+    #[arg(long, hide = true, default_value_t = 10)]
+    pub eviction_monitoring_period: u64,
 }
 
 /// The first non-loopback IPv4 address of this machine.
@@ -70,6 +79,9 @@ pub fn config(a: &AgentArgs) -> skiff_kubelet::Config {
         log_root: a.pod_log_dir.clone(),
         root_dir: a.root_dir.clone(),
         manifest_dir: a.pod_manifest_path.clone(),
+        eviction_hard: a.eviction_hard.clone(),
+        eviction_memory_file: a.eviction_memory_available_file.clone(),
+        eviction_period: std::time::Duration::from_secs(a.eviction_monitoring_period.max(1)),
     }
 }
 

@@ -116,6 +116,9 @@ pub async fn run(args: ServerArgs) -> Result<()> {
             pod_log_dir: "/var/log/pods".into(),
             root_dir: dir.join("kubelet"),
             pod_manifest_path: None,
+            eviction_hard: "memory.available<100Mi,nodefs.available<10%".into(),
+            eviction_memory_available_file: None,
+            eviction_monitoring_period: 10,
         };
         tokio::spawn(super::agent::run_in_server(agent));
     }

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests: start the real `skiff` binary.
 #![allow(dead_code)]
 
+pub mod node;
+
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

@@ -1,0 +1,66 @@
+//! Containers outlive the agent. `runc run` runs under a small `sh` keeper
+//! in its own session, with its stdio on FIFOs in the bundle that the keeper
+//! also holds open (so a dead agent means blocked output, never SIGPIPE);
+//! the keeper writes runc's exit status to `<bundle>/exit`. Whichever agent
+//! is running reads the FIFOs into the CRI log and polls for that file, so a
+//! restarted agent picks up where the last one stopped.
+
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+pub fn fifo_paths(bundle: &Path) -> [PathBuf; 3] {
+    [bundle.join("stdout"), bundle.join("stderr"), bundle.join("stdin")]
+}
+
+fn mkfifo(p: &Path) -> Result<()> {
+    if p.exists() {
+        return Ok(());
+    }
+    let c = std::ffi::CString::new(p.display().to_string())?;
+    if unsafe { libc::mkfifo(c.as_ptr(), 0o600) } != 0 {
+        bail!("mkfifo {}: {}", p.display(), std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Start the keeper; returns once it is spawned (not once runc is running).
+pub fn spawn(runc: &str, bundle: &Path, id: &str, stdin: bool) -> Result<tokio::process::Child> {
+    let [out, err, input] = fifo_paths(bundle);
+    for p in [&out, &err, &input] {
+        mkfifo(p)?;
+    }
+    // fds 3-5 keep a reader and writer on every FIFO for the keeper's life.
+    let stdin_from = if stdin { "\"$4\"" } else { "/dev/null" };
+    let script = format!("exec 3<>\"$2\" 4<>\"$3\" 5<>\"$4\"; \"$1\" run --keep --bundle \"$5\" \"$6\" <{stdin_from} >\"$2\" 2>\"$3\"; echo $? >\"$5/exit.tmp\" && mv \"$5/exit.tmp\" \"$5/exit\"");
+    let mut c = tokio::process::Command::new("sh");
+    c.arg("-c").arg(script).arg("skiff-keeper").arg(runc).arg(&out).arg(&err).arg(&input).arg(bundle).arg(id);
+    c.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    unsafe {
+        c.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    c.spawn().context("starting the container keeper")
+}
+
+/// runc's exit status, once the keeper has written it.
+pub fn exit_code(bundle: &Path) -> Option<i32> {
+    std::fs::read_to_string(bundle.join("exit")).ok()?.trim().parse().ok()
+}
+
+/// Read ends of the output FIFOs. While the keeper lives it holds a writer,
+/// so these reach EOF only when it ends.
+pub fn open_outputs(bundle: &Path) -> Result<(tokio::net::unix::pipe::Receiver, tokio::net::unix::pipe::Receiver)> {
+    let [out, err, _] = fifo_paths(bundle);
+    let o = tokio::net::unix::pipe::OpenOptions::new().open_receiver(&out)?;
+    let e = tokio::net::unix::pipe::OpenOptions::new().open_receiver(&err)?;
+    Ok((o, e))
+}
+
+/// The write end of the container's stdin FIFO. Opened read-write: a
+/// write-only open fails while the keeper has not opened its end yet.
+pub fn open_stdin(bundle: &Path) -> Result<tokio::net::unix::pipe::Sender> {
+    Ok(tokio::net::unix::pipe::OpenOptions::new().read_write(true).open_sender(fifo_paths(bundle)[2].clone())?)
+}
