@@ -45,7 +45,7 @@ macro_rules! r {
 
 pub static RESOURCES: &[Resource] = &[
     r!("", "v1", "Namespace", "namespaces", "namespace", false, ["ns"], ["status", "finalize"], []),
-    r!("", "v1", "Pod", "pods", "pod", true, ["po"], ["status", "binding", "eviction", "log", "ephemeralcontainers"], ["all"]),
+    r!("", "v1", "Pod", "pods", "pod", true, ["po"], ["status", "binding", "eviction", "log", "ephemeralcontainers", "exec", "attach", "portforward"], ["all"]),
     r!("", "v1", "Node", "nodes", "node", false, ["no"], ["status"], []),
     r!("", "v1", "Service", "services", "service", true, ["svc"], ["status"], ["all"]),
     r!("", "v1", "Endpoints", "endpoints", "endpoints", true, ["ep"], [], []),

@@ -89,6 +89,9 @@ pub(crate) fn subresource(r: &Resource, sub: &str) -> Option<Subresource> {
         "log" => ("", "v1", "Pod", &["get"]),
         "finalize" => ("", "v1", "Namespace", &["update"]),
         "ephemeralcontainers" => ("", "v1", "Pod", &["get", "patch", "update"]),
+        "exec" => ("", "v1", "PodExecOptions", &["create", "get"]),
+        "attach" => ("", "v1", "PodAttachOptions", &["create", "get"]),
+        "portforward" => ("", "v1", "PodPortForwardOptions", &["create", "get"]),
         _ => return None,
     };
     Some(Subresource { group, version, kind, verbs })
