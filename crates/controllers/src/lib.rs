@@ -10,6 +10,7 @@ pub mod deployment;
 pub mod deployment_util;
 pub mod expectations;
 pub mod gc;
+pub mod history;
 pub mod informer;
 pub mod leader;
 pub mod namespace;
@@ -17,12 +18,15 @@ pub mod queue;
 pub mod replicaset;
 pub mod rootca;
 pub mod serviceaccount;
+pub mod statefulset;
 pub mod util;
 
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet};
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, ServiceAccount};
 use kube::api::Api;
 use kube::Client;
@@ -40,6 +44,9 @@ pub struct Ctx {
     pub serviceaccounts: Arc<Informer<ServiceAccount>>,
     pub configmaps: Arc<Informer<ConfigMap>>,
     pub metrics: QueueMetrics,
+    pub statefulsets: Arc<Informer<StatefulSet>>,
+    pub revisions: Arc<Informer<ControllerRevision>>,
+    pub pvcs: Arc<Informer<PersistentVolumeClaim>>,
 }
 
 #[derive(Clone, Debug)]
@@ -111,8 +118,11 @@ async fn start_controllers(client: Client, opts: Options, metrics: QueueMetrics)
         namespaces: Informer::new(Api::all(client.clone())),
         serviceaccounts: Informer::new(Api::all(client.clone())),
         configmaps: Informer::new(Api::all(client.clone())),
-        client,
+        client: client.clone(),
         metrics,
+        statefulsets: Informer::new(Api::all(client.clone())),
+        revisions: Informer::new(Api::all(client.clone())),
+        pvcs: Informer::new(Api::all(client)),
     });
     if enabled(&opts, "replicaset") {
         replicaset::ReplicaSetController::start(ctx.clone());
@@ -138,6 +148,13 @@ async fn start_controllers(client: Client, opts: Options, metrics: QueueMetrics)
     ctx.pods.start();
     ctx.rss.start();
     ctx.deploys.start();
+    // Workload controllers (StatefulSet, DaemonSet, Job, CronJob, TTL).
+    if enabled(&opts, "statefulset") {
+        statefulset::StatefulSetController::start(ctx.clone());
+        ctx.statefulsets.start();
+        ctx.revisions.start();
+        ctx.pvcs.start();
+    }
     tracing::info!(controllers = ?opts.controllers, "controllers started");
     std::future::pending::<()>().await;
 }
