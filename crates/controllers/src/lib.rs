@@ -8,10 +8,14 @@
 
 pub mod deployment;
 pub mod deployment_util;
+pub mod daemonset;
+pub mod daemonset_util;
 pub mod expectations;
 pub mod gc;
 pub mod history;
 pub mod informer;
+pub mod job;
+pub mod job_util;
 pub mod leader;
 pub mod namespace;
 pub mod queue;
@@ -19,14 +23,16 @@ pub mod replicaset;
 pub mod rootca;
 pub mod serviceaccount;
 pub mod statefulset;
+pub mod ttl;
 pub mod util;
 
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet};
-use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, StatefulSet};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Node, PersistentVolumeClaim};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, ServiceAccount};
 use kube::api::Api;
 use kube::Client;
@@ -47,6 +53,9 @@ pub struct Ctx {
     pub statefulsets: Arc<Informer<StatefulSet>>,
     pub revisions: Arc<Informer<ControllerRevision>>,
     pub pvcs: Arc<Informer<PersistentVolumeClaim>>,
+    pub jobs: Arc<Informer<Job>>,
+    pub daemonsets: Arc<Informer<DaemonSet>>,
+    pub nodes: Arc<Informer<Node>>,
 }
 
 #[derive(Clone, Debug)]
@@ -122,7 +131,10 @@ async fn start_controllers(client: Client, opts: Options, metrics: QueueMetrics)
         metrics,
         statefulsets: Informer::new(Api::all(client.clone())),
         revisions: Informer::new(Api::all(client.clone())),
-        pvcs: Informer::new(Api::all(client)),
+        pvcs: Informer::new(Api::all(client.clone())),
+        jobs: Informer::new(Api::all(client.clone())),
+        daemonsets: Informer::new(Api::all(client.clone())),
+        nodes: Informer::new(Api::all(client)),
     });
     if enabled(&opts, "replicaset") {
         replicaset::ReplicaSetController::start(ctx.clone());
@@ -154,6 +166,20 @@ async fn start_controllers(client: Client, opts: Options, metrics: QueueMetrics)
         ctx.statefulsets.start();
         ctx.revisions.start();
         ctx.pvcs.start();
+    }
+    if enabled(&opts, "job") {
+        job::JobController::start(ctx.clone());
+        ctx.jobs.start();
+    }
+    if enabled(&opts, "daemonset") {
+        daemonset::DaemonSetController::start(ctx.clone());
+        ctx.daemonsets.start();
+        ctx.nodes.start();
+        ctx.revisions.start();
+    }
+    if enabled(&opts, "ttl-after-finished") {
+        ttl::start(ctx.clone());
+        ctx.jobs.start();
     }
     tracing::info!(controllers = ?opts.controllers, "controllers started");
     std::future::pending::<()>().await;

@@ -183,3 +183,28 @@ impl Kubectl {
         String::from_utf8(out.stderr).unwrap()
     }
 }
+
+/// Another `skiff <args>` process against a cluster (sim nodes, a scheduler),
+/// SIGKILLed on drop; its stderr goes to `log`.
+pub struct SkiffProc(pub Child);
+
+impl SkiffProc {
+    pub fn start(kubeconfig: &Path, log: &Path, args: &[&str]) -> SkiffProc {
+        let child = Command::new(env!("CARGO_BIN_EXE_skiff"))
+            .args(args)
+            .arg("--kubeconfig")
+            .arg(kubeconfig)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).expect("log file"))
+            .spawn()
+            .expect("start skiff");
+        SkiffProc(child)
+    }
+}
+
+impl Drop for SkiffProc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
