@@ -143,7 +143,7 @@ fn statefulset_ordered_identity_claims_rolling_update_partition_and_scale_down()
     c.create(sts("web", 3, json!({
         "volumeClaimTemplates": [{"metadata": {"name": "www"}, "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}],
         "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Retain", "whenScaled": "Delete"},
-        "revisionHistoryLimit": 2,
+        "revisionHistoryLimit": 0,
     })));
     // Created one at a time, each after its predecessor is Running and Ready.
     wait_for("3 ready", Duration::from_secs(60), || {
@@ -213,7 +213,7 @@ fn statefulset_ordered_identity_claims_rolling_update_partition_and_scale_down()
     c.k.ok(&["delete", "pod", "web-0"]);
     wait_for("web-0 back", Duration::from_secs(30), || c.get(&["pod", "web-0"]).is_some_and(|p| running_ready(&p) && label(&p, "controller-revision-hash") == rev2));
     assert_eq!(c.jp(&["pod", "web-0"], "{.spec.containers[0].image}"), "nginx:1.26");
-    // revisionHistoryLimit 2: three revisions exist, and the unused first one is pruned.
+    // revisionHistoryLimit 0: revisions no pod uses (and neither current nor update) are pruned.
     wait_for("history pruned", Duration::from_secs(20), || c.k.run(&["get", "controllerrevision", &rev1]).status.code() == Some(1));
     assert!(c.k.run(&["get", "controllerrevision", &rev2]).status.success());
 
