@@ -6,6 +6,7 @@
 //! Only the holder of the `kube-system/kube-controller-manager` Lease runs
 //! them.
 
+pub mod cron;
 pub mod deployment;
 pub mod deployment_util;
 pub mod daemonset;
