@@ -7,6 +7,7 @@
 //! them.
 
 pub mod cron;
+pub mod cronjob;
 pub mod deployment;
 pub mod deployment_util;
 pub mod daemonset;
@@ -32,7 +33,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, StatefulSet};
-use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{Node, PersistentVolumeClaim};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, ServiceAccount};
 use kube::api::Api;
@@ -57,6 +58,7 @@ pub struct Ctx {
     pub jobs: Arc<Informer<Job>>,
     pub daemonsets: Arc<Informer<DaemonSet>>,
     pub nodes: Arc<Informer<Node>>,
+    pub cronjobs: Arc<Informer<CronJob>>,
 }
 
 #[derive(Clone, Debug)]
@@ -135,7 +137,8 @@ async fn start_controllers(client: Client, opts: Options, metrics: QueueMetrics)
         pvcs: Informer::new(Api::all(client.clone())),
         jobs: Informer::new(Api::all(client.clone())),
         daemonsets: Informer::new(Api::all(client.clone())),
-        nodes: Informer::new(Api::all(client)),
+        nodes: Informer::new(Api::all(client.clone())),
+        cronjobs: Informer::new(Api::all(client)),
     });
     if enabled(&opts, "replicaset") {
         replicaset::ReplicaSetController::start(ctx.clone());
@@ -177,6 +180,11 @@ async fn start_controllers(client: Client, opts: Options, metrics: QueueMetrics)
         ctx.daemonsets.start();
         ctx.nodes.start();
         ctx.revisions.start();
+    }
+    if enabled(&opts, "cronjob") {
+        cronjob::CronJobController::start(ctx.clone());
+        ctx.cronjobs.start();
+        ctx.jobs.start();
     }
     if enabled(&opts, "ttl-after-finished") {
         ttl::start(ctx.clone());
