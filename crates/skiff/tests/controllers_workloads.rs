@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::{Kubectl, SkiffProc, SkiffServer};
@@ -400,4 +399,92 @@ fn daemonset_one_pod_per_eligible_node_taints_selectors_and_rolling_update() {
     c.k.ok(&["label", "node", "a-1", "disk=hdd", "--overwrite"]);
     wait_for("ssd daemon leaves a-1", Duration::from_secs(60), || nodes_of(&c, "app=ssd") == ["a-0"]);
     wait_for("ssd status", Duration::from_secs(20), || c.jp(&["ds", "ssd"], "{.status.desiredNumberScheduled} {.status.numberReady}") == "1 1");
+}
+
+#[test]
+fn cronjob_runs_on_schedule_manual_jobs_and_history_limit() {
+    let c = Cluster::start(1, "0s");
+    let tmpl = json!({"metadata": {"labels": {"cron": "tick"}}, "spec": {"template": {"metadata": {"labels": {"cron": "tick"}, "annotations": {"sim.skiff.dev/exit-after": "500ms"}},
+        "spec": {"restartPolicy": "Never", "containers": container("busybox")}}}});
+    c.create(json!({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "tick"},
+        "spec": {"schedule": "*/1 * * * *", "successfulJobsHistoryLimit": 1, "jobTemplate": tmpl}}));
+    // Manual runs: kubectl copies the template and points the Job at the CronJob.
+    c.k.ok(&["create", "job", "--from=cronjob/tick", "manual-1"]);
+    wait_for("manual-1 complete", Duration::from_secs(60), || c.jp(&["job", "manual-1"], "{.status.conditions[?(@.type==\"Complete\")].status}") == "True");
+    assert_eq!(c.jp(&["job", "manual-1"], "{.metadata.ownerReferences[0].kind}/{.metadata.ownerReferences[0].name} {.metadata.annotations.cronjob\\.kubernetes\\.io/instantiate}"), "CronJob/tick manual");
+    wait_for("lastSuccessfulTime", Duration::from_secs(30), || !c.jp(&["cronjob", "tick"], "{.status.lastSuccessfulTime}").is_empty());
+    c.k.ok(&["create", "job", "--from=cronjob/tick", "manual-2"]);
+    wait_for("manual-2 complete", Duration::from_secs(60), || c.jp(&["job", "manual-2"], "{.status.conditions[?(@.type==\"Complete\")].status}") == "True");
+    // successfulJobsHistoryLimit 1: the older finished Job goes.
+    wait_for("history limit", Duration::from_secs(30), || c.get(&["job", "manual-1"]).is_none_or(|j| !j["metadata"]["deletionTimestamp"].is_null()));
+    // The schedule: within a minute a Job named <cronjob>-<minutes since epoch> appears and is recorded.
+    wait_for("scheduled job", Duration::from_secs(90), || !c.jp(&["cronjob", "tick"], "{.status.lastScheduleTime}").is_empty());
+    let last = c.jp(&["cronjob", "tick"], "{.status.lastScheduleTime}");
+    let out = std::process::Command::new("date").args(["-u", "-d", &last, "+%s"]).output().unwrap();
+    let secs: i64 = String::from_utf8(out.stdout).unwrap().trim().parse().unwrap();
+    assert_eq!(secs % 60, 0, "{last}");
+    let job = format!("tick-{}", secs / 60);
+    assert_eq!(c.jp(&["job", &job], "{.metadata.annotations.batch\\.kubernetes\\.io/cronjob-scheduled-timestamp}"), last);
+    wait_for("scheduled job complete", Duration::from_secs(60), || c.jp(&["job", &job], "{.status.conditions[?(@.type==\"Complete\")].status}") == "True");
+    wait_for("active cleared", Duration::from_secs(30), || c.jp(&["cronjob", "tick"], "{.status.active}").is_empty());
+}
+
+fn deployment(name: &str, labels: Value, image: &str, replicas: i32) -> Value {
+    json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
+        "spec": {"replicas": replicas, "selector": {"matchLabels": labels}, "template": {"metadata": {"labels": labels}, "spec": {"containers": container(image)}}}})
+}
+
+/// The pods a Service's selector picks, as `<track>` labels.
+fn service_tracks(c: &Cluster, svc: &str) -> Vec<String> {
+    let sel = c.jp(&["svc", svc], "{.spec.selector}");
+    let sel: serde_json::Map<String, Value> = serde_json::from_str(&sel).unwrap();
+    let s: Vec<String> = sel.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap())).collect();
+    let mut v: Vec<String> = c.pods(&s.join(",")).iter().filter(|p| running_ready(p)).map(|p| label(p, "track").to_string()).collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn releases_blue_green_and_canary() {
+    let c = Cluster::start(2, "0s");
+    // Blue-green: two complete Deployments; the Service's selector flips between them.
+    c.create(deployment("blue", json!({"app": "shop", "track": "blue"}), "shop:1", 2));
+    c.create(deployment("green", json!({"app": "shop", "track": "green"}), "shop:2", 2));
+    for d in ["blue", "green"] {
+        c.k.ok(&["rollout", "status", &format!("deploy/{d}"), "--timeout=60s"]);
+    }
+    c.create(json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "shop"}, "spec": {"selector": {"app": "shop", "track": "blue"}, "ports": [{"port": 80}]}}));
+    assert_eq!(service_tracks(&c, "shop"), ["blue", "blue"]);
+    c.k.ok(&["patch", "svc", "shop", "-p", r#"{"spec":{"selector":{"app":"shop","track":"green"}}}"#]);
+    assert_eq!(service_tracks(&c, "shop"), ["green", "green"]);
+    // Rolling back is the same switch.
+    c.k.ok(&["patch", "svc", "shop", "-p", r#"{"spec":{"selector":{"app":"shop","track":"blue"}}}"#]);
+    assert_eq!(service_tracks(&c, "shop"), ["blue", "blue"]);
+
+    // Canary by Deployment: a second Deployment shares the Service's labels; traffic splits by replica count.
+    c.create(deployment("api-stable", json!({"app": "api", "track": "stable"}), "api:1", 3));
+    c.create(deployment("api-canary", json!({"app": "api", "track": "canary"}), "api:2", 1));
+    c.create(json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "api"}, "spec": {"selector": {"app": "api"}, "ports": [{"port": 80}]}}));
+    for d in ["api-stable", "api-canary"] {
+        c.k.ok(&["rollout", "status", &format!("deploy/{d}"), "--timeout=60s"]);
+    }
+    assert_eq!(service_tracks(&c, "api"), ["canary", "stable", "stable", "stable"]);
+    // Promote: the stable Deployment takes the new image, the canary goes.
+    c.k.ok(&["set", "image", "deploy/api-stable", "c=api:2"]);
+    c.k.ok(&["rollout", "status", "deploy/api-stable", "--timeout=60s"]);
+    c.k.ok(&["delete", "deploy", "api-canary"]);
+    wait_for("canary gone", Duration::from_secs(60), || service_tracks(&c, "api") == ["stable", "stable", "stable"]);
+
+    // Canary by StatefulSet partition: only ordinals >= partition take the new template.
+    c.create(sts("db", 3, json!({"updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": 2}}})));
+    c.k.ok(&["rollout", "status", "sts/db", "--timeout=60s"]);
+    c.k.ok(&["set", "image", "sts/db", "c=nginx:1.26"]);
+    let out = c.k.ok(&["rollout", "status", "sts/db", "--timeout=60s"]);
+    assert!(out.contains("partitioned roll out complete: 1 new pods"), "{out}");
+    let images = || c.jp(&["pods", "-l", "app=db"], "{range .items[*]}{.metadata.name}={.spec.containers[0].image} {end}");
+    assert_eq!(images(), "db-0=nginx:1.25 db-1=nginx:1.25 db-2=nginx:1.26 ");
+    // Promote by lowering the partition to 0.
+    c.k.ok(&["patch", "sts", "db", "-p", r#"{"spec":{"updateStrategy":{"rollingUpdate":{"partition":0}}}}"#]);
+    c.k.ok(&["rollout", "status", "sts/db", "--timeout=60s"]);
+    wait_for("all promoted", Duration::from_secs(60), || images() == "db-0=nginx:1.26 db-1=nginx:1.26 db-2=nginx:1.26 ");
 }
