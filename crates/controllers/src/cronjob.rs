@@ -78,11 +78,9 @@ pub fn plan(cj: &CronJob, active: &[String], now: Timestamp) -> Result<Plan, Str
         p.reason = Some("not yet");
         return Ok(p);
     };
-    if let Some(sds) = spec.starting_deadline_seconds {
-        if scheduled.as_second() + sds < now.as_second() {
-            p.reason = Some("missed the starting deadline");
-            return Ok(p);
-        }
+    if let Some(sds) = spec.starting_deadline_seconds && scheduled.as_second() + sds < now.as_second() {
+        p.reason = Some("missed the starting deadline");
+        return Ok(p);
     }
     let name = job_name(cj, scheduled);
     if active.contains(&name) {

@@ -106,10 +106,8 @@ impl DaemonSetController {
         let now = Timestamp::now();
         let min_ready = spec.min_ready_seconds.unwrap_or(0);
         let mut requeue = (min_ready > 0).then(|| Duration::from_secs(min_ready as u64));
-        if satisfied {
-            if let Some(d) = self.manage(&ds, &spec, key, &hash, &nodes, &by_node, now).await? {
-                requeue = Some(requeue.map_or(d, |r| r.min(d)));
-            }
+        if satisfied && let Some(d) = self.manage(&ds, &spec, key, &hash, &nodes, &by_node, now).await? {
+            requeue = Some(requeue.map_or(d, |r| r.min(d)));
         }
         self.write_status(&ds, &spec, &hash, &nodes, &by_node, now).await?;
         // Revisions no live pod uses beyond the history limit go.
@@ -164,7 +162,7 @@ impl DaemonSetController {
             let (run, keep) = should_run(&template_spec, node);
             let pods: Vec<Arc<Pod>> = by_node.get(&nname).cloned().unwrap_or_default();
             let live: Vec<Arc<Pod>> = pods.iter().filter(|p| !is_terminating(&p.metadata)).cloned().collect();
-            if !keep || (!run && !live.is_empty() && !keep) {
+            if !keep {
                 delete.extend(live);
                 continue;
             }
@@ -192,11 +190,7 @@ impl DaemonSetController {
             let new = oldest(new, &mut delete);
             let old = oldest(old, &mut delete);
             match (old, new) {
-                (None, Some(n)) => {
-                    if !is_pod_available(&n, min_ready, now) {
-                        unavailable += 1;
-                    }
-                }
+                (None, Some(n)) if !is_pod_available(&n, min_ready, now) => unavailable += 1,
                 (Some(o), None) if rolling => {
                     if !is_pod_available(&o, min_ready, now) {
                         // An unavailable old pod costs nothing to replace.
@@ -222,11 +216,9 @@ impl DaemonSetController {
                 // maxSurge: start a new pod beside an old one, within the budget.
                 let mut budget = (surge - surging).max(0);
                 for (o, n) in &candidates {
-                    if n.is_none() && budget > 0 {
-                        if let Some(node) = o.spec.as_ref().and_then(pod_node) {
-                            create.push(node);
-                            budget -= 1;
-                        }
+                    if n.is_none() && budget > 0 && let Some(node) = o.spec.as_ref().and_then(pod_node) {
+                        create.push(node);
+                        budget -= 1;
                     }
                 }
             } else {

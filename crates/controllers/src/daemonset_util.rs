@@ -25,10 +25,8 @@ pub fn should_run(spec: &PodSpec, node: &Node) -> (bool, bool) {
 }
 
 fn fits_affinity(spec: &PodSpec, node: &str, labels: &BTreeMap<String, String>) -> bool {
-    if let Some(sel) = &spec.node_selector {
-        if sel.iter().any(|(k, v)| labels.get(k) != Some(v)) {
-            return false;
-        }
+    if let Some(sel) = &spec.node_selector && sel.iter().any(|(k, v)| labels.get(k) != Some(v)) {
+        return false;
     }
     let req = spec.affinity.as_ref().and_then(|a| a.node_affinity.as_ref()).and_then(|n| n.required_during_scheduling_ignored_during_execution.as_ref());
     match req {
@@ -148,9 +146,9 @@ mod tests {
         let mut s2 = PodSpec::default();
         pin_to_node(&mut s2, "a");
         assert_eq!(pod_node(&s2).as_deref(), Some("a"));
-        assert_eq!(should_run(&s2, &plain).0, true);
+        assert!(should_run(&s2, &plain).0);
         let other = node(json!({"metadata": {"name": "b"}}));
-        assert_eq!(should_run(&s2, &other).0, false);
+        assert!(!should_run(&s2, &other).0);
     }
 
     #[test]
