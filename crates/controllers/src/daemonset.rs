@@ -173,9 +173,8 @@ impl DaemonSetController {
             let (failed, ok): (Vec<_>, Vec<_>) = live.into_iter().partition(|p| pod_phase(p) == "Failed");
             delete.extend(failed.iter().cloned());
             if ok.is_empty() {
-                if pods.iter().all(|p| !is_terminating(&p.metadata) || pod_phase(p) == "Failed") {
-                    create.push(nname.clone());
-                }
+                // As upstream: a pod being deleted does not hold back its replacement.
+                create.push(nname.clone());
                 unavailable += 1;
                 continue;
             }

@@ -35,6 +35,9 @@ pub struct JobController {
     expectations: Expectations,
     /// UIDs of pods whose tracking finalizer we removed (and counted).
     removed: parking_lot::Mutex<std::collections::HashSet<String>>,
+    /// succeeded+failed per Job as we last wrote them: a cached status below
+    /// that is stale, and acting on it would create pods for work already done.
+    counted: parking_lot::Mutex<std::collections::HashMap<String, i32>>,
 }
 
 impl JobController {
@@ -57,7 +60,7 @@ impl JobController {
                 }
             }
         });
-        let c = Arc::new(JobController { ctx, expectations: Expectations::default(), removed: Default::default() });
+        let c = Arc::new(JobController { ctx, expectations: Expectations::default(), removed: Default::default(), counted: Default::default() });
         crate::queue::run_workers(q, 5, move |key| {
             let c = c.clone();
             async move { c.sync(&key).await }
@@ -71,6 +74,7 @@ impl JobController {
         let Some(job) = self.ctx.jobs.get(Some(ns), name) else {
             // Gone: its pods must not keep our finalizer forever.
             self.expectations.forget(key);
+            self.counted.lock().remove(key);
             for p in self.ctx.pods.list_ns(ns) {
                 if controller_ref(&p.metadata).is_some_and(|r| r.kind == "Job" && r.name == name) {
                     remove_finalizer(&api, &p).await?;
@@ -96,6 +100,10 @@ impl JobController {
         let completions = spec.completions;
         let st = job.status.clone().unwrap_or_default();
         let jobs: Api<Job> = Api::namespaced(self.ctx.client.clone(), ns);
+        let seen = st.succeeded.unwrap_or(0) + st.failed.unwrap_or(0);
+        if self.counted.lock().get(key).is_some_and(|c| *c > seen) {
+            return Ok(Some(Duration::from_millis(100)));
+        }
 
         // 1. Record newly finished tracked pods as uncounted (with their indexes).
         let unc = st.uncounted_terminated_pods.clone().unwrap_or_default();
@@ -218,6 +226,7 @@ impl JobController {
             || status.as_object().unwrap().iter().any(|(k, v)| old.get(k).is_some_and(|o| o != v));
         if changed {
             jobs.patch_status(name, &PatchParams::default(), &Patch::Merge(&json!({ "status": status }))).await?;
+            self.counted.lock().insert(key.to_owned(), succeeded + failed);
         }
         Ok(requeue)
     }
