@@ -209,7 +209,7 @@ fn statefulset_ordered_identity_claims_rolling_update_partition_and_scale_down()
     assert_eq!(revs, [("web-0", rev2.as_str()), ("web-1", rev2.as_str()), ("web-2", rev3.as_str())]);
     assert_eq!(c.jp(&["sts", "web"], "{.status.currentRevision} {.status.updatedReplicas} {.status.currentReplicas}"), format!("{rev2} 1 2"));
     // A deleted old-revision pod below the partition comes back at the current revision.
-    c.k.ok(&["delete", "pod", "web-0"]);
+    c.k.ok(&["delete", "pod", "web-0", "--timeout=60s"]);
     wait_for("web-0 back", Duration::from_secs(30), || c.get(&["pod", "web-0"]).is_some_and(|p| running_ready(&p) && label(&p, "controller-revision-hash") == rev2));
     assert_eq!(c.jp(&["pod", "web-0"], "{.spec.containers[0].image}"), "nginx:1.26");
     // revisionHistoryLimit 0: revisions no pod uses (and neither current nor update) are pruned.
@@ -255,7 +255,7 @@ fn statefulset_parallel_and_on_delete() {
     assert!(c.pods("app=par").iter().all(|p| label(p, "controller-revision-hash") == rev1));
     let err = String::from_utf8(c.k.run(&["rollout", "status", "sts/par", "--timeout=5s"]).stderr).unwrap();
     assert!(err.contains("rollout status is only available for RollingUpdate strategy type"), "{err}");
-    c.k.ok(&["delete", "pod", "par-1"]);
+    c.k.ok(&["delete", "pod", "par-1", "--timeout=60s"]);
     let rev2 = c.jp(&["sts", "par"], "{.status.updateRevision}");
     wait_for("par-1 updated", Duration::from_secs(30), || c.get(&["pod", "par-1"]).is_some_and(|p| running_ready(&p) && label(&p, "controller-revision-hash") == rev2));
     assert_eq!(c.jp(&["pod", "par-1"], "{.spec.containers[0].image}"), "nginx:1.26");
