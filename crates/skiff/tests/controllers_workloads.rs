@@ -209,8 +209,11 @@ fn statefulset_ordered_identity_claims_rolling_update_partition_and_scale_down()
     assert_eq!(revs, [("web-0", rev2.as_str()), ("web-1", rev2.as_str()), ("web-2", rev3.as_str())]);
     assert_eq!(c.jp(&["sts", "web"], "{.status.currentRevision} {.status.updatedReplicas} {.status.currentReplicas}"), format!("{rev2} 1 2"));
     // A deleted old-revision pod below the partition comes back at the current revision.
-    c.k.ok(&["delete", "pod", "web-0", "--timeout=60s"]);
-    wait_for("web-0 back", Duration::from_secs(30), || c.get(&["pod", "web-0"]).is_some_and(|p| running_ready(&p) && label(&p, "controller-revision-hash") == rev2));
+    let old_uid = c.jp(&["pod", "web-0"], "{.metadata.uid}");
+    c.k.ok(&["delete", "pod", "web-0", "--wait=false"]);
+    wait_for("web-0 back", Duration::from_secs(90), || {
+        c.get(&["pod", "web-0"]).is_some_and(|p| p["metadata"]["uid"] != old_uid.as_str() && running_ready(&p) && label(&p, "controller-revision-hash") == rev2)
+    });
     assert_eq!(c.jp(&["pod", "web-0"], "{.spec.containers[0].image}"), "nginx:1.26");
     // revisionHistoryLimit 0: revisions no pod uses (and neither current nor update) are pruned.
     wait_for("history pruned", Duration::from_secs(20), || c.k.run(&["get", "controllerrevision", &rev1]).status.code() == Some(1));
