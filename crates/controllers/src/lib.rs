@@ -6,17 +6,26 @@
 //! Only the holder of the `kube-system/kube-controller-manager` Lease runs
 //! them.
 
+pub mod cron;
+pub mod cronjob;
 pub mod deployment;
 pub mod deployment_util;
+pub mod daemonset;
+pub mod daemonset_util;
 pub mod expectations;
 pub mod gc;
+pub mod history;
 pub mod informer;
+pub mod job;
+pub mod job_util;
 pub mod leader;
 pub mod namespace;
 pub mod queue;
 pub mod replicaset;
 pub mod rootca;
 pub mod serviceaccount;
+pub mod statefulset;
+pub mod ttl;
 pub mod util;
 // Networking, node and cleanup controllers (issue 6, part 1).
 pub mod endpoints;
@@ -33,6 +42,9 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, StatefulSet};
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, ServiceAccount};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Endpoints, Node, ReplicationController, Service};
@@ -60,6 +72,12 @@ pub struct Ctx {
     /// Node heartbeats (`kube-node-lease` namespace only).
     pub node_leases: Arc<Informer<Lease>>,
     pub rcs: Arc<Informer<ReplicationController>>,
+    pub statefulsets: Arc<Informer<StatefulSet>>,
+    pub revisions: Arc<Informer<ControllerRevision>>,
+    pub pvcs: Arc<Informer<PersistentVolumeClaim>>,
+    pub jobs: Arc<Informer<Job>>,
+    pub daemonsets: Arc<Informer<DaemonSet>>,
+    pub cronjobs: Arc<Informer<CronJob>>,
 }
 
 #[derive(Clone, Debug)]
@@ -172,8 +190,14 @@ async fn start_controllers(client: Client, opts: Options, metrics: QueueMetrics)
         nodes: Informer::new(Api::all(client.clone())),
         node_leases: Informer::new(Api::namespaced(client.clone(), "kube-node-lease")),
         rcs: Informer::new(Api::all(client.clone())),
-        client,
+        client: client.clone(),
         metrics,
+        statefulsets: Informer::new(Api::all(client.clone())),
+        revisions: Informer::new(Api::all(client.clone())),
+        pvcs: Informer::new(Api::all(client.clone())),
+        jobs: Informer::new(Api::all(client.clone())),
+        daemonsets: Informer::new(Api::all(client.clone())),
+        cronjobs: Informer::new(Api::all(client)),
     });
     if enabled(&opts, "replicaset") {
         replicaset::ReplicaSetController::start(ctx.clone());
@@ -195,7 +219,48 @@ async fn start_controllers(client: Client, opts: Options, metrics: QueueMetrics)
         rootca::start(ctx.clone(), ca);
         ctx.configmaps.start();
     }
+    // Workload controllers (StatefulSet, DaemonSet, Job, CronJob, TTL).
+    let (mut sts, mut jobs, mut dss, mut cjs) = (false, false, false, false);
+    if enabled(&opts, "statefulset") {
+        statefulset::StatefulSetController::start(ctx.clone());
+        sts = true;
+    }
+    if enabled(&opts, "job") {
+        job::JobController::start(ctx.clone());
+        jobs = true;
+    }
+    if enabled(&opts, "daemonset") {
+        daemonset::DaemonSetController::start(ctx.clone());
+        dss = true;
+    }
+    if enabled(&opts, "cronjob") {
+        cronjob::CronJobController::start(ctx.clone());
+        (cjs, jobs) = (true, true);
+    }
+    if enabled(&opts, "ttl-after-finished") {
+        ttl::start(ctx.clone());
+        jobs = true;
+    }
+    // Every handler is registered before any informer starts (the net
+    // controllers' starter starts theirs last), so none misses the initial list.
     start_net_controllers(&ctx, &opts);
+    if sts {
+        ctx.statefulsets.start();
+        ctx.pvcs.start();
+    }
+    if sts || dss {
+        ctx.revisions.start();
+    }
+    if dss {
+        ctx.daemonsets.start();
+        ctx.nodes.start();
+    }
+    if jobs {
+        ctx.jobs.start();
+    }
+    if cjs {
+        ctx.cronjobs.start();
+    }
     ctx.namespaces.start();
     ctx.pods.start();
     ctx.rss.start();

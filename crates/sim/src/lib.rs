@@ -3,10 +3,12 @@
 //! It registers Node objects, keeps their Leases in `kube-node-lease` renewed,
 //! and plays a kubelet's part for pods bound to them: Pending → Running with
 //! the conditions and container statuses a real kubelet reports, and the
-//! final (grace period 0) delete once a pod is being deleted. Everything is
+//! final (grace period 0) delete once a pod is being deleted; pods can ask to
+//! exit (Succeeded/Failed) through annotations, see [`exit`]. Everything is
 //! driven through the API with one pod watch for all nodes, so thousands of
 //! nodes cost a watch, a few tasks and a lease write per node per interval.
 
+pub mod exit;
 mod lease;
 mod node;
 mod pods;

@@ -81,7 +81,11 @@ pub(crate) async fn drive(client: kube::Client, config: Arc<Config>) -> Result<(
             } else {
                 let ip = ips.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let status = running_status(&pod, &node, ip);
-                api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status)).await.map(|_| ())
+                let r = api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status)).await;
+                if let (Ok(running), Some((after, code))) = (&r, crate::exit::planned(&pod)) {
+                    tokio::spawn(exit_later(api.clone(), running.clone(), after, code));
+                }
+                r.map(|_| ())
             };
             if let Err(e) = &result {
                 tracing::warn!(pod = %key, error = %e, "driving pod");
@@ -93,6 +97,16 @@ pub(crate) async fn drive(client: kube::Client, config: Arc<Config>) -> Result<(
         });
     }
     Ok(())
+}
+
+/// Report the pod's containers as exited after `after` (see `crate::exit`).
+async fn exit_later(api: Api<Pod>, pod: Pod, after: std::time::Duration, code: i32) {
+    tokio::time::sleep(after).await;
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let status = crate::exit::exited_status(&pod, code);
+    if let Err(e) = api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status)).await {
+        tracing::warn!(pod = %name, error = %e, "reporting exit");
+    }
 }
 
 fn node_index(node: &str) -> usize {
