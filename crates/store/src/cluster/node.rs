@@ -126,11 +126,14 @@ pub(crate) fn start(shared: Arc<Shared>, cfg: ClusterConfig) -> io::Result<NodeH
         }
     }
     for addr in &cfg.listen_peer {
-        let l = std::net::TcpListener::bind(addr)?;
-        l.set_nonblocking(true)?;
+        // SO_REUSEADDR: a member restarted right after a crash must get its
+        // port back even while old connections linger in TIME_WAIT.
         let l = {
             let _g = rt.enter();
-            tokio::net::TcpListener::from_std(l)?
+            let sock = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+            sock.set_reuseaddr(true)?;
+            sock.bind(*addr)?;
+            sock.listen(1024)?
         };
         tracing::info!(%addr, "listening for peers");
         rt.spawn(transport.clone().serve(l));
