@@ -410,3 +410,60 @@ async fn three_members_survive_kills_and_partitions_linearizably() {
         status.as_array().unwrap().iter().map(|s| s["Status"]["raftTerm"].as_u64().unwrap()).collect();
     assert!(*terms.iter().next().unwrap() >= 3, "kills and partitions forced elections: {status}");
 }
+
+/// `etcdctl member add --learner` → start the new member with
+/// `--initial-cluster-state existing` → it catches up (serves an older key
+/// locally) → `member promote` → it votes and takes writes → `member remove`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn member_add_promote_remove() {
+    let c = Cluster::new();
+    let all: Vec<usize> = (0..MEMBERS).collect();
+    wait_leader(&c, &all).await;
+    let endpoints = (0..MEMBERS).map(|i| format!("127.0.0.1:{}", c.members[i].client_port)).collect::<Vec<_>>().join(",");
+    etcdctl(&endpoints, &["put", "before", "1"]);
+    let peer = format!("http://127.0.0.1:{}", free_port());
+    let added = etcdctl(&endpoints, &["member", "add", "m3", &format!("--peer-urls={peer}"), "--learner"]);
+    assert!(added.contains("ETCD_INITIAL_CLUSTER_STATE=\"existing\""), "{added}");
+    let initial = format!("{},m3={peer}", c.initial);
+    let dir = c._tmp.path().join("m3");
+    let port = free_port();
+    let _m3 = SkiffStore::start_on(
+        &dir,
+        port,
+        &[
+            "--name",
+            "m3",
+            "--listen-peer-urls",
+            &peer,
+            "--initial-advertise-peer-urls",
+            &peer,
+            "--initial-cluster",
+            &initial,
+            "--initial-cluster-state",
+            "existing",
+        ],
+        &[],
+    );
+    let m3 = format!("127.0.0.1:{port}");
+    let t = Instant::now();
+    while !etcdctl(&m3, &["get", "before", "--consistency=s"]).contains("before") {
+        assert!(t.elapsed() < Duration::from_secs(10), "the learner never caught up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let list = etcdctl(&endpoints, &["member", "list"]);
+    let line = list.lines().find(|l| l.contains(&peer)).unwrap_or_else(|| panic!("new member not listed: {list}"));
+    assert!(line.ends_with("true"), "added as a learner: {line}");
+    let id = line.split(',').next().unwrap().trim().to_owned();
+    etcdctl(&endpoints, &["member", "promote", &id]);
+    let list = etcdctl(&endpoints, &["member", "list"]);
+    assert!(list.lines().filter(|l| l.ends_with("false")).count() == 4, "four voters after promote: {list}");
+    // The new voter takes writes (forwarded to the leader) and serves linearizable reads.
+    etcdctl(&m3, &["put", "after", "2"]);
+    assert!(etcdctl(&m3, &["get", "after"]).contains("2"));
+    etcdctl(&endpoints, &["member", "remove", &id]);
+    let list = etcdctl(&endpoints, &["member", "list"]);
+    assert!(!list.contains(&peer), "removed: {list}");
+    assert_eq!(list.lines().count(), 3, "{list}");
+    etcdctl(&endpoints, &["put", "after-remove", "3"]);
+    assert!(etcdctl(&endpoints, &["get", "after-remove"]).contains("3"));
+}
