@@ -497,10 +497,11 @@ impl Node {
                         id: cc.node_id,
                         ..Default::default()
                     });
-                    if cc.node_id != self.id && !members.iter().any(|m| m.id == cc.node_id) {
-                        if let Some(url) = info.peer_urls.first() {
-                            self.transport.add_peer(cc.node_id, &info.name, url);
-                        }
+                    if cc.node_id != self.id
+                        && !members.iter().any(|m| m.id == cc.node_id)
+                        && let Some(url) = info.peer_urls.first()
+                    {
+                        self.transport.add_peer(cc.node_id, &info.name, url);
                     }
                     match members.iter_mut().find(|m| m.id == cc.node_id) {
                         Some(m) => {
