@@ -6,6 +6,7 @@
 
 mod apiserver;
 mod endpoints;
+mod cluster;
 mod load;
 mod noise;
 mod scheduler;
@@ -33,6 +34,8 @@ struct Cli {
 enum Cmd {
     /// Skiff's store against Debian's etcd over the etcd v3 API.
     Store(StoreArgs),
+    /// 3-member skiff store cluster against a 3-member etcd cluster: puts at 1/64/512 clients, linearizable gets.
+    StoreCluster(cluster::ClusterArgs),
     /// The Kubernetes API of `skiff server`: creates, gets, lists, watch fan-out, fixed-rate writes.
     Apiserver(apiserver::ApiArgs),
     /// scheduler_perf's SchedulingBasic: sim nodes, then pods; pods/s and p99 latency.
@@ -349,6 +352,17 @@ async fn main() -> Result<()> {
             println!("{report}");
             if let Some(path) = out {
                 std::fs::write(path, &report)?;
+            }
+        }
+        Cmd::StoreCluster(args) => {
+            let out = args.out_path();
+            let report = tokio::select! {
+                r = cluster::run(args) => r?,
+                _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted"),
+            };
+            print!("{report}");
+            if let Some(p) = out {
+                std::fs::write(p, &report)?;
             }
         }
         Cmd::Apiserver(args) => {

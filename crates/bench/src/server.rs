@@ -50,7 +50,7 @@ pub fn stop(child: &mut Child) {
     let _ = child.wait();
 }
 
-fn free_port() -> Result<u16> {
+pub fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
@@ -70,7 +70,7 @@ pub fn die_with_parent(cmd: &mut Command) -> &mut Command {
     }
 }
 
-fn version(bin: &Path) -> String {
+pub fn version(bin: &Path) -> String {
     Command::new(bin)
         .arg("--version")
         .output()

@@ -82,6 +82,12 @@ impl MemStorageCore {
         &self.entries
     }
 
+    /// Attach the state-machine image to the current snapshot (an
+    /// application that recovered the log's base from disk without it).
+    pub fn set_snapshot_data(&mut self, data: Vec<u8>) {
+        self.snapshot.data = data;
+    }
+
     pub fn snapshot_ref(&self) -> &Snapshot {
         &self.snapshot
     }

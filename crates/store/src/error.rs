@@ -35,6 +35,19 @@ pub enum StoreError {
     TooManyRequests,
     #[error("etcdserver: server stopped")]
     Stopped,
+    /// The proposal was not applied in time; it may still be (unknown outcome).
+    #[error("etcdserver: request timed out")]
+    Timeout,
+    #[error("etcdserver: no leader")]
+    NoLeader,
+    #[error("etcdserver: leader changed")]
+    LeaderChanged,
+    #[error("etcdserver: member not found")]
+    MemberNotFound,
+    #[error("etcdserver: Peer URLs already exists")]
+    PeerUrlExists,
+    #[error("etcdserver: unhealthy cluster")]
+    Unhealthy,
     /// The durable log could not be written. The store stops accepting writes:
     /// continuing after a failed fsync could acknowledge data that is lost.
     #[error("etcdserver: storage failure: {0}")]
@@ -51,7 +64,9 @@ impl StoreError {
             LeaseNotFound => Code::NotFound,
             LeaseExist => Code::FailedPrecondition,
             TooManyRequests => Code::ResourceExhausted,
-            Stopped => Code::Unavailable,
+            Stopped | Timeout | NoLeader | LeaderChanged | Unhealthy => Code::Unavailable,
+            MemberNotFound => Code::NotFound,
+            PeerUrlExists => Code::FailedPrecondition,
             Storage(_) => Code::Internal,
         }
     }

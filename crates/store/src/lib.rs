@@ -6,8 +6,10 @@
 //!   checksummed write-ahead log of commands, and snapshots of the state.
 //! - [`store`]: the in-process handle: group-committed writes, reads,
 //!   watchers and the lessor. The API server uses this directly.
+//! - [`cluster`]: Raft under the store (multi-member `skiff store`).
 //! - [`grpc`]: the etcd v3 gRPC face (`skiff store`).
 
+pub mod cluster;
 pub mod error;
 pub mod grpc;
 pub mod keyrange;

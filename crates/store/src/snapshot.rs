@@ -69,17 +69,47 @@ pub fn save(dir: &Path, meta: &SnapshotMeta, keys: &[(Bytes, Vec<Version>)]) -> 
     Ok(path)
 }
 
+/// The path of the snapshot file for `index` (which may not exist).
+pub fn path_for(dir: &Path, index: u64) -> PathBuf {
+    snap_path(dir, index)
+}
+
+/// Install a snapshot file received whole from a Raft leader (its bytes are
+/// exactly a snapshot file's): decode it first, so garbage is never made the
+/// newest snapshot, then write it like [`save`] and return the state.
+pub fn install(dir: &Path, index: u64, data: &[u8]) -> io::Result<StateMachine> {
+    let sm = decode(data, &format!("received snapshot {index}"))?;
+    fs::create_dir_all(dir)?;
+    let path = snap_path(dir, index);
+    let tmp = path.with_extension("snap.tmp");
+    let mut f = File::create(&tmp)?;
+    f.write_all(data)?;
+    f.sync_all()?;
+    fs::rename(&tmp, &path)?;
+    sync_dir(dir)?;
+    for (i, p) in list(dir)? {
+        if i < index {
+            fs::remove_file(p)?;
+        }
+    }
+    Ok(sm)
+}
+
 /// Load the newest snapshot, if there is one.
 pub fn load_latest(dir: &Path) -> io::Result<Option<StateMachine>> {
     fs::create_dir_all(dir)?;
     let Some((_, path)) = list(dir)?.pop() else { return Ok(None) };
     let data = fs::read(&path)?;
-    let bad = |what: &str| corrupt(format!("snapshot {}: {what}", path.display()));
-    let Frame::Record(m, mut pos) = record::decode(&data, 0) else { return Err(bad("unreadable header")) };
+    decode(&data, &path.display().to_string()).map(Some)
+}
+
+fn decode(data: &[u8], what: &str) -> io::Result<StateMachine> {
+    let bad = |w: &str| corrupt(format!("snapshot {what}: {w}"));
+    let Frame::Record(m, mut pos) = record::decode(data, 0) else { return Err(bad("unreadable header")) };
     let meta = SnapshotMeta::decode(m).map_err(|_| bad("undecodable header"))?;
     let mut keys = Vec::with_capacity(meta.key_count as usize);
     loop {
-        match record::decode(&data, pos) {
+        match record::decode(data, pos) {
             Frame::Record(r, next) => {
                 keys.push(SnapshotKeyHistory::decode(r).map_err(|_| bad("undecodable key record"))?);
                 pos = next;
@@ -91,5 +121,5 @@ pub fn load_latest(dir: &Path) -> io::Result<Option<StateMachine>> {
     if keys.len() as u64 != meta.key_count {
         return Err(bad(&format!("holds {} keys, header says {}", keys.len(), meta.key_count)));
     }
-    Ok(Some(StateMachine::restore(&meta, keys)))
+    Ok(StateMachine::restore(&meta, keys))
 }

@@ -167,6 +167,16 @@ impl StateMachine {
             Op::Compact(c) => self.apply_compact(c).map(Response::Compact),
             Op::LeaseGrant(g) => self.apply_lease_grant(g.id, g.ttl).map(Response::LeaseGrant),
             Op::LeaseRevoke(r) => self.apply_lease_revoke(r.id).map(Response::LeaseRevoke),
+            // A renewal changes no state (deadlines live in the lessor), only proves the lease exists.
+            Op::LeaseKeepAlive(k) => match self.leases.get(&k.id) {
+                Some(l) => Ok(Response::LeaseGrant(LeaseGrantResponse {
+                    header: header(self.rev),
+                    id: k.id,
+                    ttl: l.ttl,
+                    error: String::new(),
+                })),
+                None => Err(StoreError::LeaseNotFound),
+            },
         }
     }
 

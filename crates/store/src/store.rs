@@ -35,7 +35,7 @@ use crate::error::{Result, StoreError};
 use crate::keyrange::KeyRange;
 use crate::metrics::Metrics;
 use crate::state::{self, Response, StateMachine};
-use crate::{snapshot, wal::Wal};
+use crate::{cluster, snapshot, wal::Wal};
 
 /// Most commands one group commit takes.
 const MAX_BATCH: usize = 4096;
@@ -66,10 +66,10 @@ impl Config {
             lease_check_interval: Duration::from_millis(250),
         }
     }
-    fn wal_dir(&self) -> PathBuf {
+    pub(crate) fn wal_dir(&self) -> PathBuf {
         self.data_dir.join("member").join("wal")
     }
-    fn snap_dir(&self) -> PathBuf {
+    pub(crate) fn snap_dir(&self) -> PathBuf {
         self.data_dir.join("member").join("snap")
     }
 }
@@ -80,25 +80,31 @@ struct Proposal {
 }
 
 /// State shared by the handle, the writer thread and watchers.
-struct Shared {
-    config: Config,
-    state: RwLock<StateMachine>,
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    pub(crate) state: RwLock<StateMachine>,
     /// The latest applied revision; watchers wait on it.
-    rev_tx: watch::Sender<i64>,
-    lessor: Mutex<Lessor>,
-    metrics: Metrics,
-    failed: Mutex<Option<String>>,
-    snapshotting: AtomicBool,
+    pub(crate) rev_tx: watch::Sender<i64>,
+    pub(crate) lessor: Mutex<Lessor>,
+    pub(crate) metrics: Metrics,
+    pub(crate) failed: Mutex<Option<String>>,
+    pub(crate) snapshotting: AtomicBool,
 }
 
 struct Inner {
     shared: Arc<Shared>,
     tx: Mutex<Option<mpsc::Sender<Proposal>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Set when the store is a member of a Raft cluster: writes and
+    /// linearizable reads go through the Raft node instead of the writer.
+    node: Option<cluster::NodeHandle>,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
+        if let Some(node) = &self.node {
+            node.stop();
+        }
         self.tx.lock().take();
         if let Some(h) = self.writer.lock().take() {
             let _ = h.join();
@@ -116,14 +122,73 @@ pub struct Store {
 /// the lessor decides a lease has expired and proposes its revocation, which
 /// every replica then applies identically.
 #[derive(Default)]
-struct Lessor {
-    expiry: HashMap<i64, Instant>,
+pub(crate) struct Lessor {
+    pub(crate) expiry: HashMap<i64, Instant>,
+}
+
+impl Lessor {
+    /// Every lease gets its full TTL again from now: on restart, and when a
+    /// member becomes leader (it cannot know how long the old leader had left).
+    pub(crate) fn reset(&mut self, sm: &StateMachine) {
+        let now = Instant::now();
+        self.expiry = sm.leases().iter().map(|(&id, l)| (id, now + Duration::from_secs(l.ttl as u64))).collect();
+    }
 }
 
 impl Store {
     /// Open the store in `config.data_dir`: load the newest snapshot, replay
     /// the log after it, and start the writer. Must run inside a Tokio runtime.
     pub fn open(config: Config) -> std::io::Result<Store> {
+        let (shared, wal) = Self::recover(config)?;
+        let (tx, rx) = mpsc::channel();
+        let writer = {
+            let shared = shared.clone();
+            std::thread::Builder::new().name("store-writer".into()).spawn(move || writer_loop(shared, wal, rx))?
+        };
+        let inner =
+            Arc::new(Inner { shared, tx: Mutex::new(Some(tx)), writer: Mutex::new(Some(writer)), node: None });
+        tokio::spawn(lease_expiry_loop(Arc::downgrade(&inner)));
+        Ok(Store { inner })
+    }
+
+    /// Open the store as a member of a Raft cluster (see [`cluster`]): the
+    /// state machine is recovered from its snapshot, the Raft log from
+    /// `member/raft`, and committed entries are applied by the Raft node.
+    pub fn open_cluster(config: Config, cluster: cluster::ClusterConfig) -> std::io::Result<Store> {
+        let shared = Self::recover_snapshot_only(config)?;
+        let node = cluster::start(shared.clone(), cluster)?;
+        let inner = Arc::new(Inner { shared, tx: Mutex::new(None), writer: Mutex::new(None), node: Some(node) });
+        tokio::spawn(lease_expiry_loop(Arc::downgrade(&inner)));
+        Ok(Store { inner })
+    }
+
+    fn recover_snapshot_only(config: Config) -> std::io::Result<Arc<Shared>> {
+        let sm = snapshot::load_latest(&config.snap_dir())?.unwrap_or_default();
+        tracing::info!(dir = %config.data_dir.display(), snapshot_index = sm.applied_index(), revision = sm.revision(),
+            "store state recovered from snapshot; the Raft log follows");
+        Ok(Self::shared_for(config, sm))
+    }
+
+    fn shared_for(config: Config, sm: StateMachine) -> Arc<Shared> {
+        let mut lessor = Lessor::default();
+        lessor.reset(&sm);
+        let metrics = Metrics::default();
+        metrics.revision.set(sm.revision());
+        metrics.keys.set(sm.live_keys() as i64);
+        metrics.leases.set(sm.leases().len() as i64);
+        let (rev_tx, _) = watch::channel(sm.revision());
+        Arc::new(Shared {
+            state: RwLock::new(sm),
+            rev_tx,
+            lessor: Mutex::new(lessor),
+            metrics,
+            failed: Mutex::new(None),
+            snapshotting: AtomicBool::new(false),
+            config,
+        })
+    }
+
+    fn recover(config: Config) -> std::io::Result<(Arc<Shared>, Wal)> {
         let started = Instant::now();
         let mut sm = snapshot::load_latest(&config.snap_dir())?.unwrap_or_default();
         let snap_index = sm.applied_index();
@@ -137,33 +202,8 @@ impl Store {
         tracing::info!(dir = %config.data_dir.display(), snapshot_index = snap_index, replayed,
             revision = sm.revision(), keys = sm.live_keys(), elapsed_ms = started.elapsed().as_millis() as u64,
             "store recovered");
-        let now = Instant::now();
-        let lessor = Lessor {
-            // A restart forgets how long leases had left; like etcd, give each its full TTL again.
-            expiry: sm.leases().iter().map(|(&id, l)| (id, now + Duration::from_secs(l.ttl as u64))).collect(),
-        };
-        let metrics = Metrics::default();
-        metrics.revision.set(sm.revision());
-        metrics.keys.set(sm.live_keys() as i64);
-        metrics.leases.set(sm.leases().len() as i64);
-        let (rev_tx, _) = watch::channel(sm.revision());
-        let shared = Arc::new(Shared {
-            state: RwLock::new(sm),
-            rev_tx,
-            lessor: Mutex::new(lessor),
-            metrics,
-            failed: Mutex::new(None),
-            snapshotting: AtomicBool::new(false),
-            config,
-        });
-        let (tx, rx) = mpsc::channel();
-        let writer = {
-            let shared = shared.clone();
-            std::thread::Builder::new().name("store-writer".into()).spawn(move || writer_loop(shared, wal, rx))?
-        };
-        let inner = Arc::new(Inner { shared, tx: Mutex::new(Some(tx)), writer: Mutex::new(Some(writer)) });
-        tokio::spawn(lease_expiry_loop(Arc::downgrade(&inner)));
-        Ok(Store { inner })
+        // A restart forgets how long leases had left; like etcd, give each its full TTL again (shared_for).
+        Ok((Self::shared_for(config, sm), wal))
     }
 
     fn shared(&self) -> &Shared {
@@ -178,6 +218,30 @@ impl Store {
         &self.shared().metrics
     }
 
+    /// The Raft view of this member, when it is part of a cluster.
+    pub fn cluster(&self) -> Option<&Arc<cluster::Status>> {
+        self.inner.node.as_ref().map(|n| &n.status)
+    }
+
+    /// Wait until this member has applied everything committed before the
+    /// call (Raft ReadIndex), so a local read that follows is linearizable.
+    /// A single-member store applies before it acknowledges, so it is
+    /// always up to date.
+    pub async fn linearizable_barrier(&self) -> Result<()> {
+        let Some(node) = &self.inner.node else { return Ok(()) };
+        let (tx, rx) = oneshot::channel();
+        node.send(cluster::Input::Read(tx))?;
+        rx.await.map_err(|_| StoreError::Stopped)?
+    }
+
+    /// Change the membership (etcd's Cluster API); answers the members after the change.
+    pub async fn member_change(&self, change: cluster::MemberChange) -> Result<Vec<etcdpb::skiffpb::MemberInfo>> {
+        let Some(node) = &self.inner.node else { return Err(StoreError::Unhealthy) };
+        let (tx, rx) = oneshot::channel();
+        node.send(cluster::Input::Member(change, tx))?;
+        rx.await.map_err(|_| StoreError::Stopped)?
+    }
+
     /// Append a command to the log and wait until it is durable and applied.
     async fn propose(&self, cmd: Command) -> Result<Response> {
         if let Some(msg) = self.shared().failed.lock().clone() {
@@ -187,6 +251,10 @@ impl Store {
             return Err(StoreError::RequestTooLarge);
         }
         let (reply, rx) = oneshot::channel();
+        if let Some(node) = &self.inner.node {
+            node.propose(cmd, reply)?;
+            return rx.await.map_err(|_| StoreError::Stopped)?;
+        }
         {
             let tx = self.inner.tx.lock();
             let tx = tx.as_ref().ok_or(StoreError::Stopped)?;
@@ -221,6 +289,7 @@ impl Store {
     pub async fn txn(&self, t: TxnRequest) -> Result<TxnResponse> {
         state::validate_txn(&t, self.config().max_txn_ops)?;
         if state::txn_is_read_only(&t) {
+            self.linearizable_barrier().await?;
             return self.shared().state.read().read_txn(&t);
         }
         match self.propose(Command { op: Some(Op::Txn(t)) }).await? {
@@ -326,6 +395,21 @@ impl Store {
         Some(ttl)
     }
 
+    /// Renew a lease; in a cluster the renewal goes through the log so every
+    /// member (and so any future leader) moves the deadline.
+    pub async fn lease_renew(&self, id: i64) -> Result<Option<i64>> {
+        if self.inner.node.is_none() {
+            return Ok(self.lease_keep_alive(id));
+        }
+        let cmd = Command { op: Some(Op::LeaseKeepAlive(skiffpb::LeaseRevoke { id })) };
+        match self.propose(cmd).await {
+            Ok(Response::LeaseGrant(r)) => Ok(Some(r.ttl)),
+            Ok(other) => unreachable!("keep-alive answered with {other:?}"),
+            Err(StoreError::LeaseNotFound) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Remaining and granted TTL of a lease; TTL -1 when it does not exist (as etcd answers).
     pub fn lease_time_to_live(&self, id: i64, with_keys: bool) -> LeaseTimeToLiveResponse {
         let sm = self.shared().state.read();
@@ -414,38 +498,10 @@ fn writer_loop(shared: Arc<Shared>, mut wal: Wal, rx: mpsc::Receiver<Proposal>) 
         }
         shared.metrics.wal_fsync_seconds.observe(t.elapsed().as_secs_f64());
         shared.metrics.commit_batch_size.observe(batch.len() as f64);
-        let t = Instant::now();
-        let mut results = Vec::with_capacity(batch.len());
-        let (rev, keys, leases) = {
-            let mut sm = shared.state.write();
-            for (p, e) in batch.iter().zip(&entries) {
-                results.push(sm.apply(e.index, &p.cmd));
-            }
-            (sm.revision(), sm.live_keys(), sm.leases().len())
+        let results = {
+            let cmds: Vec<(u64, &Command)> = batch.iter().zip(&entries).map(|(p, e)| (e.index, &p.cmd)).collect();
+            apply_commands(&shared, &cmds)
         };
-        shared.metrics.apply_seconds.observe(t.elapsed().as_secs_f64());
-        shared.metrics.revision.set(rev);
-        shared.metrics.keys.set(keys as i64);
-        shared.metrics.leases.set(leases as i64);
-        shared.rev_tx.send_replace(rev);
-        {
-            let mut lessor = shared.lessor.lock();
-            let now = Instant::now();
-            for (p, r) in batch.iter().zip(&results) {
-                match (&p.cmd.op, r) {
-                    (Some(Op::LeaseGrant(g)), Ok(Response::LeaseGrant(resp))) => {
-                        lessor.expiry.insert(g.id, now + Duration::from_secs(resp.ttl as u64));
-                    }
-                    (Some(Op::LeaseRevoke(rv)), Ok(_)) => {
-                        lessor.expiry.remove(&rv.id);
-                    }
-                    (Some(Op::Compact(c)), Ok(_)) => {
-                        shared.metrics.compact_revision.set(c.revision);
-                    }
-                    _ => {}
-                }
-            }
-        }
         since_snapshot += batch.len() as u64;
         for (p, r) in batch.drain(..).zip(results) {
             let _ = p.reply.send(r);
@@ -470,7 +526,47 @@ fn writer_loop(shared: Arc<Shared>, mut wal: Wal, rx: mpsc::Receiver<Proposal>) 
     tracing::debug!("store writer stopped");
 }
 
-fn take_snapshot(shared: &Shared) -> std::io::Result<()> {
+/// Apply log entries to the state machine in order under one write lock,
+/// publish the new revision to watchers and update the lessor. Shared by the
+/// single-member writer and the Raft node, so both apply identically.
+pub(crate) fn apply_commands(shared: &Shared, cmds: &[(u64, &Command)]) -> Vec<Result<Response>> {
+    let t = Instant::now();
+    let mut results = Vec::with_capacity(cmds.len());
+    let (rev, keys, leases) = {
+        let mut sm = shared.state.write();
+        for (index, cmd) in cmds {
+            results.push(sm.apply(*index, cmd));
+        }
+        (sm.revision(), sm.live_keys(), sm.leases().len())
+    };
+    shared.metrics.apply_seconds.observe(t.elapsed().as_secs_f64());
+    shared.metrics.revision.set(rev);
+    shared.metrics.keys.set(keys as i64);
+    shared.metrics.leases.set(leases as i64);
+    shared.rev_tx.send_replace(rev);
+    let mut lessor = shared.lessor.lock();
+    let now = Instant::now();
+    for ((_, cmd), r) in cmds.iter().zip(&results) {
+        match (&cmd.op, r) {
+            (Some(Op::LeaseGrant(g)), Ok(Response::LeaseGrant(resp))) => {
+                lessor.expiry.insert(g.id, now + Duration::from_secs(resp.ttl as u64));
+            }
+            (Some(Op::LeaseKeepAlive(k)), Ok(Response::LeaseGrant(resp))) => {
+                lessor.expiry.insert(k.id, now + Duration::from_secs(resp.ttl as u64));
+            }
+            (Some(Op::LeaseRevoke(rv)), Ok(_)) => {
+                lessor.expiry.remove(&rv.id);
+            }
+            (Some(Op::Compact(c)), Ok(_)) => {
+                shared.metrics.compact_revision.set(c.revision);
+            }
+            _ => {}
+        }
+    }
+    results
+}
+
+pub(crate) fn take_snapshot(shared: &Shared) -> std::io::Result<()> {
     shared.snapshotting.store(true, Ordering::Release);
     let result = (|| {
         let t = Instant::now();
@@ -499,6 +595,10 @@ async fn lease_expiry_loop(inner: Weak<Inner>) {
         tokio::time::sleep(interval).await;
         let Some(inner) = inner.upgrade() else { return };
         let store = Store { inner };
+        // In a cluster only the leader expires leases (followers renew through it).
+        if store.cluster().is_some_and(|c| !c.is_leader()) {
+            continue;
+        }
         let now = Instant::now();
         let expired: Vec<i64> = {
             let mut lessor = store.shared().lessor.lock();

@@ -60,7 +60,7 @@ fn list_segments(dir: &Path) -> io::Result<Vec<Segment>> {
 /// Reserve the segment's blocks up front: an fdatasync after writing into
 /// allocated space need not also commit a growing file size, which made
 /// appends measurably slower here. Best effort: without it the log still works.
-fn preallocate(f: &File) {
+pub(crate) fn preallocate(f: &File) {
     // SAFETY: posix_fallocate only reads its integer arguments; the fd is owned by `f` and open.
     let rc = unsafe { libc::posix_fallocate(f.as_raw_fd(), 0, SEGMENT_BYTES as libc::off_t) };
     if rc != 0 {

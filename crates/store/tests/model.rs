@@ -224,6 +224,10 @@ impl Model {
                 self.leases.insert(g.id, ttl);
                 Ok(Response::LeaseGrant(LeaseGrantResponse { header: hdr(self.rev()), id: g.id, ttl, error: String::new() }))
             }
+            Op::LeaseKeepAlive(k) => match self.leases.get(&k.id) {
+                Some(&ttl) => Ok(Response::LeaseGrant(LeaseGrantResponse { header: hdr(self.rev()), id: k.id, ttl, error: String::new() })),
+                None => Err(StoreError::LeaseNotFound),
+            },
             Op::LeaseRevoke(r) => {
                 if self.leases.remove(&r.id).is_none() {
                     return Err(StoreError::LeaseNotFound);

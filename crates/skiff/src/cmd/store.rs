@@ -3,9 +3,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
 use skiff_store::grpc::{self, Ctx, Identity};
+use skiff_store::cluster::ClusterConfig;
 use skiff_store::{Config, Store};
 
 use super::urls;
@@ -27,6 +28,21 @@ pub struct StoreArgs {
     /// Peer URLs advertised to the rest of the cluster (shown by `member list`).
     #[arg(long, default_value = "http://localhost:2380")]
     initial_advertise_peer_urls: String,
+    /// URLs to listen on for peer (Raft) traffic.
+    #[arg(long, default_value = "http://localhost:2380")]
+    listen_peer_urls: String,
+    /// The founding members, `name=peer-url,...` (default: this member alone).
+    #[arg(long)]
+    initial_cluster: Option<String>,
+    /// `new` to found a cluster, `existing` to join one after `etcdctl member add`.
+    #[arg(long, default_value = "new", value_parser = ["new", "existing"])]
+    initial_cluster_state: String,
+    /// Milliseconds between Raft heartbeats (one Raft tick).
+    #[arg(long, default_value_t = 100)]
+    heartbeat_interval: u64,
+    /// Milliseconds without a leader before a member campaigns.
+    #[arg(long, default_value_t = 1000)]
+    election_timeout: u64,
     /// URLs to serve Prometheus /metrics and /health on (plain HTTP).
     #[arg(long)]
     listen_metrics_urls: Option<String>,
@@ -45,6 +61,25 @@ pub struct StoreArgs {
     /// Cancel a watcher that is more than this many revisions behind (0: never).
     #[arg(long, default_value_t = 1_000_000)]
     watch_max_lag: i64,
+}
+
+/// Parse `--initial-cluster`: `name=url` pairs; a name may repeat for several URLs.
+pub fn parse_initial_cluster(s: &str) -> Result<Vec<(String, Vec<String>)>> {
+    let mut out: Vec<(String, Vec<String>)> = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let Some((name, url)) = part.split_once('=') else {
+            bail!("--initial-cluster: {part:?} is not name=url");
+        };
+        urls::listen_addrs("--initial-cluster", url)?;
+        match out.iter_mut().find(|(n, _)| n == name) {
+            Some((_, urls)) => urls.push(url.to_string()),
+            None => out.push((name.to_string(), vec![url.to_string()])),
+        }
+    }
+    if out.is_empty() {
+        bail!("--initial-cluster: no members");
+    }
+    Ok(out)
 }
 
 /// Parse Go-style durations: `500ms`, `10s`, `10m`, `1h`.
@@ -73,8 +108,37 @@ pub async fn run(args: StoreArgs) -> Result<()> {
     config.max_request_bytes = args.max_request_bytes;
     config.max_txn_ops = args.max_txn_ops;
     config.watch_max_lag = args.watch_max_lag;
-    let store = Store::open(config).with_context(|| format!("opening store in {}", data_dir.display()))?;
-    let id = Identity::new(&args.name, urls::list(&args.initial_advertise_peer_urls), urls::list(&args.advertise_client_urls));
+    let initial = match &args.initial_cluster {
+        Some(c) => parse_initial_cluster(c)?,
+        None => vec![(args.name.clone(), urls::list(&args.initial_advertise_peer_urls))],
+    };
+    let clustered = initial.len() > 1 || args.initial_cluster_state == "existing";
+    let (store, id) = if clustered {
+        if !initial.iter().any(|(n, _)| *n == args.name) {
+            bail!("--initial-cluster has no member named {:?} (--name)", args.name);
+        }
+        if args.election_timeout < 2 * args.heartbeat_interval.max(1) {
+            bail!("--election-timeout must be at least twice --heartbeat-interval");
+        }
+        let cluster = ClusterConfig {
+            name: args.name.clone(),
+            initial,
+            new_cluster: args.initial_cluster_state == "new",
+            listen_peer: urls::listen_addrs("--listen-peer-urls", &args.listen_peer_urls)?,
+            client_urls: urls::list(&args.advertise_client_urls),
+            tick_ms: args.heartbeat_interval.max(1),
+            election_ticks: args.election_timeout / args.heartbeat_interval.max(1),
+        };
+        let peer_urls = cluster.self_peer_urls();
+        let store = Store::open_cluster(config, cluster)
+            .with_context(|| format!("opening clustered store in {}", data_dir.display()))?;
+        let status = store.cluster().expect("clustered store").clone();
+        (store, Identity::for_cluster(&status, peer_urls, urls::list(&args.advertise_client_urls)))
+    } else {
+        let store = Store::open(config).with_context(|| format!("opening store in {}", data_dir.display()))?;
+        let id = Identity::new(&args.name, urls::list(&args.initial_advertise_peer_urls), urls::list(&args.advertise_client_urls));
+        (store, id)
+    };
     let ctx = Ctx { store: store.clone(), id, progress_interval: args.progress_notify_interval };
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -113,6 +177,15 @@ async fn futures_join(handles: Vec<tokio::task::JoinHandle<Result<(), tonic::tra
 mod tests {
     use super::parse_duration;
     use std::time::Duration;
+
+    #[test]
+    fn initial_cluster() {
+        let c = super::parse_initial_cluster("a=http://127.0.0.1:1,b=http://127.0.0.1:2,a=http://127.0.0.1:3").unwrap();
+        assert_eq!(c.len(), 2);
+        assert_eq!(c[0].1, vec!["http://127.0.0.1:1", "http://127.0.0.1:3"]);
+        assert!(super::parse_initial_cluster("a").is_err());
+        assert!(super::parse_initial_cluster("a=ftp://x").is_err());
+    }
 
     #[test]
     fn durations() {

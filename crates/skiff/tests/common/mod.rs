@@ -17,13 +17,19 @@ impl SkiffStore {
     /// Start `skiff store` on a free loopback port with `dir` as data dir, and
     /// wait until it accepts connections (it listens only after recovery).
     pub fn start(dir: &Path, extra: &[&str]) -> SkiffStore {
-        let port = free_port();
+        SkiffStore::start_on(dir, free_port(), extra, &[])
+    }
+
+    /// [`SkiffStore::start`] on a given client port (a restarted cluster
+    /// member keeps its address), with extra environment variables.
+    pub fn start_on(dir: &Path, port: u16, extra: &[&str], envs: &[(&str, &str)]) -> SkiffStore {
         let url = format!("http://127.0.0.1:{port}");
         let child = Command::new(env!("CARGO_BIN_EXE_skiff"))
             .args(["store", "--data-dir"])
             .arg(dir)
             .args(["--listen-client-urls", &url, "--advertise-client-urls", &url])
             .args(extra)
+            .envs(envs.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

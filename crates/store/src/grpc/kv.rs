@@ -14,6 +14,9 @@ impl kv_server::Kv for KvService {
     async fn range(&self, req: Request<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
         self.0.count("Range");
         check_message_size(&self.0, req.get_ref().encoded_len())?;
+        if !req.get_ref().serializable {
+            self.0.store.linearizable_barrier().await?;
+        }
         let mut resp = self.0.store.range(req.get_ref())?;
         self.0.fill(&mut resp.header);
         Ok(Response::new(resp))

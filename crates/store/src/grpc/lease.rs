@@ -4,7 +4,6 @@ use std::pin::Pin;
 
 use etcdpb::*;
 use futures::Stream;
-use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::Ctx;
@@ -38,11 +37,14 @@ impl lease_server::Lease for LeaseService {
     ) -> Result<Response<KeepAliveStream>, Status> {
         self.0.count("LeaseKeepAlive");
         let ctx = self.0.clone();
-        let out = req.into_inner().map(move |r| {
-            let r = r?;
-            // An unknown lease answers TTL 0, as etcd does.
-            let ttl = ctx.store.lease_keep_alive(r.id).unwrap_or(0);
-            Ok(LeaseKeepAliveResponse { header: ctx.header(ctx.store.revision()), id: r.id, ttl })
+        let out = futures::StreamExt::then(req.into_inner(), move |r| {
+            let ctx = ctx.clone();
+            async move {
+                let r = r?;
+                // An unknown lease answers TTL 0, as etcd does.
+                let ttl = ctx.store.lease_renew(r.id).await?.unwrap_or(0);
+                Ok(LeaseKeepAliveResponse { header: ctx.header(ctx.store.revision()), id: r.id, ttl })
+            }
         });
         Ok(Response::new(Box::pin(out)))
     }

@@ -17,17 +17,25 @@ impl maintenance_server::Maintenance for MaintenanceService {
         let store = &self.0.store;
         let size = store.disk_size() as i64;
         let applied = store.applied_index();
+        let (leader, raft_index, raft_term, is_learner) = match store.cluster() {
+            Some(c) => (c.leader(), c.commit().max(applied), c.term(), c.is_learner()),
+            None => (self.0.id.member_id, applied, RAFT_TERM, false),
+        };
+        let mut errors = vec![];
+        if leader == 0 {
+            errors.push("etcdserver: no leader".to_string());
+        }
         Ok(Response::new(StatusResponse {
             header: self.0.header(store.revision()),
             version: API_VERSION.into(),
             db_size: size,
-            leader: self.0.id.member_id,
-            raft_index: applied,
-            raft_term: RAFT_TERM,
+            leader,
+            raft_index,
+            raft_term,
             raft_applied_index: applied,
-            errors: vec![],
+            errors,
             db_size_in_use: size,
-            is_learner: false,
+            is_learner,
         }))
     }
 

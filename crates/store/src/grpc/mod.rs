@@ -51,14 +51,31 @@ pub struct Ctx {
 /// Without Raft, a single member is the leader of term 1.
 pub const RAFT_TERM: u64 = 1;
 
+impl Identity {
+    /// The identity of a member of a Raft cluster: IDs as Raft knows them.
+    pub fn for_cluster(status: &crate::cluster::Status, peer_urls: Vec<String>, client_urls: Vec<String>) -> Identity {
+        Identity {
+            name: status.name.clone(),
+            cluster_id: status.cluster_id,
+            member_id: status.id,
+            peer_urls,
+            client_urls,
+        }
+    }
+}
+
 impl Ctx {
     pub fn header(&self, revision: i64) -> Option<ResponseHeader> {
         Some(ResponseHeader {
             cluster_id: self.id.cluster_id,
             member_id: self.id.member_id,
             revision,
-            raft_term: RAFT_TERM,
+            raft_term: self.raft_term(),
         })
+    }
+
+    pub fn raft_term(&self) -> u64 {
+        self.store.cluster().map_or(RAFT_TERM, |c| c.term())
     }
 
     /// Fill a header the state machine left with only a revision.
