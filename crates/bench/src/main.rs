@@ -10,6 +10,7 @@ mod cluster;
 mod load;
 mod noise;
 mod scheduler;
+mod rollout;
 mod scheduler_cycle;
 mod server;
 mod stats;
@@ -42,6 +43,8 @@ enum Cmd {
     Scheduler(scheduler::SchedulerArgs),
     /// The scheduling algorithm alone, in process (no API server): cycles/s and per-cycle latency.
     SchedulerCycle(scheduler_cycle::CycleArgs),
+    /// A Deployment of R replicas on sim nodes: create, then a rolling update; time, API requests, controller CPU.
+    Rollout(rollout::RolloutArgs),
     /// A Service over a ReplicaSet on sim nodes: how fast Endpoints and EndpointSlices follow.
     Endpoints(endpoints::EndpointsArgs),
 }
@@ -373,6 +376,10 @@ async fn main() -> Result<()> {
             println!("{report}");
         }
         Cmd::SchedulerCycle(args) => scheduler_cycle::run(args)?,
+        Cmd::Rollout(args) => tokio::select! {
+            r = rollout::run(args) => r?,
+            _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted"),
+        },
         Cmd::Scheduler(args) => tokio::select! {
             r = scheduler::run(args) => r?,
             _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted"),

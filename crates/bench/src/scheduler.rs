@@ -38,7 +38,7 @@ pub struct SchedulerArgs {
     scenario: String,
 }
 
-pub(crate) struct Kill(Child);
+pub(crate) struct Kill(pub(crate) Child);
 impl Drop for Kill {
     fn drop(&mut self) {
         let _ = self.0.kill();
