@@ -72,7 +72,7 @@ pub fn pod_counts(pod: &Value, now_secs: i64) -> bool {
     }
     let Some(ts) = pod["metadata"]["deletionTimestamp"].as_str() else { return true };
     let Ok(t) = ts.parse::<jiff::Timestamp>() else { return true };
-    let grace = pod["metadata"]["deletionGracePeriodSeconds"].as_i64().unwrap_or(0);
+    let Some(grace) = pod["metadata"]["deletionGracePeriodSeconds"].as_i64() else { return true };
     now_secs <= t.as_second() + grace
 }
 
@@ -199,6 +199,8 @@ mod tests {
         let t = "2026-01-01T00:00:00Z".parse::<jiff::Timestamp>().unwrap().as_second();
         assert!(pod_counts(&deleting, t + 10));
         assert!(!pod_counts(&deleting, t + 31));
+        // Upstream needs both fields to stop charging a terminating pod.
+        assert!(pod_counts(&json!({"metadata": {"deletionTimestamp": "2026-01-01T00:00:00Z"}}), t + 31));
     }
 
     #[test]
