@@ -66,7 +66,7 @@ fn quota_status_tracks_usage() {
     // Every configmap in the namespace counts (including any kube-root-ca.crt).
     wait_until("configmaps counted", Duration::from_secs(20), || {
         let n = k.ok(&["get", "configmaps", "-n", "q", "-o", "name"]).lines().count();
-        (n >= 2 && used(&k)?["configmaps"] == n.to_string()).then_some(())
+        (n >= 2 && used(&k)?["configmaps"].as_str() == Some(n.to_string().as_str())).then_some(())
     });
 
     // describe shows Used next to Hard.
