@@ -33,6 +33,10 @@ pub mod endpointslice;
 pub mod nodeipam;
 pub mod nodelifecycle;
 pub mod podgc;
+// ResourceQuota status (issue 6).
+pub mod quantity;
+pub mod quota_usage;
+pub mod resourcequota;
 pub mod replicationcontroller;
 pub mod service_endpoints;
 pub mod taint_manager;
@@ -214,6 +218,10 @@ async fn start_controllers(client: Client, opts: Options, metrics: QueueMetrics)
     if enabled(&opts, "serviceaccount") {
         serviceaccount::start(ctx.clone());
         ctx.serviceaccounts.start();
+    }
+    if enabled(&opts, "resourcequota") {
+        // Lists what it needs each pass; no informer to start.
+        resourcequota::start(ctx.clone());
     }
     if let (true, Some(ca)) = (enabled(&opts, "root-ca-cert-publisher"), opts.root_ca.clone()) {
         rootca::start(ctx.clone(), ca);
