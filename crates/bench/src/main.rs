@@ -5,10 +5,12 @@
 //! single-member with fsync on.
 
 mod apiserver;
+mod busybox;
 mod endpoints;
 mod cluster;
 mod load;
 mod noise;
+mod pod_startup;
 mod scheduler;
 mod scheduler_cycle;
 mod server;
@@ -44,6 +46,8 @@ enum Cmd {
     SchedulerCycle(scheduler_cycle::CycleArgs),
     /// A Service over a ReplicaSet on sim nodes: how fast Endpoints and EndpointSlices follow.
     Endpoints(endpoints::EndpointsArgs),
+    /// Pod startup latency on one real node (root): one at a time, a burst at once, the agent's RSS.
+    PodStartup(pod_startup::PodStartupArgs),
 }
 
 #[derive(clap::Args)]
@@ -381,6 +385,13 @@ async fn main() -> Result<()> {
             r = endpoints::run(args) => r?,
             _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted"),
         },
+        Cmd::PodStartup(args) => {
+            let report = tokio::select! {
+                r = pod_startup::run(args) => r?,
+                _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted"),
+            };
+            println!("{report}");
+        }
     }
     Ok(())
 }

@@ -39,6 +39,11 @@ pub struct SchedulerArgs {
 }
 
 pub(crate) struct Kill(Child);
+impl Kill {
+    pub(crate) fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
 impl Drop for Kill {
     fn drop(&mut self) {
         let _ = self.0.kill();
