@@ -116,6 +116,13 @@ fn spawn_agent(bin: &Path, kubeconfig: &Path, dir: &Path, port: u16) -> Result<K
     spawn(&bin.to_path_buf(), &args, dir.join("agent.log"))
 }
 
+/// How many `sleep 3600` processes exist: proof that Running pods are real
+/// containers, not status the agent merely wrote.
+fn sleepers() -> usize {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return 0 };
+    dir.filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok()).filter(|c| c.as_slice() == b"sleep\03600\0").count()
+}
+
 fn percentiles(samples: &[Duration]) -> (f64, f64, f64) {
     let mut h = stats::histogram();
     for d in samples {
@@ -221,6 +228,8 @@ pub async fn run(args: PodStartupArgs) -> Result<String> {
     tokio::time::sleep(Duration::from_secs(5)).await;
     let agent_rss = rss_kib(agent.pid())?;
     let server_rss = rss_kib(server.pid())?;
+    let live = sleepers();
+    ensure!(live >= args.burst, "only {live} `sleep 3600` processes with {} pods Running", args.burst);
     delete_all(&pods, &names, &mut rx, timeout).await?;
     crate::progress("cleaned up");
 
@@ -230,7 +239,7 @@ pub async fn run(args: PodStartupArgs) -> Result<String> {
     let mut r = format!(
         "Command: `{}`\n\nMachine: {}\n\nBinary: `{}`. One `skiff server --disable-agent --disable-scheduler` and one `skiff agent` \
          (embedded runtime, runc) on this machine; pods set spec.nodeName; busybox image imported locally; latency from just before each \
-         create is sent until a pod watch shows phase Running.\n\n",
+         create is sent until a pod watch shows phase Running. With the burst Running, {live} `sleep 3600` container processes were found in /proc.\n\n",
         std::env::args().collect::<Vec<_>>().join(" "),
         crate::machine(),
         bin.display()
