@@ -120,7 +120,7 @@ fn spawn_agent(bin: &Path, kubeconfig: &Path, dir: &Path, port: u16) -> Result<K
 /// containers, not status the agent merely wrote.
 fn sleepers() -> usize {
     let Ok(dir) = std::fs::read_dir("/proc") else { return 0 };
-    dir.filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok()).filter(|c| c.as_slice() == b"sleep\03600\0").count()
+    dir.filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok()).filter(|c| c.as_slice() == b"sleep\x003600\x00").count()
 }
 
 fn percentiles(samples: &[Duration]) -> (f64, f64, f64) {
