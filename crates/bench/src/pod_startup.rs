@@ -134,7 +134,9 @@ fn percentiles(samples: &[Duration]) -> (f64, f64, f64) {
 
 pub async fn run(args: PodStartupArgs) -> Result<String> {
     if !is_root() {
-        bail!("bench pod-startup runs real containers (namespaces, mounts, cgroups, runc) and needs root; rerun it as root");
+        // A plain message, not an error with a backtrace: nothing went wrong.
+        eprintln!("bench pod-startup runs real containers (namespaces, mounts, cgroups, runc) and needs root; rerun it as root");
+        std::process::exit(2);
     }
     ensure!(args.sequential > 0 && args.burst > 0, "--sequential and --burst must be positive");
     let timeout = Duration::from_secs(args.timeout_secs);
