@@ -5,10 +5,12 @@
 //! single-member with fsync on.
 
 mod apiserver;
+mod busybox;
 mod endpoints;
 mod cluster;
 mod load;
 mod noise;
+mod pod_startup;
 mod scheduler;
 mod rollout;
 mod scheduler_cycle;
@@ -47,6 +49,8 @@ enum Cmd {
     Rollout(rollout::RolloutArgs),
     /// A Service over a ReplicaSet on sim nodes: how fast Endpoints and EndpointSlices follow.
     Endpoints(endpoints::EndpointsArgs),
+    /// Pod startup latency on one real node (root): one at a time, a burst at once, the agent's RSS.
+    PodStartup(pod_startup::PodStartupArgs),
 }
 
 #[derive(clap::Args)]
@@ -388,6 +392,13 @@ async fn main() -> Result<()> {
             r = endpoints::run(args) => r?,
             _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted"),
         },
+        Cmd::PodStartup(args) => {
+            let report = tokio::select! {
+                r = pod_startup::run(args) => r?,
+                _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted"),
+            };
+            println!("{report}");
+        }
     }
     Ok(())
 }

@@ -89,7 +89,7 @@ pub async fn run(args: RolloutArgs) -> Result<()> {
     }
     let kc = kubeconfig.to_str().unwrap();
     let cm = spawn(&args.skiff_bin, &["controller-manager", "--kubeconfig", kc, "--leader-elect=false"], dir.path().join("controller-manager.log"))?;
-    let cm_pid = cm.0.id();
+    let cm_pid = cm.pid();
     crate::progress(&format!("registering {} sim nodes", args.nodes));
     let _sim = spawn(&args.skiff_bin, &["sim", "--kubeconfig", kc, "--nodes", &args.nodes.to_string()], dir.path().join("sim.log"))?;
     let kcfg = kube::Config::from_custom_kubeconfig(kube::config::Kubeconfig::read_from(&kubeconfig)?, &Default::default()).await?;

@@ -38,7 +38,12 @@ pub struct SchedulerArgs {
     scenario: String,
 }
 
-pub(crate) struct Kill(pub(crate) Child);
+pub(crate) struct Kill(Child);
+impl Kill {
+    pub(crate) fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
 impl Drop for Kill {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -121,10 +126,10 @@ pub async fn run(args: SchedulerArgs) -> Result<()> {
     tokio::spawn(async move {
         let mut s = watcher::watcher(watch_api, watcher::Config::default()).boxed();
         while let Some(Ok(ev)) = s.next().await {
-            if let Event::Apply(p) | Event::InitApply(p) = ev {
-                if p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some() {
-                    let _ = tx.send((p.metadata.name.unwrap_or_default(), Instant::now()));
-                }
+            if let Event::Apply(p) | Event::InitApply(p) = ev
+                && p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some()
+            {
+                let _ = tx.send((p.metadata.name.unwrap_or_default(), Instant::now()));
             }
         }
     });
