@@ -35,7 +35,8 @@ where
         Arc::new(Informer { store, writer: Mutex::new(Some(writer)), handlers: Default::default(), api })
     }
 
-    /// Call `f` for every object the watch adds, changes or deletes (after the cache has it).
+    /// Call `f` for every object the watch adds, changes or deletes, once the
+    /// cache has it (objects of a list: when the whole list is in).
     pub fn on_change(&self, f: impl Fn(&K) + Send + Sync + 'static) {
         self.handlers.lock().push(Box::new(f));
     }
@@ -44,16 +45,26 @@ where
     pub fn start(&self) {
         let Some(writer) = self.writer.lock().take() else { return };
         let handlers = self.handlers.clone();
-        let stream = watcher(self.api.clone(), watcher::Config::default()).default_backoff().reflect(writer).touched_objects();
+        let stream = watcher(self.api.clone(), watcher::Config::default()).default_backoff().reflect(writer);
         tokio::spawn(async move {
             futures::pin_mut!(stream);
+            // The reflector swaps a (re)list into the store only at InitDone:
+            // objects of the list are announced then, not as they arrive, or a
+            // worker could look for them in a store that does not have them
+            // yet and drop the key (the namespace of a brand-new cluster
+            // would never get its default ServiceAccount).
+            let mut listed: Vec<K> = Vec::new();
             while let Some(item) = stream.next().await {
-                match item {
-                    Ok(obj) => {
-                        for h in handlers.lock().iter() {
-                            h(&obj);
-                        }
+                let notify = |obj: &K| {
+                    for h in handlers.lock().iter() {
+                        h(obj);
                     }
+                };
+                match item {
+                    Ok(watcher::Event::Init) => listed.clear(),
+                    Ok(watcher::Event::InitApply(obj)) => listed.push(obj),
+                    Ok(watcher::Event::InitDone) => listed.drain(..).for_each(|o| notify(&o)),
+                    Ok(watcher::Event::Apply(obj) | watcher::Event::Delete(obj)) => notify(&obj),
                     Err(e) => tracing::warn!(kind = %K::kind(&()), error = %e, "watch failed, retrying"),
                 }
             }

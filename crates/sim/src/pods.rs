@@ -57,7 +57,10 @@ pub(crate) async fn drive(client: kube::Client, config: Arc<Config>) -> Result<(
         }
         let ns = pod.metadata.namespace.clone().unwrap_or_default();
         let name = pod.metadata.name.clone().unwrap_or_default();
-        let key = format!("{ns}/{name}");
+        // In-flight work is keyed by UID: a StatefulSet recreates a pod under
+        // the same name while the old one's deletion is still in flight, and
+        // the new pod's events must not be mistaken for the old one's.
+        let key = pod.metadata.uid.clone().unwrap_or_else(|| format!("{ns}/{name}"));
         let phase = pod.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default();
         let deleting = pod.metadata.deletion_timestamp.is_some();
         if !deleting && phase != "Pending" && !phase.is_empty() {
@@ -88,7 +91,7 @@ pub(crate) async fn drive(client: kube::Client, config: Arc<Config>) -> Result<(
                 r.map(|_| ())
             };
             if let Err(e) = &result {
-                tracing::warn!(pod = %key, error = %e, "driving pod");
+                tracing::warn!(pod = %name, uid = %key, error = %e, "driving pod");
                 tokio::time::sleep(crate::RETRY).await;
             }
             // Released either way: the next watch event (Running, or gone)
