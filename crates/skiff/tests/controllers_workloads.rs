@@ -258,7 +258,9 @@ fn statefulset_parallel_and_on_delete() {
     assert!(c.pods("app=par").iter().all(|p| label(p, "controller-revision-hash") == rev1));
     let err = String::from_utf8(c.k.run(&["rollout", "status", "sts/par", "--timeout=5s"]).stderr).unwrap();
     assert!(err.contains("rollout status is only available for RollingUpdate strategy type"), "{err}");
-    c.k.ok(&["delete", "pod", "par-1", "--timeout=60s"]);
+    // --wait=false: sim finishes a deletion within milliseconds and the controller recreates the
+    // pod at once, so kubectl's own wait (GET, then a list by name) can see only the new pod.
+    c.k.ok(&["delete", "pod", "par-1", "--wait=false"]);
     let rev2 = c.jp(&["sts", "par"], "{.status.updateRevision}");
     wait_for("par-1 updated", Duration::from_secs(30), || c.get(&["pod", "par-1"]).is_some_and(|p| running_ready(&p) && label(&p, "controller-revision-hash") == rev2));
     assert_eq!(c.jp(&["pod", "par-1"], "{.spec.containers[0].image}"), "nginx:1.26");
