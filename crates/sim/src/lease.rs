@@ -52,6 +52,9 @@ async fn renew(api: &Api<Lease>, config: &Config, name: &str) -> Result<()> {
     }
 }
 
+// `.then` yields each renewal as a future on purpose: the stream paces the
+// starts one by one, and `buffer_unordered` then runs them concurrently.
+#[allow(clippy::async_yields_async)]
 pub(crate) async fn renew_forever(client: kube::Client, config: Arc<Config>) {
     let api: Api<Lease> = Api::namespaced(client, NS);
     let interval = Duration::from_secs((config.lease_duration_seconds as u64 / 4).max(1));
