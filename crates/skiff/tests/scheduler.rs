@@ -4,45 +4,9 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{Kubectl, SkiffServer};
-
-/// A `skiff <args>` child (sim or scheduler), SIGKILLed on drop; its log goes to a file.
-struct Proc(Child);
-
-impl Proc {
-    fn start(kubeconfig: &Path, log: &Path, args: &[&str]) -> Proc {
-        let child = Command::new(env!("CARGO_BIN_EXE_skiff"))
-            .args(args)
-            .arg("--kubeconfig")
-            .arg(kubeconfig)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(log).unwrap())
-            .spawn()
-            .expect("start skiff");
-        Proc(child)
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
+use common::{wait_until as wait_for, Kubectl, SkiffProc as Proc, SkiffServer};
 
 fn create(k: &Kubectl, dir: &Path, obj: serde_json::Value) {
     let f = dir.join(format!("obj-{}.json", rand::random::<u64>()));
