@@ -18,7 +18,7 @@ use kube::api::{Api, DeleteParams, PostParams};
 use kube::runtime::watcher::{self, Event};
 use tokio::sync::mpsc::UnboundedReceiver;
 
-use crate::scheduler::{Kill, spawn};
+use crate::scheduler::{client, spawn, start_server, Kill};
 use crate::stats;
 
 const NODE: &str = "bench-node";
@@ -149,19 +149,11 @@ pub async fn run(args: PodStartupArgs) -> Result<String> {
     let out = Command::new(&bin).args(["images", "import"]).arg(&image).arg("--runtime-root").arg(d.join("runtime")).output()?;
     ensure!(out.status.success(), "skiff images import: {}", String::from_utf8_lossy(&out.stderr));
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let data = d.join("server");
-    let server = spawn(&bin, &["server", "--disable-agent", "--disable-scheduler", "--data-dir", data.to_str().unwrap(), "--listen", &format!("127.0.0.1:{port}")], d.join("server.log"))?;
-    let kubeconfig = data.join("kubeconfig.yaml");
     let start = Instant::now();
-    while !kubeconfig.exists() || std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        ensure!(start.elapsed() < Duration::from_secs(60), "skiff server did not start; see its log");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let (server, kubeconfig) = start_server(&bin, d, &["--disable-agent", "--disable-scheduler"]).await?;
     let kport = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let agent = spawn_agent(&bin, &kubeconfig, d, kport)?;
-    let kcfg = kube::Config::from_custom_kubeconfig(kube::config::Kubeconfig::read_from(&kubeconfig)?, &Default::default()).await?;
-    let client = kube::Client::try_from(kcfg)?;
+    let client = client(&kubeconfig).await?;
     let nodes: Api<Node> = Api::all(client.clone());
     let ready = |n: &Node| n.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
     loop {

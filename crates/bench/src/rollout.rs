@@ -15,7 +15,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 
-use crate::scheduler::spawn;
+use crate::scheduler::{client, spawn, start_server};
 
 #[derive(clap::Args)]
 pub struct RolloutArgs {
@@ -74,26 +74,13 @@ async fn wait_complete(api: &Api<Deployment>, replicas: i32, t0: Instant) -> Res
 
 pub async fn run(args: RolloutArgs) -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let data = dir.path().join("server");
-    let _server = spawn(
-        &args.skiff_bin,
-        &["server", "--data-dir", data.to_str().unwrap(), "--listen", &format!("127.0.0.1:{port}"), "--disable-agent", "--disable-controllers"],
-        dir.path().join("server.log"),
-    )?;
-    let kubeconfig = data.join("kubeconfig.yaml");
-    let start = Instant::now();
-    while !kubeconfig.exists() || std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        anyhow::ensure!(start.elapsed() < Duration::from_secs(60), "skiff server did not start");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let (_server, kubeconfig) = start_server(&args.skiff_bin, dir.path(), &["--disable-agent", "--disable-controllers"]).await?;
     let kc = kubeconfig.to_str().unwrap();
     let cm = spawn(&args.skiff_bin, &["controller-manager", "--kubeconfig", kc, "--leader-elect=false"], dir.path().join("controller-manager.log"))?;
     let cm_pid = cm.pid();
     crate::progress(&format!("registering {} sim nodes", args.nodes));
     let _sim = spawn(&args.skiff_bin, &["sim", "--kubeconfig", kc, "--nodes", &args.nodes.to_string()], dir.path().join("sim.log"))?;
-    let kcfg = kube::Config::from_custom_kubeconfig(kube::config::Kubeconfig::read_from(&kubeconfig)?, &Default::default()).await?;
-    let client = kube::Client::try_from(kcfg)?;
+    let client = client(&kubeconfig).await?;
     let nodes: Api<Node> = Api::all(client.clone());
     while nodes.list_metadata(&ListParams::default()).await.map(|l| l.items.len()).unwrap_or(0) < args.nodes {
         tokio::time::sleep(Duration::from_millis(300)).await;

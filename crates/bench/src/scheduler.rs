@@ -56,6 +56,31 @@ pub(crate) fn spawn(bin: &PathBuf, args: &[&str], log: PathBuf) -> Result<Kill> 
     Ok(Kill(child))
 }
 
+/// A `skiff server` on a free loopback port, its data in `dir/server`, with
+/// `extra` flags; returns once its kubeconfig exists and it accepts
+/// connections, with that kubeconfig's path.
+pub(crate) async fn start_server(bin: &PathBuf, dir: &std::path::Path, extra: &[&str]) -> Result<(Kill, PathBuf)> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let data = dir.join("server");
+    let listen = format!("127.0.0.1:{port}");
+    let mut args = vec!["server", "--data-dir", data.to_str().context("data dir path")?, "--listen", &listen];
+    args.extend_from_slice(extra);
+    let server = spawn(bin, &args, dir.join("server.log"))?;
+    let kubeconfig = data.join("kubeconfig.yaml");
+    let start = Instant::now();
+    while !kubeconfig.exists() || std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        anyhow::ensure!(start.elapsed() < Duration::from_secs(60), "skiff server did not start; see {}", dir.join("server.log").display());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok((server, kubeconfig))
+}
+
+/// A kube client from the admin kubeconfig a `skiff server` wrote.
+pub(crate) async fn client(kubeconfig: &std::path::Path) -> Result<kube::Client> {
+    let kcfg = kube::Config::from_custom_kubeconfig(kube::config::Kubeconfig::read_from(kubeconfig)?, &Default::default()).await?;
+    Ok(kube::Client::try_from(kcfg)?)
+}
+
 fn pod(name: &str, spread: bool) -> Pod {
     let mut p = serde_json::json!({
         "metadata": {"name": name, "namespace": "default"},
@@ -94,20 +119,12 @@ pub async fn run(args: SchedulerArgs) -> Result<()> {
     anyhow::ensure!(matches!(args.scenario.as_str(), "basic" | "spread"), "--scenario must be basic or spread");
     let spread = args.scenario == "spread";
     let dir = tempfile::tempdir()?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let data = dir.path().join("server");
-    let _server = spawn(&args.skiff_bin, &["server", "--disable-agent", "--disable-scheduler", "--data-dir", data.to_str().unwrap(), "--listen", &format!("127.0.0.1:{port}")], dir.path().join("server.log"))?;
-    let kubeconfig = data.join("kubeconfig.yaml");
     let start = Instant::now();
-    while !kubeconfig.exists() || std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        anyhow::ensure!(start.elapsed() < Duration::from_secs(60), "skiff server did not start");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let (_server, kubeconfig) = start_server(&args.skiff_bin, dir.path(), &["--disable-agent", "--disable-scheduler"]).await?;
     let kc = kubeconfig.to_str().unwrap();
     crate::progress(&format!("registering {} sim nodes", args.nodes));
     let _sim = spawn(&args.skiff_bin, &["sim", "--kubeconfig", kc, "--nodes", &args.nodes.to_string(), "--drive-pods=false", "--lease-duration-seconds", "400", "--cpu", "32", "--memory", "256Gi", "--zones", "3"], dir.path().join("sim.log"))?;
-    let kcfg = kube::Config::from_custom_kubeconfig(kube::config::Kubeconfig::read_from(&kubeconfig)?, &Default::default()).await?;
-    let client = kube::Client::try_from(kcfg)?;
+    let client = client(&kubeconfig).await?;
     let nodes: Api<Node> = Api::all(client.clone());
     loop {
         let n = nodes.list_metadata(&ListParams::default().limit(1)).await.map(|l| l.metadata.remaining_item_count.unwrap_or(0) as usize + l.items.len()).unwrap_or(0);
