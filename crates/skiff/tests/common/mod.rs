@@ -128,6 +128,14 @@ impl SkiffServer {
     }
 
     pub fn start_with(dir: &Path, port: u16, extra: &[&str]) -> SkiffServer {
+        let s = Self::spawn_with(dir, port, extra);
+        wait_for_port(port, Duration::from_secs(30));
+        s
+    }
+
+    /// Start without waiting for the API port (a Raft member only serves
+    /// once a quorum of its peers has started too).
+    pub fn spawn_with(dir: &Path, port: u16, extra: &[&str]) -> SkiffServer {
         let child = Command::new(env!("CARGO_BIN_EXE_skiff"))
             .args(["server", "--data-dir"])
             .arg(dir)
@@ -142,9 +150,13 @@ impl SkiffServer {
             .stderr(Stdio::null())
             .spawn()
             .expect("start skiff server");
-        let s = SkiffServer { child, port, kubeconfig: dir.join("kubeconfig.yaml") };
-        wait_for_port(port, Duration::from_secs(30));
-        s
+        SkiffServer { child, port, kubeconfig: dir.join("kubeconfig.yaml") }
+    }
+
+    /// SIGKILL now: no clean shutdown.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// SIGTERM, then wait for a clean exit.
