@@ -387,6 +387,7 @@ impl Node {
         self.log.snapshot_mark(&snap.metadata);
         self.storage.wl().apply_snapshot(snap.clone()).map_err(|e| io::Error::other(e.to_string()))?;
         self.update_learner_flags(&snap.metadata.conf_state);
+        self.shared.metrics.snapshots_received.inc();
         tracing::info!(index, revision = rev, "installed snapshot from the leader");
         Ok(())
     }
