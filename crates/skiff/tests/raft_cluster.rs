@@ -316,6 +316,17 @@ fn etcdctl(endpoints: &str, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+fn etcdctl_err(endpoints: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new("/usr/bin/etcdctl")
+        .env("ETCDCTL_API", "3")
+        .args(["--endpoints", endpoints])
+        .args(args)
+        .output()
+        .expect("run etcdctl");
+    assert!(!out.status.success(), "etcdctl {args:?} should fail: {}", String::from_utf8_lossy(&out.stdout));
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_members_survive_kills_and_partitions_linearizably() {
     let mut c = Cluster::new();
@@ -423,12 +434,28 @@ async fn three_members_survive_kills_and_partitions_linearizably() {
 async fn member_add_promote_remove() {
     let c = Cluster::new();
     let all: Vec<usize> = (0..MEMBERS).collect();
-    wait_leader(&c, &all).await;
+    let (leader, _) = wait_leader(&c, &all).await;
     let endpoints = (0..MEMBERS).map(|i| format!("127.0.0.1:{}", c.members[i].client_port)).collect::<Vec<_>>().join(",");
     etcdctl(&endpoints, &["put", "before", "1"]);
+    // Every founding member has published its name and client URL through the log.
+    let t = Instant::now();
+    while !(0..MEMBERS).all(|i| etcdctl(&endpoints, &["member", "list"]).contains(&format!("m{i}, http://127.0.0.1:{}, http://127.0.0.1:{}", c.peer_ports[i], c.members[i].client_port))) {
+        assert!(t.elapsed() < Duration::from_secs(10), "client URLs not published: {}", etcdctl(&endpoints, &["member", "list"]));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let peer = format!("http://127.0.0.1:{}", free_port());
     let added = etcdctl(&endpoints, &["member", "add", "m3", &format!("--peer-urls={peer}"), "--learner"]);
     assert!(added.contains("ETCD_INITIAL_CLUSTER_STATE=\"existing\""), "{added}");
+    let list = etcdctl(&endpoints, &["member", "list"]);
+    let id = list.lines().find(|l| l.contains(&peer)).unwrap().split(',').next().unwrap().trim().to_owned();
+    // The leader refuses to promote a learner that has not caught up (it has not even started),
+    // and anything that is not a learner.
+    let at_leader = format!("127.0.0.1:{}", c.members[leader].client_port);
+    let err = etcdctl_err(&at_leader, &["member", "promote", &id]);
+    assert!(err.contains("can only promote a learner member which is in sync with leader"), "{err}");
+    let voter = list.lines().find(|l| l.contains(", m0,")).unwrap().split(',').next().unwrap().trim().to_owned();
+    let err = etcdctl_err(&at_leader, &["member", "promote", &voter]);
+    assert!(err.contains("can only promote a learner member"), "{err}");
     let initial = format!("{},m3={peer}", c.initial);
     let dir = c._tmp.path().join("m3");
     let port = free_port();
@@ -459,9 +486,28 @@ async fn member_add_promote_remove() {
     let line = list.lines().find(|l| l.contains(&peer)).unwrap_or_else(|| panic!("new member not listed: {list}"));
     assert!(line.ends_with("true"), "added as a learner: {line}");
     let id = line.split(',').next().unwrap().trim().to_owned();
-    etcdctl(&endpoints, &["member", "promote", &id]);
+    // Caught up now: the leader promotes it (its progress may trail by a heartbeat).
+    let t = Instant::now();
+    loop {
+        let out = std::process::Command::new("/usr/bin/etcdctl")
+            .env("ETCDCTL_API", "3")
+            .args(["--endpoints", &at_leader, "member", "promote", &id])
+            .output()
+            .unwrap();
+        if out.status.success() {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(5), "promote refused: {}", String::from_utf8_lossy(&out.stderr));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let list = etcdctl(&endpoints, &["member", "list"]);
     assert!(list.lines().filter(|l| l.ends_with("false")).count() == 4, "four voters after promote: {list}");
+    // The new member published its name and client URL too; every member shows it.
+    let t = Instant::now();
+    while !etcdctl(&endpoints, &["member", "list"]).contains(&format!("m3, {peer}, http://127.0.0.1:{port}")) {
+        assert!(t.elapsed() < Duration::from_secs(10), "m3 not published: {}", etcdctl(&endpoints, &["member", "list"]));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     // The new voter takes writes (forwarded to the leader) and serves linearizable reads.
     etcdctl(&m3, &["put", "after", "2"]);
     assert!(etcdctl(&m3, &["get", "after"]).contains("2"));

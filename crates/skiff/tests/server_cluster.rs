@@ -135,10 +135,14 @@ fn three_servers_form_one_cluster_and_survive_the_leader_dying() {
 
     // etcdctl sees the three members, under their names, and one leader.
     let all: Vec<usize> = (0..MEMBERS).collect();
-    let list = etcdctl(&members[0].etcd_url(), &["member", "list"]).expect("member list");
-    for i in 0..MEMBERS {
-        assert!(list.contains(&format!("m{i}")) && list.contains(&format!("127.0.0.1:{}", peer_ports[i])), "{list}");
-    }
+    // Names and peer URLs come from --initial-cluster; each member publishes
+    // its client URL through the log.
+    wait_until("every member's name, peer and client URL in member list", Duration::from_secs(10), || {
+        let list = etcdctl(&members[0].etcd_url(), &["member", "list"])?;
+        (0..MEMBERS)
+            .all(|i| list.contains(&format!("m{i}, http://127.0.0.1:{}, http://127.0.0.1:{}", peer_ports[i], members[i].client_port)))
+            .then_some(())
+    });
     let first_leader = wait_until("one Raft leader", Duration::from_secs(20), || leader(&members, &all));
 
     // A watch through member 2 sees what is written through member 0.

@@ -46,6 +46,10 @@ pub enum StoreError {
     MemberNotFound,
     #[error("etcdserver: Peer URLs already exists")]
     PeerUrlExists,
+    #[error("etcdserver: can only promote a learner member")]
+    MemberNotLearner,
+    #[error("etcdserver: can only promote a learner member which is in sync with leader")]
+    LearnerNotReady,
     #[error("etcdserver: unhealthy cluster")]
     Unhealthy,
     /// The durable log could not be written. The store stops accepting writes:
@@ -66,7 +70,7 @@ impl StoreError {
             TooManyRequests => Code::ResourceExhausted,
             Stopped | Timeout | NoLeader | LeaderChanged | Unhealthy => Code::Unavailable,
             MemberNotFound => Code::NotFound,
-            PeerUrlExists => Code::FailedPrecondition,
+            PeerUrlExists | MemberNotLearner | LearnerNotReady => Code::FailedPrecondition,
             Storage(_) => Code::Internal,
         }
     }
