@@ -517,6 +517,27 @@ async fn member_add_promote_remove() {
     assert_eq!(list.lines().count(), 3, "{list}");
     etcdctl(&endpoints, &["put", "after-remove", "3"]);
     assert!(etcdctl(&endpoints, &["get", "after-remove"]).contains("3"));
+
+    // Leader transfer (etcd's MoveLeader): hand leadership to a follower.
+    let (leader, _) = wait_leader(&c, &all).await;
+    let target = (leader + 1) % MEMBERS;
+    let target_id = list
+        .lines()
+        .find(|l| l.contains(&format!(", m{target},")))
+        .unwrap()
+        .split(',')
+        .next()
+        .unwrap()
+        .trim()
+        .to_owned();
+    let out = etcdctl(&endpoints, &["move-leader", &target_id]);
+    assert!(out.contains(&format!("to {target_id}")), "{out}");
+    let (now, _) = wait_leader(&c, &all).await;
+    assert_eq!(now, target, "m{target} leads after move-leader");
+    let err = etcdctl_err(&endpoints, &["move-leader", "abcdef"]);
+    assert!(err.contains("bad leader transferee"), "{err}");
+    etcdctl(&endpoints, &["put", "after-transfer", "4"]);
+    assert!(etcdctl(&endpoints, &["get", "after-transfer"]).contains("4"));
 }
 
 /// A follower that was down while the leader snapshotted and compacted its

@@ -67,6 +67,9 @@ struct Node {
     /// This member's name and client URLs, published through the log.
     attributes: MemberInfo,
     last_publish: Option<Instant>,
+    /// MoveLeader calls waiting for their target to lead, and how long they may wait.
+    transfers: Vec<(u64, Instant, oneshot::Sender<Result<()>>)>,
+    transfer_timeout: Duration,
     role: StateRole,
 }
 
@@ -194,6 +197,8 @@ pub(crate) fn start(shared: Arc<Shared>, cfg: ClusterConfig) -> io::Result<NodeH
         snapshotting: false,
         attributes: MemberInfo { id, name: cfg.name.clone(), peer_urls: vec![], client_urls: cfg.client_urls.clone(), is_learner: false },
         last_publish: None,
+        transfers: Vec::new(),
+        transfer_timeout: Duration::from_millis(cfg.tick_ms.max(1) * cfg.election_ticks.max(2) * 2),
         role: StateRole::Follower,
     };
     let thread = std::thread::Builder::new().name("raft-node".into()).spawn(move || node.run())?;
@@ -297,6 +302,19 @@ impl Node {
                 }
             }
             Input::Member(change, reply) => self.member_change(change, reply),
+            Input::TransferLeader(target, reply) => {
+                if self.role != StateRole::Leader {
+                    let _ = reply.send(Err(StoreError::NotLeader));
+                } else if !self.raw.raft().tracker.voters.contains(&target) {
+                    let _ = reply.send(Err(StoreError::BadLeaderTransferee));
+                } else if target == self.id {
+                    let _ = reply.send(Ok(()));
+                } else {
+                    tracing::info!(to = format!("{target:x}"), "transferring leadership");
+                    let _ = self.raw.transfer_leader(target);
+                    self.transfers.push((target, Instant::now(), reply));
+                }
+            }
             Input::Stop => {}
         }
     }
@@ -315,6 +333,10 @@ impl Node {
             }
         }
         self.member_waiters.retain(|(_, t, _)| now - *t < PROPOSAL_TIMEOUT * 2);
+        let timeout = self.transfer_timeout;
+        for (_, _, reply) in self.transfers.extract_if(.., |(_, t, _)| now - *t > timeout) {
+            let _ = reply.send(Err(StoreError::LeaderTransferTimeout));
+        }
     }
 
     /// One ReadIndex round at a time serves every read queued before it.
@@ -353,6 +375,9 @@ impl Node {
         let mut rd = self.raw.ready();
         if let Some(ss) = rd.soft_state {
             self.status.leader.store(ss.leader_id, Ordering::Relaxed);
+            for (_, _, reply) in self.transfers.extract_if(.., |(to, _, _)| *to == ss.leader_id) {
+                let _ = reply.send(Ok(()));
+            }
             if ss.role != self.role {
                 tracing::info!(role = ?ss.role, leader = format!("{:x}", ss.leader_id), "raft role changed");
                 if ss.role == StateRole::Leader {
