@@ -453,6 +453,11 @@ async fn member_add_promote_remove() {
     let at_leader = format!("127.0.0.1:{}", c.members[leader].client_port);
     let err = etcdctl_err(&at_leader, &["member", "promote", &id]);
     assert!(err.contains("can only promote a learner member which is in sync with leader"), "{err}");
+    // A follower forwards the request to the leader, which refuses it the same way.
+    let follower = (leader + 1) % MEMBERS;
+    let at_follower = format!("127.0.0.1:{}", c.members[follower].client_port);
+    let err = etcdctl_err(&at_follower, &["member", "promote", &id]);
+    assert!(err.contains("can only promote a learner member which is in sync with leader"), "{err}");
     let voter = list.lines().find(|l| l.contains(", m0,")).unwrap().split(',').next().unwrap().trim().to_owned();
     let err = etcdctl_err(&at_leader, &["member", "promote", &voter]);
     assert!(err.contains("can only promote a learner member"), "{err}");
@@ -486,12 +491,12 @@ async fn member_add_promote_remove() {
     let line = list.lines().find(|l| l.contains(&peer)).unwrap_or_else(|| panic!("new member not listed: {list}"));
     assert!(line.ends_with("true"), "added as a learner: {line}");
     let id = line.split(',').next().unwrap().trim().to_owned();
-    // Caught up now: the leader promotes it (its progress may trail by a heartbeat).
+    // Caught up now: promoted, through a follower (the leader's view of its progress may trail by a heartbeat).
     let t = Instant::now();
     loop {
         let out = std::process::Command::new("/usr/bin/etcdctl")
             .env("ETCDCTL_API", "3")
-            .args(["--endpoints", &at_leader, "member", "promote", &id])
+            .args(["--endpoints", &at_follower, "member", "promote", &id])
             .output()
             .unwrap();
         if out.status.success() {
