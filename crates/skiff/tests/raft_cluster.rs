@@ -306,23 +306,13 @@ async fn history_values(url: &str) -> (i64, BTreeSet<(u64, u64)>) {
 }
 
 fn etcdctl(endpoints: &str, args: &[&str]) -> String {
-    let out = std::process::Command::new("/usr/bin/etcdctl")
-        .env("ETCDCTL_API", "3")
-        .args(["--endpoints", endpoints])
-        .args(args)
-        .output()
-        .expect("run etcdctl");
+    let out = common::etcdctl(endpoints, args);
     assert!(out.status.success(), "etcdctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap()
 }
 
 fn etcdctl_err(endpoints: &str, args: &[&str]) -> String {
-    let out = std::process::Command::new("/usr/bin/etcdctl")
-        .env("ETCDCTL_API", "3")
-        .args(["--endpoints", endpoints])
-        .args(args)
-        .output()
-        .expect("run etcdctl");
+    let out = common::etcdctl(endpoints, args);
     assert!(!out.status.success(), "etcdctl {args:?} should fail: {}", String::from_utf8_lossy(&out.stdout));
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
@@ -494,11 +484,7 @@ async fn member_add_promote_remove() {
     // Caught up now: promoted, through a follower (the leader's view of its progress may trail by a heartbeat).
     let t = Instant::now();
     loop {
-        let out = std::process::Command::new("/usr/bin/etcdctl")
-            .env("ETCDCTL_API", "3")
-            .args(["--endpoints", &at_follower, "member", "promote", &id])
-            .output()
-            .unwrap();
+        let out = common::etcdctl(&at_follower, &["member", "promote", &id]);
         if out.status.success() {
             break;
         }

@@ -44,12 +44,9 @@ impl Member {
 }
 
 fn etcdctl(endpoints: &str, args: &[&str]) -> Option<String> {
-    let out = Command::new("/usr/bin/etcdctl")
-        .env("ETCDCTL_API", "3")
-        .args(["--endpoints", endpoints, "--command-timeout=3s"])
-        .args(args)
-        .output()
-        .expect("run etcdctl");
+    let mut all = vec!["--command-timeout=3s"];
+    all.extend_from_slice(args);
+    let out = common::etcdctl(endpoints, &all);
     out.status.success().then(|| String::from_utf8(out.stdout).unwrap())
 }
 

@@ -237,6 +237,12 @@ impl Drop for SkiffProc {
     }
 }
 
+/// Debian's etcdctl (v3 API) against `endpoints` (`host:port,…`: etcdctl 3.4
+/// sends a URL scheme in the HTTP/2 authority, which hyper refuses).
+pub fn etcdctl(endpoints: &str, args: &[&str]) -> std::process::Output {
+    Command::new("/usr/bin/etcdctl").env("ETCDCTL_API", "3").args(["--endpoints", endpoints]).args(args).output().expect("run etcdctl")
+}
+
 /// A plain-HTTP GET on loopback (metrics endpoints); the whole response, headers included.
 pub fn http_get(port: u16, path: &str) -> String {
     use std::io::{Read, Write};
