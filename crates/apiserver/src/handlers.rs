@@ -254,7 +254,10 @@ fn validate_meta(res: &Resource, obj: &Value) -> ApiResult<()> {
 /// Decode a body as its type (fieldValidation: Strict fails on unknown
 /// fields, Warn — the default — reports them, Ignore drops them silently).
 /// Returns the object as it will be stored, and warnings for the response.
-fn typed(req: &Request, res: &Resource, obj: Value) -> ApiResult<(Value, Vec<String>)> {
+/// `body` says the object is a request body (create, update): upstream then
+/// names the kind it could not decode (its `transformDecodeError`), as
+/// `Deployment in version "v1" cannot be handled as a Deployment: strict decoding error: …`.
+fn typed(req: &Request, res: &Resource, obj: Value, body: bool) -> ApiResult<(Value, Vec<String>)> {
     let (clean, unknown) = crate::typed::check(res, &obj).map_err(|e| {
         ApiError::bad_request(format!("{} in version \"{}\" cannot be handled as a {}: {e}", res.kind, res.version, res.kind))
     })?;
@@ -263,7 +266,14 @@ fn typed(req: &Request, res: &Resource, obj: Value) -> ApiResult<(Value, Vec<Str
     }
     let msgs: Vec<String> = unknown.iter().map(|f| format!("unknown field \"{f}\"")).collect();
     match req.q("fieldValidation") {
-        Some("Strict") => Err(ApiError::bad_request(format!("strict decoding error: {}", msgs.join(", ")))),
+        Some("Strict") => {
+            let strict = format!("strict decoding error: {}", msgs.join(", "));
+            if !body {
+                return Err(ApiError::bad_request(strict));
+            }
+            let version = obj["apiVersion"].as_str().and_then(|v| v.rsplit('/').next()).unwrap_or(res.version);
+            Err(ApiError::bad_request(format!("{} in version \"{version}\" cannot be handled as a {}: {strict}", res.kind, res.kind)))
+        }
         Some("Ignore") => Ok((clean, vec![])),
         _ => Ok((clean, msgs)),
     }
@@ -312,7 +322,7 @@ pub(crate) async fn create_value(storage: &Storage, req: &Request, mut obj: Valu
     }
     let manager = field_manager(req)?;
     check_type(res, &mut obj)?;
-    let (mut obj, warnings) = typed(req, res, obj)?;
+    let (mut obj, warnings) = typed(req, res, obj, applied.is_none())?;
     let m = &mut obj["metadata"];
     if m["name"].as_str().unwrap_or("").is_empty() {
         if let Some(g) = m["generateName"].as_str().filter(|g| !g.is_empty()) {
@@ -436,7 +446,7 @@ async fn update(storage: &Storage, req: &Request) -> ApiResult<Response> {
     check_type(t.res, &mut obj)?;
     let wanted_rv = obj["metadata"]["resourceVersion"].as_str().filter(|s| !s.is_empty()).map(str::to_string);
     let manager = field_manager(req)?;
-    let (obj, warnings) = typed(req, t.res, obj)?;
+    let (obj, warnings) = typed(req, t.res, obj, true)?;
     let body_name = obj["metadata"]["name"].as_str().unwrap_or("");
     if body_name != t.name() {
         return Err(ApiError::bad_request(format!("the name of the object ({body_name}) does not match the name on the URL ({})", t.name())));
@@ -498,7 +508,7 @@ async fn patch(storage: &Storage, req: &Request) -> ApiResult<Response> {
 pub(crate) async fn finish_update(storage: &Storage, req: &Request, old: &Value, rev: i64, mut patched: Value, manager: Option<&str>) -> ApiResult<Option<Response>> {
     let t = &req.target;
     check_type(t.res, &mut patched)?;
-    let (patched, warnings) = typed(req, t.res, patched)?;
+    let (patched, warnings) = typed(req, t.res, patched, false)?;
     if let Some(want) = patched["metadata"]["resourceVersion"].as_str().filter(|s| !s.is_empty()) {
         if want != rev.to_string() && old["metadata"]["resourceVersion"] != patched["metadata"]["resourceVersion"] {
             return Err(write_error(WriteError::Conflict, t, t.name()));
