@@ -466,7 +466,7 @@ async fn update(storage: &Storage, req: &Request) -> ApiResult<Response> {
             next["metadata"]["resourceVersion"] = Value::String(rev.to_string());
             return Ok(with_warnings(json_response(StatusCode::OK, &next), &warnings));
         }
-        match write_updated(storage, t, rev, &mut next, &claims).await {
+        match write_updated(storage, t, &old, rev, &mut next, &claims).await {
             Ok(()) => return Ok(with_warnings(json_response(StatusCode::OK, &next), &warnings)),
             // Unconditional updates retry against the newer object.
             Err(WriteError::Conflict) if wanted_rv.is_none() => continue,
@@ -525,7 +525,7 @@ pub(crate) async fn finish_update(storage: &Storage, req: &Request, old: &Value,
     if req.dry_run() {
         return Ok(Some(with_warnings(json_response(StatusCode::OK, &next), &warnings)));
     }
-    match write_updated(storage, t, rev, &mut next, &claims).await {
+    match write_updated(storage, t, old, rev, &mut next, &claims).await {
         Ok(()) => Ok(Some(with_warnings(json_response(StatusCode::OK, &next), &warnings))),
         Err(WriteError::Conflict | WriteError::Claimed) => Ok(None),
         Err(e) => Err(write_error(e, t, t.name())),
@@ -533,8 +533,11 @@ pub(crate) async fn finish_update(storage: &Storage, req: &Request, old: &Value,
 }
 
 /// Write an updated object. An object being deleted whose last finalizer
-/// was just removed is deleted instead, as upstream does.
-async fn write_updated(storage: &Storage, t: &Target, rev: i64, next: &mut Value, claims: &crate::admission::Claims) -> Result<(), WriteError> {
+/// was just removed is deleted instead, as upstream does. An update that
+/// changes nothing is not written, as upstream's storage skips a write whose
+/// bytes equal the stored ones: the resourceVersion stays, no watch event is
+/// sent, and `kubectl patch` can tell the user "patched (no change)".
+async fn write_updated(storage: &Storage, t: &Target, old: &Value, rev: i64, next: &mut Value, claims: &crate::admission::Claims) -> Result<(), WriteError> {
     let deleting = !next["metadata"]["deletionTimestamp"].is_null();
     let finalizers_left = next["metadata"]["finalizers"].as_array().is_some_and(|f| !f.is_empty());
     let graceful_pending = next["metadata"]["deletionGracePeriodSeconds"].as_i64().unwrap_or(0) > 0;
@@ -545,9 +548,28 @@ async fn write_updated(storage: &Storage, t: &Target, rev: i64, next: &mut Value
         storage.write(&t.key(), rev, None, &[], &release).await?;
         return Ok(());
     }
+    if claims.claim.is_empty() && claims.release.is_empty() && same_but_version(old, next) {
+        next["metadata"]["resourceVersion"] = Value::String(rev.to_string());
+        return Ok(());
+    }
     let new_rev = storage.write(&t.key(), rev, Some(next), &claims.claim, &claims.release).await?;
     next["metadata"]["resourceVersion"] = Value::String(new_rev.to_string());
     Ok(())
+}
+
+/// Whether `next` equals `old` apart from metadata.resourceVersion (which a
+/// request body may carry stale or not at all).
+fn same_but_version(old: &Value, next: &Value) -> bool {
+    let (Some(o), Some(n)) = (old.as_object(), next.as_object()) else { return false };
+    let fields = |m: &serde_json::Map<String, Value>| m.len() - usize::from(m.contains_key("resourceVersion"));
+    o.len() == n.len()
+        && o.iter().all(|(k, v)| match (k.as_str(), n.get(k)) {
+            ("metadata", Some(nv)) => match (v.as_object(), nv.as_object()) {
+                (Some(om), Some(nm)) => fields(om) == fields(nm) && om.iter().all(|(mk, mv)| mk == "resourceVersion" || nm.get(mk) == Some(mv)),
+                _ => false,
+            },
+            (_, nv) => nv == Some(v),
+        })
 }
 
 /// Delete one object. Objects with finalizers get a deletionTimestamp and
