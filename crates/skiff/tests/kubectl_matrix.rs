@@ -321,6 +321,10 @@ fn reads(m: &Matrix) {
     assert!(on_node.lines().any(|l| l == format!("pod/{pod}")), "1.{v}: {on_node}");
     m.says(&["get", "pods", "-l", "app=web", "--field-selector", "status.phase=Failed", "-o", "name"], "");
 
+    // The controllers record what they did (in the background): wait for it before describe shows it.
+    let events_of = |kind: &str, name: &str| m.jp(&["events", "--field-selector", &format!("involvedObject.kind={kind},involvedObject.name={name}")], r#"{range .items[*]}{.reason}: {.message}{"\n"}{end}"#);
+    m.wait("the ScalingReplicaSet event", || events_of("Deployment", "web").contains(&format!("ScalingReplicaSet: Scaled up replica set {rs} from 0 to 2\n")));
+    m.wait("two SuccessfulCreate events", || events_of("ReplicaSet", &rs).matches("SuccessfulCreate: Created pod: ").count() == 2);
     let d = squash(&m.ok(&["describe", "deployment", "web"]));
     for want in [
         "Name: web".to_string(),
@@ -333,6 +337,8 @@ fn reads(m: &Matrix) {
         "Image: nginx:1.25 Port: 80/TCP".into(),
         "Available True MinimumReplicasAvailable".into(),
         format!("NewReplicaSet: {rs} (2/2 replicas created)"),
+        "Normal ScalingReplicaSet".into(),
+        format!("deployment-controller Scaled up replica set {rs} from 0 to 2"),
     ] {
         assert!(d.contains(&want), "1.{v}: describe deployment lacks {want:?}:\n{d}");
     }
@@ -359,6 +365,8 @@ fn reads(m: &Matrix) {
     let ev = m.ok(&["events", "--for", &format!("pod/{pod}")]);
     assert_eq!(squash(ev.lines().next().unwrap_or("")), "LAST SEEN TYPE REASON OBJECT MESSAGE", "1.{v}:\n{ev}");
     assert!(squash(&ev).contains(&format!("Normal Scheduled Pod/{pod} Successfully assigned {ns}/{pod} to {node}")), "1.{v}:\n{ev}");
+    let ev = squash(&m.ok(&["events", "--for", &format!("replicaset/{rs}")]));
+    assert!(ev.contains(&format!("Normal SuccessfulCreate ReplicaSet/{rs} Created pod: {pod}")), "1.{v}:\n{ev}");
 }
 
 /// edit, the three patch types, label, annotate, scale.
@@ -397,6 +405,8 @@ fn writes(m: &Matrix) {
     m.says(&["scale", "deployment", "web", "--replicas=3"], "deployment.apps/web scaled\n");
     assert_eq!(m.jp(&["deploy", "web"], "{.spec.replicas}"), "3", "1.{v}");
     // The ReplicaSet follows, and so do its pods.
+    let scaled = format!("Scaled up replica set {} from 2 to 3", m.jp(&["rs", "-l", "app=web"], "{.items[0].metadata.name}"));
+    m.wait("the event of the scale-up", || m.jp(&["events", "--field-selector", "involvedObject.kind=Deployment,involvedObject.name=web,reason=ScalingReplicaSet"], "{.items[*].message}").contains(&scaled));
     m.wait("web's ReplicaSet scaled to 3 ready", || m.jp(&["rs", "-l", "app=web"], "{.items[*].spec.replicas}/{.items[*].status.readyReplicas}") == "3/3");
     m.says(&["wait", "--for=jsonpath={.status.readyReplicas}=3", "deployment/web", "--timeout=120s"], "deployment.apps/web condition met\n");
 }
