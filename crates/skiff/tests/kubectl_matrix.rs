@@ -157,8 +157,7 @@ impl Matrix {
         p.to_str().unwrap().to_string()
     }
 
-    fn wait(&self, what: &str, f: impl FnMut() -> bool) {
-        let mut f = f;
+    fn wait(&self, what: &str, mut f: impl FnMut() -> bool) {
         wait_until(&format!("1.{}: {what}", self.v), SLOW, || f().then_some(()));
     }
 }
@@ -273,6 +272,12 @@ fn applies(m: &Matrix) {
     assert_eq!(m.jp(&["deploy", "ssa"], "{.metadata.generation} {.spec.replicas} {.spec.template.spec.containers[0].image}"), "2 2 nginx:1.26", "1.{v}");
     let managers = m.jp(&["deploy", "ssa", "--show-managed-fields"], "{range .metadata.managedFields[*]}{.manager}:{.operation} {end}");
     assert!(managers.contains("kubectl:Apply"), "1.{v}: {managers}");
+    // Where no controller writes (a ConfigMap), the same apply again writes nothing at all.
+    let flags = m.file("flags.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: flags\ndata:\n  mode: fast\n");
+    m.says(&["apply", "--server-side", "-f", &flags], "configmap/flags serverside-applied\n");
+    let rv = m.jp(&["cm", "flags"], "{.metadata.resourceVersion}");
+    m.says(&["apply", "--server-side", "-f", &flags], "configmap/flags serverside-applied\n");
+    assert_eq!(m.jp(&["cm", "flags"], "{.metadata.resourceVersion}"), rv, "1.{v}: a no-op apply is not written");
     // Another manager changing a field kubectl applied conflicts, until forced.
     let ssa3 = m.file("ssa3.yaml", &ssa("2", "nginx:1.27"));
     let e = m.err(&["apply", "--server-side", "--field-manager=other", "-f", &ssa3]);
