@@ -391,7 +391,7 @@ fn writes(m: &Matrix) {
     m.says(&["patch", "deployment", "api", "-p", env], "deployment.apps/api patched\n");
     assert_eq!(m.jp(&["deploy", "api"], "{.spec.template.spec.containers[0].image} {.spec.template.spec.containers[0].env[0].value}"), "nginx:1.26 b", "1.{v}");
     // A patch that changes nothing is not written (the Deployments here have a controller writing their status meanwhile).
-    m.says(&["patch", "configmap", "c1", "-p", r#"{"data":{"a":"1"}}"#], "configmap/c1 patched (no change)\n");
+    m.says(&["patch", "configmap", "c1", "--type=strategic", "-p", r#"{"data":{"a":"1"}}"#], "configmap/c1 patched (no change)\n");
     m.says(&["patch", "deployment", "api", "--type=merge", "-p", r#"{"spec":{"template":{"spec":{"containers":[{"name":"app","image":"nginx:1.27"}]}}}}"#], "deployment.apps/api patched\n");
     assert_eq!(m.jp(&["deploy", "api"], "{.spec.template.spec.containers[0].image}|{.spec.template.spec.containers[0].env}"), "nginx:1.27|", "1.{v}");
     m.says(&["patch", "deployment", "web", "--type=json", "-p", r#"[{"op":"test","path":"/spec/replicas","value":2},{"op":"add","path":"/spec/revisionHistoryLimit","value":3}]"#], "deployment.apps/web patched\n");
@@ -440,7 +440,7 @@ fn discovery(m: &Matrix) {
 fn deletes(m: &Matrix) {
     let (v, ns) = (m.v, &m.ns);
     // background (the default): the Deployment goes at once, the garbage collector takes its ReplicaSet and pods.
-    m.says(&["delete", "deployment", "api"], "deployment.apps \"api\" deleted\n");
+    m.says(&["delete", "deployment", "api", "--cascade=background"], "deployment.apps \"api\" deleted\n");
     m.wait("api's ReplicaSets and pods collected", || m.gone(&["rs,pods", "-l", "app=api"]));
 
     // orphan: the ReplicaSet and its pod stay, no longer owned.
