@@ -97,6 +97,9 @@ fn default_data_dir() -> PathBuf {
 pub async fn run(args: ServerArgs) -> Result<()> {
     let dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    if !args.etcd_servers.is_empty() && (args.cluster.initial_cluster.is_some() || args.listen_client_urls.is_some()) {
+        anyhow::bail!("--etcd-servers keeps the state in an external etcd; it cannot be combined with --initial-cluster or --listen-client-urls");
+    }
     let (kv, store): (Arc<dyn skiff_apiserver::kv::Kv>, Option<Store>) = if args.etcd_servers.is_empty() {
         let client_urls = args.advertise_client_urls.as_ref().or(args.listen_client_urls.as_ref()).map(|u| super::urls::list(u)).unwrap_or_default();
         let (store, id) = args.cluster.open(Config::new(dir.join("store")), client_urls)?;
