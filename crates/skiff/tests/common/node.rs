@@ -29,6 +29,13 @@ pub fn sha(path: &Path) -> (String, u64) {
 
 /// An OCI-layout tarball holding one layer: /bin/busybox and its applets.
 pub fn build_busybox_image(dir: &Path) -> std::path::PathBuf {
+    build_image(dir, "busybox:skiff-test", serde_json::json!({"Env": ["PATH=/bin"], "Cmd": ["sh"]}))
+}
+
+/// An OCI-layout tarball `<dir>/image-<name>.tar` of busybox-static, named
+/// `name` (its `org.opencontainers.image.ref.name`), with `config` as the
+/// image config's `config` (Entrypoint, Cmd, Env, …).
+pub fn build_image(dir: &Path, name: &str, config: Value) -> std::path::PathBuf {
     let root = dir.join("rootfs");
     std::fs::create_dir_all(root.join("bin")).unwrap();
     std::fs::create_dir_all(root.join("tmp")).unwrap();
@@ -53,14 +60,14 @@ pub fn build_busybox_image(dir: &Path) -> std::path::PathBuf {
         (hex, size)
     };
     let (chex, csize) = put(serde_json::json!({"architecture": "amd64", "os": "linux",
-        "config": {"Env": ["PATH=/bin"], "Cmd": ["sh"]}, "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{lhex}")]}}));
+        "config": config, "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{lhex}")]}}));
     let (mhex, msize) = put(serde_json::json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
         "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": format!("sha256:{chex}"), "size": csize},
         "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": format!("sha256:{lhex}"), "size": lsize}]}));
     std::fs::write(oci.join("index.json"), serde_json::json!({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "digest": format!("sha256:{mhex}"), "size": msize, "annotations": {"org.opencontainers.image.ref.name": "busybox:skiff-test"}}]}).to_string()).unwrap();
+        "digest": format!("sha256:{mhex}"), "size": msize, "annotations": {"org.opencontainers.image.ref.name": name}}]}).to_string()).unwrap();
     std::fs::write(oci.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
-    let tarball = dir.join("busybox-oci.tar");
+    let tarball = dir.join(format!("image-{}.tar", name.replace(['/', ':'], "_")));
     sh(&format!("tar -C {} -cf {} .", oci.display(), tarball.display()));
     std::fs::remove_dir_all(&root).unwrap();
     std::fs::remove_dir_all(&oci).unwrap();
