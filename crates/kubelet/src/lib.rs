@@ -14,9 +14,11 @@ pub mod node;
 pub mod probes;
 pub mod resources;
 pub mod server;
+pub mod spdy_client;
 pub mod static_pods;
 pub mod streaming;
 pub mod status;
+pub mod translate;
 pub mod volumes;
 pub mod worker;
 

@@ -203,7 +203,7 @@ mod tests {
         assert_eq!(a["restartCount"], 3, "two pruned instances plus the two kept");
         assert_eq!(a["state"]["waiting"]["reason"], "CrashLoopBackOff");
         assert_eq!(a["lastState"]["terminated"]["exitCode"], 3);
-        assert_eq!(a["lastState"]["terminated"]["containerID"], "containerd://2");
+        assert_eq!(a["lastState"]["terminated"]["containerID"], "containerd://3", "waiting to restart: the last instance is the last state");
         assert_eq!(a["containerID"], "containerd://3");
         assert_eq!(a["ready"], false);
         assert_eq!(s["podIP"], "10.244.0.5");
