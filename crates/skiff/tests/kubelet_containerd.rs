@@ -1,7 +1,7 @@
 //! End to end on Debian's containerd instead of the embedded runtime:
 //! `skiff agent --container-runtime-endpoint unix://…` drives containerd's
 //! CRI plugin, and real kubectl sees a pod run (podIP from the CNI bridge),
-//! its logs, `exec` in both upgrade flavours (SPDY for 1.27/1.29, WebSocket
+//! its logs, `exec`, `attach` and `port-forward` in both upgrade flavours (SPDY for 1.27/1.29, WebSocket
 //! for 1.33, which the kubelet translates to SPDY for containerd), a
 //! crashing container's exit code and restarts, and the sandbox gone from
 //! containerd after the pod is deleted. Root only, and skipped without
@@ -14,7 +14,7 @@
 
 mod common;
 
-use common::node::{apply, build_image, is_root, wait_pod};
+use common::node::{apply, attach, build_image, is_root, port_forward, wait_pod};
 use common::{free_port, wait_for_port, wait_until, Kubectl, SkiffProc, SkiffServer};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -212,7 +212,7 @@ fn pod_runs_through_containerd() {
         });
         assert!(version.starts_with("containerd://1."), "{version}");
 
-        apply(&k, &pod("web", "echo hello from containerd; while read l; do echo \"got $l\"; done"));
+        apply(&k, &pod("web", "nc -ll -p 8080 -e echo hi & echo hello from containerd; while read l; do echo \"got $l\"; done"));
         let p = wait_pod(&k, "web", "Running with a pod IP", |p| p["status"]["phase"] == "Running" && p["status"]["podIP"].is_string());
         let ip = p["status"]["podIP"].as_str().unwrap();
         assert!(ip.starts_with("10.244.249."), "pod IP {ip} is not from the containerd CNI config's subnet");
@@ -231,7 +231,10 @@ fn pod_runs_through_containerd() {
         assert!(sbs.len() == 1 && sbs[0].1, "one ready sandbox in containerd: {sbs:?}");
 
         for minor in [27, 29, 33] {
-            exec(&Kubectl::new(minor, &server.kubeconfig));
+            let k = Kubectl::new(minor, &server.kubeconfig);
+            exec(&k);
+            attach(&k, "web");
+            port_forward(&k, "web");
         }
         websocket_without_fallback(&k);
 

@@ -1,7 +1,8 @@
 //! Helpers for end-to-end tests that run real containers: a busybox image
 //! built from Debian's busybox-static, an agent process, waiting on pods.
 
-use super::Kubectl;
+use super::{free_port, Kubectl};
+use std::io::{BufRead, BufReader, Read};
 use serde_json::Value;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -106,3 +107,60 @@ pub fn apply(k: &Kubectl, manifest: &str) {
     assert!(c.wait().unwrap().success());
 }
 
+/// `kubectl attach -i` to container `c`, which echoes each stdin line as `got <line>`.
+pub fn attach(k: &Kubectl, pod: &str) {
+    let mut c = Command::new(&k.bin).env("KUBECONFIG", &k.kubeconfig).args(["attach", "-i", pod, "-c", "c"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut stderr = c.stderr.take().unwrap();
+    let errors = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let mut input = c.stdin.take().unwrap();
+    let mut lines = BufReader::new(c.stdout.take().unwrap()).lines();
+    let word = format!("ping-{}", k.bin.rsplit('.').next().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut seen = Vec::new();
+    // The attach may start after the first line is written: repeat until echoed.
+    let writer = std::thread::spawn({
+        let word = word.clone();
+        move || {
+            use std::io::Write;
+            for _ in 0..20 {
+                if input.write_all(format!("{word}\n").as_bytes()).is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        }
+    });
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        seen.push(line.clone());
+        if line == format!("got {word}") || Instant::now() > deadline {
+            break;
+        }
+    }
+    let _ = c.kill();
+    let _ = c.wait();
+    let _ = writer.join();
+    assert!(seen.contains(&format!("got {word}")), "{}: {seen:?}, stderr: {}", k.bin, errors.join().unwrap());
+}
+
+/// `kubectl port-forward` to pod port 8080, where a server answers `hi` to each connection.
+pub fn port_forward(k: &Kubectl, pod: &str) {
+    let local = free_port();
+    let mut c = Command::new(&k.bin).env("KUBECONFIG", &k.kubeconfig).args(["port-forward", &format!("pod/{pod}"), &format!("{local}:8080")]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut first = String::new();
+    BufReader::new(c.stdout.as_mut().unwrap()).read_line(&mut first).unwrap();
+    assert!(first.starts_with("Forwarding from 127.0.0.1:"), "{first}");
+    for _ in 0..2 {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", local)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut got = String::new();
+        s.read_to_string(&mut got).unwrap();
+        assert_eq!(got, "hi\n", "{}", k.bin);
+    }
+    let _ = c.kill();
+    let _ = c.wait();
+}
