@@ -8,7 +8,6 @@ mod common;
 
 use common::node::{apply, attach, build_busybox_image, is_root, port_forward, wait_pod, Agent};
 use common::{free_port, wait_for_port, Kubectl, SkiffServer};
-use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
