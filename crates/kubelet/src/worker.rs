@@ -414,13 +414,21 @@ impl Worker {
         let ids = self.ids.entry(name.clone()).or_default();
         ids.push(id.clone());
         // Keep the running instance and the one before it (lastState, logs
-        // --previous); remove older ones from the runtime, as upstream's GC does.
+        // --previous); remove older ones from the runtime, and their log
+        // files (runtimes leave those to the kubelet), as upstream's GC does.
         while ids.len() > 2 {
             let old = ids.remove(0);
             *self.pruned.entry(name.clone()).or_default() += 1;
             self.probes.remove(&old);
             let mut rt = self.ctx.rt.clone();
-            tokio::spawn(async move { rt.remove_container(cri::RemoveContainerRequest { container_id: old }).await });
+            let log_root = self.ctx.log_root.clone();
+            tokio::spawn(async move {
+                let log = rt.container_status(cri::ContainerStatusRequest { container_id: old.clone(), verbose: false }).await.ok().and_then(|r| r.into_inner().status).map(|s| s.log_path);
+                let _ = rt.remove_container(cri::RemoveContainerRequest { container_id: old }).await;
+                if let Some(log) = log.filter(|l| std::path::Path::new(l).starts_with(&log_root)) {
+                    let _ = std::fs::remove_file(log);
+                }
+            });
         }
         rt.start_container(cri::StartContainerRequest { container_id: id.clone() }).await?;
         self.waiting.remove(&name);

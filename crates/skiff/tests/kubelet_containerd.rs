@@ -245,6 +245,11 @@ fn pod_runs_through_containerd() {
         assert_eq!(cs["lastState"]["terminated"]["exitCode"], 7, "{cs:#}");
         assert_eq!(cs["lastState"]["terminated"]["reason"], "Error", "{cs:#}");
         assert_eq!(k.ok(&["logs", "crash", "--previous"]), "attempt\n");
+        // The second restart (after the 10 s backoff) prunes the first instance, and its log file with it.
+        let p = wait_pod(&k, "crash", "a second restart", |p| p["status"]["containerStatuses"][0]["restartCount"].as_i64().unwrap_or(0) >= 2);
+        let logs = d.join(format!("pods/default_crash_{}/c", p["metadata"]["uid"].as_str().unwrap()));
+        wait_until("the pruned instance's log file to go", Duration::from_secs(10), || (!logs.join("0.log").exists()).then_some(()));
+        assert!(logs.join("2.log").exists(), "attempts keep counting after a pruned one");
 
         k.ok(&["delete", "pod", "web", "crash", "--wait=true", "--timeout=60s"]);
         for name in ["web", "crash"] {
