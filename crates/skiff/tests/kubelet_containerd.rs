@@ -137,9 +137,9 @@ fn sandboxes(socket: &Path, name: &str) -> Vec<(String, bool)> {
     })
 }
 
-fn pod(name: &str, command: &str) -> String {
+fn pod(name: &str, command: &str, resources: Value) -> String {
     json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": {"nodeName": "skiff-ctrd", "terminationGracePeriodSeconds": 1,
-        "containers": [{"name": "c", "image": "busybox:skiff-test", "stdin": true, "command": ["sh", "-c", command]}]}})
+        "containers": [{"name": "c", "image": "busybox:skiff-test", "stdin": true, "command": ["sh", "-c", command], "resources": resources}]}})
     .to_string()
 }
 
@@ -212,20 +212,29 @@ fn pod_runs_through_containerd() {
         });
         assert!(version.starts_with("containerd://1."), "{version}");
 
-        apply(&k, &pod("web", "nc -ll -p 8080 -e echo hi & echo hello from containerd; while read l; do echo \"got $l\"; done"));
+        // Guaranteed: its oom_score_adj (-997) is one containerd must clamp (restrict_oom_score_adj).
+        let limits = json!({"limits": {"cpu": "250m", "memory": "64Mi"}});
+        apply(&k, &pod("web", "nc -ll -p 8080 -e echo hi & echo hello from containerd; while read l; do echo \"got $l\"; done", limits));
         let p = wait_pod(&k, "web", "Running with a pod IP", |p| p["status"]["phase"] == "Running" && p["status"]["podIP"].is_string());
         let ip = p["status"]["podIP"].as_str().unwrap();
         assert!(ip.starts_with("10.244.249."), "pod IP {ip} is not from the containerd CNI config's subnet");
         let cs = &p["status"]["containerStatuses"][0];
         assert!(cs["containerID"].as_str().unwrap().starts_with("containerd://"), "{cs:#}");
         assert_eq!(cs["ready"], true);
+        // The kubelet's cgroup parent and limits, applied by containerd (cgroupfs driver).
+        let uid = p["metadata"]["uid"].as_str().unwrap();
+        let cid = cs["containerID"].as_str().unwrap().trim_start_matches("containerd://");
+        if Path::new("/sys/fs/cgroup/memory").exists() {
+            let read = |f: &str| std::fs::read_to_string(format!("/sys/fs/cgroup/{f}")).unwrap_or_default().trim().to_string();
+            assert_eq!(read(&format!("memory/kubepods/pod{uid}/{cid}/memory.limit_in_bytes")), (64u64 << 20).to_string());
+            assert_eq!(read(&format!("cpu/kubepods/pod{uid}/{cid}/cpu.cfs_quota_us")), "25000");
+        }
         // The log file is where the kubelet told containerd to write it (log_directory + log_path).
         let log = wait_until("the container's output", Duration::from_secs(20), || {
             let out = k.ok(&["logs", "web"]);
             (!out.is_empty()).then_some(out)
         });
         assert_eq!(log, "hello from containerd\n");
-        let uid = p["metadata"]["uid"].as_str().unwrap();
         assert!(d.join(format!("pods/default_web_{uid}/c/0.log")).exists());
         let sbs = sandboxes(&ctrd.socket(), "web");
         assert!(sbs.len() == 1 && sbs[0].1, "one ready sandbox in containerd: {sbs:?}");
@@ -239,7 +248,7 @@ fn pod_runs_through_containerd() {
         websocket_without_fallback(&k);
 
         // A container that fails: its exit code, then restarts with backoff; logs --previous.
-        apply(&k, &pod("crash", "echo attempt; exit 7"));
+        apply(&k, &pod("crash", "echo attempt; exit 7", json!({})));
         let p = wait_pod(&k, "crash", "a restart", |p| p["status"]["containerStatuses"][0]["restartCount"].as_i64().unwrap_or(0) >= 1);
         let cs: &Value = &p["status"]["containerStatuses"][0];
         assert_eq!(cs["lastState"]["terminated"]["exitCode"], 7, "{cs:#}");
