@@ -143,7 +143,7 @@ fn pod(name: &str, command: &str, resources: Value) -> String {
     .to_string()
 }
 
-/// `kubectl exec`: output, stderr, exit code, its own PID namespace, stdin to EOF, a terminal.
+/// `kubectl exec`: output, stderr, exit code, its own PID namespace, stdin to EOF, bulk data, a terminal.
 fn exec(k: &Kubectl) {
     let out = k.run(&["exec", "web", "--", "sh", "-c", "echo out; echo err >&2; exit 3"]);
     assert_eq!(out.status.code(), Some(3), "{}: {}", k.bin, String::from_utf8_lossy(&out.stderr));
@@ -158,6 +158,16 @@ fn exec(k: &Kubectl) {
     let out = c.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", k.bin);
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hello\nworld\ndone\n", "{}", k.bin);
+
+    // Bulk both ways: more than any flow-control window.
+    let mut c = Command::new(&k.bin).env("KUBECONFIG", &k.kubeconfig).args(["exec", "-i", "web", "--", "wc", "-c"]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    let mut input = c.stdin.take().unwrap();
+    let feeder = std::thread::spawn(move || input.write_all(&vec![b'z'; 3 << 20]).unwrap());
+    let out = c.wait_with_output().unwrap();
+    feeder.join().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), (3 << 20).to_string(), "{}", k.bin);
+    let out = k.run(&["exec", "web", "--", "head", "-c", "5000000", "/dev/zero"]);
+    assert_eq!(out.stdout.len(), 5_000_000, "{}", k.bin);
 
     let cmd = format!("{} exec -it web -- sh -c 'tty; exit 4'", k.bin);
     let out = Command::new("script").args(["-qec", &cmd, "/dev/null"]).env("KUBECONFIG", &k.kubeconfig).stdin(Stdio::null()).output().unwrap();
