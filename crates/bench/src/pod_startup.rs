@@ -113,13 +113,14 @@ fn spawn_agent(bin: &Path, kubeconfig: &Path, dir: &Path, port: u16, containerd:
     let s = |p: &Path| p.to_str().unwrap().to_string();
     let mut args = vec![
         "agent".to_string(), "--kubeconfig".into(), s(kubeconfig), "--node-name".into(), NODE.into(), "--node-ip".into(), "127.0.0.1".into(),
-        "--port".into(), port.to_string(), "--bridge".into(), "skiffbench0".into(), "--pod-cidr".into(), "10.244.251.0/24".into(),
+        "--port".into(), port.to_string(), "--bridge".into(), "skiffbench0".into(),
         "--runtime-root".into(), s(&dir.join("runtime")), "--cri-socket".into(), s(&dir.join("cri.sock")),
         "--pod-log-dir".into(), s(&dir.join("pods")), "--root-dir".into(), s(&dir.join("kubelet")),
     ];
-    if let Some(sock) = containerd {
-        // Later flags win: containerd's CNI subnet is the node's pod CIDR.
-        args.extend(["--container-runtime-endpoint".to_string(), format!("unix://{}", s(sock)), "--pod-cidr".into(), crate::containerd::SUBNET.into()]);
+    match containerd {
+        // containerd's CNI subnet is the node's pod CIDR.
+        Some(sock) => args.extend(["--container-runtime-endpoint".to_string(), format!("unix://{}", s(sock)), "--pod-cidr".into(), crate::containerd::SUBNET.into()]),
+        None => args.extend(["--pod-cidr".to_string(), "10.244.251.0/24".into()]),
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     spawn(&bin.to_path_buf(), &args, dir.join("agent.log"))
