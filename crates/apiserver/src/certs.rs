@@ -73,6 +73,77 @@ pub fn ensure(dir: &Path, listen: SocketAddr) -> Result<Pki> {
     })
 }
 
+/// The key that holds the cluster's CA and admin token in the store.
+/// Outside `/registry/`, so no API request can read it.
+pub const SHARED_PKI_KEY: &str = "/skiff/pki";
+
+#[derive(serde::Serialize, serde::Deserialize, PartialEq)]
+struct SharedPki {
+    #[serde(rename = "caCrt")]
+    ca_crt: String,
+    #[serde(rename = "caKey")]
+    ca_key: String,
+    #[serde(rename = "adminToken")]
+    admin_token: String,
+}
+
+/// Make every API server on one store use the same CA and admin token.
+///
+/// Why: members of a `skiff server` cluster (or API servers sharing an
+/// external etcd) each start with their own data directory, yet a client
+/// must be able to talk to any of them with one kubeconfig. The first member
+/// to get here publishes its CA (generated on first start) with a
+/// create-only txn; every other member adopts what is stored, overwriting
+/// its local files, before it issues its serving certificate. Like k3s'
+/// bootstrap data, the CA key then lives in the store: protect the store's
+/// data directory and peer network accordingly.
+pub async fn share_through_store(kv: &dyn crate::kv::Kv, dir: &Path) -> Result<()> {
+    use etcdpb::{compare, request_op, response_op, Compare, PutRequest, RangeRequest, RequestOp, TxnRequest};
+    ensure(dir, SocketAddr::from(([127, 0, 0, 1], 0)))?;
+    let pki = dir.join("pki");
+    let local = SharedPki {
+        ca_crt: fs::read_to_string(pki.join("ca.crt"))?,
+        ca_key: fs::read_to_string(pki.join("ca.key"))?,
+        admin_token: fs::read_to_string(pki.join("admin.token"))?.trim().to_string(),
+    };
+    let key = bytes::Bytes::from_static(SHARED_PKI_KEY.as_bytes());
+    let txn = TxnRequest {
+        compare: vec![Compare {
+            result: compare::CompareResult::Equal as i32,
+            target: compare::CompareTarget::Create as i32,
+            key: key.clone(),
+            target_union: Some(compare::TargetUnion::CreateRevision(0)),
+            range_end: bytes::Bytes::new(),
+        }],
+        success: vec![RequestOp { request: Some(request_op::Request::RequestPut(PutRequest {
+            key: key.clone(),
+            value: serde_json::to_vec(&local)?.into(),
+            ..Default::default()
+        })) }],
+        failure: vec![RequestOp { request: Some(request_op::Request::RequestRange(RangeRequest { key, ..Default::default() })) }],
+    };
+    let resp = crate::kv::Kv::txn(kv, txn).await.map_err(|e| anyhow::anyhow!("sharing the cluster CA: {e}"))?;
+    if resp.succeeded {
+        tracing::info!("published this member's CA and admin token for the cluster");
+        return Ok(());
+    }
+    let stored = resp.responses.into_iter().find_map(|r| match r.response {
+        Some(response_op::Response::ResponseRange(r)) => r.kvs.into_iter().next(),
+        _ => None,
+    });
+    let stored: SharedPki = match stored {
+        Some(kv) => serde_json::from_slice(&kv.value).context("reading the cluster CA from the store")?,
+        None => anyhow::bail!("the cluster CA disappeared from the store while reading it"),
+    };
+    if stored != local {
+        tracing::info!("adopting the cluster's CA and admin token from the store");
+        write_private(&pki.join("ca.key"), &stored.ca_key)?;
+        fs::write(pki.join("ca.crt"), &stored.ca_crt)?;
+        write_private(&pki.join("admin.token"), &stored.admin_token)?;
+    }
+    Ok(())
+}
+
 fn base64(data: &[u8]) -> String {
     const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);

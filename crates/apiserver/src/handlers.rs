@@ -254,7 +254,10 @@ fn validate_meta(res: &Resource, obj: &Value) -> ApiResult<()> {
 /// Decode a body as its type (fieldValidation: Strict fails on unknown
 /// fields, Warn — the default — reports them, Ignore drops them silently).
 /// Returns the object as it will be stored, and warnings for the response.
-fn typed(req: &Request, res: &Resource, obj: Value) -> ApiResult<(Value, Vec<String>)> {
+/// `body` says the object is a request body (create, update): upstream then
+/// names the kind it could not decode (its `transformDecodeError`), as
+/// `Deployment in version "v1" cannot be handled as a Deployment: strict decoding error: …`.
+fn typed(req: &Request, res: &Resource, obj: Value, body: bool) -> ApiResult<(Value, Vec<String>)> {
     let (clean, unknown) = crate::typed::check(res, &obj).map_err(|e| {
         ApiError::bad_request(format!("{} in version \"{}\" cannot be handled as a {}: {e}", res.kind, res.version, res.kind))
     })?;
@@ -263,7 +266,14 @@ fn typed(req: &Request, res: &Resource, obj: Value) -> ApiResult<(Value, Vec<Str
     }
     let msgs: Vec<String> = unknown.iter().map(|f| format!("unknown field \"{f}\"")).collect();
     match req.q("fieldValidation") {
-        Some("Strict") => Err(ApiError::bad_request(format!("strict decoding error: {}", msgs.join(", ")))),
+        Some("Strict") => {
+            let strict = format!("strict decoding error: {}", msgs.join(", "));
+            if !body {
+                return Err(ApiError::bad_request(strict));
+            }
+            let version = obj["apiVersion"].as_str().and_then(|v| v.rsplit('/').next()).unwrap_or(res.version);
+            Err(ApiError::bad_request(format!("{} in version \"{version}\" cannot be handled as a {}: {strict}", res.kind, res.kind)))
+        }
         Some("Ignore") => Ok((clean, vec![])),
         _ => Ok((clean, msgs)),
     }
@@ -312,7 +322,7 @@ pub(crate) async fn create_value(storage: &Storage, req: &Request, mut obj: Valu
     }
     let manager = field_manager(req)?;
     check_type(res, &mut obj)?;
-    let (mut obj, warnings) = typed(req, res, obj)?;
+    let (mut obj, warnings) = typed(req, res, obj, applied.is_none())?;
     let m = &mut obj["metadata"];
     if m["name"].as_str().unwrap_or("").is_empty() {
         if let Some(g) = m["generateName"].as_str().filter(|g| !g.is_empty()) {
@@ -436,7 +446,7 @@ async fn update(storage: &Storage, req: &Request) -> ApiResult<Response> {
     check_type(t.res, &mut obj)?;
     let wanted_rv = obj["metadata"]["resourceVersion"].as_str().filter(|s| !s.is_empty()).map(str::to_string);
     let manager = field_manager(req)?;
-    let (obj, warnings) = typed(req, t.res, obj)?;
+    let (obj, warnings) = typed(req, t.res, obj, true)?;
     let body_name = obj["metadata"]["name"].as_str().unwrap_or("");
     if body_name != t.name() {
         return Err(ApiError::bad_request(format!("the name of the object ({body_name}) does not match the name on the URL ({})", t.name())));
@@ -456,7 +466,7 @@ async fn update(storage: &Storage, req: &Request) -> ApiResult<Response> {
             next["metadata"]["resourceVersion"] = Value::String(rev.to_string());
             return Ok(with_warnings(json_response(StatusCode::OK, &next), &warnings));
         }
-        match write_updated(storage, t, rev, &mut next, &claims).await {
+        match write_updated(storage, t, &old, rev, &mut next, &claims).await {
             Ok(()) => return Ok(with_warnings(json_response(StatusCode::OK, &next), &warnings)),
             // Unconditional updates retry against the newer object.
             Err(WriteError::Conflict) if wanted_rv.is_none() => continue,
@@ -498,7 +508,7 @@ async fn patch(storage: &Storage, req: &Request) -> ApiResult<Response> {
 pub(crate) async fn finish_update(storage: &Storage, req: &Request, old: &Value, rev: i64, mut patched: Value, manager: Option<&str>) -> ApiResult<Option<Response>> {
     let t = &req.target;
     check_type(t.res, &mut patched)?;
-    let (patched, warnings) = typed(req, t.res, patched)?;
+    let (patched, warnings) = typed(req, t.res, patched, false)?;
     if let Some(want) = patched["metadata"]["resourceVersion"].as_str().filter(|s| !s.is_empty()) {
         if want != rev.to_string() && old["metadata"]["resourceVersion"] != patched["metadata"]["resourceVersion"] {
             return Err(write_error(WriteError::Conflict, t, t.name()));
@@ -515,7 +525,7 @@ pub(crate) async fn finish_update(storage: &Storage, req: &Request, old: &Value,
     if req.dry_run() {
         return Ok(Some(with_warnings(json_response(StatusCode::OK, &next), &warnings)));
     }
-    match write_updated(storage, t, rev, &mut next, &claims).await {
+    match write_updated(storage, t, old, rev, &mut next, &claims).await {
         Ok(()) => Ok(Some(with_warnings(json_response(StatusCode::OK, &next), &warnings))),
         Err(WriteError::Conflict | WriteError::Claimed) => Ok(None),
         Err(e) => Err(write_error(e, t, t.name())),
@@ -523,8 +533,11 @@ pub(crate) async fn finish_update(storage: &Storage, req: &Request, old: &Value,
 }
 
 /// Write an updated object. An object being deleted whose last finalizer
-/// was just removed is deleted instead, as upstream does.
-async fn write_updated(storage: &Storage, t: &Target, rev: i64, next: &mut Value, claims: &crate::admission::Claims) -> Result<(), WriteError> {
+/// was just removed is deleted instead, as upstream does. An update that
+/// changes nothing is not written, as upstream's storage skips a write whose
+/// bytes equal the stored ones: the resourceVersion stays, no watch event is
+/// sent, and `kubectl patch` can tell the user "patched (no change)".
+async fn write_updated(storage: &Storage, t: &Target, old: &Value, rev: i64, next: &mut Value, claims: &crate::admission::Claims) -> Result<(), WriteError> {
     let deleting = !next["metadata"]["deletionTimestamp"].is_null();
     let finalizers_left = next["metadata"]["finalizers"].as_array().is_some_and(|f| !f.is_empty());
     let graceful_pending = next["metadata"]["deletionGracePeriodSeconds"].as_i64().unwrap_or(0) > 0;
@@ -535,9 +548,28 @@ async fn write_updated(storage: &Storage, t: &Target, rev: i64, next: &mut Value
         storage.write(&t.key(), rev, None, &[], &release).await?;
         return Ok(());
     }
+    if claims.claim.is_empty() && claims.release.is_empty() && same_but_version(old, next) {
+        next["metadata"]["resourceVersion"] = Value::String(rev.to_string());
+        return Ok(());
+    }
     let new_rev = storage.write(&t.key(), rev, Some(next), &claims.claim, &claims.release).await?;
     next["metadata"]["resourceVersion"] = Value::String(new_rev.to_string());
     Ok(())
+}
+
+/// Whether `next` equals `old` apart from metadata.resourceVersion (which a
+/// request body may carry stale or not at all).
+fn same_but_version(old: &Value, next: &Value) -> bool {
+    let (Some(o), Some(n)) = (old.as_object(), next.as_object()) else { return false };
+    let fields = |m: &serde_json::Map<String, Value>| m.len() - usize::from(m.contains_key("resourceVersion"));
+    o.len() == n.len()
+        && o.iter().all(|(k, v)| match (k.as_str(), n.get(k)) {
+            ("metadata", Some(nv)) => match (v.as_object(), nv.as_object()) {
+                (Some(om), Some(nm)) => fields(om) == fields(nm) && om.iter().all(|(mk, mv)| mk == "resourceVersion" || nm.get(mk) == Some(mv)),
+                _ => false,
+            },
+            (_, nv) => nv == Some(v),
+        })
 }
 
 /// Delete one object. Objects with finalizers get a deletionTimestamp and

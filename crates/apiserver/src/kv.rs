@@ -61,6 +61,12 @@ pub struct Embedded(pub Store);
 #[async_trait]
 impl Kv for Embedded {
     async fn range(&self, r: RangeRequest) -> Result<RangeResponse, KvError> {
+        // A member of a Raft cluster may lag the leader: confirm with a
+        // ReadIndex round first, as etcd does for a linearizable range (a
+        // one-member store returns at once).
+        if !r.serializable {
+            self.0.linearizable_barrier().await?;
+        }
         Ok(self.0.range(&r)?)
     }
 

@@ -26,6 +26,9 @@ pub struct ClusterArgs {
     /// Measured seconds per step, after a warm-up of a tenth of it.
     #[arg(long, default_value_t = 10.0)]
     step_secs: f64,
+    /// Leader kills per cluster for the failover step (0: skip it).
+    #[arg(long, default_value_t = 5)]
+    failovers: usize,
     /// Also write the report to this file.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -39,8 +42,11 @@ impl ClusterArgs {
 
 pub struct Cluster {
     pub name: &'static str,
+    bin: PathBuf,
     children: Vec<Child>,
     ports: Vec<u16>,
+    peers: Vec<u16>,
+    initial: String,
     pub version: String,
     _dir: tempfile::TempDir,
 }
@@ -62,27 +68,95 @@ impl Cluster {
         let peers: Vec<u16> = (0..MEMBERS).map(|_| free_port()).collect::<Result<_>>()?;
         let initial =
             (0..MEMBERS).map(|i| format!("m{i}=http://127.0.0.1:{}", peers[i])).collect::<Vec<_>>().join(",");
-        let mut children = Vec::new();
+        let mut c = Cluster { name, bin: bin.to_owned(), children: vec![], ports, peers, initial, version: version(bin), _dir: dir };
         for i in 0..MEMBERS {
-            let url = format!("http://127.0.0.1:{}", ports[i]);
-            let purl = format!("http://127.0.0.1:{}", peers[i]);
-            let mut cmd = Command::new(bin);
-            if name == "skiff" {
-                cmd.args(["--log-level", "warn", "store"]);
-            }
-            cmd.args(["--name", &format!("m{i}"), "--data-dir"])
-                .arg(dir.path().join(format!("m{i}")))
-                .args(["--listen-client-urls", &url, "--advertise-client-urls", &url])
-                .args(["--listen-peer-urls", &purl, "--initial-advertise-peer-urls", &purl])
-                .args(["--initial-cluster", &initial, "--initial-cluster-state", "new"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null());
-            if name == "etcd" {
-                cmd.args(["--log-level", "warn"]);
-            }
-            children.push(die_with_parent(&mut cmd).spawn().with_context(|| format!("starting {}", bin.display()))?);
+            let child = c.spawn(i)?;
+            c.children.push(child);
         }
-        Ok(Cluster { name, children, ports, version: version(bin), _dir: dir })
+        Ok(c)
+    }
+
+    /// Start member `i` (again, after a kill: same flags, same data dir).
+    fn spawn(&self, i: usize) -> Result<Child> {
+        let url = format!("http://127.0.0.1:{}", self.ports[i]);
+        let purl = format!("http://127.0.0.1:{}", self.peers[i]);
+        let mut cmd = Command::new(&self.bin);
+        if self.name == "skiff" {
+            cmd.args(["--log-level", "warn", "store"]);
+        }
+        cmd.args(["--name", &format!("m{i}"), "--data-dir"])
+            .arg(self._dir.path().join(format!("m{i}")))
+            .args(["--listen-client-urls", &url, "--advertise-client-urls", &url])
+            .args(["--listen-peer-urls", &purl, "--initial-advertise-peer-urls", &purl])
+            .args(["--initial-cluster", &self.initial, "--initial-cluster-state", "new"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if self.name == "etcd" {
+            cmd.args(["--log-level", "warn"]);
+        }
+        die_with_parent(&mut cmd).spawn().with_context(|| format!("starting {}", self.bin.display()))
+    }
+
+    /// `(leader, member id)` as member `i` reports them; zeros when unreachable.
+    async fn status(&self, i: usize) -> (u64, u64) {
+        let Ok(e) = Endpoint::from_shared(format!("http://127.0.0.1:{}", self.ports[i])) else { return (0, 0) };
+        let e = e.connect_timeout(Duration::from_millis(200)).timeout(Duration::from_millis(500));
+        let Ok(ch) = e.connect().await else { return (0, 0) };
+        match etcdpb::maintenance_client::MaintenanceClient::new(ch).status(etcdpb::StatusRequest {}).await {
+            Ok(r) => {
+                let r = r.into_inner();
+                (r.leader, r.header.map(|h| h.member_id).unwrap_or(0))
+            }
+            Err(_) => (0, 0),
+        }
+    }
+
+    /// The index of the member all of `among` agree leads, if they do.
+    async fn agreed_leader(&self, among: &[usize]) -> Option<usize> {
+        let mut leader = None;
+        let mut ids = vec![];
+        for &i in among {
+            let (l, me) = self.status(i).await;
+            if l == 0 || leader.is_some_and(|x| x != l) {
+                return None;
+            }
+            leader = Some(l);
+            ids.push((me, i));
+        }
+        let l = leader?;
+        ids.iter().find(|(me, _)| *me == l).map(|(_, i)| *i)
+    }
+
+    /// SIGKILL the leader; how long until the survivors agree on a new one
+    /// (polled every 10 ms). The killed member is restarted afterwards and
+    /// the cluster is whole again before this returns.
+    async fn failover(&mut self) -> Result<Duration> {
+        let all: Vec<usize> = (0..MEMBERS).collect();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let leader = loop {
+            if let Some(l) = self.agreed_leader(&all).await {
+                break l;
+            }
+            anyhow::ensure!(Instant::now() < deadline, "{}: no agreed leader", self.name);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let _ = self.children[leader].kill();
+        let _ = self.children[leader].wait();
+        let killed = Instant::now();
+        let rest: Vec<usize> = all.iter().copied().filter(|&i| i != leader).collect();
+        let took = loop {
+            if self.agreed_leader(&rest).await.is_some() {
+                break killed.elapsed();
+            }
+            anyhow::ensure!(killed.elapsed() < Duration::from_secs(30), "{}: no new leader after killing m{leader}", self.name);
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        self.children[leader] = self.spawn(leader)?;
+        while self.agreed_leader(&all).await.is_none() {
+            anyhow::ensure!(killed.elapsed() < Duration::from_secs(60), "{}: m{leader} did not rejoin", self.name);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(took)
     }
 
     /// Wait until the cluster takes a write, then open `n` connections spread over the members.
@@ -171,6 +245,30 @@ pub async fn run(args: ClusterArgs) -> Result<String> {
         t.row(format!("get p99 ms, {clients} clients"), f[0].p99_ms, f[1].p99_ms, "lower");
     }
     report += &t.markdown();
+    if args.failovers > 0 {
+        // Both at their defaults: 100 ms heartbeat, 1,000 ms election timeout.
+        let mut times: [Vec<f64>; 2] = [vec![], vec![]];
+        for round in 0..args.failovers {
+            for i in crate::order(round) {
+                progress(&format!("{}: failover {}/{}", clusters[i].name, round + 1, args.failovers));
+                times[i].push(clusters[i].failover().await?.as_secs_f64() * 1000.0);
+            }
+        }
+        let mut f = Table::new(format!(
+            "Leader failover: SIGKILL the leader, until both survivors report the same new leader ({} kills each; election timeout 1,000 ms)",
+            args.failovers
+        ));
+        let stat = |v: &mut Vec<f64>, q: f64| {
+            v.sort_by(|a, b| a.total_cmp(b));
+            v[((v.len() - 1) as f64 * q).round() as usize]
+        };
+        let (s50, e50) = (stat(&mut times[0], 0.5), stat(&mut times[1], 0.5));
+        let (smax, emax) = (stat(&mut times[0], 1.0), stat(&mut times[1], 1.0));
+        f.row("failover p50 ms", s50, e50, "lower");
+        f.row("failover max ms", smax, emax, "lower");
+        report += "\n";
+        report += &f.markdown();
+    }
     progress("done; stopping clusters");
     Ok(report)
 }

@@ -29,6 +29,7 @@ use crate::Ctx;
 
 pub struct DeploymentController {
     ctx: Arc<Ctx>,
+    events: Arc<crate::events::Recorder>,
 }
 
 fn deployment_of_rs(rs: &ReplicaSet) -> Option<String> {
@@ -67,7 +68,8 @@ impl DeploymentController {
                 }
             }
         });
-        let c = Arc::new(DeploymentController { ctx });
+        let events = crate::events::Recorder::new(ctx.client.clone(), "deployment-controller");
+        let c = Arc::new(DeploymentController { ctx, events });
         crate::queue::run_workers(q, 5, move |key| {
             let c = c.clone();
             async move { c.sync(&key).await }
@@ -231,6 +233,9 @@ impl DeploymentController {
         match self.rs_api(&ns).create(&PostParams::default(), &rs).await {
             Ok(created) => {
                 tracing::info!(deployment = %dname, replicaset = %name, replicas, "created new replica set");
+                if replicas > 0 {
+                    self.events.event("apps/v1", "Deployment", &d.metadata, "Normal", "ScalingReplicaSet", format!("Scaled up replica set {name} from 0 to {replicas}"));
+                }
                 if spec.progress_deadline_seconds.is_some() {
                     set_condition(d, "Progressing", "True", "NewReplicaSetCreated", &format!("Created new replica set {name:?}"));
                     self.write_status(d).await?;
@@ -266,8 +271,13 @@ impl DeploymentController {
         let grew = rs_replicas(rs) != size;
         let patch = json!({"metadata": {"annotations": {DESIRED_REPLICAS: desired, MAX_REPLICAS: max}}, "spec": {"replicas": size}});
         let ns = rs.metadata.namespace.clone().unwrap_or_default();
-        tracing::info!(replicaset = ?rs.metadata.name, from = rs_replicas(rs), to = size, "scaling replica set");
+        let from = rs_replicas(rs);
+        tracing::info!(replicaset = ?rs.metadata.name, from, to = size, "scaling replica set");
         *rs = self.rs_api(&ns).patch(rs.metadata.name.as_deref().unwrap_or(""), &PatchParams::default(), &Patch::Merge(&patch)).await?;
+        if grew {
+            let way = if from < size { "up" } else { "down" };
+            self.events.event("apps/v1", "Deployment", &d.metadata, "Normal", "ScalingReplicaSet", format!("Scaled {way} replica set {} from {from} to {size}", rs.metadata.name.as_deref().unwrap_or("")));
+        }
         Ok(grew)
     }
 

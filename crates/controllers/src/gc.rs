@@ -285,11 +285,17 @@ impl GarbageCollector {
             let patch = json!({"metadata": {"ownerReferences": solid, "resourceVersion": obj.resource_version}});
             return self.patch(&api, obj, &patch).await;
         }
-        let has_dependents = self.graph.lock().dependents.get(uid).is_some_and(|d| !d.is_empty());
+        let (has_dependents, dependent_waiting) = {
+            let g = self.graph.lock();
+            let deps = g.dependents.get(uid);
+            (deps.is_some_and(|d| !d.is_empty()), deps.into_iter().flatten().filter_map(|d| g.objs.get(d)).any(|d| d.deleting && d.has(FOREGROUND)))
+        };
         let policy = if !waiting.is_empty() && has_dependents {
-            // Unblock our references first: the owner must not wait on us while we wait on ours (upstream's deadlock guard).
+            // A dependent of ours waiting on us in the foreground too may be a cycle: unblock our
+            // references first, so the owner does not wait on us while we wait on ours (upstream's
+            // deadlock guard). Otherwise the owner keeps waiting until we, and ours, are gone.
             let refs: Vec<OwnerReference> = obj.owners.iter().map(|r| OwnerReference { block_owner_deletion: if waiting.iter().any(|w| w.uid == r.uid) { Some(false) } else { r.block_owner_deletion }, ..r.clone() }).collect();
-            if refs != obj.owners {
+            if dependent_waiting && refs != obj.owners {
                 return self.patch(&api, obj, &json!({"metadata": {"ownerReferences": refs, "resourceVersion": obj.resource_version}})).await;
             }
             PropagationPolicy::Foreground

@@ -10,6 +10,7 @@ pub mod cron;
 pub mod cronjob;
 pub mod deployment;
 pub mod deployment_util;
+pub mod events;
 pub mod daemonset;
 pub mod daemonset_util;
 pub mod expectations;

@@ -33,6 +33,7 @@ pub struct ReplicaSetController {
     ctx: Arc<Ctx>,
     pub expectations: Expectations,
     flavor: &'static Flavor,
+    events: Arc<crate::events::Recorder>,
 }
 
 /// What differs between the ReplicaSet and the ReplicationController
@@ -43,6 +44,8 @@ pub type PatchStatus = for<'a> fn(&'a kube::Client, &'a str, &'a str, &'a serde_
 
 pub struct Flavor {
     pub queue: &'static str,
+    /// The event source, as upstream names the controller.
+    pub component: &'static str,
     pub api_version: &'static str,
     pub kind: &'static str,
     pub get: fn(&Ctx, &str, &str) -> Option<Arc<ReplicaSet>>,
@@ -52,6 +55,7 @@ pub struct Flavor {
 
 pub static REPLICA_SET: Flavor = Flavor {
     queue: "replicaset",
+    component: "replicaset-controller",
     api_version: "apps/v1",
     kind: "ReplicaSet",
     get: |ctx, ns, name| ctx.rss.get(Some(ns), name),
@@ -89,7 +93,8 @@ impl ReplicaSetController {
                 }
             }
         });
-        let c = Arc::new(ReplicaSetController { ctx, expectations: Expectations::default(), flavor });
+        let events = crate::events::Recorder::new(ctx.client.clone(), flavor.component);
+        let c = Arc::new(ReplicaSetController { ctx, expectations: Expectations::default(), flavor, events });
         crate::queue::run_workers(q, 5, move |key| {
             let c = c.clone();
             async move { c.sync(&key).await }
@@ -140,8 +145,12 @@ impl ReplicaSetController {
                 async move { api.create(&PostParams::default(), &pod).await.map(|p| p.metadata.name.unwrap_or_default()) }
             })
             .await;
+            for p in &created {
+                self.event(rs, "Normal", "SuccessfulCreate", format!("Created pod: {p}"));
+            }
             self.expectations.expect_adds(key, created);
             if let Some(e) = err {
+                self.event(rs, "Warning", "FailedCreate", format!("Error creating: {e}"));
                 return Err(e.into());
             }
         } else if have > want {
@@ -153,13 +162,19 @@ impl ReplicaSetController {
             self.expectations.expect_dels(key, names.clone());
             for n in names {
                 match api.delete(&n, &DeleteParams::default()).await {
-                    Ok(_) => {}
+                    Ok(_) => self.event(rs, "Normal", "SuccessfulDelete", format!("Deleted pod: {n}")),
                     Err(kube::Error::Api(e)) if e.code == 404 => {}
                     Err(e) => return Err(e.into()),
                 }
             }
         }
         Ok(())
+    }
+}
+
+impl ReplicaSetController {
+    fn event(&self, rs: &ReplicaSet, type_: &str, reason: &str, message: String) {
+        self.events.event(self.flavor.api_version, self.flavor.kind, &rs.metadata, type_, reason, message);
     }
 }
 

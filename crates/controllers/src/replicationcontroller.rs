@@ -20,6 +20,7 @@ use crate::Ctx;
 
 pub static REPLICATION_CONTROLLER: Flavor = Flavor {
     queue: "replicationmanager",
+    component: "replication-controller",
     api_version: "v1",
     kind: "ReplicationController",
     get: |ctx, ns, name| ctx.rcs.get(Some(ns), name).map(|rc| Arc::new(as_replica_set(&rc))),

@@ -209,6 +209,7 @@ impl Runtime {
             (c.bundle.clone(), c.config.stdin)
         };
         let _ = std::fs::remove_file(bundle.join("exit"));
+        let _ = std::fs::remove_file(bundle.join("pid"));
         let mut keeper = crate::shim::spawn(&self.cfg.runc, &bundle, id, wants_stdin)?;
         // Until the keeper opens the FIFOs itself, our readers must not see
         // EOF: hold a writer on each until the container runs.
@@ -225,15 +226,24 @@ impl Runtime {
             }
         }
         let mut exited = self.supervise(id)?;
-        for _ in 0..200 {
+        // Running = runc wrote the init's PID and that process has exec'd the
+        // container's command. Watched through the pid file and /proc, not
+        // by polling `runc state`: each runc call costs a Go process start,
+        // and a burst of pods polling it saturated the CPU.
+        let mut running = false;
+        for _ in 0..2000 {
             if *exited.borrow_and_update() {
+                running = true;
                 break;
             }
-            let st = tokio::process::Command::new(&self.cfg.runc).args(["state", id]).stderr(Stdio::null()).output().await?;
-            if serde_json::from_slice::<serde_json::Value>(&st.stdout).is_ok_and(|v| v["status"] == "running") {
+            if crate::shim::pid(&bundle).is_some_and(|p| !crate::shim::still_runc_init(p)) {
+                running = true;
                 break;
             }
-            tokio::time::sleep(Duration::from_millis(25)).await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        if !running {
+            tracing::warn!(container = id, "no sign of the container running after 10 s");
         }
         drop(holds);
         Ok(())

@@ -105,13 +105,32 @@ impl Images {
             if let Some(n) = desc["annotations"]["org.opencontainers.image.ref.name"].as_str() {
                 tags.push(n.to_string());
             }
-            let manifest = read_json(&blob(desc["digest"].as_str().context("index without manifests")?))?;
-            let layers = manifest["layers"].as_array().into_iter().flatten().filter_map(|l| l["digest"].as_str()).map(blob).collect::<Vec<_>>();
-            (blob(manifest["config"]["digest"].as_str().context("manifest without config")?), layers, tags)
+            let manifest_digest = desc["digest"].as_str().context("index without manifests")?;
+            crate::layers::verify(&blob(manifest_digest), manifest_digest).context("the image manifest")?;
+            let manifest = read_json(&blob(manifest_digest))?;
+            let mut layers = vec![];
+            for digest in manifest["layers"].as_array().into_iter().flatten().filter_map(|l| l["digest"].as_str()) {
+                crate::layers::verify(&blob(digest), digest).context("an image layer")?;
+                layers.push(blob(digest));
+            }
+            let config_digest = manifest["config"]["digest"].as_str().context("manifest without config")?;
+            crate::layers::verify(&blob(config_digest), config_digest).context("the image config")?;
+            (blob(config_digest), layers, tags)
         } else if tmp.join("manifest.json").exists() {
             let m = &read_json(&tmp.join("manifest.json"))?[0];
-            let layers = strings(&m["Layers"]).iter().map(|l| tmp.join(l)).collect();
-            (tmp.join(m["Config"].as_str().context("manifest without Config")?), layers, strings(&m["RepoTags"]))
+            let layers: Vec<PathBuf> = strings(&m["Layers"]).iter().map(|l| tmp.join(l)).collect();
+            let config = tmp.join(m["Config"].as_str().context("manifest without Config")?);
+            // A docker archive names layers by the digests of their uncompressed
+            // tars (the config's rootfs.diff_ids): check those that are stored uncompressed.
+            let diff_ids = strings(&read_json(&config)?["rootfs"]["diff_ids"]);
+            if diff_ids.len() == layers.len() {
+                for (l, d) in layers.iter().zip(&diff_ids) {
+                    if !crate::layers::is_gzip(l) {
+                        crate::layers::verify(l, d).context("an image layer")?;
+                    }
+                }
+            }
+            (config, layers, strings(&m["RepoTags"]))
         } else {
             bail!("{} is neither an OCI layout nor a docker archive", tarball.display());
         };
@@ -145,6 +164,7 @@ impl Images {
                 let _ = std::fs::remove_dir_all(&part);
                 std::fs::create_dir_all(&part)?;
                 untar(&lp, &part)?;
+                crate::layers::convert_whiteouts(&part).with_context(|| format!("converting the whiteouts of layer {hex}"))?;
                 std::fs::rename(&part, &dir)?;
             }
             rec.layers.push(hex);
@@ -185,14 +205,81 @@ fn untar(file: &Path, dir: &Path) -> Result<()> {
 }
 
 fn sha256_hex(file: &Path) -> Result<String> {
-    let out = Command::new("sha256sum").arg(file).output().context("running sha256sum")?;
-    let s = String::from_utf8_lossy(&out.stdout);
-    Ok(s.split_whitespace().next().context("sha256sum printed nothing")?.to_string())
+    crate::layers::sha256_file(file)
 }
 
 #[cfg(test)]
 mod tests {
     use super::normalize;
+
+    /// An OCI layout with one layer that deletes a file (whiteout); written
+    /// with GNU tar, as `skiff images import` reads it.
+    fn oci_layout(dir: &std::path::Path) -> std::path::PathBuf {
+        use crate::layers::sha256_file;
+        let rootfs = dir.join("rootfs");
+        std::fs::create_dir_all(rootfs.join("etc")).unwrap();
+        std::fs::write(rootfs.join("etc/hello"), "hi").unwrap();
+        std::fs::write(rootfs.join("etc/.wh.old"), "").unwrap();
+        let oci = dir.join("oci");
+        let blobs = oci.join("blobs/sha256");
+        std::fs::create_dir_all(&blobs).unwrap();
+        let layer = dir.join("layer.tar");
+        assert!(std::process::Command::new("tar").arg("-cf").arg(&layer).arg("-C").arg(&rootfs).arg(".").status().unwrap().success());
+        let put = |p: &std::path::Path| {
+            let hex = sha256_file(p).unwrap();
+            std::fs::copy(p, blobs.join(&hex)).unwrap();
+            hex
+        };
+        let lhex = put(&layer);
+        let cfg = dir.join("config.json");
+        std::fs::write(&cfg, serde_json::json!({"architecture": "amd64", "os": "linux", "config": {"Cmd": ["sh"]},
+            "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{lhex}")]}}).to_string()).unwrap();
+        let chex = put(&cfg);
+        let man = dir.join("manifest.json");
+        std::fs::write(&man, serde_json::json!({"schemaVersion": 2, "config": {"digest": format!("sha256:{chex}")},
+            "layers": [{"digest": format!("sha256:{lhex}")}]}).to_string()).unwrap();
+        let mhex = put(&man);
+        std::fs::write(oci.join("index.json"), serde_json::json!({"schemaVersion": 2, "manifests": [{"digest": format!("sha256:{mhex}"),
+            "annotations": {"org.opencontainers.image.ref.name": "test:1"}}]}).to_string()).unwrap();
+        std::fs::write(oci.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+        let tarball = dir.join("image.tar");
+        assert!(std::process::Command::new("tar").arg("-cf").arg(&tarball).arg("-C").arg(&oci).arg(".").status().unwrap().success());
+        tarball
+    }
+
+    #[test]
+    fn import_verifies_digests_and_converts_whiteouts() {
+        if unsafe { libc::geteuid() } != 0 {
+            return eprintln!("skipped: whiteouts need root (mknod)");
+        }
+        let d = tempfile::tempdir().unwrap();
+        let images = super::Images::new(&d.path().join("store")).unwrap();
+        let rec = images.import(&oci_layout(&d.path().join("good")), None).unwrap();
+        assert_eq!(rec.tags, vec!["docker.io/library/test:1"]);
+        let layer = images.layer_dir(&rec.layers[0]);
+        assert_eq!(std::fs::read_to_string(layer.join("etc/hello")).unwrap(), "hi");
+        use std::os::unix::fs::FileTypeExt;
+        assert!(std::fs::symlink_metadata(layer.join("etc/old")).unwrap().file_type().is_char_device(), "whiteout converted");
+
+        // The same layout with one layer byte changed is refused, and nothing is stored.
+        let bad = d.path().join("bad");
+        let tarball = oci_layout(&bad);
+        let unpacked = bad.join("unpacked");
+        std::fs::create_dir_all(&unpacked).unwrap();
+        assert!(std::process::Command::new("tar").arg("-xf").arg(&tarball).arg("-C").arg(&unpacked).status().unwrap().success());
+        let blob = std::fs::read_dir(unpacked.join("blobs/sha256")).unwrap().map(|e| e.unwrap().path())
+            .find(|p| std::fs::metadata(p).unwrap().len() > 5000).unwrap();
+        let mut bytes = std::fs::read(&blob).unwrap();
+        let at = bytes.iter().position(|b| *b == b'h').unwrap();
+        bytes[at] = b'H';
+        std::fs::write(&blob, bytes).unwrap();
+        let tampered = bad.join("tampered.tar");
+        assert!(std::process::Command::new("tar").arg("-cf").arg(&tampered).arg("-C").arg(&unpacked).arg(".").status().unwrap().success());
+        let images2 = super::Images::new(&d.path().join("store2")).unwrap();
+        let err = format!("{:#}", images2.import(&tampered, None).unwrap_err());
+        assert!(err.contains("does not match its digest"), "{err}");
+        assert!(images2.list().is_empty());
+    }
     #[test]
     fn names_normalize_like_docker() {
         assert_eq!(normalize("busybox"), "docker.io/library/busybox:latest");

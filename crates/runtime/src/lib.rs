@@ -8,6 +8,7 @@
 
 pub mod container;
 pub mod images;
+pub mod layers;
 pub mod logs;
 pub mod pause;
 pub mod persist;

@@ -105,6 +105,8 @@ pub async fn pull(images: &Images, image: &str, auth: Option<(String, String)>) 
                 if code != 200 {
                     bail!("GET blob {digest}: {code}");
                 }
+                drop(f);
+                crate::layers::verify(&path, &digest)?;
                 anyhow::Ok(path)
             }
         };

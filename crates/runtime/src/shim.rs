@@ -32,7 +32,7 @@ pub fn spawn(runc: &str, bundle: &Path, id: &str, stdin: bool) -> Result<tokio::
     }
     // fds 3-5 keep a reader and writer on every FIFO for the keeper's life.
     let stdin_from = if stdin { "\"$4\"" } else { "/dev/null" };
-    let script = format!("exec 3<>\"$2\" 4<>\"$3\" 5<>\"$4\"; \"$1\" run --keep --bundle \"$5\" \"$6\" <{stdin_from} >\"$2\" 2>\"$3\"; echo $? >\"$5/exit.tmp\" && mv \"$5/exit.tmp\" \"$5/exit\"");
+    let script = format!("exec 3<>\"$2\" 4<>\"$3\" 5<>\"$4\"; \"$1\" run --keep --pid-file \"$5/pid\" --bundle \"$5\" \"$6\" <{stdin_from} >\"$2\" 2>\"$3\"; echo $? >\"$5/exit.tmp\" && mv \"$5/exit.tmp\" \"$5/exit\"");
     let mut c = tokio::process::Command::new("sh");
     c.arg("-c").arg(script).arg("skiff-keeper").arg(runc).arg(&out).arg(&err).arg(&input).arg(bundle).arg(id);
     c.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
@@ -43,6 +43,25 @@ pub fn spawn(runc: &str, bundle: &Path, id: &str, stdin: bool) -> Result<tokio::
         });
     }
     c.spawn().context("starting the container keeper")
+}
+
+/// The container's init PID, once runc has created it (`--pid-file`).
+pub fn pid(bundle: &Path) -> Option<u32> {
+    std::fs::read_to_string(bundle.join("pid")).ok()?.trim().parse().ok()
+}
+
+/// Whether `pid` is still runc's own init, waiting to exec the container's
+/// process (true until `runc run` starts the container).
+pub fn still_runc_init(pid: u32) -> bool {
+    match std::fs::read(format!("/proc/{pid}/cmdline")) {
+        Ok(cmd) => {
+            let mut args = cmd.split(|b| *b == 0);
+            let argv0 = args.next().unwrap_or_default();
+            argv0.ends_with(b"runc") && args.next() == Some(b"init")
+        }
+        // Gone: it ran and exited (the exit file will say how).
+        Err(_) => false,
+    }
 }
 
 /// runc's exit status, once the keeper has written it.

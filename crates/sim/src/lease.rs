@@ -55,8 +55,11 @@ async fn renew(api: &Api<Lease>, config: &Config, name: &str) -> Result<()> {
 // `.then` yields each renewal as a future on purpose: the stream paces the
 // starts one by one, and `buffer_unordered` then runs them concurrently.
 #[allow(clippy::async_yields_async)]
-pub(crate) async fn renew_forever(client: kube::Client, config: Arc<Config>) {
-    let api: Api<Lease> = Api::namespaced(client, NS);
+pub(crate) async fn renew_forever(client: kube::Client, config: Arc<Config>, faults: Arc<crate::faults::Faults>) {
+    let api: Api<Lease> = Api::namespaced(client.clone(), NS);
+    let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(client);
+    // Nodes seen dead, so their revival posts Ready status again.
+    let dead: Arc<std::sync::Mutex<std::collections::HashSet<usize>>> = Arc::default();
     let interval = Duration::from_secs((config.lease_duration_seconds as u64 / 4).max(1));
     loop {
         let start = tokio::time::Instant::now();
@@ -65,12 +68,23 @@ pub(crate) async fn renew_forever(client: kube::Client, config: Arc<Config>) {
         let pace = interval / n as u32;
         futures::stream::iter(0..config.nodes)
             .then(|i| {
-                let api = api.clone();
-                let config = config.clone();
+                let (api, nodes, config, faults, dead) = (api.clone(), nodes.clone(), config.clone(), faults.clone(), dead.clone());
                 async move {
                     tokio::time::sleep_until(start + pace * i as u32).await;
                     async move {
                         let name = config.node_name(i);
+                        if faults.node_down(i) {
+                            if dead.lock().unwrap().insert(i) {
+                                tracing::info!(node = %name, "injected failure: node stops heartbeating");
+                            }
+                            return;
+                        }
+                        if dead.lock().unwrap().remove(&i) {
+                            tracing::info!(node = %name, "injected failure over: node posts Ready again");
+                            if let Err(e) = crate::node::register(&nodes, &config, i).await {
+                                tracing::warn!(node = %name, error = %format!("{e:#}"), "posting node status");
+                            }
+                        }
                         if let Err(e) = renew(&api, &config, &name).await {
                             tracing::warn!(node = %name, error = %e, "renewing node lease");
                         }

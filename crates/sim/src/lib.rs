@@ -4,11 +4,13 @@
 //! and plays a kubelet's part for pods bound to them: Pending → Running with
 //! the conditions and container statuses a real kubelet reports, and the
 //! final (grace period 0) delete once a pod is being deleted; pods can ask to
-//! exit (Succeeded/Failed) through annotations, see [`exit`]. Everything is
+//! exit (Succeeded/Failed) through annotations, see [`exit`], and nodes and
+//! containers can be made to fail, see [`faults`]. Everything is
 //! driven through the API with one pod watch for all nodes, so thousands of
 //! nodes cost a watch, a few tasks and a lease write per node per interval.
 
 pub mod exit;
+mod faults;
 mod lease;
 mod node;
 mod pods;
@@ -43,6 +45,14 @@ pub struct Config {
     pub concurrency: usize,
     /// Drive bound pods to Running (off: nodes only, as scheduler_perf's fake nodes).
     pub drive_pods: bool,
+    /// Injected failures (see [`faults`]): this many nodes (the first ones)
+    /// die `fail_nodes_after` from start, and come back `recover_nodes_after`
+    /// later if set.
+    pub fail_nodes: usize,
+    pub fail_nodes_after: Duration,
+    pub recover_nodes_after: Option<Duration>,
+    /// Fraction (0..=1) of pods whose containers crash.
+    pub pod_failure_rate: f64,
 }
 
 impl Default for Config {
@@ -60,6 +70,10 @@ impl Default for Config {
             lease_duration_seconds: 40,
             concurrency: 32,
             drive_pods: true,
+            fail_nodes: 0,
+            fail_nodes_after: Duration::ZERO,
+            recover_nodes_after: None,
+            pod_failure_rate: 0.0,
         }
     }
 }
@@ -85,16 +99,18 @@ pub fn parse_taint(s: &str) -> Result<Taint> {
 
 /// Register the nodes, then renew leases and drive pods until `shutdown`.
 pub async fn run(client: kube::Client, config: Config, shutdown: impl std::future::Future<Output = ()>) -> Result<()> {
+    anyhow::ensure!((0.0..=1.0).contains(&config.pod_failure_rate), "the pod failure rate must be between 0 and 1");
     let config = Arc::new(config);
     node::register_all(&client, &config).await?;
     lease::ensure_namespace(&client).await?;
     tracing::info!(nodes = config.nodes, "sim nodes registered");
-    let leases = tokio::spawn(lease::renew_forever(client.clone(), config.clone()));
+    let faults = Arc::new(faults::Faults::new(&config));
+    let leases = tokio::spawn(lease::renew_forever(client.clone(), config.clone(), faults.clone()));
     let pods = tokio::spawn({
         let (client, config) = (client.clone(), config.clone());
         async move {
             if config.drive_pods {
-                pods::drive(client, config).await
+                pods::drive(client, config, faults).await
             } else {
                 std::future::pending().await
             }

@@ -98,7 +98,7 @@ pub(crate) async fn register_all(client: &kube::Client, config: &Config) -> Resu
     results.into_iter().collect()
 }
 
-async fn register(api: &Api<Node>, config: &Config, i: usize) -> Result<()> {
+pub(crate) async fn register(api: &Api<Node>, config: &Config, i: usize) -> Result<()> {
     let node = build(config, i);
     let name = config.node_name(i);
     let created = match api.create(&PostParams::default(), &node).await {

@@ -34,7 +34,7 @@ mod parking {
     }
 }
 
-pub(crate) async fn drive(client: kube::Client, config: Arc<Config>) -> Result<()> {
+pub(crate) async fn drive(client: kube::Client, config: Arc<Config>, faults: Arc<crate::faults::Faults>) -> Result<()> {
     let api: Api<Pod> = Api::all(client.clone());
     let ours: Arc<HashSet<String>> = Arc::new((0..config.nodes).map(|i| config.node_name(i)).collect());
     let inflight = Arc::new(Inflight::default());
@@ -70,7 +70,27 @@ pub(crate) async fn drive(client: kube::Client, config: Arc<Config>) -> Result<(
             continue;
         }
         let (api, config, inflight, limit, ips) = (Api::<Pod>::namespaced(client.clone(), &ns), config.clone(), inflight.clone(), limit.clone(), ip_counter.clone());
+        let faults = faults.clone();
         tokio::spawn(async move {
+            let (mut pod, mut deleting) = (pod, deleting);
+            let idx = node_index(&node);
+            if faults.node_down(idx) {
+                // A dead kubelet does nothing; once it is back it acts on the pod as it is then.
+                while faults.node_down(idx) {
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                }
+                match api.get_opt(&name).await {
+                    Ok(Some(p)) if p.metadata.uid.as_deref() == Some(key.as_str()) => {
+                        let phase = p.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default();
+                        deleting = p.metadata.deletion_timestamp.is_some();
+                        pod = p;
+                        if !deleting && phase != "Pending" && !phase.is_empty() {
+                            return inflight.release(&key);
+                        }
+                    }
+                    _ => return inflight.release(&key),
+                }
+            }
             if !deleting {
                 tokio::time::sleep(config.pod_startup_delay).await;
             }
@@ -83,9 +103,13 @@ pub(crate) async fn drive(client: kube::Client, config: Arc<Config>) -> Result<(
                 }
             } else {
                 let ip = ips.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let status = running_status(&pod, &node, ip);
+                let mut status = running_status(&pod, &node, ip);
+                let crashed = faults.pod_fails(&key);
+                if crashed {
+                    status = crate::faults::crashed_status(&pod, &status);
+                }
                 let r = api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status)).await;
-                if let (Ok(running), Some((after, code))) = (&r, crate::exit::planned(&pod)) {
+                if let (Ok(running), Some((after, code)), false) = (&r, crate::exit::planned(&pod), crashed) {
                     tokio::spawn(exit_later(api.clone(), running.clone(), after, code));
                 }
                 r.map(|_| ())

@@ -287,6 +287,43 @@ fn dead_node_goes_unknown_is_tainted_and_its_pods_move_after_toleration_seconds(
     wait_until("taints removed", Duration::from_secs(30), || node_taints(&c, "a-0").is_empty().then_some(()));
 }
 
+/// `skiff sim`'s injected failures: a node that dies on schedule (Ready goes
+/// Unknown, its pods are not driven) and comes back (Ready again, and the
+/// pod bound to it meanwhile starts), and containers that crash.
+#[test]
+fn sim_injects_node_failures_and_crashing_containers() {
+    let mut c = Cluster::start(&["--node-monitor-grace-period", "6s", "--node-monitor-period", "1s"]);
+    c.spawn("sim-f.log", &["sim", "--nodes", "2", "--node-prefix", "f-", "--lease-duration-seconds", "4",
+        "--fail-nodes", "1", "--fail-nodes-after", "4s", "--recover-nodes-after", "20s"]);
+    c.spawn("sim-crash.log", &["sim", "--nodes", "1", "--node-prefix", "crash-", "--pod-failure-rate", "1"]);
+    wait_until("sim nodes", Duration::from_secs(60), || (c.get(&["node", "f-1"]).is_some() && c.get(&["node", "crash-0"]).is_some()).then_some(()));
+
+    // Every pod on crash-0 crashes: CrashLoopBackOff (restartPolicy Always), or Failed.
+    c.create(pod("crashy", json!({}), json!({"nodeName": "crash-0"})));
+    c.create(pod("once", json!({}), json!({"nodeName": "crash-0", "restartPolicy": "Never"})));
+    let crashy = wait_until("crashy in a crash loop", Duration::from_secs(30), || {
+        let p = c.get(&["pod", "crashy"])?;
+        (p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"] == "CrashLoopBackOff").then_some(p)
+    });
+    assert_eq!(crashy["status"]["phase"], "Running");
+    assert_eq!(crashy["status"]["containerStatuses"][0]["ready"], false);
+    assert_eq!(crashy["status"]["containerStatuses"][0]["lastState"]["terminated"]["exitCode"], 1);
+    wait_until("once Failed", Duration::from_secs(30), || (c.get(&["pod", "once"])?["status"]["phase"] == "Failed").then_some(()));
+
+    // f-0 dies on schedule; f-1 does not.
+    wait_until("f-0 Ready=Unknown", Duration::from_secs(30), || (ready_condition(&c, "f-0")["status"] == "Unknown").then_some(()));
+    assert_eq!(ready_condition(&c, "f-1")["status"], "True");
+    // A pod bound to the dead node is not started...
+    c.create(pod("waiting", json!({}), json!({"nodeName": "f-0", "tolerations": [
+        {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute"}]})));
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(c.get(&["pod", "waiting"]).unwrap()["status"]["phase"], "Pending");
+    // ...until the node is back: Ready again, taints gone, the pod runs.
+    wait_until("f-0 Ready again", Duration::from_secs(40), || (ready_condition(&c, "f-0")["status"] == "True").then_some(()));
+    running(&c, "waiting");
+    wait_until("taints removed", Duration::from_secs(30), || node_taints(&c, "f-0").is_empty().then_some(()));
+}
+
 fn cidr_of(c: &Cluster, node: &str) -> Option<String> {
     c.get(&["node", node])?["spec"]["podCIDR"].as_str().map(String::from)
 }

@@ -2,25 +2,7 @@
 
 mod common;
 
-use std::io::{Read, Write};
-
-use common::{free_port, wait_for_port, SkiffStore};
-
-fn get(port: u16, path: &str) -> String {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out
-}
-
-fn metric(body: &str, name: &str) -> f64 {
-    body.lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("metric {name} missing from:\n{body}"))
-}
+use common::{free_port, http_get as get, metric, wait_for_port, SkiffStore};
 
 #[test]
 fn metrics_endpoint_reports_store_state() {

@@ -26,7 +26,7 @@ use skiff_linearizability::{check, Cmp, Input, Operation, Outcome, Output};
 use tonic::transport::Channel;
 
 mod common;
-use common::{free_port, SkiffStore};
+use common::{free_port, http_get, metric, SkiffStore};
 
 const MEMBERS: usize = 3;
 const KEYS: u64 = 6;
@@ -36,6 +36,7 @@ struct Member {
     name: String,
     dir: PathBuf,
     client_port: u16,
+    metrics_port: u16,
     fault: PathBuf,
     proc: Option<SkiffStore>,
 }
@@ -60,6 +61,7 @@ impl Cluster {
                 name: format!("m{i}"),
                 dir: tmp.path().join(format!("m{i}")),
                 client_port: free_port(),
+                metrics_port: free_port(),
                 fault: tmp.path().join(format!("fault-m{i}")),
                 proc: None,
             })
@@ -76,6 +78,7 @@ impl Cluster {
         let m = &mut self.members[i];
         std::fs::write(&m.fault, "").unwrap();
         let fault = m.fault.to_str().unwrap().to_owned();
+        let metrics = format!("http://127.0.0.1:{}", m.metrics_port);
         m.proc = Some(SkiffStore::start_on(
             &m.dir,
             m.client_port,
@@ -90,6 +93,8 @@ impl Cluster {
                 &self.initial,
                 "--snapshot-count",
                 "400",
+                "--listen-metrics-urls",
+                &metrics,
             ],
             &[("SKIFF_PEER_FAULT_FILE", &fault)],
         ));
@@ -301,14 +306,15 @@ async fn history_values(url: &str) -> (i64, BTreeSet<(u64, u64)>) {
 }
 
 fn etcdctl(endpoints: &str, args: &[&str]) -> String {
-    let out = std::process::Command::new("/usr/bin/etcdctl")
-        .env("ETCDCTL_API", "3")
-        .args(["--endpoints", endpoints])
-        .args(args)
-        .output()
-        .expect("run etcdctl");
+    let out = common::etcdctl(endpoints, args);
     assert!(out.status.success(), "etcdctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap()
+}
+
+fn etcdctl_err(endpoints: &str, args: &[&str]) -> String {
+    let out = common::etcdctl(endpoints, args);
+    assert!(!out.status.success(), "etcdctl {args:?} should fail: {}", String::from_utf8_lossy(&out.stdout));
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -418,12 +424,33 @@ async fn three_members_survive_kills_and_partitions_linearizably() {
 async fn member_add_promote_remove() {
     let c = Cluster::new();
     let all: Vec<usize> = (0..MEMBERS).collect();
-    wait_leader(&c, &all).await;
+    let (leader, _) = wait_leader(&c, &all).await;
     let endpoints = (0..MEMBERS).map(|i| format!("127.0.0.1:{}", c.members[i].client_port)).collect::<Vec<_>>().join(",");
     etcdctl(&endpoints, &["put", "before", "1"]);
+    // Every founding member has published its name and client URL through the log.
+    let t = Instant::now();
+    while !(0..MEMBERS).all(|i| etcdctl(&endpoints, &["member", "list"]).contains(&format!("m{i}, http://127.0.0.1:{}, http://127.0.0.1:{}", c.peer_ports[i], c.members[i].client_port))) {
+        assert!(t.elapsed() < Duration::from_secs(10), "client URLs not published: {}", etcdctl(&endpoints, &["member", "list"]));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let peer = format!("http://127.0.0.1:{}", free_port());
     let added = etcdctl(&endpoints, &["member", "add", "m3", &format!("--peer-urls={peer}"), "--learner"]);
     assert!(added.contains("ETCD_INITIAL_CLUSTER_STATE=\"existing\""), "{added}");
+    let list = etcdctl(&endpoints, &["member", "list"]);
+    let id = list.lines().find(|l| l.contains(&peer)).unwrap().split(',').next().unwrap().trim().to_owned();
+    // The leader refuses to promote a learner that has not caught up (it has not even started),
+    // and anything that is not a learner.
+    let at_leader = format!("127.0.0.1:{}", c.members[leader].client_port);
+    let err = etcdctl_err(&at_leader, &["member", "promote", &id]);
+    assert!(err.contains("can only promote a learner member which is in sync with leader"), "{err}");
+    // A follower forwards the request to the leader, which refuses it the same way.
+    let follower = (leader + 1) % MEMBERS;
+    let at_follower = format!("127.0.0.1:{}", c.members[follower].client_port);
+    let err = etcdctl_err(&at_follower, &["member", "promote", &id]);
+    assert!(err.contains("can only promote a learner member which is in sync with leader"), "{err}");
+    let voter = list.lines().find(|l| l.contains(", m0,")).unwrap().split(',').next().unwrap().trim().to_owned();
+    let err = etcdctl_err(&at_leader, &["member", "promote", &voter]);
+    assert!(err.contains("can only promote a learner member"), "{err}");
     let initial = format!("{},m3={peer}", c.initial);
     let dir = c._tmp.path().join("m3");
     let port = free_port();
@@ -454,9 +481,24 @@ async fn member_add_promote_remove() {
     let line = list.lines().find(|l| l.contains(&peer)).unwrap_or_else(|| panic!("new member not listed: {list}"));
     assert!(line.ends_with("true"), "added as a learner: {line}");
     let id = line.split(',').next().unwrap().trim().to_owned();
-    etcdctl(&endpoints, &["member", "promote", &id]);
+    // Caught up now: promoted, through a follower (the leader's view of its progress may trail by a heartbeat).
+    let t = Instant::now();
+    loop {
+        let out = common::etcdctl(&at_follower, &["member", "promote", &id]);
+        if out.status.success() {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(5), "promote refused: {}", String::from_utf8_lossy(&out.stderr));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let list = etcdctl(&endpoints, &["member", "list"]);
     assert!(list.lines().filter(|l| l.ends_with("false")).count() == 4, "four voters after promote: {list}");
+    // The new member published its name and client URL too; every member shows it.
+    let t = Instant::now();
+    while !etcdctl(&endpoints, &["member", "list"]).contains(&format!("m3, {peer}, http://127.0.0.1:{port}")) {
+        assert!(t.elapsed() < Duration::from_secs(10), "m3 not published: {}", etcdctl(&endpoints, &["member", "list"]));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     // The new voter takes writes (forwarded to the leader) and serves linearizable reads.
     etcdctl(&m3, &["put", "after", "2"]);
     assert!(etcdctl(&m3, &["get", "after"]).contains("2"));
@@ -466,4 +508,95 @@ async fn member_add_promote_remove() {
     assert_eq!(list.lines().count(), 3, "{list}");
     etcdctl(&endpoints, &["put", "after-remove", "3"]);
     assert!(etcdctl(&endpoints, &["get", "after-remove"]).contains("3"));
+
+    // Leader transfer (etcd's MoveLeader): hand leadership to a follower.
+    let (leader, _) = wait_leader(&c, &all).await;
+    let target = (leader + 1) % MEMBERS;
+    let target_id = list
+        .lines()
+        .find(|l| l.contains(&format!(", m{target},")))
+        .unwrap()
+        .split(',')
+        .next()
+        .unwrap()
+        .trim()
+        .to_owned();
+    let out = etcdctl(&endpoints, &["move-leader", &target_id]);
+    assert!(out.contains(&format!("to {target_id}")), "{out}");
+    let (now, _) = wait_leader(&c, &all).await;
+    assert_eq!(now, target, "m{target} leads after move-leader");
+    let err = etcdctl_err(&endpoints, &["move-leader", "abcdef"]);
+    assert!(err.contains("bad leader transferee"), "{err}");
+    etcdctl(&endpoints, &["put", "after-transfer", "4"]);
+    assert!(etcdctl(&endpoints, &["get", "after-transfer"]).contains("4"));
+}
+
+/// A follower that was down while the leader snapshotted and compacted its
+/// log past everything the follower has can only catch up by
+/// InstallSnapshot: the leader streams the state machine (≈3.5 MiB here, so
+/// several 1 MiB chunks) to the restarted process, which installs it and then
+/// follows the log: serves every key, takes writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn lagging_follower_catches_up_by_snapshot() {
+    const KEYS: usize = 3000;
+    let mut c = Cluster::new();
+    let all: Vec<usize> = (0..MEMBERS).collect();
+    let (leader, _) = wait_leader(&c, &all).await;
+    let follower = (leader + 1) % MEMBERS;
+    c.kill(follower);
+
+    // 3,000 puts of 1 KiB through the leader: with --snapshot-count 400 the
+    // leader snapshots several times and drops all but the last 1,000 entries.
+    let url = c.url(leader);
+    let value = Bytes::from(vec![b'v'; 1024]);
+    let tasks: Vec<_> = (0..16)
+        .map(|t| {
+            let (url, value) = (url.clone(), value.clone());
+            tokio::spawn(async move {
+                let mut kv = KvClient::new(channel(&url));
+                for i in (t..KEYS).step_by(16) {
+                    let key = Bytes::from(format!("snap/{i:05}"));
+                    kv.put(PutRequest { key, value: value.clone(), ..Default::default() }).await.expect("put through the leader");
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+
+    c.start(follower);
+    let furl = c.url(follower);
+    let count = |url: String| async move {
+        let req = RangeRequest {
+            key: Bytes::from_static(b"snap/"),
+            range_end: Bytes::from_static(b"snap0"),
+            count_only: true,
+            serializable: true,
+            ..Default::default()
+        };
+        KvClient::new(channel(&url)).range(req).await.map(|r| r.into_inner().count).unwrap_or(-1)
+    };
+    let t = Instant::now();
+    while count(furl.clone()).await != KEYS as i64 {
+        assert!(t.elapsed() < Duration::from_secs(30), "the restarted follower never caught up");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let scrape = http_get(c.members[follower].metrics_port, "/metrics");
+    assert!(metric(&scrape, "skiff_store_snapshots_received_total") >= 1.0, "caught up without a snapshot:\n{scrape}");
+
+    // After the snapshot it follows the log: a write through it (forwarded
+    // to the leader) is read back linearizably through every member.
+    let mut kv = KvClient::new(channel(&furl));
+    kv.put(PutRequest { key: Bytes::from_static(b"after-snapshot"), value: Bytes::from_static(b"1"), ..Default::default() })
+        .await
+        .expect("put through the follower");
+    for i in 0..MEMBERS {
+        let r = KvClient::new(channel(&c.url(i)))
+            .range(RangeRequest { key: Bytes::from_static(b"after-snapshot"), ..Default::default() })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(r.kvs.len(), 1, "m{i} lacks the write made after the snapshot");
+    }
 }

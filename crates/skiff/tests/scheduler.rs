@@ -6,7 +6,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{wait_until as wait_for, Kubectl, SkiffProc as Proc, SkiffServer};
+use common::{http_get, wait_until as wait_for, Kubectl, SkiffProc as Proc, SkiffServer};
 
 fn create(k: &Kubectl, dir: &Path, obj: serde_json::Value) {
     let f = dir.join(format!("obj-{}.json", rand::random::<u64>()));
@@ -159,15 +159,6 @@ fn preemption_by_priority_class() {
     ] {
         assert!(metrics.contains(want), "{want} not in {metrics}");
     }
-}
-
-fn http_get(port: u16, path: &str) -> String {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out
 }
 
 #[test]

@@ -46,6 +46,16 @@ pub enum StoreError {
     MemberNotFound,
     #[error("etcdserver: Peer URLs already exists")]
     PeerUrlExists,
+    #[error("etcdserver: can only promote a learner member")]
+    MemberNotLearner,
+    #[error("etcdserver: can only promote a learner member which is in sync with leader")]
+    LearnerNotReady,
+    #[error("etcdserver: not leader")]
+    NotLeader,
+    #[error("etcdserver: bad leader transferee")]
+    BadLeaderTransferee,
+    #[error("etcdserver: request timed out, leader transfer took too long")]
+    LeaderTransferTimeout,
     #[error("etcdserver: unhealthy cluster")]
     Unhealthy,
     /// The durable log could not be written. The store stops accepting writes:
@@ -66,7 +76,8 @@ impl StoreError {
             TooManyRequests => Code::ResourceExhausted,
             Stopped | Timeout | NoLeader | LeaderChanged | Unhealthy => Code::Unavailable,
             MemberNotFound => Code::NotFound,
-            PeerUrlExists => Code::FailedPrecondition,
+            PeerUrlExists | MemberNotLearner | LearnerNotReady | NotLeader | BadLeaderTransferee => Code::FailedPrecondition,
+            LeaderTransferTimeout => Code::Unavailable,
             Storage(_) => Code::Internal,
         }
     }

@@ -24,6 +24,7 @@ pub struct Metrics {
     pub apply_seconds: Histogram,
     pub proposals_failed: Counter,
     pub snapshots: Counter,
+    pub snapshots_received: Counter,
     pub grpc_requests: Family<MethodLabel, Counter>,
 }
 
@@ -41,6 +42,7 @@ impl Default for Metrics {
             apply_seconds: Histogram::new(exponential_buckets(0.00001, 2.0, 16)),
             proposals_failed: Counter::default(),
             snapshots: Counter::default(),
+            snapshots_received: Counter::default(),
             grpc_requests: Family::default(),
         };
         m.registry.register("revision", "Current revision of the store", m.revision.clone());
@@ -53,6 +55,7 @@ impl Default for Metrics {
         m.registry.register("apply_duration_seconds", "Time to apply one committed batch", m.apply_seconds.clone());
         m.registry.register("proposals_failed", "Commands that failed to become durable", m.proposals_failed.clone());
         m.registry.register("snapshots", "Snapshots written", m.snapshots.clone());
+        m.registry.register("snapshots_received", "Snapshots installed from the Raft leader (a follower too far behind its log)", m.snapshots_received.clone());
         m.registry.register("grpc_requests", "gRPC requests served, by method", m.grpc_requests.clone());
         m
     }

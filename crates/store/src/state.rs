@@ -87,6 +87,9 @@ pub struct StateMachine {
     applied: u64,
     leases: BTreeMap<i64, LeaseInfo>,
     live_keys: usize,
+    /// A clustered store's members, replicated like the keys (etcd keeps
+    /// them in its backend's members bucket). Empty for a lone store.
+    members: BTreeMap<u64, skiffpb::MemberInfo>,
 }
 
 impl Default for StateMachine {
@@ -101,6 +104,7 @@ impl Default for StateMachine {
             applied: 0,
             leases: BTreeMap::new(),
             live_keys: 0,
+            members: BTreeMap::new(),
         }
     }
 }
@@ -177,7 +181,42 @@ impl StateMachine {
                 })),
                 None => Err(StoreError::LeaseNotFound),
             },
+            Op::MemberAttributes(m) => {
+                // A removed member's late attributes change nothing.
+                if let Some(known) = self.members.get_mut(&m.id) {
+                    known.name = m.name.clone();
+                    known.client_urls = m.client_urls.clone();
+                }
+                Ok(Response::Compact(CompactionResponse { header: header(self.rev) }))
+            }
         }
+    }
+
+    // ------------------------------------------------------------- members
+
+    pub fn members(&self) -> &BTreeMap<u64, skiffpb::MemberInfo> {
+        &self.members
+    }
+
+    /// Add a member or update its peer URLs; a name and client URLs already
+    /// published are kept when `info` lacks them (a conf change carries none).
+    pub fn upsert_member(&mut self, mut info: skiffpb::MemberInfo) {
+        if let Some(old) = self.members.get(&info.id) {
+            if info.name.is_empty() {
+                info.name = old.name.clone();
+            }
+            if info.client_urls.is_empty() {
+                info.client_urls = old.client_urls.clone();
+            }
+            if info.peer_urls.is_empty() {
+                info.peer_urls = old.peer_urls.clone();
+            }
+        }
+        self.members.insert(info.id, info);
+    }
+
+    pub fn remove_member(&mut self, id: u64) {
+        self.members.remove(&id);
     }
 
     // ---------------------------------------------------------------- reads
@@ -633,6 +672,7 @@ impl StateMachine {
             compact_revision: self.compact_rev,
             leases: self.leases.iter().map(|(&id, l)| skiffpb::LeaseGrant { id, ttl: l.ttl }).collect(),
             key_count: self.index.len() as u64,
+            members: self.members.values().cloned().collect(),
         }
     }
 
@@ -658,6 +698,7 @@ impl StateMachine {
             rev: meta.revision,
             compact_rev: meta.compact_revision,
             applied: meta.applied_index,
+            members: meta.members.iter().map(|m| (m.id, m.clone())).collect(),
             ..Default::default()
         };
         for l in &meta.leases {

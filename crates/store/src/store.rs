@@ -242,6 +242,14 @@ impl Store {
         rx.await.map_err(|_| StoreError::Stopped)?
     }
 
+    /// Hand the leadership to `target` (etcd's MoveLeader); answers once it leads.
+    pub async fn move_leader(&self, target: u64) -> Result<()> {
+        let Some(node) = &self.inner.node else { return Err(StoreError::BadLeaderTransferee) };
+        let (tx, rx) = oneshot::channel();
+        node.send(cluster::Input::TransferLeader(target, tx))?;
+        rx.await.map_err(|_| StoreError::Stopped)?
+    }
+
     /// Append a command to the log and wait until it is durable and applied.
     async fn propose(&self, cmd: Command) -> Result<Response> {
         if let Some(msg) = self.shared().failed.lock().clone() {

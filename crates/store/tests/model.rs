@@ -239,6 +239,8 @@ impl Model {
                 self.commit(w, changed);
                 Ok(Response::LeaseRevoke(LeaseRevokeResponse { header: hdr(self.rev()) }))
             }
+            // Membership is not part of the key space: no revision, no keys.
+            Op::MemberAttributes(_) => Ok(Response::Compact(CompactionResponse { header: hdr(self.rev()) })),
         }
     }
 }

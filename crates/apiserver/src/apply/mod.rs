@@ -75,7 +75,7 @@ pub async fn patch(storage: &Storage, req: &Request) -> ApiResult<Response> {
                 return Err(conflict_error(&conflicts));
             }
             for e in entries.iter_mut() {
-                e.set.retain(|p| !conflicts.iter().any(|(_, _, c)| c == p));
+                e.set.retain(|p| !conflicts.iter().any(|(_, c)| c == p));
             }
         }
         let prev: Set = entries.iter().find(|e| e.manager == manager && e.operation == "Apply" && e.subresource == sub).map(|e| e.set.clone()).unwrap_or_default();
@@ -114,9 +114,9 @@ pub async fn patch(storage: &Storage, req: &Request) -> ApiResult<Response> {
     Err(write_error(WriteError::Conflict, t, t.name()))
 }
 
-/// (manager, apiVersion, path) of every field another manager owns that
-/// this apply would set to a different value.
-fn conflicts(entries: &[Entry], manager: &str, sub: &str, apply_set: &Set, live: &Value, applied: &Value) -> Vec<(String, String, Path)> {
+/// (manager as upstream prints it, path) of every field another manager owns
+/// that this apply would set to a different value.
+fn conflicts(entries: &[Entry], manager: &str, sub: &str, apply_set: &Set, live: &Value, applied: &Value) -> Vec<(String, Path)> {
     let mut out = Vec::new();
     for e in entries {
         if (e.manager == manager && e.operation == "Apply") || e.subresource != sub {
@@ -128,28 +128,44 @@ fn conflicts(entries: &[Entry], manager: &str, sub: &str, apply_set: &Set, live:
                 continue;
             }
             if fieldpath::get(live, p) != fieldpath::get(applied, p) {
-                out.push((e.manager.clone(), e.api_version.clone(), p.clone()));
+                out.push((print_manager(e), p.clone()));
             }
         }
     }
     out
 }
 
-/// 409 in upstream's words:
-/// `Apply failed with 1 conflict: conflict with "kubectl-edit" using apps/v1: .spec.replicas`.
-fn conflict_error(conflicts: &[(String, String, Path)]) -> ApiError {
+/// A manager the way upstream's conflict messages name it (fieldmanager's
+/// `printManager`): appliers are identified without their apiVersion (an
+/// applier keeps one identity whatever version it applies with), updaters
+/// with it, and a subresource is named when there is one.
+fn print_manager(e: &Entry) -> String {
+    let mut s = format!("{:?}", e.manager);
+    if !e.subresource.is_empty() {
+        s.push_str(&format!(" with subresource {:?}", e.subresource));
+    }
+    if e.operation != "Apply" {
+        s.push_str(&format!(" using {}", e.api_version));
+    }
+    s
+}
+
+/// 409 in upstream's words, e.g.
+/// `Apply failed with 1 conflict: conflict with "kubectl-edit" using apps/v1: .spec.replicas`
+/// or, against another applier, `... conflict with "kubectl": .data.mode`.
+fn conflict_error(conflicts: &[(String, Path)]) -> ApiError {
     let n = conflicts.len();
-    let mut by_manager: BTreeMap<(&str, &str), Vec<String>> = BTreeMap::new();
-    for (m, v, p) in conflicts {
-        by_manager.entry((m.as_str(), v.as_str())).or_default().push(fieldpath::display(p));
+    let mut by_manager: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for (m, p) in conflicts {
+        by_manager.entry(m.as_str()).or_default().push(fieldpath::display(p));
     }
     let message = if n == 1 {
-        let (m, v, p) = &conflicts[0];
-        format!("Apply failed with 1 conflict: conflict with \"{m}\" using {v}: {}", fieldpath::display(p))
+        let (m, p) = &conflicts[0];
+        format!("Apply failed with 1 conflict: conflict with {m}: {}", fieldpath::display(p))
     } else {
-        let parts: Vec<String> = by_manager.iter().map(|((m, v), paths)| format!("conflicts with \"{m}\" using {v}:\n- {}", paths.join("\n- "))).collect();
+        let parts: Vec<String> = by_manager.iter().map(|(m, paths)| format!("conflicts with {m}:\n- {}", paths.join("\n- "))).collect();
         format!("Apply failed with {n} conflicts: {}", parts.join("\n"))
     };
-    let causes: Vec<(String, String)> = conflicts.iter().map(|(m, v, p)| (fieldpath::display(p), format!("conflict with \"{m}\" using {v}"))).collect();
+    let causes: Vec<(String, String)> = conflicts.iter().map(|(m, p)| (fieldpath::display(p), format!("conflict with {m}"))).collect();
     ApiError::apply_conflict(message, causes)
 }

@@ -9,6 +9,7 @@ use clap::Args;
 use skiff_apiserver::{bootstrap, certs, kv::Embedded, storage::Storage, AppState};
 use skiff_store::{Config, Store};
 
+
 #[derive(Args, Debug)]
 pub struct ServerArgs {
     /// Where the store, the PKI and the admin kubeconfig live
@@ -57,6 +58,29 @@ pub struct ServerArgs {
     kubelet_port: u16,
     #[command(flatten)]
     net: super::controller_manager::NetControllerArgs,
+    /// etcd's clustering flags: with `--initial-cluster` naming several
+    /// members, this server's embedded store is one member of a Raft cluster
+    /// and every member serves the Kubernetes API.
+    #[command(flatten)]
+    cluster: super::store::ClusterFlags,
+    /// Also serve this member's etcd v3 API on these URLs (for etcdctl; off by default).
+    #[arg(long)]
+    listen_client_urls: Option<String>,
+    /// Client URLs this member advertises in `member list` (default: --listen-client-urls).
+    #[arg(long)]
+    advertise_client_urls: Option<String>,
+}
+
+/// Serve the embedded store's etcd v3 API (for `etcdctl member list`,
+/// `endpoint status`, `member add`) next to the Kubernetes API.
+async fn serve_etcd_api(store: &Store, id: skiff_store::grpc::Identity, urls: &str) -> Result<()> {
+    let ctx = skiff_store::grpc::Ctx { store: store.clone(), id, progress_interval: std::time::Duration::from_secs(600) };
+    for addr in super::urls::listen_addrs("--listen-client-urls", urls)? {
+        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("listening on {addr}"))?;
+        tracing::info!(%addr, "serving the store's etcd v3 API");
+        tokio::spawn(skiff_store::grpc::serve(ctx.clone(), listener, std::future::pending::<()>()));
+    }
+    Ok(())
 }
 
 fn default_data_dir() -> PathBuf {
@@ -74,12 +98,20 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     let dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let (kv, store): (Arc<dyn skiff_apiserver::kv::Kv>, Option<Store>) = if args.etcd_servers.is_empty() {
-        let store = Store::open(Config::new(dir.join("store"))).with_context(|| format!("opening the store in {}", dir.display()))?;
+        let client_urls = args.advertise_client_urls.as_ref().or(args.listen_client_urls.as_ref()).map(|u| super::urls::list(u)).unwrap_or_default();
+        let (store, id) = args.cluster.open(Config::new(dir.join("store")), client_urls)?;
+        if let Some(urls) = &args.listen_client_urls {
+            serve_etcd_api(&store, id, urls).await?;
+        }
         (Arc::new(Embedded(store.clone())), Some(store))
     } else {
         tracing::info!(servers = ?args.etcd_servers, "using external etcd");
         (Arc::new(skiff_apiserver::etcd::Remote::connect(&args.etcd_servers)?), None)
     };
+    // A lone embedded store answers at once; a Raft member waits for a
+    // quorum of its peers, and an external etcd may still be starting.
+    let clustered = store.as_ref().is_some_and(|s| s.cluster().is_some());
+    let patience = if store.is_none() || clustered { 120 } else { 1 };
     let mut storage = Storage::new(kv.clone());
     // Deletions wait for the garbage collector and namespace controller through finalizers.
     storage.controllers = !args.disable_controllers;
@@ -93,11 +125,15 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     let mut attempt = 0;
     while let Err(e) = bootstrap::ensure(&storage, &storage.service_ranges.first_ip(), args.listen.port()).await {
         attempt += 1;
-        if store.is_some() || attempt >= 30 {
+        if attempt >= patience {
             return Err(e.context("creating the cluster's initial objects"));
         }
-        tracing::warn!("waiting for etcd: {e:#}");
+        tracing::warn!("waiting for the store: {e:#}");
         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+    if clustered || store.is_none() {
+        // Several API servers on one store: one CA and admin token for all.
+        certs::share_through_store(storage.kv().as_ref(), &dir).await?;
     }
     let pki = certs::ensure(&dir, args.listen)?;
     let kubeconfig = certs::write_kubeconfig(&dir, &pki, args.listen)?;

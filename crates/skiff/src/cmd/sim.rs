@@ -46,6 +46,20 @@ pub struct SimArgs {
     /// Drive bound pods to Running and finish their deletion (false: nodes only).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     drive_pods: bool,
+    /// Injected failure: this many nodes (the first ones) die, i.e. stop
+    /// renewing their Leases and driving their pods.
+    #[arg(long, default_value_t = 0)]
+    fail_nodes: usize,
+    /// When the --fail-nodes die, from start.
+    #[arg(long, default_value = "0s", value_parser = super::store::parse_duration)]
+    fail_nodes_after: std::time::Duration,
+    /// The --fail-nodes come back this long after dying (default: never).
+    #[arg(long, value_parser = super::store::parse_duration)]
+    recover_nodes_after: Option<std::time::Duration>,
+    /// Injected failure: this fraction (0..1) of pods have crashing containers
+    /// (CrashLoopBackOff; Failed with exit code 1 unless restartPolicy is Always).
+    #[arg(long, default_value_t = 0.0)]
+    pod_failure_rate: f64,
 }
 
 pub async fn run(args: SimArgs) -> Result<()> {
@@ -69,6 +83,10 @@ pub async fn run(args: SimArgs) -> Result<()> {
         lease_duration_seconds: args.lease_duration_seconds,
         concurrency: args.concurrency,
         drive_pods: args.drive_pods,
+        fail_nodes: args.fail_nodes,
+        fail_nodes_after: args.fail_nodes_after,
+        recover_nodes_after: args.recover_nodes_after,
+        pod_failure_rate: args.pod_failure_rate,
     };
     skiff_sim::run(client, config, super::shutdown_signal()).await
 }

@@ -13,9 +13,8 @@ use super::urls;
 
 #[derive(Args, Debug)]
 pub struct StoreArgs {
-    /// Human-readable name of this member.
-    #[arg(long, default_value = "default")]
-    name: String,
+    #[command(flatten)]
+    cluster: ClusterFlags,
     /// Path to the data directory (default: `<name>.etcd`, as etcd).
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -25,24 +24,6 @@ pub struct StoreArgs {
     /// Client URLs advertised to the rest of the cluster (shown by `member list`).
     #[arg(long, default_value = "http://localhost:2379")]
     advertise_client_urls: String,
-    /// Peer URLs advertised to the rest of the cluster (shown by `member list`).
-    #[arg(long, default_value = "http://localhost:2380")]
-    initial_advertise_peer_urls: String,
-    /// URLs to listen on for peer (Raft) traffic.
-    #[arg(long, default_value = "http://localhost:2380")]
-    listen_peer_urls: String,
-    /// The founding members, `name=peer-url,...` (default: this member alone).
-    #[arg(long)]
-    initial_cluster: Option<String>,
-    /// `new` to found a cluster, `existing` to join one after `etcdctl member add`.
-    #[arg(long, default_value = "new", value_parser = ["new", "existing"])]
-    initial_cluster_state: String,
-    /// Milliseconds between Raft heartbeats (one Raft tick).
-    #[arg(long, default_value_t = 100)]
-    heartbeat_interval: u64,
-    /// Milliseconds without a leader before a member campaigns.
-    #[arg(long, default_value_t = 1000)]
-    election_timeout: u64,
     /// URLs to serve Prometheus /metrics and /health on (plain HTTP).
     #[arg(long)]
     listen_metrics_urls: Option<String>,
@@ -61,6 +42,72 @@ pub struct StoreArgs {
     /// Cancel a watcher that is more than this many revisions behind (0: never).
     #[arg(long, default_value_t = 1_000_000)]
     watch_max_lag: i64,
+}
+
+/// etcd's clustering flags, shared by `skiff store` and `skiff server`
+/// (every `skiff server` member is also a member of the Raft cluster).
+#[derive(Args, Debug, Clone)]
+pub struct ClusterFlags {
+    /// Human-readable name of this member.
+    #[arg(long, default_value = "default")]
+    pub name: String,
+    /// Peer URLs advertised to the rest of the cluster (shown by `member list`).
+    #[arg(long, default_value = "http://localhost:2380")]
+    pub initial_advertise_peer_urls: String,
+    /// URLs to listen on for peer (Raft) traffic.
+    #[arg(long, default_value = "http://localhost:2380")]
+    pub listen_peer_urls: String,
+    /// The founding members, `name=peer-url,...` (default: this member alone).
+    #[arg(long)]
+    pub initial_cluster: Option<String>,
+    /// `new` to found a cluster, `existing` to join one after `etcdctl member add`.
+    #[arg(long, default_value = "new", value_parser = ["new", "existing"])]
+    pub initial_cluster_state: String,
+    /// Milliseconds between Raft heartbeats (one Raft tick).
+    #[arg(long, default_value_t = 100)]
+    pub heartbeat_interval: u64,
+    /// Milliseconds without a leader before a member campaigns.
+    #[arg(long, default_value_t = 1000)]
+    pub election_timeout: u64,
+}
+
+impl ClusterFlags {
+    /// Open the store as these flags say: alone (no Raft round) when the
+    /// cluster is this member only, else as a Raft member. Returns the store
+    /// and how the etcd API should name this member.
+    pub fn open(&self, config: Config, advertise_client_urls: Vec<String>) -> Result<(Store, Identity)> {
+        let data_dir = config.data_dir.clone();
+        let initial = match &self.initial_cluster {
+            Some(c) => parse_initial_cluster(c)?,
+            None => vec![(self.name.clone(), urls::list(&self.initial_advertise_peer_urls))],
+        };
+        let clustered = initial.len() > 1 || self.initial_cluster_state == "existing";
+        if !clustered {
+            let store = Store::open(config).with_context(|| format!("opening store in {}", data_dir.display()))?;
+            let id = Identity::new(&self.name, urls::list(&self.initial_advertise_peer_urls), advertise_client_urls);
+            return Ok((store, id));
+        }
+        if !initial.iter().any(|(n, _)| *n == self.name) {
+            bail!("--initial-cluster has no member named {:?} (--name)", self.name);
+        }
+        if self.election_timeout < 2 * self.heartbeat_interval.max(1) {
+            bail!("--election-timeout must be at least twice --heartbeat-interval");
+        }
+        let cluster = ClusterConfig {
+            name: self.name.clone(),
+            initial,
+            new_cluster: self.initial_cluster_state == "new",
+            listen_peer: urls::listen_addrs("--listen-peer-urls", &self.listen_peer_urls)?,
+            client_urls: advertise_client_urls.clone(),
+            tick_ms: self.heartbeat_interval.max(1),
+            election_ticks: self.election_timeout / self.heartbeat_interval.max(1),
+        };
+        let peer_urls = cluster.self_peer_urls();
+        let store = Store::open_cluster(config, cluster)
+            .with_context(|| format!("opening clustered store in {}", data_dir.display()))?;
+        let status = store.cluster().expect("clustered store").clone();
+        Ok((store, Identity::for_cluster(&status, peer_urls, advertise_client_urls)))
+    }
 }
 
 /// Parse `--initial-cluster`: `name=url` pairs; a name may repeat for several URLs.
@@ -97,7 +144,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 pub async fn run(args: StoreArgs) -> Result<()> {
-    let data_dir = args.data_dir.clone().unwrap_or_else(|| PathBuf::from(format!("{}.etcd", args.name)));
+    let data_dir = args.data_dir.clone().unwrap_or_else(|| PathBuf::from(format!("{}.etcd", args.cluster.name)));
     let listen = urls::listen_addrs("--listen-client-urls", &args.listen_client_urls)?;
     let metrics = match &args.listen_metrics_urls {
         Some(u) => urls::listen_addrs("--listen-metrics-urls", u)?,
@@ -108,44 +155,14 @@ pub async fn run(args: StoreArgs) -> Result<()> {
     config.max_request_bytes = args.max_request_bytes;
     config.max_txn_ops = args.max_txn_ops;
     config.watch_max_lag = args.watch_max_lag;
-    let initial = match &args.initial_cluster {
-        Some(c) => parse_initial_cluster(c)?,
-        None => vec![(args.name.clone(), urls::list(&args.initial_advertise_peer_urls))],
-    };
-    let clustered = initial.len() > 1 || args.initial_cluster_state == "existing";
-    let (store, id) = if clustered {
-        if !initial.iter().any(|(n, _)| *n == args.name) {
-            bail!("--initial-cluster has no member named {:?} (--name)", args.name);
-        }
-        if args.election_timeout < 2 * args.heartbeat_interval.max(1) {
-            bail!("--election-timeout must be at least twice --heartbeat-interval");
-        }
-        let cluster = ClusterConfig {
-            name: args.name.clone(),
-            initial,
-            new_cluster: args.initial_cluster_state == "new",
-            listen_peer: urls::listen_addrs("--listen-peer-urls", &args.listen_peer_urls)?,
-            client_urls: urls::list(&args.advertise_client_urls),
-            tick_ms: args.heartbeat_interval.max(1),
-            election_ticks: args.election_timeout / args.heartbeat_interval.max(1),
-        };
-        let peer_urls = cluster.self_peer_urls();
-        let store = Store::open_cluster(config, cluster)
-            .with_context(|| format!("opening clustered store in {}", data_dir.display()))?;
-        let status = store.cluster().expect("clustered store").clone();
-        (store, Identity::for_cluster(&status, peer_urls, urls::list(&args.advertise_client_urls)))
-    } else {
-        let store = Store::open(config).with_context(|| format!("opening store in {}", data_dir.display()))?;
-        let id = Identity::new(&args.name, urls::list(&args.initial_advertise_peer_urls), urls::list(&args.advertise_client_urls));
-        (store, id)
-    };
+    let (store, id) = args.cluster.open(config, urls::list(&args.advertise_client_urls))?;
     let ctx = Ctx { store: store.clone(), id, progress_interval: args.progress_notify_interval };
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut servers = Vec::new();
     for addr in listen {
         let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("listening on {addr}"))?;
-        tracing::info!(%addr, name = %args.name, "serving etcd v3 API");
+        tracing::info!(%addr, name = %args.cluster.name, "serving etcd v3 API");
         let mut stop = stop_rx.clone();
         servers.push(tokio::spawn(grpc::serve(ctx.clone(), listener, async move {
             let _ = stop.wait_for(|s| *s).await;

@@ -128,6 +128,14 @@ impl SkiffServer {
     }
 
     pub fn start_with(dir: &Path, port: u16, extra: &[&str]) -> SkiffServer {
+        let s = Self::spawn_with(dir, port, extra);
+        wait_for_port(port, Duration::from_secs(30));
+        s
+    }
+
+    /// Start without waiting for the API port (a Raft member only serves
+    /// once a quorum of its peers has started too).
+    pub fn spawn_with(dir: &Path, port: u16, extra: &[&str]) -> SkiffServer {
         let child = Command::new(env!("CARGO_BIN_EXE_skiff"))
             .args(["server", "--data-dir"])
             .arg(dir)
@@ -142,9 +150,13 @@ impl SkiffServer {
             .stderr(Stdio::null())
             .spawn()
             .expect("start skiff server");
-        let s = SkiffServer { child, port, kubeconfig: dir.join("kubeconfig.yaml") };
-        wait_for_port(port, Duration::from_secs(30));
-        s
+        SkiffServer { child, port, kubeconfig: dir.join("kubeconfig.yaml") }
+    }
+
+    /// SIGKILL now: no clean shutdown.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// SIGTERM, then wait for a clean exit.
@@ -223,6 +235,31 @@ impl Drop for SkiffProc {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Debian's etcdctl (v3 API) against `endpoints` (`host:port,…`: etcdctl 3.4
+/// sends a URL scheme in the HTTP/2 authority, which hyper refuses).
+pub fn etcdctl(endpoints: &str, args: &[&str]) -> std::process::Output {
+    Command::new("/usr/bin/etcdctl").env("ETCDCTL_API", "3").args(["--endpoints", endpoints]).args(args).output().expect("run etcdctl")
+}
+
+/// A plain-HTTP GET on loopback (metrics endpoints); the whole response, headers included.
+pub fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+/// The value of an unlabelled Prometheus metric in a scrape.
+pub fn metric(body: &str, name: &str) -> f64 {
+    body.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("metric {name} missing from:\n{body}"))
 }
 
 /// Poll `f` every 200 ms until it returns Some, or panic after `timeout`.

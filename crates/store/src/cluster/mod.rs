@@ -103,6 +103,8 @@ pub enum Input {
     /// A background snapshot of the state machine at this index is on disk.
     SnapshotWritten(u64),
     Member(MemberChange, MemberReply),
+    /// etcd's MoveLeader: hand leadership to this voter (on the leader only).
+    TransferLeader(u64, oneshot::Sender<Result<()>>),
     Stop,
 }
 

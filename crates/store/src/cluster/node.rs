@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{mpsc as std_mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use etcdpb::skiffpb::{Command, MemberInfo, Proposal};
+use etcdpb::skiffpb::{command::Op, Command, MemberInfo, Proposal};
 use parking_lot::Mutex;
 use prost::Message as _;
 use skiff_raft::{
@@ -64,6 +64,12 @@ struct Node {
     read_seq: u64,
     since_snapshot: u64,
     snapshotting: bool,
+    /// This member's name and client URLs, published through the log.
+    attributes: MemberInfo,
+    last_publish: Option<Instant>,
+    /// MoveLeader calls waiting for their target to lead, and how long they may wait.
+    transfers: Vec<(u64, Instant, oneshot::Sender<Result<()>>)>,
+    transfer_timeout: Duration,
     role: StateRole,
 }
 
@@ -110,6 +116,23 @@ pub(crate) fn start(shared: Arc<Shared>, cfg: ClusterConfig) -> io::Result<NodeH
             storage.wl().set_snapshot_data(data);
         }
     }
+    // The member table lives in the state machine (and so in snapshots). On
+    // a first start it is seeded from --initial-cluster, which lists every
+    // member at that time (also for a member that joins with `existing`).
+    let members: Vec<MemberInfo> = {
+        let mut sm = shared.state.write();
+        if sm.members().is_empty() {
+            for f in &founders {
+                sm.upsert_member(MemberInfo { client_urls: vec![], ..f.clone() });
+            }
+        }
+        let mut list: Vec<MemberInfo> = sm.members().values().cloned().collect();
+        // This member knows its own client URLs before it has published them.
+        if let Some(me) = list.iter_mut().find(|m| m.id == id) {
+            me.client_urls = cfg.client_urls.clone();
+        }
+        list
+    };
     let mut rc = RaftConfig::new(id);
     rc.election_tick = cfg.election_ticks.max(2);
     rc.heartbeat_tick = 1;
@@ -120,9 +143,9 @@ pub(crate) fn start(shared: Arc<Shared>, cfg: ClusterConfig) -> io::Result<NodeH
     let (tx, rx) = std_mpsc::channel();
     let rt = tokio::runtime::Handle::current();
     let transport = Transport::new(rt.clone(), tx.clone());
-    for m in &founders {
-        if m.id != id {
-            transport.add_peer(m.id, &m.name, &m.peer_urls[0]);
+    for m in &members {
+        if let (true, Some(url)) = (m.id != id, m.peer_urls.first()) {
+            transport.add_peer(m.id, &m.name, url);
         }
     }
     for addr in &cfg.listen_peer {
@@ -148,7 +171,7 @@ pub(crate) fn start(shared: Arc<Shared>, cfg: ClusterConfig) -> io::Result<NodeH
         last_index: storage.last_index().unwrap_or(0).into(),
         commit: hs.commit.into(),
         learner: false.into(),
-        members: Mutex::new(founders),
+        members: Mutex::new(members),
     });
     tracing::info!(member = format!("{id:x}"), term = hs.term, commit = hs.commit, base,
         last_index = storage.last_index().unwrap_or(0), applied = sm_index, "raft node starting");
@@ -172,6 +195,10 @@ pub(crate) fn start(shared: Arc<Shared>, cfg: ClusterConfig) -> io::Result<NodeH
         read_seq: 0,
         since_snapshot: 0,
         snapshotting: false,
+        attributes: MemberInfo { id, name: cfg.name.clone(), peer_urls: vec![], client_urls: cfg.client_urls.clone(), is_learner: false },
+        last_publish: None,
+        transfers: Vec::new(),
+        transfer_timeout: Duration::from_millis(cfg.tick_ms.max(1) * cfg.election_ticks.max(2) * 2),
         role: StateRole::Follower,
     };
     let thread = std::thread::Builder::new().name("raft-node".into()).spawn(move || node.run())?;
@@ -210,6 +237,7 @@ impl Node {
                 self.raw.tick();
                 next_tick = (next_tick + self.tick).max(now);
                 self.expire(now);
+                self.maybe_publish(now);
             }
             self.start_read();
             while self.raw.has_ready() {
@@ -274,6 +302,19 @@ impl Node {
                 }
             }
             Input::Member(change, reply) => self.member_change(change, reply),
+            Input::TransferLeader(target, reply) => {
+                if self.role != StateRole::Leader {
+                    let _ = reply.send(Err(StoreError::NotLeader));
+                } else if !self.raw.raft().tracker.voters.contains(&target) {
+                    let _ = reply.send(Err(StoreError::BadLeaderTransferee));
+                } else if target == self.id {
+                    let _ = reply.send(Ok(()));
+                } else {
+                    tracing::info!(to = format!("{target:x}"), "transferring leadership");
+                    let _ = self.raw.transfer_leader(target);
+                    self.transfers.push((target, Instant::now(), reply));
+                }
+            }
             Input::Stop => {}
         }
     }
@@ -292,6 +333,10 @@ impl Node {
             }
         }
         self.member_waiters.retain(|(_, t, _)| now - *t < PROPOSAL_TIMEOUT * 2);
+        let timeout = self.transfer_timeout;
+        for (_, _, reply) in self.transfers.extract_if(.., |(_, t, _)| now - *t > timeout) {
+            let _ = reply.send(Err(StoreError::LeaderTransferTimeout));
+        }
     }
 
     /// One ReadIndex round at a time serves every read queued before it.
@@ -330,6 +375,9 @@ impl Node {
         let mut rd = self.raw.ready();
         if let Some(ss) = rd.soft_state {
             self.status.leader.store(ss.leader_id, Ordering::Relaxed);
+            for (_, _, reply) in self.transfers.extract_if(.., |(to, _, _)| *to == ss.leader_id) {
+                let _ = reply.send(Ok(()));
+            }
             if ss.role != self.role {
                 tracing::info!(role = ?ss.role, leader = format!("{:x}", ss.leader_id), "raft role changed");
                 if ss.role == StateRole::Leader {
@@ -386,7 +434,8 @@ impl Node {
         self.shared.rev_tx.send_replace(rev);
         self.log.snapshot_mark(&snap.metadata);
         self.storage.wl().apply_snapshot(snap.clone()).map_err(|e| io::Error::other(e.to_string()))?;
-        self.update_learner_flags(&snap.metadata.conf_state);
+        self.refresh_members(&snap.metadata.conf_state);
+        self.shared.metrics.snapshots_received.inc();
         tracing::info!(index, revision = rev, "installed snapshot from the leader");
         Ok(())
     }
@@ -398,7 +447,7 @@ impl Node {
             match e.kind {
                 EntryKind::ConfChange => {
                     self.flush_apply(&mut batch);
-                    self.apply_conf_change(e.index, &e.data);
+                    self.apply_conf_change(e.index, &e.data, e.index > applied);
                     if e.index > applied {
                         apply_commands(&self.shared, &[(e.index, &Command::default())]);
                     }
@@ -435,6 +484,10 @@ impl Node {
             let cmds: Vec<(u64, &Command)> = batch.iter().map(|(i, c, _)| (*i, c)).collect();
             apply_commands(&self.shared, &cmds)
         };
+        if batch.iter().any(|(_, c, _)| matches!(c.op, Some(Op::MemberAttributes(_)))) {
+            let cs = self.raw.raft().tracker.conf_state();
+            self.refresh_members(&cs);
+        }
         self.since_snapshot += batch.len() as u64;
         for ((_, _, seq), r) in batch.drain(..).zip(results) {
             if let Some((_, reply)) = seq.and_then(|s| self.pending.remove(&s)) {
@@ -466,6 +519,22 @@ impl Node {
             MemberChange::Remove(id) => ConfChange { kind: ConfChangeKind::Remove, node_id: id, context: vec![] },
             MemberChange::Promote(id) => {
                 let mut info = members.into_iter().find(|m| m.id == id).expect("checked above");
+                if !info.is_learner {
+                    let _ = reply.send(Err(StoreError::MemberNotLearner));
+                    return;
+                }
+                // As etcd: a learner votes only once it holds at least 90% of
+                // the leader's log, so promoting it cannot stall commits.
+                // (Checked where this member leads; a follower passes the
+                // request on through Raft unchecked.)
+                if self.role == StateRole::Leader {
+                    let leader_match = self.storage.last_index().unwrap_or(0);
+                    let learner_match = self.raw.raft().tracker.progress.get(&id).map_or(0, |p| p.matched);
+                    if (learner_match as f64) < leader_match as f64 * 0.9 {
+                        let _ = reply.send(Err(StoreError::LearnerNotReady));
+                        return;
+                    }
+                }
                 info.is_learner = false;
                 ConfChange { kind: ConfChangeKind::AddVoter, node_id: id, context: info.encode_to_vec() }
             }
@@ -479,42 +548,28 @@ impl Node {
         }
     }
 
-    fn apply_conf_change(&mut self, index: u64, data: &[u8]) {
+    /// `fresh`: the entry is newer than the state machine (not a replay of
+    /// something a snapshot already holds), so the member table changes.
+    fn apply_conf_change(&mut self, index: u64, data: &[u8], fresh: bool) {
         let Some(cc) = ConfChange::decode(data) else {
             tracing::error!(index, "undecodable conf change");
             return;
         };
         let cs = self.raw.apply_conf_change(&cc);
-        {
-            let mut members = self.status.members.lock();
+        if fresh {
+            let mut sm = self.shared.state.write();
             match cc.kind {
-                ConfChangeKind::Remove => {
-                    members.retain(|m| m.id != cc.node_id);
-                    self.transport.remove_peer(cc.node_id);
-                }
+                ConfChangeKind::Remove => sm.remove_member(cc.node_id),
                 ConfChangeKind::AddVoter | ConfChangeKind::AddLearner => {
-                    let info = MemberInfo::decode(cc.context.as_slice()).unwrap_or(MemberInfo {
-                        id: cc.node_id,
-                        ..Default::default()
-                    });
-                    if cc.node_id != self.id
-                        && !members.iter().any(|m| m.id == cc.node_id)
-                        && let Some(url) = info.peer_urls.first()
-                    {
-                        self.transport.add_peer(cc.node_id, &info.name, url);
-                    }
-                    match members.iter_mut().find(|m| m.id == cc.node_id) {
-                        Some(m) => {
-                            if m.peer_urls.is_empty() {
-                                m.peer_urls = info.peer_urls;
-                            }
-                        }
-                        None => members.push(MemberInfo { id: cc.node_id, ..info }),
-                    }
+                    let info = MemberInfo::decode(cc.context.as_slice()).unwrap_or_default();
+                    sm.upsert_member(MemberInfo { id: cc.node_id, ..info });
                 }
             }
         }
-        self.update_learner_flags(&cs);
+        if cc.kind == ConfChangeKind::Remove {
+            self.transport.remove_peer(cc.node_id);
+        }
+        self.refresh_members(&cs);
         tracing::info!(index, kind = ?cc.kind, member = format!("{:x}", cc.node_id), "membership changed");
         let members = self.status.members();
         let mut i = 0;
@@ -528,15 +583,49 @@ impl Node {
         }
     }
 
-    fn update_learner_flags(&mut self, cs: &ConfState) {
-        let mut members = self.status.members.lock();
-        for m in members.iter_mut() {
+    /// Rebuild what `member list` shows from the state machine's member
+    /// table and Raft's conf state (who is a learner), and connect to any
+    /// member the transport does not know yet.
+    fn refresh_members(&mut self, cs: &ConfState) {
+        let mut list: Vec<MemberInfo> = self.shared.state.read().members().values().cloned().collect();
+        for m in list.iter_mut() {
             m.is_learner = cs.learners.contains(&m.id);
+            if m.id == self.id && m.client_urls.is_empty() {
+                m.client_urls = self.attributes.client_urls.clone();
+            }
         }
         if !cs.voters.is_empty() || !cs.learners.is_empty() {
-            members.retain(|m| cs.contains(m.id) || m.id == self.id);
+            list.retain(|m| cs.contains(m.id) || m.id == self.id);
         }
+        for m in &list {
+            if let (true, false, Some(url)) = (m.id != self.id, self.transport.has_peer(m.id), m.peer_urls.first()) {
+                self.transport.add_peer(m.id, &m.name, url);
+            }
+        }
+        *self.status.members.lock() = list;
         self.status.learner.store(cs.learners.contains(&self.id), Ordering::Relaxed);
+    }
+
+    /// Publish this member's name and client URLs through the log once a
+    /// leader exists, until the state machine shows them (etcd's
+    /// `publish`); retried every few seconds while it does not.
+    fn maybe_publish(&mut self, now: Instant) {
+        if self.status.leader() == 0 || self.last_publish.is_some_and(|t| now - t < Duration::from_secs(3)) {
+            return;
+        }
+        let published = self.shared.state.read().members().get(&self.id).is_some_and(|m| {
+            m.name == self.attributes.name && m.client_urls == self.attributes.client_urls
+        });
+        if published {
+            return;
+        }
+        self.last_publish = Some(now);
+        self.seq += 1;
+        let cmd = Command { op: Some(Op::MemberAttributes(self.attributes.clone())) };
+        let data = Proposal { origin: self.id, seq: self.seq, cmd: Some(cmd) }.encode_to_vec();
+        if self.raw.propose(data).is_ok() {
+            tracing::debug!(name = %self.attributes.name, "publishing member attributes");
+        }
     }
 
     // ------------------------------------------------------------- snapshots

@@ -96,6 +96,10 @@ impl Transport {
         self.peers.lock().insert(id, Peer { name: name.to_owned(), tx });
     }
 
+    pub fn has_peer(&self, id: NodeId) -> bool {
+        self.peers.lock().contains_key(&id)
+    }
+
     pub fn remove_peer(&self, id: NodeId) {
         self.peers.lock().remove(&id);
     }

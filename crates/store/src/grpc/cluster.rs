@@ -9,6 +9,9 @@ use crate::cluster::MemberChange;
 
 pub struct ClusterService(pub Ctx);
 
+/// Marks a request a follower forwarded to the leader.
+const FORWARDED: &str = "skiff-forwarded";
+
 fn member(m: MemberInfo) -> Member {
     Member { id: m.id, name: m.name, peer_ur_ls: m.peer_urls, client_ur_ls: m.client_urls, is_learner: m.is_learner }
 }
@@ -35,6 +38,16 @@ impl ClusterService {
                 is_learner: false,
             }],
         }
+    }
+
+    /// The leader's first client URL when this member is a follower that knows it.
+    fn leader_client_url(&self) -> Option<String> {
+        let c = self.0.store.cluster()?;
+        let leader = c.leader();
+        if leader == 0 || leader == c.id {
+            return None;
+        }
+        c.members().into_iter().find(|m| m.id == leader)?.client_urls.into_iter().next()
     }
 
     async fn change(&self, change: MemberChange) -> Result<Vec<Member>, Status> {
@@ -77,6 +90,25 @@ impl cluster_server::Cluster for ClusterService {
         req: Request<MemberPromoteRequest>,
     ) -> Result<Response<MemberPromoteResponse>, Status> {
         self.0.count("MemberPromote");
+        // Only the leader knows how far the learner got: a follower hands the
+        // request to the leader's client URL, as etcd forwards it to the leader.
+        let forwarded_here = req.metadata().contains_key(FORWARDED);
+        if let Some(url) = self.leader_client_url().filter(|_| !forwarded_here) {
+            let forwarded = async {
+                let ch = tonic::transport::Endpoint::from_shared(url)
+                    .map_err(|e| Status::unavailable(e.to_string()))?
+                    .connect_timeout(std::time::Duration::from_secs(2))
+                    .timeout(std::time::Duration::from_secs(10))
+                    .connect()
+                    .await
+                    .map_err(|e| Status::unavailable(format!("etcdserver: forwarding to the leader: {e}")))?;
+                let mut fwd = Request::new(MemberPromoteRequest { id: req.get_ref().id });
+                // Forwarded once at most: two members with stale views must not bounce it.
+                fwd.metadata_mut().insert(FORWARDED, tonic::metadata::MetadataValue::from_static("1"));
+                cluster_client::ClusterClient::new(ch).member_promote(fwd).await
+            };
+            return forwarded.await;
+        }
         let members = self.change(MemberChange::Promote(req.get_ref().id)).await?;
         Ok(Response::new(MemberPromoteResponse { header: self.0.header(self.0.store.revision()), members }))
     }

@@ -5,6 +5,10 @@ use tonic::{Request, Response, Status};
 
 use super::{Ctx, RAFT_TERM};
 
+fn skiff_err(e: crate::StoreError) -> Status {
+    e.into()
+}
+
 /// The etcd API version Skiff's store speaks.
 pub const API_VERSION: &str = "3.4.0";
 
@@ -37,6 +41,20 @@ impl maintenance_server::Maintenance for MaintenanceService {
             db_size_in_use: size,
             is_learner,
         }))
+    }
+
+    async fn move_leader(&self, req: Request<MoveLeaderRequest>) -> Result<Response<MoveLeaderResponse>, Status> {
+        self.0.count("MoveLeader");
+        let store = &self.0.store;
+        if store.cluster().is_none() {
+            // A lone member leads already; etcd answers the same way for itself.
+            if req.get_ref().target_id == self.0.id.member_id {
+                return Ok(Response::new(MoveLeaderResponse { header: self.0.header(store.revision()) }));
+            }
+            return Err(skiff_err(crate::StoreError::BadLeaderTransferee));
+        }
+        store.move_leader(req.get_ref().target_id).await.map_err(skiff_err)?;
+        Ok(Response::new(MoveLeaderResponse { header: self.0.header(store.revision()) }))
     }
 
     async fn alarm(&self, req: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
