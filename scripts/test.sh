@@ -11,6 +11,8 @@ command -v etcdctl >/dev/null 2>&1 || need+=(etcd-client)
 # plugins, and busybox-static to build its test image from.
 command -v runc >/dev/null 2>&1 || need+=(runc)
 [ -x /usr/lib/cni/bridge ] || need+=(containernetworking-plugins)
+# The agent also runs pods through Debian's containerd (its CRI plugin).
+command -v containerd >/dev/null 2>&1 || need+=(containerd)
 [ -x /bin/busybox ] && /bin/busybox --list >/dev/null 2>&1 || need+=(busybox-static)
 # Image pulls are tested against a local registry, filled with skopeo.
 command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)

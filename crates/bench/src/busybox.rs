@@ -29,6 +29,13 @@ fn store_blob(file: &Path, blobs: &Path) -> Result<(String, u64)> {
 /// Writes an OCI-layout tarball holding /bin/busybox and its applet links
 /// under `dir` and returns its path.
 pub fn build(dir: &Path) -> Result<PathBuf> {
+    build_named(dir, IMAGE, json!({"Env": ["PATH=/bin"], "Cmd": ["sh"]}))
+}
+
+/// [`build`] with another name (`org.opencontainers.image.ref.name`) and
+/// image `config` (e.g. an Entrypoint for a sandbox "pause" image); the
+/// tarball is `<dir>/image-<name>.tar`.
+pub fn build_named(dir: &Path, name: &str, config: Value) -> Result<PathBuf> {
     ensure!(Path::new("/bin/busybox").exists(), "/bin/busybox missing (apt-get install busybox-static)");
     let root = dir.join("rootfs");
     std::fs::create_dir_all(root.join("bin"))?;
@@ -49,15 +56,15 @@ pub fn build(dir: &Path) -> Result<PathBuf> {
         store_blob(&p, &blobs)
     };
     let (cfg_hex, cfg_size) = json_blob(json!({"architecture": "amd64", "os": "linux",
-        "config": {"Env": ["PATH=/bin"], "Cmd": ["sh"]},
+        "config": config,
         "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{layer_hex}")]}}))?;
     let (man_hex, man_size) = json_blob(json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
         "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": format!("sha256:{cfg_hex}"), "size": cfg_size},
         "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": format!("sha256:{layer_hex}"), "size": layer_size}]}))?;
     std::fs::write(oci.join("index.json"), json!({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "digest": format!("sha256:{man_hex}"), "size": man_size, "annotations": {"org.opencontainers.image.ref.name": IMAGE}}]}).to_string())?;
+        "digest": format!("sha256:{man_hex}"), "size": man_size, "annotations": {"org.opencontainers.image.ref.name": name}}]}).to_string())?;
     std::fs::write(oci.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#)?;
-    let tarball = dir.join("busybox-oci.tar");
+    let tarball = dir.join(format!("image-{}.tar", name.replace(['/', ':'], "_")));
     run(&format!("tar -C {} -cf {} .", oci.display(), tarball.display()))?;
     std::fs::remove_dir_all(&root)?;
     std::fs::remove_dir_all(&oci)?;

@@ -10,6 +10,7 @@ mod endpoints;
 mod cluster;
 mod load;
 mod noise;
+mod containerd;
 mod pod_startup;
 mod scheduler;
 mod rollout;

@@ -19,6 +19,7 @@ use kube::runtime::watcher::{self, Event};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::scheduler::{client, spawn, start_server, Kill};
+use crate::containerd::Containerd;
 use crate::stats;
 
 const NODE: &str = "bench-node";
@@ -37,6 +38,10 @@ pub struct PodStartupArgs {
     /// Give up on a phase after this many seconds.
     #[arg(long, default_value_t = 300)]
     timeout_secs: u64,
+    /// Run the pods through a private containerd (Debian's, its CRI plugin)
+    /// instead of the embedded runtime.
+    #[arg(long)]
+    containerd: bool,
 }
 
 /// What the pod watch reports: a pod first seen Running, or gone.
@@ -104,14 +109,19 @@ async fn delete_all(api: &Api<Pod>, names: &[String], rx: &mut UnboundedReceiver
     wait_for(rx, &mut running, &mut gone, |_, g| names.iter().all(|n| g.contains(n)), timeout, "pods deleted").await
 }
 
-fn spawn_agent(bin: &Path, kubeconfig: &Path, dir: &Path, port: u16) -> Result<Kill> {
+fn spawn_agent(bin: &Path, kubeconfig: &Path, dir: &Path, port: u16, containerd: Option<&Path>) -> Result<Kill> {
     let s = |p: &Path| p.to_str().unwrap().to_string();
-    let args = [
+    let mut args = vec![
         "agent".to_string(), "--kubeconfig".into(), s(kubeconfig), "--node-name".into(), NODE.into(), "--node-ip".into(), "127.0.0.1".into(),
-        "--port".into(), port.to_string(), "--bridge".into(), "skiffbench0".into(), "--pod-cidr".into(), "10.244.251.0/24".into(),
+        "--port".into(), port.to_string(), "--bridge".into(), "skiffbench0".into(),
         "--runtime-root".into(), s(&dir.join("runtime")), "--cri-socket".into(), s(&dir.join("cri.sock")),
         "--pod-log-dir".into(), s(&dir.join("pods")), "--root-dir".into(), s(&dir.join("kubelet")),
     ];
+    match containerd {
+        // containerd's CNI subnet is the node's pod CIDR.
+        Some(sock) => args.extend(["--container-runtime-endpoint".to_string(), format!("unix://{}", s(sock)), "--pod-cidr".into(), crate::containerd::SUBNET.into()]),
+        None => args.extend(["--pod-cidr".to_string(), "10.244.251.0/24".into()]),
+    }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     spawn(&bin.to_path_buf(), &args, dir.join("agent.log"))
 }
@@ -145,14 +155,24 @@ pub async fn run(args: PodStartupArgs) -> Result<String> {
     let d = dir.path();
 
     crate::progress("building and importing the busybox image");
-    let image = crate::busybox::build(d)?;
-    let out = Command::new(&bin).args(["images", "import"]).arg(&image).arg("--runtime-root").arg(d.join("runtime")).output()?;
-    ensure!(out.status.success(), "skiff images import: {}", String::from_utf8_lossy(&out.stderr));
+    let ctrd = if args.containerd {
+        let c = Containerd::start(&d.join("containerd"))?;
+        let env = serde_json::json!(["PATH=/bin"]);
+        c.import(&crate::busybox::build_named(d, crate::containerd::PAUSE, serde_json::json!({"Env": env, "Entrypoint": ["/bin/sleep", "2147483647"]}))?)?;
+        // The CRI normalizes `busybox:…` to docker.io/library/busybox:….
+        c.import(&crate::busybox::build_named(d, &format!("docker.io/library/{}", crate::busybox::IMAGE), serde_json::json!({"Env": env, "Cmd": ["sh"]}))?)?;
+        Some(c)
+    } else {
+        let image = crate::busybox::build(d)?;
+        let out = Command::new(&bin).args(["images", "import"]).arg(&image).arg("--runtime-root").arg(d.join("runtime")).output()?;
+        ensure!(out.status.success(), "skiff images import: {}", String::from_utf8_lossy(&out.stderr));
+        None
+    };
 
     let start = Instant::now();
     let (server, kubeconfig) = start_server(&bin, d, &["--disable-agent", "--disable-scheduler"]).await?;
     let kport = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let agent = spawn_agent(&bin, &kubeconfig, d, kport)?;
+    let agent = spawn_agent(&bin, &kubeconfig, d, kport, ctrd.as_ref().map(|c| c.socket()).as_deref())?;
     let client = client(&kubeconfig).await?;
     let nodes: Api<Node> = Api::all(client.clone());
     let ready = |n: &Node| n.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
@@ -222,6 +242,8 @@ pub async fn run(args: PodStartupArgs) -> Result<String> {
     tokio::time::sleep(Duration::from_secs(5)).await;
     let agent_rss = rss_kib(agent.pid())?;
     let server_rss = rss_kib(server.pid())?;
+    // containerd does the runtime's work outside the agent: itself plus one shim per pod.
+    let runtime_rss = ctrd.as_ref().map(|c| (rss_kib(c.pid()).unwrap_or(0), c.shims().iter().map(|p| rss_kib(*p).unwrap_or(0)).sum::<u64>(), c.shims().len()));
     let live = sleepers();
     ensure!(live >= args.burst, "only {live} `sleep 3600` processes with {} pods Running", args.burst);
     delete_all(&pods, &names, &mut rx, timeout).await?;
@@ -230,9 +252,10 @@ pub async fn run(args: PodStartupArgs) -> Result<String> {
     let (s50, s99, smax) = percentiles(&seq);
     let (b50, b99, bmax) = percentiles(&burst);
     let mib = |k: u64| k as f64 / 1024.0;
+    let runtime = if args.containerd { "on Debian's containerd (its CRI plugin, runc shims; a private instance)" } else { "(embedded runtime, runc)" };
     let mut r = format!(
         "Command: `{}`\n\nMachine: {}\n\nBinary: `{}`. One `skiff server --disable-agent --disable-scheduler` and one `skiff agent` \
-         (embedded runtime, runc) on this machine; pods set spec.nodeName; busybox image imported locally; latency from just before each \
+         {runtime} on this machine; pods set spec.nodeName; busybox image imported locally; latency from just before each \
          create is sent until a pod watch shows phase Running. With the burst Running, {live} `sleep 3600` container processes were found in /proc.\n\n",
         std::env::args().collect::<Vec<_>>().join(" "),
         crate::machine(),
@@ -242,7 +265,11 @@ pub async fn run(args: PodStartupArgs) -> Result<String> {
     r += &format!("| (a) one at a time | {} | {s50:.0} | {s99:.0} | {smax:.0} |\n", args.sequential);
     r += &format!("| (b) all at once (all Running after {:.2} s) | {} | {b50:.0} | {b99:.0} | {bmax:.0} |\n\n", all_running.as_secs_f64(), args.burst);
     r += "| process | idle VmRSS MiB | VmRSS MiB with the burst running |\n|---|---:|---:|\n";
-    r += &format!("| skiff agent | {:.1} | {:.1} |\n| skiff server (API server, store, controllers) | - | {:.1} |\n\n", mib(idle_rss), mib(agent_rss), mib(server_rss));
+    r += &format!("| skiff agent | {:.1} | {:.1} |\n| skiff server (API server, store, controllers) | - | {:.1} |\n", mib(idle_rss), mib(agent_rss), mib(server_rss));
+    if let Some((daemon, shims, n)) = runtime_rss {
+        r += &format!("| containerd | - | {:.1} |\n| its {n} shims, together | - | {:.1} |\n", mib(daemon), mib(shims));
+    }
+    r += "\n";
     let goal = |p99: f64| if p99 <= 1000.0 { "met" } else { "**not met**" };
     r += &format!("Goal p99 ≤ 1 s: one at a time {}, burst of {} {}.\n", goal(s99), args.burst, goal(b99));
     Ok(r)

@@ -9,13 +9,16 @@ pub mod client;
 pub mod crilog;
 pub mod downward;
 pub mod eviction;
+pub mod namespaces;
 pub mod node;
 pub mod probes;
 pub mod resources;
 pub mod server;
+pub mod spdy_client;
 pub mod static_pods;
 pub mod streaming;
 pub mod status;
+pub mod translate;
 pub mod volumes;
 pub mod worker;
 
@@ -85,6 +88,9 @@ pub struct Ctx {
     pub rt: RuntimeServiceClient<Channel>,
     pub img: ImageServiceClient<Channel>,
     pub node_ip: String,
+    /// The runtime's CRI name (`skiff`, `containerd`): the scheme of
+    /// containerIDs and of the node's containerRuntimeVersion, as upstream.
+    pub runtime_name: String,
     pub log_root: PathBuf,
     pub root_dir: PathBuf,
     pub metrics: Metrics,
@@ -136,10 +142,10 @@ pub async fn run(cfg: Config) -> Result<()> {
     tracing::info!(runtime = %v.runtime_name, version = %v.runtime_version, "connected to the container runtime");
     let thresholds = eviction::parse(&cfg.eviction_hard)?;
     let listener = tokio::net::TcpListener::bind((cfg.node_ip.as_str(), cfg.port)).await.with_context(|| format!("binding {}:{}", cfg.node_ip, cfg.port))?;
-    let ctx = Arc::new(Ctx { api: api.clone(), rt, img: ImageServiceClient::new(ch), node_ip: cfg.node_ip.clone(), log_root: cfg.log_root.clone(), root_dir: cfg.root_dir.clone(), metrics: Metrics::default(), live_pods: Default::default(), evictions: Default::default(), pressure: Default::default() });
+    let ctx = Arc::new(Ctx { api: api.clone(), rt, img: ImageServiceClient::new(ch), node_ip: cfg.node_ip.clone(), runtime_name: v.runtime_name.clone(), log_root: cfg.log_root.clone(), root_dir: cfg.root_dir.clone(), metrics: Metrics::default(), live_pods: Default::default(), evictions: Default::default(), pressure: Default::default() });
     tokio::spawn(server::serve(ctx.clone(), listener));
     loop {
-        match node::register(&api, &node::node_object(&cfg.node_name, &cfg.node_ip, cfg.port, &cfg.runtime.pod_cidr)).await {
+        match node::register(&api, &node::node_object(&cfg.node_name, &cfg.node_ip, cfg.port, &cfg.runtime.pod_cidr, &format!("{}://{}", v.runtime_name, v.runtime_version))).await {
             Ok(()) => break,
             Err(e) => {
                 tracing::warn!("{e:#}; retrying");

@@ -51,8 +51,9 @@ pub fn conditions_with(now: &str, (memory, disk): (bool, bool)) -> Vec<Value> {
     ]
 }
 
-/// The full Node object for this machine.
-pub fn node_object(name: &str, ip: &str, port: u16, pod_cidr: &str) -> Value {
+/// The full Node object for this machine; `runtime` is what the CRI's
+/// Version reports, as `<name>://<version>` (e.g. `containerd://1.6.20`).
+pub fn node_object(name: &str, ip: &str, port: u16, pod_cidr: &str, runtime: &str) -> Value {
     let now = rfc3339(now_nanos());
     let (disk, _) = fs_stats("/");
     let mem = memory_bytes();
@@ -70,7 +71,7 @@ pub fn node_object(name: &str, ip: &str, port: u16, pod_cidr: &str) -> Value {
             "addresses": [{"type": "InternalIP", "address": ip}, {"type": "Hostname", "address": name}],
             "daemonEndpoints": {"kubeletEndpoint": {"Port": port}},
             "nodeInfo": {"machineID": machine_id, "systemUUID": machine_id, "bootID": std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default().trim(),
-                "kernelVersion": kernel, "osImage": os_image, "containerRuntimeVersion": "skiff://0.1.0", "kubeletVersion": "v1.33.0-skiff",
+                "kernelVersion": kernel, "osImage": os_image, "containerRuntimeVersion": runtime, "kubeletVersion": "v1.33.0-skiff",
                 "kubeProxyVersion": "", "operatingSystem": "linux", "architecture": std::env::consts::ARCH.replace("x86_64", "amd64").replace("aarch64", "arm64")},
         },
     })

@@ -24,15 +24,17 @@ pub struct Inputs<'a> {
     /// Old instances already removed from the runtime, by container name
     /// (they still count as restarts).
     pub pruned: &'a HashMap<String, usize>,
+    /// The runtime's CRI name: containerIDs are `<runtime>://<id>`.
+    pub runtime: &'a str,
 }
 
 const RUNNING: i32 = cri::ContainerState::ContainerRunning as i32;
 const EXITED: i32 = cri::ContainerState::ContainerExited as i32;
 
-fn terminated(s: &cri::ContainerStatus) -> Value {
+fn terminated(s: &cri::ContainerStatus, runtime: &str) -> Value {
     json!({"terminated": {
         "exitCode": s.exit_code, "reason": s.reason, "startedAt": rfc3339(s.started_at),
-        "finishedAt": rfc3339(s.finished_at), "containerID": format!("skiff://{}", s.id)}})
+        "finishedAt": rfc3339(s.finished_at), "containerID": format!("{runtime}://{}", s.id)}})
 }
 
 fn container_status(name: &str, spec: &Value, init: bool, i: &Inputs) -> Value {
@@ -40,9 +42,9 @@ fn container_status(name: &str, spec: &Value, init: bool, i: &Inputs) -> Value {
     let last = inst.last();
     let wait = i.waiting.get(name);
     let (state, last_state) = match (last, wait) {
-        (Some(l), Some((r, m))) if l.state == EXITED => (json!({"waiting": {"reason": r, "message": m}}), terminated(l)),
-        (Some(l), _) if l.state == RUNNING => (json!({"running": {"startedAt": rfc3339(l.started_at)}}), inst.len().checked_sub(2).map(|p| terminated(&inst[p])).unwrap_or(json!({}))),
-        (Some(l), _) if l.state == EXITED => (terminated(l), inst.len().checked_sub(2).map(|p| terminated(&inst[p])).unwrap_or(json!({}))),
+        (Some(l), Some((r, m))) if l.state == EXITED => (json!({"waiting": {"reason": r, "message": m}}), terminated(l, i.runtime)),
+        (Some(l), _) if l.state == RUNNING => (json!({"running": {"startedAt": rfc3339(l.started_at)}}), inst.len().checked_sub(2).map(|p| terminated(&inst[p], i.runtime)).unwrap_or(json!({}))),
+        (Some(l), _) if l.state == EXITED => (terminated(l, i.runtime), inst.len().checked_sub(2).map(|p| terminated(&inst[p], i.runtime)).unwrap_or(json!({}))),
         (_, Some((r, m))) => (json!({"waiting": {"reason": r, "message": m}}), json!({})),
         _ => (json!({"waiting": {"reason": if init { "PodInitializing" } else { "ContainerCreating" }}}), json!({})),
     };
@@ -54,7 +56,7 @@ fn container_status(name: &str, spec: &Value, init: bool, i: &Inputs) -> Value {
         "started": running,
     });
     if let Some(l) = last {
-        s["containerID"] = json!(format!("skiff://{}", l.id));
+        s["containerID"] = json!(format!("{}://{}", i.runtime, l.id));
     }
     s
 }
@@ -196,11 +198,13 @@ mod tests {
         m.insert("a".to_string(), vec![st("2", EXITED, 3), st("3", EXITED, 3)]);
         let mut w = HashMap::new();
         w.insert("a".to_string(), ("CrashLoopBackOff".to_string(), "back-off 10s".to_string()));
-        let s = compute(&Inputs { pod: &p, pod_ip: "10.244.0.5", host_ip: "10.0.0.1", start_time: "t", instances: &m, waiting: &w, now: "n", readiness: &HashMap::new(), pruned: &[("a".to_string(), 2)].into() });
+        let s = compute(&Inputs { pod: &p, pod_ip: "10.244.0.5", host_ip: "10.0.0.1", start_time: "t", instances: &m, waiting: &w, now: "n", readiness: &HashMap::new(), pruned: &[("a".to_string(), 2)].into(), runtime: "containerd" });
         let a = &s["containerStatuses"][0];
         assert_eq!(a["restartCount"], 3, "two pruned instances plus the two kept");
         assert_eq!(a["state"]["waiting"]["reason"], "CrashLoopBackOff");
         assert_eq!(a["lastState"]["terminated"]["exitCode"], 3);
+        assert_eq!(a["lastState"]["terminated"]["containerID"], "containerd://3", "waiting to restart: the last instance is the last state");
+        assert_eq!(a["containerID"], "containerd://3");
         assert_eq!(a["ready"], false);
         assert_eq!(s["podIP"], "10.244.0.5");
         assert_eq!(s["initContainerStatuses"][0]["ready"], true);

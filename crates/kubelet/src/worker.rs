@@ -141,7 +141,7 @@ impl Worker {
             dns_config: None,
             labels,
             annotations: Default::default(),
-            linux: Some(cri::LinuxPodSandboxConfig { cgroup_parent: crate::resources::pod_cgroup(pod) }),
+            linux: Some(cri::LinuxPodSandboxConfig { cgroup_parent: crate::resources::pod_cgroup(pod), security_context: Some(cri::LinuxSandboxSecurityContext { namespace_options: Some(crate::namespaces::for_pod(pod)) }) }),
         }
     }
 
@@ -174,8 +174,14 @@ impl Worker {
         let mut cs = rt.list_containers(cri::ListContainersRequest { filter: Some(filter) }).await?.into_inner().containers;
         cs.sort_by_key(|c| (c.metadata.as_ref().map(|m| m.attempt).unwrap_or(0), c.created_at));
         for c in cs {
-            let name = c.metadata.map(|m| m.name).unwrap_or_default();
-            self.ids.entry(name).or_default().push(c.id);
+            let (name, attempt) = c.metadata.map(|m| (m.name, m.attempt as usize)).unwrap_or_default();
+            let ids = self.ids.entry(name.clone()).or_default();
+            if ids.is_empty() {
+                // Instances before the oldest one left were pruned: they still
+                // count as restarts, and new attempts number after them.
+                self.pruned.insert(name, attempt);
+            }
+            ids.push(c.id);
         }
         tracing::info!(pod = %pod["metadata"]["name"], sandbox = %sb.id, "adopted the running sandbox");
         self.start_time = rfc3339(sb.created_at);
@@ -189,6 +195,8 @@ impl Worker {
         }
         if self.sandbox.is_none() {
             let config = self.sandbox_config(pod);
+            // The kubelet owns the pod's log directory (runtimes only create files in it).
+            std::fs::create_dir_all(&config.log_directory).with_context(|| format!("creating {}", config.log_directory))?;
             let mut rt = self.ctx.rt.clone();
             let id = rt.run_pod_sandbox(cri::RunPodSandboxRequest { config: Some(config.clone()), runtime_handler: String::new() }).await?.into_inner().pod_sandbox_id;
             let st = rt.pod_sandbox_status(cri::PodSandboxStatusRequest { pod_sandbox_id: id.clone(), verbose: false }).await?.into_inner();
@@ -367,7 +375,9 @@ impl Worker {
                 return Ok(());
             }
         };
-        let attempt = self.ids.get(&name).map(Vec::len).unwrap_or(0) as u32;
+        // Attempts count every instance, pruned ones too: runtimes such as
+        // containerd name containers by (name, attempt) and refuse a reuse.
+        let attempt = (self.ids.get(&name).map(Vec::len).unwrap_or(0) + self.pruned.get(&name).copied().unwrap_or(0)) as u32;
         let (shares, quota, mem, oom) = crate::resources::container_limits(pod, c);
         let config = cri::ContainerConfig {
             metadata: Some(cri::ContainerMetadata { name: name.clone(), attempt }),
@@ -386,7 +396,11 @@ impl Worker {
             tty: false,
             linux: Some(cri::LinuxContainerConfig {
                 resources: Some(cri::LinuxContainerResources { cpu_period: if quota > 0 { 100_000 } else { 0 }, cpu_quota: quota, cpu_shares: shares, memory_limit_in_bytes: mem, oom_score_adj: oom }),
-                security_context: c["securityContext"]["runAsUser"].as_i64().map(|u| cri::LinuxContainerSecurityContext { run_as_user: Some(cri::Int64Value { value: u }), run_as_group: c["securityContext"]["runAsGroup"].as_i64().map(|value| cri::Int64Value { value }) }),
+                security_context: Some(cri::LinuxContainerSecurityContext {
+                    namespace_options: Some(crate::namespaces::for_pod(pod)),
+                    run_as_user: c["securityContext"]["runAsUser"].as_i64().map(|value| cri::Int64Value { value }),
+                    run_as_group: c["securityContext"]["runAsGroup"].as_i64().map(|value| cri::Int64Value { value }),
+                }),
             }),
         };
         let mut rt = self.ctx.rt.clone();
@@ -400,13 +414,21 @@ impl Worker {
         let ids = self.ids.entry(name.clone()).or_default();
         ids.push(id.clone());
         // Keep the running instance and the one before it (lastState, logs
-        // --previous); remove older ones from the runtime, as upstream's GC does.
+        // --previous); remove older ones from the runtime, and their log
+        // files (runtimes leave those to the kubelet), as upstream's GC does.
         while ids.len() > 2 {
             let old = ids.remove(0);
             *self.pruned.entry(name.clone()).or_default() += 1;
             self.probes.remove(&old);
             let mut rt = self.ctx.rt.clone();
-            tokio::spawn(async move { rt.remove_container(cri::RemoveContainerRequest { container_id: old }).await });
+            let log_root = self.ctx.log_root.clone();
+            tokio::spawn(async move {
+                let log = rt.container_status(cri::ContainerStatusRequest { container_id: old.clone(), verbose: false }).await.ok().and_then(|r| r.into_inner().status).map(|s| s.log_path);
+                let _ = rt.remove_container(cri::RemoveContainerRequest { container_id: old }).await;
+                if let Some(log) = log.filter(|l| std::path::Path::new(l).starts_with(&log_root)) {
+                    let _ = std::fs::remove_file(log);
+                }
+            });
         }
         rt.start_container(cri::StartContainerRequest { container_id: id.clone() }).await?;
         self.waiting.remove(&name);
@@ -426,7 +448,7 @@ impl Worker {
         let obs = self.observe().await;
         let ip = self.sandbox.as_ref().map(|s| s.1.clone()).unwrap_or_default();
         let now = rfc3339(now_nanos());
-        let mut st = status::compute(&status::Inputs { pod, pod_ip: &ip, host_ip: &self.ctx.node_ip, start_time: &self.start_time, instances: &obs, waiting: &self.waiting, now: &now, readiness: &self.readiness(pod), pruned: &self.pruned });
+        let mut st = status::compute(&status::Inputs { pod, pod_ip: &ip, host_ip: &self.ctx.node_ip, start_time: &self.start_time, instances: &obs, waiting: &self.waiting, now: &now, readiness: &self.readiness(pod), pruned: &self.pruned, runtime: &self.ctx.runtime_name });
         // Keep each condition's transition time until its status changes.
         for c in st["conditions"].as_array_mut().into_iter().flatten() {
             let t = s(&c["type"]);

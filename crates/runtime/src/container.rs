@@ -141,7 +141,7 @@ impl Runtime {
         let bundle = self.cfg.root.join("containers").join(&id);
         let lowers: Vec<PathBuf> = image.layers.iter().map(|h| self.images.layer_dir(h)).collect();
         mount_overlay(&lowers, &bundle)?;
-        let linux = config.linux.unwrap_or_default();
+        let linux = config.linux.clone().unwrap_or_default();
         let res = linux.resources.unwrap_or_default();
         let sc = linux.security_context.unwrap_or_default();
         let (img_uid, img_gid) = match image.user.split_once(':') {

@@ -6,9 +6,8 @@
 
 mod common;
 
-use common::node::{apply, build_busybox_image, is_root, wait_pod, Agent};
+use common::node::{apply, attach, build_busybox_image, is_root, port_forward, wait_pod, Agent};
 use common::{free_port, wait_for_port, Kubectl, SkiffServer};
-use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -86,64 +85,6 @@ fn exec(k: &Kubectl) {
     assert!(err.contains("container nope is not valid for pod x"), "{err}");
 }
 
-/// `kubectl attach` sees the container's output and feeds its stdin.
-fn attach(k: &Kubectl) {
-    let mut c = Command::new(&k.bin).env("KUBECONFIG", &k.kubeconfig).args(["attach", "-i", "x", "-c", "c"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    let mut stderr = c.stderr.take().unwrap();
-    let errors = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stderr.read_to_string(&mut s);
-        s
-    });
-    let mut input = c.stdin.take().unwrap();
-    let mut lines = BufReader::new(c.stdout.take().unwrap()).lines();
-    let word = format!("ping-{}", k.bin.rsplit('.').next().unwrap());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut seen = Vec::new();
-    // The attach may start after the first line is written: repeat until echoed.
-    let writer = std::thread::spawn({
-        let word = word.clone();
-        move || {
-            use std::io::Write;
-            for _ in 0..20 {
-                if input.write_all(format!("{word}\n").as_bytes()).is_err() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(500));
-            }
-        }
-    });
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        seen.push(line.clone());
-        if line == format!("got {word}") || Instant::now() > deadline {
-            break;
-        }
-    }
-    let _ = c.kill();
-    let _ = c.wait();
-    let _ = writer.join();
-    assert!(seen.contains(&format!("got {word}")), "{}: {seen:?}, stderr: {}", k.bin, errors.join().unwrap());
-}
-
-/// `kubectl port-forward` to a server listening in the pod's network namespace.
-fn port_forward(k: &Kubectl) {
-    let local = free_port();
-    let mut c = Command::new(&k.bin).env("KUBECONFIG", &k.kubeconfig).args(["port-forward", "pod/x", &format!("{local}:8080")]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    let mut first = String::new();
-    BufReader::new(c.stdout.as_mut().unwrap()).read_line(&mut first).unwrap();
-    assert!(first.starts_with("Forwarding from 127.0.0.1:"), "{first}");
-    for _ in 0..2 {
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", local)).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        let mut got = String::new();
-        s.read_to_string(&mut got).unwrap();
-        assert_eq!(got, "hi\n", "{}", k.bin);
-    }
-    let _ = c.kill();
-    let _ = c.wait();
-}
-
 /// Memory pressure (made by the agent's hidden override of the observed
 /// memory.available): MemoryPressure goes True and pods are evicted one per
 /// monitoring period, BestEffort before Guaranteed, Failed with reason Evicted.
@@ -219,8 +160,8 @@ fn exec_attach_and_port_forward() {
         for minor in [27, 29, 33] {
             let k = Kubectl::new(minor, &server.kubeconfig);
             exec(&k);
-            port_forward(&k);
-            attach(&k);
+            port_forward(&k, "x");
+            attach(&k, "x");
         }
         // A restarted agent adopts the running pod: same container, no restart.
         k.ok(&["exec", "x", "--", "touch", "/tmp/before-restart"]);
@@ -235,7 +176,7 @@ fn exec_attach_and_port_forward() {
         assert_eq!(cs(&after)["restartCount"], 0);
         assert_eq!(cs(&after)["state"]["running"]["startedAt"], cs(&before)["state"]["running"]["startedAt"]);
         k.ok(&["exec", "x", "--", "test", "-f", "/tmp/before-restart"]);
-        attach(&Kubectl::new(33, &server.kubeconfig));
+        attach(&Kubectl::new(33, &server.kubeconfig), "x");
         eviction(&k, &d.join("memory-available"));
     }));
     let _ = k.run(&["delete", "pods", "--all", "--grace-period=1", "--wait=true", "--timeout=60s"]);

@@ -51,11 +51,18 @@ charset=utf-8charset=iso-8859-1,utf-,*,enq=0.",
     })
 }
 
-/// The inflating side of one connection's header context.
-struct Inflater(Decompress);
+/// The inflating side of one connection's header context (also used by
+/// the kubelet's SPDY client, which reads the runtime's header blocks).
+pub struct Inflater(Decompress);
+
+impl Default for Inflater {
+    fn default() -> Self {
+        Inflater(Decompress::new(true))
+    }
+}
 
 impl Inflater {
-    fn inflate(&mut self, input: &[u8]) -> Result<Vec<u8>> {
+    pub fn inflate(&mut self, input: &[u8]) -> Result<Vec<u8>> {
         let mut out = Vec::with_capacity(input.len() * 4 + 256);
         let mut pos = 0;
         loop {

@@ -1,7 +1,8 @@
 //! Helpers for end-to-end tests that run real containers: a busybox image
 //! built from Debian's busybox-static, an agent process, waiting on pods.
 
-use super::Kubectl;
+use super::{free_port, Kubectl};
+use std::io::{BufRead, BufReader, Read};
 use serde_json::Value;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -29,6 +30,13 @@ pub fn sha(path: &Path) -> (String, u64) {
 
 /// An OCI-layout tarball holding one layer: /bin/busybox and its applets.
 pub fn build_busybox_image(dir: &Path) -> std::path::PathBuf {
+    build_image(dir, "busybox:skiff-test", serde_json::json!({"Env": ["PATH=/bin"], "Cmd": ["sh"]}))
+}
+
+/// An OCI-layout tarball `<dir>/image-<name>.tar` of busybox-static, named
+/// `name` (its `org.opencontainers.image.ref.name`), with `config` as the
+/// image config's `config` (Entrypoint, Cmd, Env, …).
+pub fn build_image(dir: &Path, name: &str, config: Value) -> std::path::PathBuf {
     let root = dir.join("rootfs");
     std::fs::create_dir_all(root.join("bin")).unwrap();
     std::fs::create_dir_all(root.join("tmp")).unwrap();
@@ -53,14 +61,14 @@ pub fn build_busybox_image(dir: &Path) -> std::path::PathBuf {
         (hex, size)
     };
     let (chex, csize) = put(serde_json::json!({"architecture": "amd64", "os": "linux",
-        "config": {"Env": ["PATH=/bin"], "Cmd": ["sh"]}, "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{lhex}")]}}));
+        "config": config, "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{lhex}")]}}));
     let (mhex, msize) = put(serde_json::json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
         "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": format!("sha256:{chex}"), "size": csize},
         "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": format!("sha256:{lhex}"), "size": lsize}]}));
     std::fs::write(oci.join("index.json"), serde_json::json!({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "digest": format!("sha256:{mhex}"), "size": msize, "annotations": {"org.opencontainers.image.ref.name": "busybox:skiff-test"}}]}).to_string()).unwrap();
+        "digest": format!("sha256:{mhex}"), "size": msize, "annotations": {"org.opencontainers.image.ref.name": name}}]}).to_string()).unwrap();
     std::fs::write(oci.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
-    let tarball = dir.join("busybox-oci.tar");
+    let tarball = dir.join(format!("image-{}.tar", name.replace(['/', ':'], "_")));
     sh(&format!("tar -C {} -cf {} .", oci.display(), tarball.display()));
     std::fs::remove_dir_all(&root).unwrap();
     std::fs::remove_dir_all(&oci).unwrap();
@@ -99,3 +107,60 @@ pub fn apply(k: &Kubectl, manifest: &str) {
     assert!(c.wait().unwrap().success());
 }
 
+/// `kubectl attach -i` to container `c`, which echoes each stdin line as `got <line>`.
+pub fn attach(k: &Kubectl, pod: &str) {
+    let mut c = Command::new(&k.bin).env("KUBECONFIG", &k.kubeconfig).args(["attach", "-i", pod, "-c", "c"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut stderr = c.stderr.take().unwrap();
+    let errors = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let mut input = c.stdin.take().unwrap();
+    let mut lines = BufReader::new(c.stdout.take().unwrap()).lines();
+    let word = format!("ping-{}", k.bin.rsplit('.').next().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut seen = Vec::new();
+    // The attach may start after the first line is written: repeat until echoed.
+    let writer = std::thread::spawn({
+        let word = word.clone();
+        move || {
+            use std::io::Write;
+            for _ in 0..20 {
+                if input.write_all(format!("{word}\n").as_bytes()).is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        }
+    });
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        seen.push(line.clone());
+        if line == format!("got {word}") || Instant::now() > deadline {
+            break;
+        }
+    }
+    let _ = c.kill();
+    let _ = c.wait();
+    let _ = writer.join();
+    assert!(seen.contains(&format!("got {word}")), "{}: {seen:?}, stderr: {}", k.bin, errors.join().unwrap());
+}
+
+/// `kubectl port-forward` to pod port 8080, where a server answers `hi` to each connection.
+pub fn port_forward(k: &Kubectl, pod: &str) {
+    let local = free_port();
+    let mut c = Command::new(&k.bin).env("KUBECONFIG", &k.kubeconfig).args(["port-forward", &format!("pod/{pod}"), &format!("{local}:8080")]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut first = String::new();
+    BufReader::new(c.stdout.as_mut().unwrap()).read_line(&mut first).unwrap();
+    assert!(first.starts_with("Forwarding from 127.0.0.1:"), "{first}");
+    for _ in 0..2 {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", local)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut got = String::new();
+        s.read_to_string(&mut got).unwrap();
+        assert_eq!(got, "hi\n", "{}", k.bin);
+    }
+    let _ = c.kill();
+    let _ = c.wait();
+}
