@@ -60,13 +60,11 @@ impl DeploymentController {
         let rss = ctx.rss.clone();
         ctx.pods.on_change(move |pod| {
             let ns = pod.metadata.namespace.as_deref().unwrap_or("");
-            if let Some(r) = controller_ref(&pod.metadata).filter(|r| r.kind == "ReplicaSet") {
-                if let Some(rs) = rss.get(Some(ns), &r.name) {
-                    if let Some(k) = deployment_of_rs(&rs) {
+            if let Some(r) = controller_ref(&pod.metadata).filter(|r| r.kind == "ReplicaSet")
+                && let Some(rs) = rss.get(Some(ns), &r.name)
+                    && let Some(k) = deployment_of_rs(&rs) {
                         qq.add(k);
                     }
-                }
-            }
         });
         let events = crate::events::Recorder::new(ctx.client.clone(), "deployment-controller");
         let c = Arc::new(DeploymentController { ctx, events });
@@ -569,11 +567,10 @@ fn set_condition(d: &mut Deployment, t: &str, status: &str, reason: &str, msg: &
     let now = Time(Timestamp::now());
     let conds = d.status.get_or_insert_with(Default::default).conditions.get_or_insert_with(Vec::new);
     let transition = conds.iter().find(|c| c.type_ == t).filter(|c| c.status == status).and_then(|c| c.last_transition_time.clone()).unwrap_or(now.clone());
-    if let Some(c) = conds.iter().find(|c| c.type_ == t) {
-        if c.status == status && c.reason.as_deref() == Some(reason) && c.message.as_deref() == Some(msg) {
+    if let Some(c) = conds.iter().find(|c| c.type_ == t)
+        && c.status == status && c.reason.as_deref() == Some(reason) && c.message.as_deref() == Some(msg) {
             return;
         }
-    }
     conds.retain(|c| c.type_ != t);
     conds.push(DeploymentCondition {
         type_: t.into(),

@@ -34,11 +34,10 @@ pub fn selector_matches(selector: Option<&LabelSelector>, labels: Option<&BTreeM
     let Some(sel) = selector else { return false };
     let empty = BTreeMap::new();
     let labels = labels.unwrap_or(&empty);
-    if let Some(ml) = &sel.match_labels {
-        if ml.iter().any(|(k, v)| labels.get(k) != Some(v)) {
+    if let Some(ml) = &sel.match_labels
+        && ml.iter().any(|(k, v)| labels.get(k) != Some(v)) {
             return false;
         }
-    }
     for e in sel.match_expressions.iter().flatten() {
         let vals = e.values.clone().unwrap_or_default();
         let have = labels.get(&e.key);

@@ -29,13 +29,11 @@ pub fn preempt(plugins: &[Box<dyn Plugin>], st: &State, pod: &PodInfo, fit: &Fit
         return Err("preemption: not eligible due to preemptionPolicy=Never.".into());
     }
     // Victims of an earlier preemption still terminating on the nominated node: wait for them.
-    if let Some(nom) = pod.pod.status.as_ref().and_then(|s| s.nominated_node_name.as_deref()) {
-        if let Some(n) = st.nodes.get(nom) {
-            if n.pods.iter().any(|p| p.pod.metadata.deletion_timestamp.is_some() && p.priority < pod.priority) {
+    if let Some(nom) = pod.pod.status.as_ref().and_then(|s| s.nominated_node_name.as_deref())
+        && let Some(n) = st.nodes.get(nom)
+            && n.pods.iter().any(|p| p.pod.metadata.deletion_timestamp.is_some() && p.priority < pod.priority) {
                 return Err("preemption: not eligible due to a terminating pod on the nominated node.".into());
             }
-        }
-    }
     let snap = st.snapshot();
     let mut reasons: Vec<String> = Vec::new();
     let mut best: Option<(Preemption, (usize, i32, i64, usize))> = None;

@@ -46,7 +46,7 @@ async fn writer(ch: Channel, w: usize, mut seq: u64, acked: Arc<Mutex<Vec<u64>>>
     let mut kv = KvClient::new(ch);
     loop {
         let value = Bytes::from(seq.to_string());
-        let ok = if seq % 2 == 0 {
+        let ok = if seq.is_multiple_of(2) {
             let ops = [key(w), shadow(w)]
                 .into_iter()
                 .map(|k| RequestOp {
@@ -141,7 +141,7 @@ async fn sigkill_at_random_moments_loses_no_acknowledged_write() {
     for it in 0..iterations {
         let (server, ch) = start(dir.path()).await;
         // Recovery: each writer's value is its last acknowledged one, or one past it.
-        let mut next = vec![1u64; WRITERS];
+        let mut next = [1u64; WRITERS];
         for w in 0..WRITERS {
             let v = current(&ch, key(w)).await.unwrap_or(0);
             let a = acked_total[w];

@@ -780,7 +780,7 @@ fn watch_range(rng: &mut StdRng) -> (Bytes, Bytes) {
     let key = Bytes::from_static(KEYS[rng.random_range(0..KEYS.len())]);
     let end = match rng.random_range(0..8) {
         0 | 1 => Bytes::new(),
-        2 | 3 | 4 => prefix_end(&key),
+        2..=4 => prefix_end(&key),
         5 => Bytes::from_static(&[0]),
         6 => return (Bytes::from_static(&[0]), Bytes::from_static(&[0])),
         // Any key: often inverted or empty (end <= key), which etcd refuses at creation.

@@ -78,12 +78,11 @@ fn fetch_all(k: &Kubectl, ns: &str, tag: &str) -> Vec<(String, Value)> {
             // Values derived from the uid (Job selectors) and random allocations (cluster IPs) differ per object.
             let uid = v0["metadata"]["uid"].as_str().unwrap_or("").to_string();
             let mut v: Value = serde_json::from_str(&if uid.is_empty() { raw.clone() } else { raw.replace(&uid, "UID") }).unwrap();
-            if let Some(spec) = v.get_mut("spec").and_then(Value::as_object_mut) {
-                if let Some(ip) = spec.remove("clusterIP") {
+            if let Some(spec) = v.get_mut("spec").and_then(Value::as_object_mut)
+                && let Some(ip) = spec.remove("clusterIP") {
                     assert!(ip.as_str().is_some_and(|ip| ip.starts_with("10.")), "a cluster IP was allocated: {ip}");
                     spec.remove("clusterIPs");
                 }
-            }
             let m = v["metadata"].as_object_mut().unwrap();
             for f in ["uid", "creationTimestamp", "resourceVersion", "namespace", "managedFields"] {
                 m.remove(f);

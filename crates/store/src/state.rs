@@ -373,16 +373,14 @@ impl StateMachine {
         if prev.is_none() {
             self.live_keys += 1;
         }
-        if old_lease != 0 && old_lease != lease {
-            if let Some(l) = self.leases.get_mut(&old_lease) {
+        if old_lease != 0 && old_lease != lease
+            && let Some(l) = self.leases.get_mut(&old_lease) {
                 l.keys.remove(key);
             }
-        }
-        if lease != 0 {
-            if let Some(l) = self.leases.get_mut(&lease) {
+        if lease != 0
+            && let Some(l) = self.leases.get_mut(&lease) {
                 l.keys.insert(key.clone());
             }
-        }
         // Keys are shared with the existing index entry where there is one.
         // New bytes are copied out of the request: a decoded request's `Bytes`
         // may be a slice of a much larger network buffer, which would stay
@@ -399,11 +397,10 @@ impl StateMachine {
         let read = w.rev;
         let (victims, _) = self.range_at(range, read, 0, false);
         for kv in &victims {
-            if kv.lease != 0 {
-                if let Some(l) = self.leases.get_mut(&kv.lease) {
+            if kv.lease != 0
+                && let Some(l) = self.leases.get_mut(&kv.lease) {
                     l.keys.remove(&kv.key);
                 }
-            }
             self.live_keys -= 1;
             self.record(w, KeyValue { key: kv.key.clone(), mod_revision: w.rev, ..Default::default() });
         }
@@ -717,16 +714,14 @@ impl StateMachine {
                 }
                 hist.push(Version { kv, sub });
             }
-            if let Some(last) = hist.last() {
-                if !last.is_tombstone() {
+            if let Some(last) = hist.last()
+                && !last.is_tombstone() {
                     sm.live_keys += 1;
-                    if last.kv.lease != 0 {
-                        if let Some(l) = sm.leases.get_mut(&last.kv.lease) {
+                    if last.kv.lease != 0
+                        && let Some(l) = sm.leases.get_mut(&last.kv.lease) {
                             l.keys.insert(key.clone());
                         }
-                    }
                 }
-            }
             sm.index.insert(key, hist);
         }
         changes.sort_by_key(|(r, s, _)| (*r, *s));

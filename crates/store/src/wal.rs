@@ -93,15 +93,14 @@ impl Wal {
                         let e = Entry::decode(payload).map_err(|e| {
                             corrupt(format!("wal {}: undecodable entry at offset {pos}: {e}", seg.path.display()))
                         })?;
-                        if let Some(want) = expect {
-                            if e.index != want {
+                        if let Some(want) = expect
+                            && e.index != want {
                                 return Err(corrupt(format!(
                                     "wal {}: entry index {} at offset {pos}, expected {want}",
                                     seg.path.display(),
                                     e.index
                                 )));
                             }
-                        }
                         expect = Some(e.index + 1);
                         if e.index > after {
                             last_index = e.index;

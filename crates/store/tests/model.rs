@@ -393,16 +393,14 @@ proptest! {
         for (i, s) in steps.iter().enumerate() {
             match s {
                 Step::Cmd(cmd) => {
-                    if let Some(Op::Txn(t)) = &cmd.op {
-                        if state::validate_txn(t, 128).is_err() {
+                    if let Some(Op::Txn(t)) = &cmd.op
+                        && state::validate_txn(t, 128).is_err() {
                             continue;
                         }
-                    }
-                    if let Some(Op::Put(p)) = &cmd.op {
-                        if state::validate_put(p).is_err() {
+                    if let Some(Op::Put(p)) = &cmd.op
+                        && state::validate_put(p).is_err() {
                             continue;
                         }
-                    }
                     let got = sm.apply(i as u64 + 1, cmd);
                     let want = m.apply(cmd);
                     prop_assert_eq!(&got, &want, "step {}: {:?}", i, cmd);

@@ -59,11 +59,10 @@ pub fn term_matches(t: &NodeSelectorTerm, node_name: &str, labels: &BTreeMap<Str
 
 /// Tolerations match a taint as upstream's `Toleration.ToleratesTaint`.
 pub fn tolerates(t: &Toleration, taint: &Taint) -> bool {
-    if let Some(e) = t.effect.as_deref().filter(|e| !e.is_empty()) {
-        if e != taint.effect {
+    if let Some(e) = t.effect.as_deref().filter(|e| !e.is_empty())
+        && e != taint.effect {
             return false;
         }
-    }
     let key = t.key.as_deref().unwrap_or("");
     if !key.is_empty() && key != taint.key {
         return false;

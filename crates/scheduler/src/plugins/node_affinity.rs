@@ -11,11 +11,10 @@ pub const REASON: &str = "node(s) didn't match Pod's node affinity/selector";
 /// True if the node satisfies the pod's nodeSelector and required node affinity.
 pub fn required_matches(pod: &PodInfo, node: &NodeInfo) -> bool {
     let spec = pod.spec();
-    if let Some(sel) = &spec.node_selector {
-        if sel.iter().any(|(k, v)| node.labels.get(k) != Some(v)) {
+    if let Some(sel) = &spec.node_selector
+        && sel.iter().any(|(k, v)| node.labels.get(k) != Some(v)) {
             return false;
         }
-    }
     let req = spec.affinity.as_ref().and_then(|a| a.node_affinity.as_ref()).and_then(|na| na.required_during_scheduling_ignored_during_execution.as_ref());
     match req {
         Some(ns) => ns.node_selector_terms.iter().any(|t| term_matches(t, &node.name, &node.labels)),
@@ -57,15 +56,13 @@ mod tests {
         let ssd = labelled("a", json!({"disk": "ssd", "gen": "5"}));
         let hdd = labelled("b", json!({"disk": "hdd"}));
         let req = |exprs: serde_json::Value| pod(json!({"spec": {"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchExpressions": exprs}]}}}}}));
-        let cases = vec![
-            (pod(json!({"spec": {"nodeSelector": {"disk": "ssd"}}})), true, false),
+        let cases = [(pod(json!({"spec": {"nodeSelector": {"disk": "ssd"}}})), true, false),
             (req(json!([{"key": "disk", "operator": "In", "values": ["ssd", "nvme"]}])), true, false),
             (req(json!([{"key": "disk", "operator": "NotIn", "values": ["ssd"]}])), false, true),
             (req(json!([{"key": "gen", "operator": "Gt", "values": ["4"]}])), true, false),
             (req(json!([{"key": "gen", "operator": "DoesNotExist"}])), false, true),
             (pod(json!({"spec": {"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["b"]}]}]}}}}})), false, true),
-            (pod(json!({"spec": {}})), true, true),
-        ];
+            (pod(json!({"spec": {}})), true, true)];
         let st = CycleState::default();
         for (i, (p, on_ssd, on_hdd)) in cases.iter().enumerate() {
             assert_eq!(NodeAffinity.filter(&st, p, &ssd).is_success(), *on_ssd, "case {i} ssd");

@@ -44,7 +44,7 @@ pub async fn run(args: SchedulerArgs) -> Result<()> {
     let client = super::kubeclient::from_kubeconfig(args.kubeconfig.as_deref()).await?;
     // hostname_pid_random: unique per replica, and tells an operator which process leads.
     let identity = format!("{}_{}_{:x}", skiff_scheduler::api::hostname(), std::process::id(), rand_id());
-    let leader_election = args.leader_elect.then(|| skiff_scheduler::leader::Config {
+    let leader_election = args.leader_elect.then_some(skiff_scheduler::leader::Config {
         namespace: args.leader_elect_resource_namespace,
         name: args.leader_elect_resource_name,
         identity,

@@ -240,11 +240,10 @@ impl Session {
             store.with_state(|sm| {
                 for (&id, e) in watchers.iter_mut() {
                     let quiet = !std::mem::take(&mut e.sent_since_tick);
-                    if e.progress_notify && quiet {
-                        if let Some(rev) = e.watcher.synced_revision_in(sm) {
+                    if e.progress_notify && quiet
+                        && let Some(rev) = e.watcher.synced_revision_in(sm) {
                             out.push((id, rev));
                         }
-                    }
                 }
             });
         }
