@@ -371,10 +371,18 @@ pub(crate) async fn create_value(storage: &Storage, req: &Request, mut obj: Valu
         if req.dry_run() {
             return Ok(with_warnings(json_response(StatusCode::CREATED, &obj), &warnings));
         }
-        match storage.write(&target.key(), 0, Some(&obj), &claims.claim, &[]).await {
+        // Stored and answered with the same bytes: serialized once.
+        let stored = crate::storage::encode(&obj);
+        match storage.write_encoded(&target.key(), 0, Some(stored.clone()), &claims.claim, &[]).await {
             Ok(rev) => {
-                obj["metadata"]["resourceVersion"] = Value::String(rev.to_string());
-                return Ok(with_warnings(json_response(StatusCode::CREATED, &obj), &warnings));
+                let resp = match crate::rawjson::with_resource_version(&stored, rev) {
+                    Some(body) => (StatusCode::CREATED, [("content-type", "application/json")], body).into_response(),
+                    None => {
+                        obj["metadata"]["resourceVersion"] = Value::String(rev.to_string());
+                        json_response(StatusCode::CREATED, &obj)
+                    }
+                };
+                return Ok(with_warnings(resp, &warnings));
             }
             Err(WriteError::Claimed) => continue,
             Err(WriteError::Conflict) => return Err(ApiError::already_exists(res.plural, res.group, &name)),

@@ -192,6 +192,18 @@ impl WatchCache {
         self.cachers.lock().unwrap().values().filter(|c| !c.is_dead()).count()
     }
 
+    /// Start a cacher for every built-in resource, as upstream's API server
+    /// does at start-up: a client that lists from the store and then
+    /// watches from that revision finds it in the ring, instead of falling
+    /// back to a store watch of its own because the cacher was started by
+    /// its watch, after its list.
+    pub async fn warm(&self, storage: &Storage) -> Result<(), crate::kv::KvError> {
+        for res in crate::resources::RESOURCES {
+            self.get(storage, &res.key_prefix()).await?;
+        }
+        Ok(())
+    }
+
     /// The cacher for a resource's key prefix, started (list + watch) if needed.
     pub async fn get(&self, storage: &Storage, resource_prefix: &str) -> Result<Arc<Cacher>, crate::kv::KvError> {
         if let Some(c) = self.cachers.lock().unwrap().get(resource_prefix).filter(|c| !c.is_dead()) {
