@@ -940,7 +940,7 @@ async fn watch(storage: &Storage, req: &Request) -> ApiResult<Response> {
     };
     let table = req.wants_table().then(|| req.table_options()).transpose()?;
     let view = View { res, labels, fields, meta_only, table, headers_sent: Default::default() };
-    let body: futures::stream::BoxStream<'static, Bytes> = match storage.watch_cache.get(storage, &res.key_prefix()).await.ok().and_then(|c| c.start(prefix.as_bytes(), after).map(|s| (c, s))) {
+    let body: futures::stream::BoxStream<'static, Bytes> = match storage.watch_cache.get_from(storage, &res.key_prefix(), after).await.ok().and_then(|c| c.start(prefix.as_bytes(), after).map(|s| (c, s))) {
         Some((cacher, start)) => cached_watch(cacher, start, prefix, view, bookmarks.then_some(storage.bookmark_interval)),
         None => direct_watch(storage, prefix, after, view, bookmarks.then_some(storage.bookmark_interval)).await?,
     };

@@ -192,24 +192,29 @@ impl WatchCache {
         self.cachers.lock().unwrap().values().filter(|c| !c.is_dead()).count()
     }
 
-    /// Start a cacher for every built-in resource, as upstream's API server
-    /// does at start-up: a client that lists from the store and then
-    /// watches from that revision finds it in the ring, instead of falling
-    /// back to a store watch of its own because the cacher was started by
-    /// its watch, after its list.
-    pub async fn warm(&self, storage: &Storage) -> Result<(), crate::kv::KvError> {
-        for res in crate::resources::RESOURCES {
-            self.get(storage, &res.key_prefix()).await?;
-        }
-        Ok(())
-    }
-
     /// The cacher for a resource's key prefix, started (list + watch) if needed.
     pub async fn get(&self, storage: &Storage, resource_prefix: &str) -> Result<Arc<Cacher>, crate::kv::KvError> {
+        self.get_from(storage, resource_prefix, None).await
+    }
+
+    /// [`WatchCache::get`] for a watch from revision `at`: a new cacher
+    /// starts at that revision if the store still has it, so the watch is
+    /// served from the cache. (Clients list, then watch from the list's
+    /// revision; a cacher started at the latest revision would not hold the
+    /// writes in between, and every such watch would go to the store.)
+    pub async fn get_from(&self, storage: &Storage, resource_prefix: &str, at: Option<i64>) -> Result<Arc<Cacher>, crate::kv::KvError> {
         if let Some(c) = self.cachers.lock().unwrap().get(resource_prefix).filter(|c| !c.is_dead()) {
             return Ok(c.clone());
         }
-        let listed = storage.list(resource_prefix, None, 0, 0).await?;
+        let at_rev = match at {
+            // Compacted or in the future: start at the latest; the watch then goes to the store.
+            Some(r) if r > 0 => storage.list(resource_prefix, None, r, 0).await.ok(),
+            _ => None,
+        };
+        let listed = match at_rev {
+            Some(l) => l,
+            None => storage.list(resource_prefix, None, 0, 0).await?,
+        };
         let mut objects = BTreeMap::new();
         for kv in &listed.items {
             if let Some(o) = CachedObject::from_kv(kv) {

@@ -99,7 +99,6 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         tracing::warn!("waiting for etcd: {e:#}");
         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     }
-    storage.watch_cache.warm(&storage).await.context("starting the watch cache")?;
     let pki = certs::ensure(&dir, args.listen)?;
     let kubeconfig = certs::write_kubeconfig(&dir, &pki, args.listen)?;
     if !args.disable_agent {
