@@ -162,6 +162,15 @@ pub(crate) async fn current(storage: &Storage, t: &Target) -> ApiResult<(Value, 
 }
 
 async fn get(storage: &Storage, req: &Request) -> ApiResult<Response> {
+    if !req.wants_table() && !req.wants_metadata() {
+        // The stored bytes with the resourceVersion spliced in: no decode, no serialize.
+        let t = &req.target;
+        let kv = storage.get(&t.key()).await.map_err(kv_error)?.ok_or_else(|| not_found(t))?;
+        return Ok(match crate::rawjson::with_resource_version(&kv.value, kv.mod_revision) {
+            Some(body) => (StatusCode::OK, [("content-type", "application/json")], body).into_response(),
+            None => json_response(StatusCode::OK, &decode(&kv)?),
+        });
+    }
     let (obj, _) = current(storage, &req.target).await?;
     if req.wants_table() {
         return Ok(json_response(StatusCode::OK, &table::table(req.target.res, &[obj], None, req.table_options()?)));
@@ -372,10 +381,18 @@ pub(crate) async fn create_value(storage: &Storage, req: &Request, mut obj: Valu
         if req.dry_run() {
             return Ok(with_warnings(json_response(StatusCode::CREATED, &obj), &warnings));
         }
-        match storage.write(&target.key(), 0, Some(&obj), &claims.claim, &[]).await {
+        // Stored and answered with the same bytes: serialized once.
+        let stored = crate::storage::encode(&obj);
+        match storage.write_encoded(&target.key(), 0, Some(stored.clone()), &claims.claim, &[]).await {
             Ok(rev) => {
-                obj["metadata"]["resourceVersion"] = Value::String(rev.to_string());
-                return Ok(with_warnings(json_response(StatusCode::CREATED, &obj), &warnings));
+                let resp = match crate::rawjson::with_resource_version(&stored, rev) {
+                    Some(body) => (StatusCode::CREATED, [("content-type", "application/json")], body).into_response(),
+                    None => {
+                        obj["metadata"]["resourceVersion"] = Value::String(rev.to_string());
+                        json_response(StatusCode::CREATED, &obj)
+                    }
+                };
+                return Ok(with_warnings(resp, &warnings));
             }
             Err(WriteError::Claimed) => continue,
             Err(WriteError::Conflict) => return Err(ApiError::already_exists(res.plural, res.group, &name)),
@@ -715,13 +732,7 @@ async fn delete_collection(storage: &Storage, req: &Request) -> ApiResult<Respon
 }
 
 fn list_object(res: &Resource, items: Vec<Value>, rev: i64, cont: Option<String>, remaining: Option<i64>) -> Value {
-    let mut metadata = json!({"resourceVersion": rev.to_string()});
-    if let Some(c) = cont {
-        metadata["continue"] = Value::String(c);
-    }
-    if let Some(r) = remaining {
-        metadata["remainingItemCount"] = json!(r);
-    }
+    let metadata = crate::list_body::list_metadata(rev, cont, remaining);
     json!({"kind": format!("{}List", res.kind), "apiVersion": res.api_version(), "metadata": metadata, "items": items})
 }
 
@@ -822,9 +833,11 @@ async fn list(storage: &Storage, req: &Request) -> ApiResult<Response> {
     // cache, as upstream does, so informers' initial lists skip the store.
     if req.q("resourceVersion") == Some("0") && req.q("continue").is_none() && req.q("resourceVersionMatch") != Some("Exact") {
         if let Ok(cacher) = storage.watch_cache.get(storage, &t.res.key_prefix()).await {
-            let (objs, rev) = cacher.list(prefix.as_bytes());
-            let items: Vec<Value> = objs.iter().filter(|o| matches(t.res, o, &labels, &fields)).map(|o| (**o).clone()).collect();
-            return list_response(req, t.res, items, rev, None, None);
+            let (mut objs, rev) = cacher.list(prefix.as_bytes());
+            if !(labels.is_empty() && fields.is_empty()) {
+                objs.retain(|o| matches(t.res, o, &labels, &fields));
+            }
+            return list_response(req, t.res, Items::Cached(objs), rev, None, None);
         }
     }
     let (mut rev, mut start) = match req.q("continue") {
@@ -860,6 +873,7 @@ async fn list(storage: &Storage, req: &Request) -> ApiResult<Response> {
     let mut items = Vec::new();
     let mut cont = None;
     let mut remaining = None;
+    let selecting = !(labels.is_empty() && fields.is_empty());
     // Keep fetching pages until `limit` objects matched (selectors filter after the store's limit).
     loop {
         let page = if limit > 0 { (limit - items.len() as i64).max(1) } else { 0 };
@@ -869,10 +883,10 @@ async fn list(storage: &Storage, req: &Request) -> ApiResult<Response> {
         })?;
         rev = listed.revision;
         let last_key = listed.items.last().map(|kv| String::from_utf8_lossy(&kv.key).to_string());
-        for kv in &listed.items {
-            let obj = decode(kv)?;
-            if matches(t.res, &obj, &labels, &fields) {
-                items.push(obj);
+        for kv in listed.items {
+            // Without selectors nothing needs decoding: the body is written from the stored bytes.
+            if !selecting || matches(t.res, &decode(&kv)?, &labels, &fields) {
+                items.push(kv);
             }
         }
         if !listed.more {
@@ -888,11 +902,43 @@ async fn list(storage: &Storage, req: &Request) -> ApiResult<Response> {
         }
         start = Some(next);
     }
-    list_response(req, t.res, items, rev, cont, remaining)
+    list_response(req, t.res, Items::Stored(items), rev, cont, remaining)
+}
+
+/// The objects of a list, as they were found.
+enum Items {
+    Stored(Vec<etcdpb::KeyValue>),
+    Cached(Vec<std::sync::Arc<crate::watch_cache::CachedObject>>),
+}
+
+impl Items {
+    fn values(self) -> ApiResult<Vec<Value>> {
+        match self {
+            Items::Stored(kvs) => kvs.iter().map(decode).collect(),
+            Items::Cached(objs) => Ok(objs.iter().map(|o| o.value().clone()).collect()),
+        }
+    }
 }
 
 /// A list in the form the client asked for: Table, metadata only, or full.
-fn list_response(req: &Request, res: &Resource, items: Vec<Value>, rev: i64, cont: Option<String>, remaining: Option<i64>) -> ApiResult<Response> {
+/// Full lists are written from bytes ([`crate::list_body`]), never as one
+/// `Value`.
+fn list_response(req: &Request, res: &Resource, items: Items, rev: i64, cont: Option<String>, remaining: Option<i64>) -> ApiResult<Response> {
+    if !req.wants_table() && !req.wants_metadata() {
+        let mut body = crate::list_body::ListBody::new(&res.api_version());
+        match items {
+            Items::Stored(kvs) => {
+                for kv in &kvs {
+                    if !body.item(|b| crate::rawjson::splice_resource_version(&kv.value, kv.mod_revision, b)) {
+                        body.value(&decode(kv)?);
+                    }
+                }
+            }
+            Items::Cached(objs) => objs.iter().for_each(|o| body.raw(o.json())),
+        }
+        return Ok(body.finish(&format!("{}List", res.kind), &crate::list_body::list_metadata(rev, cont, remaining)));
+    }
+    let items = items.values()?;
     if req.wants_table() {
         return Ok(json_response(StatusCode::OK, &table::table(res, &items, Some(table::ListMeta { revision: rev, cont, remaining }), req.table_options()?)));
     }
@@ -926,7 +972,7 @@ async fn watch(storage: &Storage, req: &Request) -> ApiResult<Response> {
     };
     let table = req.wants_table().then(|| req.table_options()).transpose()?;
     let view = View { res, labels, fields, meta_only, table, headers_sent: Default::default() };
-    let body: futures::stream::BoxStream<'static, Bytes> = match storage.watch_cache.get(storage, &res.key_prefix()).await.ok().and_then(|c| c.start(prefix.as_bytes(), after).map(|s| (c, s))) {
+    let body: futures::stream::BoxStream<'static, Bytes> = match storage.watch_cache.get_from(storage, &res.key_prefix(), after).await.ok().and_then(|c| c.start(prefix.as_bytes(), after).map(|s| (c, s))) {
         Some((cacher, start)) => cached_watch(cacher, start, prefix, view, bookmarks.then_some(storage.bookmark_interval)),
         None => direct_watch(storage, prefix, after, view, bookmarks.then_some(storage.bookmark_interval)).await?,
     };
@@ -960,6 +1006,14 @@ impl View {
             _ => event_line(kind, obj),
         }
     }
+    /// [`View::line`] for a cached object: a plain watcher gets its bytes as they are.
+    fn line_cached(&self, kind: &str, obj: &crate::watch_cache::CachedObject) -> Bytes {
+        if self.table.is_none() && !self.meta_only {
+            crate::watch_cache::event_line_raw(kind, obj.json())
+        } else {
+            self.line(kind, obj)
+        }
+    }
     fn matches(&self, obj: &Value) -> bool {
         matches(self.res, obj, &self.labels, &self.fields)
     }
@@ -983,7 +1037,7 @@ impl View {
         if kind == e.natural_type() && !self.meta_only && self.table.is_none() {
             Some(e.line())
         } else {
-            Some(self.line(kind, &e.obj))
+            Some(self.line_cached(kind, &e.obj))
         }
     }
 }
@@ -992,7 +1046,7 @@ impl View {
 fn cached_watch(cacher: std::sync::Arc<crate::watch_cache::Cacher>, start: crate::watch_cache::Start, prefix: String, view: View, bookmarks: Option<Duration>) -> futures::stream::BoxStream<'static, Bytes> {
     use crate::watch_cache::Start;
     let (initial, cursor): (Vec<Bytes>, i64) = match start {
-        Start::Snapshot(objs, rev) => (objs.iter().filter(|o| view.matches(o)).map(|o| view.line("ADDED", o)).collect(), rev),
+        Start::Snapshot(objs, rev) => (objs.iter().filter(|o| view.matches(o)).map(|o| view.line_cached("ADDED", o)).collect(), rev),
         Start::After(r) => (vec![], r),
     };
     struct S {

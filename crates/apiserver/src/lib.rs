@@ -7,6 +7,8 @@
 //!   (legacy and aggregated), [`openapi`] serves its schemas (v2 and v3).
 //! - [`handlers`]: the REST verbs; [`patch`], [`selector`], [`table`],
 //!   [`meta`] and [`status`] are their parts.
+//! - [`rawjson`] and [`list_body`]: reads and lists written from the stored
+//!   bytes (resourceVersion spliced in), not re-serialized per request.
 //! - [`codec`]: protobuf request bodies and responses (`skiff_k8sproto`).
 //! - [`certs`] and [`server`]: PKI, kubeconfig, HTTPS and authentication.
 
@@ -24,11 +26,13 @@ pub mod inflight;
 pub mod etcd;
 pub mod kv;
 pub mod label_selector;
+pub mod list_body;
 pub mod meta;
 pub mod metrics;
 pub mod openapi;
 pub mod patch;
 pub mod quantity;
+pub mod rawjson;
 pub mod resources;
 pub mod selector;
 pub mod smp;

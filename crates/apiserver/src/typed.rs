@@ -35,7 +35,8 @@ fn dropped(sent: &Value, back: &Value, path: &str, out: &mut Vec<String>) {
 }
 
 fn round_trip<T: DeserializeOwned + Serialize>(obj: &Value) -> Result<(Value, Vec<String>), String> {
-    let t: T = serde_json::from_value(obj.clone()).map_err(|e| e.to_string())?;
+    // Deserialize from the borrowed value: no copy of the whole object first.
+    let t = T::deserialize(obj).map_err(|e| e.to_string())?;
     let back = serde_json::to_value(&t).map_err(|e| e.to_string())?;
     let mut out = Vec::new();
     dropped(obj, &back, "", &mut out);

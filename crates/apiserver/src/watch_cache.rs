@@ -19,13 +19,55 @@ use serde_json::{json, Value};
 
 use crate::storage::{decode, Storage};
 
+/// One version of an object: decoded (for selectors, Tables and metadata
+/// views) and serialized with its resourceVersion, both once, so lists and
+/// watch events are written by copying bytes. Derefs to the decoded value.
+pub struct CachedObject {
+    value: Value,
+    json: Bytes,
+}
+
+impl CachedObject {
+    /// From a stored object: decoded, and its bytes with the resourceVersion
+    /// spliced in (no serialization).
+    fn from_kv(kv: &etcdpb::KeyValue) -> Option<CachedObject> {
+        let value = decode(kv).ok()?;
+        let json = match crate::rawjson::with_resource_version(&kv.value, kv.mod_revision) {
+            Some(b) => Bytes::from(b),
+            None => Bytes::from(serde_json::to_vec(&value).ok()?),
+        };
+        Some(CachedObject { value, json })
+    }
+
+    pub fn new(value: Value) -> CachedObject {
+        let json = Bytes::from(serde_json::to_vec(&value).expect("JSON values always serialize"));
+        CachedObject { value, json }
+    }
+
+    /// The object as JSON, resourceVersion included.
+    pub fn json(&self) -> &Bytes {
+        &self.json
+    }
+
+    pub fn value(&self) -> &Value {
+        &self.value
+    }
+}
+
+impl std::ops::Deref for CachedObject {
+    type Target = Value;
+    fn deref(&self) -> &Value {
+        &self.value
+    }
+}
+
 /// One change, decoded once.
 pub struct CachedEvent {
     pub revision: i64,
     pub key: Bytes,
     /// The new object; for a deletion, the last state with the deletion's resourceVersion.
-    pub obj: Arc<Value>,
-    pub prev: Option<Arc<Value>>,
+    pub obj: Arc<CachedObject>,
+    pub prev: Option<Arc<CachedObject>>,
     pub deleted: bool,
     /// `{"type":…,"object":…}\n` for watchers that see the natural type.
     line: OnceLock<Bytes>,
@@ -43,7 +85,7 @@ impl CachedEvent {
     }
     /// The serialized event, shared by every watcher that sends it as is.
     pub fn line(&self) -> Bytes {
-        self.line.get_or_init(|| event_line(self.natural_type(), &self.obj)).clone()
+        self.line.get_or_init(|| event_line_raw(self.natural_type(), self.obj.json())).clone()
     }
 }
 
@@ -53,8 +95,19 @@ pub fn event_line(kind: &str, obj: &Value) -> Bytes {
     Bytes::from(s)
 }
 
+/// [`event_line`] for an object that is already serialized (same bytes).
+pub fn event_line_raw(kind: &str, obj_json: &[u8]) -> Bytes {
+    let mut b = Vec::with_capacity(obj_json.len() + 40);
+    b.extend_from_slice(b"{\"object\":");
+    b.extend_from_slice(obj_json);
+    b.extend_from_slice(b",\"type\":");
+    serde_json::to_writer(&mut b, kind).expect("strings serialize");
+    b.extend_from_slice(b"}\n");
+    Bytes::from(b)
+}
+
 struct State {
-    objects: BTreeMap<Bytes, Arc<Value>>,
+    objects: BTreeMap<Bytes, Arc<CachedObject>>,
     events: VecDeque<Arc<CachedEvent>>,
     /// Everything up to this revision is reflected.
     revision: i64,
@@ -71,7 +124,7 @@ pub struct Cacher {
 /// Where a cached watch starts.
 pub enum Start {
     /// The current objects as ADDED (for this revision), then changes.
-    Snapshot(Vec<Arc<Value>>, i64),
+    Snapshot(Vec<Arc<CachedObject>>, i64),
     /// Changes after this revision.
     After(i64),
 }
@@ -116,7 +169,7 @@ impl Cacher {
     }
 
     /// Objects under `prefix` at the cache's revision (a list with resourceVersion=0).
-    pub fn list(&self, prefix: &[u8]) -> (Vec<Arc<Value>>, i64) {
+    pub fn list(&self, prefix: &[u8]) -> (Vec<Arc<CachedObject>>, i64) {
         let st = self.state.read().unwrap();
         let objs = st.objects.range(Bytes::copy_from_slice(prefix)..).take_while(|(k, _)| k.starts_with(prefix)).map(|(_, v)| v.clone()).collect();
         (objs, st.revision)
@@ -141,14 +194,31 @@ impl WatchCache {
 
     /// The cacher for a resource's key prefix, started (list + watch) if needed.
     pub async fn get(&self, storage: &Storage, resource_prefix: &str) -> Result<Arc<Cacher>, crate::kv::KvError> {
+        self.get_from(storage, resource_prefix, None).await
+    }
+
+    /// [`WatchCache::get`] for a watch from revision `at`: a new cacher
+    /// starts at that revision if the store still has it, so the watch is
+    /// served from the cache. (Clients list, then watch from the list's
+    /// revision; a cacher started at the latest revision would not hold the
+    /// writes in between, and every such watch would go to the store.)
+    pub async fn get_from(&self, storage: &Storage, resource_prefix: &str, at: Option<i64>) -> Result<Arc<Cacher>, crate::kv::KvError> {
         if let Some(c) = self.cachers.lock().unwrap().get(resource_prefix).filter(|c| !c.is_dead()) {
             return Ok(c.clone());
         }
-        let listed = storage.list(resource_prefix, None, 0, 0).await?;
+        let at_rev = match at {
+            // Compacted or in the future: start at the latest; the watch then goes to the store.
+            Some(r) if r > 0 => storage.list(resource_prefix, None, r, 0).await.ok(),
+            _ => None,
+        };
+        let listed = match at_rev {
+            Some(l) => l,
+            None => storage.list(resource_prefix, None, 0, 0).await?,
+        };
         let mut objects = BTreeMap::new();
         for kv in &listed.items {
-            if let Ok(v) = decode(kv) {
-                objects.insert(kv.key.clone(), Arc::new(v));
+            if let Some(o) = CachedObject::from_kv(kv) {
+                objects.insert(kv.key.clone(), Arc::new(o));
             }
         }
         let rev = listed.revision;
@@ -183,19 +253,21 @@ async fn feed(cacher: Arc<Cacher>, mut stream: crate::kv::WatchStream, capacity:
                 break;
             }
         };
+        // Decode outside the lock: readers (lists, watchers) are not held up by it.
+        let decoded: Vec<Option<Arc<CachedObject>>> =
+            batch.events.iter().map(|e| e.kv.as_ref().filter(|_| e.r#type != 1).and_then(CachedObject::from_kv).map(Arc::new)).collect();
         let revision = {
             let mut st = cacher.state.write().unwrap();
-            for e in &batch.events {
+            for (e, new) in batch.events.iter().zip(decoded) {
                 let Some(kv) = e.kv.as_ref() else { continue };
                 let prev = st.objects.get(&kv.key).cloned();
                 let ev = if e.r#type == 1 {
                     let Some(p) = st.objects.remove(&kv.key) else { continue };
-                    let mut gone = (*p).clone();
+                    let mut gone = p.value().clone();
                     gone["metadata"]["resourceVersion"] = json!(kv.mod_revision.to_string());
-                    CachedEvent { revision: kv.mod_revision, key: kv.key.clone(), obj: Arc::new(gone), prev: Some(p), deleted: true, line: OnceLock::new() }
+                    CachedEvent { revision: kv.mod_revision, key: kv.key.clone(), obj: Arc::new(CachedObject::new(gone)), prev: Some(p), deleted: true, line: OnceLock::new() }
                 } else {
-                    let Ok(v) = decode(kv) else { continue };
-                    let v = Arc::new(v);
+                    let Some(v) = new else { continue };
                     st.objects.insert(kv.key.clone(), v.clone());
                     CachedEvent { revision: kv.mod_revision, key: kv.key.clone(), obj: v, prev, deleted: false, line: OnceLock::new() }
                 };

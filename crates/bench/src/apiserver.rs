@@ -148,10 +148,32 @@ struct Row {
     secs: f64,
     p50: f64,
     p99: f64,
+    /// CPU seconds the server process used during the step.
+    cpu: f64,
 }
 
 fn row(step: impl Into<String>, h: &hdrhistogram::Histogram<u64>, ops: u64, elapsed: Duration) -> Row {
-    Row { step: step.into(), ops, secs: elapsed.as_secs_f64(), p50: h.value_at_quantile(0.5) as f64 / 1000.0, p99: h.value_at_quantile(0.99) as f64 / 1000.0 }
+    Row { step: step.into(), ops, secs: elapsed.as_secs_f64(), p50: h.value_at_quantile(0.5) as f64 / 1000.0, p99: h.value_at_quantile(0.99) as f64 / 1000.0, cpu: 0.0 }
+}
+
+/// User + system CPU seconds of process `pid` so far (from /proc). On a
+/// machine shared with other work, CPU per operation is steadier than
+/// operations per second, which also measure what else is running.
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name: state is field 3, utime 14, stime 15.
+    let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, r)| r).split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    // SAFETY: sysconf only reads a configuration value.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    (ticks(11) + ticks(12)) / hz
+}
+
+/// Set the last row's server CPU to what was used since `since`.
+fn stamp(rows: &mut [Row], pid: u32, since: f64) {
+    if let Some(r) = rows.last_mut() {
+        r.cpu = cpu_secs(pid) - since;
+    }
 }
 
 /// Run `total` operations over `clients` workers; `op(i)` does operation i.
@@ -196,8 +218,10 @@ pub async fn run(args: ApiArgs) -> Result<String> {
     let clients = Arc::new(clients);
     let pick = |clients: &Arc<Vec<Client>>, i: usize| clients[i % clients.len()].clone();
     let mut rows = Vec::new();
+    let pid = skiff.child.id();
 
     progress(&format!("creating {} pods with {} clients", args.pods, args.clients));
+    let cpu0 = cpu_secs(pid);
     let c = clients.clone();
     let (h, el) = closed_loop(args.clients, args.pods, move |i| {
         let cl = pick(&c, i);
@@ -205,8 +229,10 @@ pub async fn run(args: ApiArgs) -> Result<String> {
     })
     .await?;
     rows.push(row(format!("create pod ({} clients)", args.clients), &h, args.pods as u64, el));
+    stamp(&mut rows, pid, cpu0);
 
     progress("getting pods");
+    let cpu0 = cpu_secs(pid);
     let gets = args.pods * 2;
     let (n, c) = (args.pods, clients.clone());
     let (h, el) = closed_loop(args.clients, gets, move |i| {
@@ -215,9 +241,11 @@ pub async fn run(args: ApiArgs) -> Result<String> {
     })
     .await?;
     rows.push(row(format!("get pod ({} clients)", args.clients), &h, gets as u64, el));
+    stamp(&mut rows, pid, cpu0);
 
     for (label, query) in [("list all pods (from the store)", ""), ("list all pods, resourceVersion=0 (watch cache)", "?resourceVersion=0")] {
         progress(label);
+        let cpu0 = cpu_secs(pid);
         let c = clients.clone();
         let q = query.to_string();
         let expect = args.pods;
@@ -226,8 +254,13 @@ pub async fn run(args: ApiArgs) -> Result<String> {
             let q = q.clone();
             async move {
                 let body = cl.call("GET", &format!("/api/v1/namespaces/default/pods{q}"), None).await?;
-                let v: serde_json::Value = serde_json::from_slice(&body)?;
-                let got = v["items"].as_array().map_or(0, Vec::len);
+                // Parse the whole body (it must be valid JSON) but keep only the
+                // item count, so the client's own decoding does not dominate.
+                #[derive(serde::Deserialize)]
+                struct List {
+                    items: Vec<serde::de::IgnoredAny>,
+                }
+                let got = serde_json::from_slice::<List>(&body)?.items.len();
                 if got != expect {
                     bail!("list returned {got} pods, expected {expect}");
                 }
@@ -236,24 +269,29 @@ pub async fn run(args: ApiArgs) -> Result<String> {
         })
         .await?;
         rows.push(row(format!("{label} ({} pods, 4 clients)", args.pods), &h, 20, el));
+        stamp(&mut rows, pid, cpu0);
     }
 
     progress(&format!("watch fan-out: {} watchers", args.watchers));
+    let cpu0 = cpu_secs(pid);
     rows.push(fan_out(&clients, args.watchers).await?);
+    stamp(&mut rows, pid, cpu0);
 
     progress(&format!("writes at 1,000/s for {} s", args.rate_secs));
+    let cpu0 = cpu_secs(pid);
     rows.push(fixed_rate(&clients, 1000, Duration::from_secs(args.rate_secs)).await?);
+    stamp(&mut rows, pid, cpu0);
 
     let version = Command::new(&args.skiff_bin).arg("--version").output().ok().and_then(|o| String::from_utf8(o.stdout).ok()).unwrap_or_default();
     let mut out = format!(
-        "### API server ({}), `bench apiserver --pods {} --clients {} --watchers {}`\n\n| step | ops | seconds | ops/s | p50 ms | p99 ms |\n|---|---:|---:|---:|---:|---:|\n",
+        "### API server ({}), `bench apiserver --pods {} --clients {} --watchers {}`\n\n| step | ops | seconds | ops/s | p50 ms | p99 ms | server CPU ms/op |\n|---|---:|---:|---:|---:|---:|---:|\n",
         version.trim(),
         args.pods,
         args.clients,
         args.watchers
     );
     for r in &rows {
-        out += &format!("| {} | {} | {:.2} | {:.0} | {:.2} | {:.2} |\n", r.step, r.ops, r.secs, r.ops as f64 / r.secs, r.p50, r.p99);
+        out += &format!("| {} | {} | {:.2} | {:.0} | {:.2} | {:.2} | {:.3} |\n", r.step, r.ops, r.secs, r.ops as f64 / r.secs, r.p50, r.p99, 1000.0 * r.cpu / r.ops as f64);
     }
     if let Some(path) = &args.out {
         std::fs::write(path, &out)?;

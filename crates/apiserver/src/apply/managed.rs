@@ -68,12 +68,12 @@ pub fn record_update(old: Option<&Value>, new: &mut Value, manager: &str, api_ve
     let mut entries = old.map(read).unwrap_or_default();
     let new_set = fieldpath::set_of(new, status_only);
     let old_set = old.map(|o| fieldpath::set_of(o, status_only)).unwrap_or_default();
-    let changed: Set = new_set
-        .iter()
-        .filter(|p| !old_set.contains(*p) || old.and_then(|o| fieldpath::get(o, p)) != fieldpath::get(new, p))
-        .cloned()
-        .collect();
     let removed: Set = old_set.difference(&new_set).cloned().collect();
+    let changed: Set = match old {
+        // A create changes every field: no need to compare (or copy the set).
+        None => new_set,
+        Some(o) => new_set.iter().filter(|p| !old_set.contains(*p) || fieldpath::get(o, p) != fieldpath::get(new, p)).cloned().collect(),
+    };
     for e in entries.iter_mut() {
         e.set.retain(|p| !changed.contains(p) && !removed.contains(p));
     }
