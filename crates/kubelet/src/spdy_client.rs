@@ -11,7 +11,7 @@
 use anyhow::{bail, Result};
 use bytes::Bytes;
 use flate2::{Compress, Compression, FlushCompress};
-use skiff_runtime::streaming::spdy::{dictionary, Inflater};
+use skiff_runtime::streaming::spdy::{control, data_frame, dictionary, Inflater};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
@@ -82,16 +82,6 @@ impl Client {
     }
 }
 
-fn control(kind: u16, flags: u8, payload: &[u8]) -> Vec<u8> {
-    let mut f = Vec::with_capacity(8 + payload.len());
-    f.extend_from_slice(&[0x80, 3]);
-    f.extend_from_slice(&kind.to_be_bytes());
-    f.push(flags);
-    f.extend_from_slice(&(payload.len() as u32).to_be_bytes()[1..]);
-    f.extend_from_slice(payload);
-    f
-}
-
 /// An uncompressed header block: count, then length-prefixed names and values.
 fn header_block(headers: &[(String, String)]) -> Vec<u8> {
     let mut b = (headers.len() as u32).to_be_bytes().to_vec();
@@ -122,14 +112,7 @@ async fn write_loop(mut w: impl AsyncWrite + Unpin, mut rx: mpsc::UnboundedRecei
                 control(SYN_STREAM, 0, &p)
             }
             Out::Ping(p) => control(PING, 0, &p),
-            Out::Data(id, b, fin) => {
-                let mut f = Vec::with_capacity(8 + b.len());
-                f.extend_from_slice(&(id & 0x7fff_ffff).to_be_bytes());
-                f.push(if fin { FLAG_FIN } else { 0 });
-                f.extend_from_slice(&(b.len() as u32).to_be_bytes()[1..]);
-                f.extend_from_slice(&b);
-                f
-            }
+            Out::Data(id, b, fin) => data_frame(id, &b, fin),
         };
         if w.write_all(&frame).await.is_err() {
             return;

@@ -148,7 +148,18 @@ impl Stream {
     }
 }
 
-fn control(kind: u16, flags: u8, payload: &[u8]) -> Vec<u8> {
+/// A SPDY/3 data frame on stream `id` (shared with the kubelet's SPDY client).
+pub fn data_frame(id: u32, b: &[u8], fin: bool) -> Vec<u8> {
+    let mut f = Vec::with_capacity(8 + b.len());
+    f.extend_from_slice(&(id & 0x7fff_ffff).to_be_bytes());
+    f.push(if fin { FLAG_FIN } else { 0 });
+    f.extend_from_slice(&(b.len() as u32).to_be_bytes()[1..]);
+    f.extend_from_slice(b);
+    f
+}
+
+/// A SPDY/3 control frame (shared with the kubelet's SPDY client).
+pub fn control(kind: u16, flags: u8, payload: &[u8]) -> Vec<u8> {
     let mut f = Vec::with_capacity(8 + payload.len());
     f.extend_from_slice(&[0x80, 3]);
     f.extend_from_slice(&kind.to_be_bytes());
@@ -171,14 +182,7 @@ async fn write_loop(mut w: impl AsyncWrite + Unpin, mut rx: mpsc::UnboundedRecei
                 control(SYN_REPLY, 0, &p)
             }
             Out::Ping(p) => control(PING, 0, &p),
-            Out::Data(id, b, fin) => {
-                let mut f = Vec::with_capacity(8 + b.len());
-                f.extend_from_slice(&(id & 0x7fff_ffff).to_be_bytes());
-                f.push(if fin { FLAG_FIN } else { 0 });
-                f.extend_from_slice(&(b.len() as u32).to_be_bytes()[1..]);
-                f.extend_from_slice(&b);
-                f
-            }
+            Out::Data(id, b, fin) => data_frame(id, &b, fin),
         };
         if w.write_all(&frame).await.is_err() {
             return;
