@@ -36,8 +36,8 @@ fn write_private(path: &Path, data: &str) -> Result<()> {
     Ok(())
 }
 
-/// Load or create the PKI under `dir/pki`.
-pub fn ensure(dir: &Path, listen: SocketAddr) -> Result<Pki> {
+/// Create the CA and the admin token under `dir/pki` unless they exist.
+fn ensure_ca(dir: &Path) -> Result<PathBuf> {
     let pki = dir.join("pki");
     fs::create_dir_all(&pki)?;
     let (ca_crt, ca_key, token_path) = (pki.join("ca.crt"), pki.join("ca.key"), pki.join("admin.token"));
@@ -52,6 +52,13 @@ pub fn ensure(dir: &Path, listen: SocketAddr) -> Result<Pki> {
         let token: String = (0..32).map(|_| format!("{:02x}", rand::random::<u8>())).collect();
         write_private(&token_path, &token)?;
     }
+    Ok(pki)
+}
+
+/// Load or create the PKI under `dir/pki`.
+pub fn ensure(dir: &Path, listen: SocketAddr) -> Result<Pki> {
+    let pki = ensure_ca(dir)?;
+    let (ca_crt, ca_key, token_path) = (pki.join("ca.crt"), pki.join("ca.key"), pki.join("admin.token"));
     let ca_pem = fs::read_to_string(&ca_crt)?;
     let ca_key = KeyPair::from_pem(&fs::read_to_string(&ca_key)?).context("reading the CA key")?;
     let issuer = Issuer::new(ca_params()?, ca_key);
@@ -99,8 +106,7 @@ struct SharedPki {
 /// data directory and peer network accordingly.
 pub async fn share_through_store(kv: &dyn crate::kv::Kv, dir: &Path) -> Result<()> {
     use etcdpb::{compare, request_op, response_op, Compare, PutRequest, RangeRequest, RequestOp, TxnRequest};
-    ensure(dir, SocketAddr::from(([127, 0, 0, 1], 0)))?;
-    let pki = dir.join("pki");
+    let pki = ensure_ca(dir)?;
     let local = SharedPki {
         ca_crt: fs::read_to_string(pki.join("ca.crt"))?,
         ca_key: fs::read_to_string(pki.join("ca.key"))?,
