@@ -102,7 +102,7 @@ pub async fn run(client: kube::Client, config: Config, shutdown: impl std::futur
     anyhow::ensure!((0.0..=1.0).contains(&config.pod_failure_rate), "the pod failure rate must be between 0 and 1");
     let config = Arc::new(config);
     node::register_all(&client, &config).await?;
-    lease::ensure_namespace(&client).await?;
+    retry_transient("creating namespace kube-node-lease", || lease::ensure_namespace(&client)).await?;
     tracing::info!(nodes = config.nodes, "sim nodes registered");
     let faults = Arc::new(faults::Faults::new(&config));
     let leases = tokio::spawn(lease::renew_forever(client.clone(), config.clone(), faults.clone()));
@@ -131,9 +131,74 @@ pub(crate) fn now() -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Time {
 
 pub(crate) const RETRY: Duration = Duration::from_millis(500);
 
+/// Run `op` until it succeeds or fails for a reason retrying cannot fix.
+/// Like a kubelet, sim keeps trying while the API server is unreachable,
+/// overloaded (429) or failing (5xx), so a busy or restarting server does not
+/// end the run; a 4xx that says the request itself is wrong ends it.
+pub(crate) async fn retry_transient<T, F, Fut>(what: &str, mut op: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let mut delay = RETRY;
+    loop {
+        match op().await {
+            Err(e) if is_transient(&e) => {
+                tracing::warn!(error = %format!("{e:#}"), "{what}; retrying in {delay:?}");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            r => return r,
+        }
+    }
+}
+
+fn is_transient(e: &anyhow::Error) -> bool {
+    match e.downcast_ref::<kube::Error>() {
+        Some(kube::Error::Api(s)) => s.code == 429 || s.code >= 500,
+        Some(_) => true,
+        None => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn api_error(code: u16) -> anyhow::Error {
+        let status: kube::core::Status = serde_json::from_value(serde_json::json!({"code": code})).unwrap();
+        anyhow::Error::from(kube::Error::Api(Box::new(status))).context("creating node n-0")
+    }
+
+    #[test]
+    fn only_unreachable_overloaded_or_failing_servers_are_retried() {
+        assert!(is_transient(&api_error(500)));
+        assert!(is_transient(&api_error(503)));
+        assert!(is_transient(&api_error(429)));
+        assert!(!is_transient(&api_error(422)));
+        assert!(!is_transient(&api_error(403)));
+        assert!(!is_transient(&anyhow::anyhow!("bad taint")));
+    }
+
+    #[tokio::test]
+    async fn retry_transient_retries_until_success_and_stops_on_a_client_error() {
+        let mut calls = 0;
+        let r = retry_transient("op", || {
+            calls += 1;
+            let n = calls;
+            async move { if n < 3 { Err(api_error(503)) } else { Ok(n) } }
+        })
+        .await;
+        assert_eq!(r.unwrap(), 3);
+        let mut calls = 0;
+        let r: Result<()> = retry_transient("op", || {
+            calls += 1;
+            async { Err(api_error(422)) }
+        })
+        .await;
+        assert!(r.is_err());
+        assert_eq!(calls, 1);
+    }
 
     #[test]
     fn taints_parse_as_kubectl_writes_them() {

@@ -98,7 +98,12 @@ pub(crate) async fn register_all(client: &kube::Client, config: &Config) -> Resu
     results.into_iter().collect()
 }
 
+/// Register node `i`, retrying transient failures (see [`crate::retry_transient`]).
 pub(crate) async fn register(api: &Api<Node>, config: &Config, i: usize) -> Result<()> {
+    crate::retry_transient(&format!("registering node {}", config.node_name(i)), || register_once(api, config, i)).await
+}
+
+async fn register_once(api: &Api<Node>, config: &Config, i: usize) -> Result<()> {
     let node = build(config, i);
     let name = config.node_name(i);
     let created = match api.create(&PostParams::default(), &node).await {

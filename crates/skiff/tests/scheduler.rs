@@ -35,11 +35,13 @@ fn running_on(k: &Kubectl, name: &str) -> String {
     })
 }
 
+// Fields drop in order: the processes (printing their logs if the test
+// failed) and the server go before the directory that holds the logs.
 struct Cluster {
-    _server: SkiffServer,
-    dir: tempfile::TempDir,
-    k: Kubectl,
     procs: Vec<Proc>,
+    _server: SkiffServer,
+    k: Kubectl,
+    dir: tempfile::TempDir,
 }
 
 impl Cluster {
@@ -47,7 +49,7 @@ impl Cluster {
         let dir = tempfile::tempdir().unwrap();
         let server = SkiffServer::start(&dir.path().join("server"));
         let k = Kubectl::new(33, &server.kubeconfig);
-        Cluster { _server: server, dir, k, procs: vec![] }
+        Cluster { procs: vec![], _server: server, k, dir }
     }
     fn spawn(&mut self, log: &str, args: &[&str]) -> usize {
         let p = Proc::start(&self.k.kubeconfig, &self.dir.path().join(log), args);

@@ -116,6 +116,9 @@ pub struct SkiffServer {
     pub child: Child,
     pub port: u16,
     pub kubeconfig: std::path::PathBuf,
+    /// Its stderr (appended across restarts on the same data directory);
+    /// printed when the test fails.
+    pub log: std::path::PathBuf,
 }
 
 impl SkiffServer {
@@ -136,6 +139,9 @@ impl SkiffServer {
     /// Start without waiting for the API port (a Raft member only serves
     /// once a quorum of its peers has started too).
     pub fn spawn_with(dir: &Path, port: u16, extra: &[&str]) -> SkiffServer {
+        std::fs::create_dir_all(dir).unwrap();
+        let log = dir.join("skiff-server.log");
+        let stderr = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_skiff"))
             .args(["server", "--data-dir"])
             .arg(dir)
@@ -147,10 +153,10 @@ impl SkiffServer {
             .args(if extra.contains(&"+scheduler") || extra.contains(&"--disable-scheduler") { &[][..] } else { &["--disable-scheduler"][..] })
             .args(extra.iter().filter(|a| **a != "+scheduler"))
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("start skiff server");
-        SkiffServer { child, port, kubeconfig: dir.join("kubeconfig.yaml") }
+        SkiffServer { child, port, kubeconfig: dir.join("kubeconfig.yaml"), log }
     }
 
     /// SIGKILL now: no clean shutdown.
@@ -177,8 +183,28 @@ impl SkiffServer {
 
 impl Drop for SkiffServer {
     fn drop(&mut self) {
+        print_log_if_panicking(&format!("skiff server :{}", self.port), &mut self.child, &self.log);
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// When a test is failing, show the end of a child's log (and whether it had
+/// already exited) in the test's output: CI keeps nothing else of a tempdir.
+pub fn print_log_if_panicking(what: &str, child: &mut Child, log: &Path) {
+    if !std::thread::panicking() {
+        return;
+    }
+    let exited = match child.try_wait() {
+        Ok(Some(st)) => format!(" (had exited: {st})"),
+        _ => String::new(),
+    };
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    let tail = &lines[lines.len().saturating_sub(40)..];
+    eprintln!("---- last {} lines of {what}{exited}, {} ----", tail.len(), log.display());
+    for l in tail {
+        eprintln!("{l}");
     }
 }
 
@@ -209,7 +235,7 @@ impl Kubectl {
 
 /// Another `skiff <args> --kubeconfig <kc>` child (sim, scheduler, controller-manager):
 /// stderr to a log file, SIGKILLed and reaped on drop.
-pub struct SkiffProc(pub Child);
+pub struct SkiffProc(pub Child, pub std::path::PathBuf);
 
 impl SkiffProc {
     pub fn start(kubeconfig: &Path, log: &Path, args: &[&str]) -> SkiffProc {
@@ -221,7 +247,7 @@ impl SkiffProc {
             .stderr(std::fs::File::create(log).unwrap())
             .spawn()
             .expect("start skiff");
-        SkiffProc(child)
+        SkiffProc(child, log.to_owned())
     }
 
     /// SIGKILL now (a crashed node: no goodbye).
@@ -233,6 +259,8 @@ impl SkiffProc {
 
 impl Drop for SkiffProc {
     fn drop(&mut self) {
+        let what = format!("skiff {}", self.1.file_name().unwrap_or_default().to_string_lossy());
+        print_log_if_panicking(&what, &mut self.0, &self.1);
         self.kill();
     }
 }
