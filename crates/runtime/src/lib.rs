@@ -3,13 +3,14 @@
 //! socket, over: an image store of unpacked layers (`images.rs`), overlayfs
 //! root filesystems, runc with a spec we generate (`spec.rs`), a pause
 //! process per pod that owns its network/IPC/UTS namespaces (`sandbox.rs`,
-//! `pause.rs`), a bridge network through the CNI plugins, and CRI log files
+//! `pause.rs`), a bridge network wired over rtnetlink (`net/`), and CRI log files
 //! (`logs.rs`).
 
 pub mod container;
 pub mod images;
 pub mod layers;
 pub mod logs;
+pub mod net;
 pub mod pause;
 pub mod persist;
 pub mod pull;
@@ -34,8 +35,6 @@ pub struct Config {
     pub runc: String,
     /// The binary whose `pause` subcommand is each sandbox's PID 1 (the skiff binary).
     pub pause_exe: PathBuf,
-    /// Where the CNI plugins are (Debian: `/usr/lib/cni`).
-    pub cni_bin: PathBuf,
     /// The node bridge and the pod subnet it hands addresses from.
     pub bridge: String,
     pub pod_cidr: String,
@@ -47,7 +46,6 @@ impl Default for Config {
             root: "/var/lib/skiff/runtime".into(),
             runc: "runc".into(),
             pause_exe: std::env::current_exe().unwrap_or_else(|_| "skiff".into()),
-            cni_bin: "/usr/lib/cni".into(),
             bridge: "skiff0".into(),
             pod_cidr: "10.244.0.0/24".into(),
         }
