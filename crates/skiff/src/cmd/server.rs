@@ -56,6 +56,9 @@ pub struct ServerArgs {
     /// Port of this machine's kubelet endpoint.
     #[arg(long, default_value_t = 10250)]
     kubelet_port: u16,
+    /// Verify kubelets' serving certificates against this CA (PEM); by default they are not verified, as upstream.
+    #[arg(long)]
+    kubelet_certificate_authority: Option<PathBuf>,
     #[command(flatten)]
     net: super::controller_manager::NetControllerArgs,
     /// etcd's clustering flags: with `--initial-cluster` naming several
@@ -139,6 +142,11 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         certs::share_through_store(storage.kv().as_ref(), &dir).await?;
     }
     let pki = certs::ensure(&dir, args.listen)?;
+    let kubelet_ca = match &args.kubelet_certificate_authority {
+        Some(f) => Some(std::fs::read(f).with_context(|| format!("reading --kubelet-certificate-authority {}", f.display()))?),
+        None => None,
+    };
+    storage.kubelet = skiff_apiserver::kubelet_client::KubeletClient::new(Some((&pki.kubelet_client_cert_pem, &pki.kubelet_client_key_pem)), kubelet_ca.as_deref())?;
     let kubeconfig = certs::write_kubeconfig(&dir, &pki, args.listen)?;
     if !args.disable_agent {
         let agent = super::agent::AgentArgs {
