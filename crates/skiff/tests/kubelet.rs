@@ -308,7 +308,9 @@ fn pods_run_in_real_containers() {
         let p = wait_pod(&k, "crash", "a second restart", |p| p["status"]["containerStatuses"][0]["restartCount"].as_i64() >= Some(2));
         assert_eq!(p["status"]["containerStatuses"][0]["lastState"]["terminated"]["exitCode"], 3);
         assert_eq!(k.ok(&["logs", "crash", "--previous"]), "boom\n");
-        let metrics = sh(&format!("busybox wget -q -O - http://127.0.0.1:{kport}/metrics"));
+        // The kubelet's /metrics needs a credential, like upstream's: scrape with the admin token.
+        let token = std::fs::read_to_string(d.join("server/pki/admin.token")).unwrap();
+        let metrics = sh(&format!("curl -sfk -H 'Authorization: Bearer {}' https://127.0.0.1:{kport}/metrics", token.trim()));
         assert!(metrics.contains("kubelet_container_restarts_total"), "{metrics}");
     }));
     // Clean up: every pod's containers, the bridge and the image store.
