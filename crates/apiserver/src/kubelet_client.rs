@@ -133,7 +133,7 @@ mod tests {
         assert_eq!(buf, "hi");
         let other = CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap().self_signed(&KeyPair::generate().unwrap()).unwrap().pem();
         let strict = KubeletClient::new(None, Some(other.as_bytes())).unwrap();
-        let err = strict.connect(&addr).await.err().expect("a kubelet certificate from another CA is refused");
+        let Err(err) = strict.connect(&addr).await else { panic!("a kubelet certificate from another CA must be refused") };
         assert!(err.to_string().contains("certificate"), "{err}");
     }
 }
