@@ -183,6 +183,27 @@ fn kubelet_api_requires_credentials(kport: u16, server_dir: &std::path::Path, d:
     assert_eq!(kubelet_get(kport, "/metrics", &["-H", "Authorization: Bearer not-the-token"]).0, "401");
 }
 
+/// `--kubelet-certificate-authority`: the API server refuses a kubelet whose
+/// serving certificate that CA did not issue, and talks to it once given
+/// the kubelet's own (self-signed) certificate. Returns the server, left
+/// running with that CA (the agent keeps its certificate across restarts).
+fn kubelet_certificate_authority(server: SkiffServer, d: &std::path::Path, k: &Kubectl) -> SkiffServer {
+    let port = server.port;
+    let restart = |server: SkiffServer, ca: &std::path::Path| {
+        assert!(server.stop().success());
+        SkiffServer::start_with(&d.join("server"), port, &["--disable-agent", "--kubelet-certificate-authority", ca.to_str().unwrap()])
+    };
+    let server = restart(server, &d.join("client-certs/other-ca.crt"));
+    let err = k.err(&["logs", "x"]);
+    assert!(err.contains("invalid peer certificate"), "{err}");
+    let err = k.err(&["exec", "x", "--", "true"]);
+    assert!(err.contains("error dialing backend") && err.contains("invalid peer certificate"), "{err}");
+    let server = restart(server, &d.join("kubelet/pki/kubelet.crt"));
+    assert!(k.ok(&["logs", "x"]).starts_with("started\n"));
+    assert_eq!(k.ok(&["exec", "x", "--", "echo", "verified"]), "verified\n");
+    server
+}
+
 #[test]
 fn exec_attach_and_port_forward() {
     if !is_root() {
@@ -196,13 +217,14 @@ fn exec_attach_and_port_forward() {
     let skiff = env!("CARGO_BIN_EXE_skiff");
     let out = Command::new(skiff).args(["images", "import"]).arg(&image).arg("--runtime-root").arg(&runtime_root).output().unwrap();
     assert!(out.status.success(), "import: {}", String::from_utf8_lossy(&out.stderr));
-    let server = SkiffServer::start_with(&d.join("server"), free_port(), &["--disable-agent"]);
+    let mut server = SkiffServer::start_with(&d.join("server"), free_port(), &["--disable-agent"]);
+    let kubeconfig = server.kubeconfig.clone();
     let kport = free_port();
     let start_agent = || {
         Agent(
             Command::new(skiff)
                 .args(["agent", "--kubeconfig"])
-                .arg(&server.kubeconfig)
+                .arg(&kubeconfig)
                 .args(["--node-name", "skiff-st", "--node-ip", "127.0.0.1", "--port", &kport.to_string(), "--bridge", "skiffst0", "--pod-cidr", "10.244.251.0/24"])
                 .arg("--runtime-root")
                 .arg(&runtime_root)
@@ -238,6 +260,7 @@ fn exec_attach_and_port_forward() {
             port_forward(&k, "x");
             attach(&k, "x");
         }
+        server = kubelet_certificate_authority(server, d, &k);
         // A restarted agent adopts the running pod: same container, no restart.
         k.ok(&["exec", "x", "--", "touch", "/tmp/before-restart"]);
         let before = wait_pod(&k, "x", "Running", |p| p["status"]["phase"] == "Running");
@@ -251,7 +274,7 @@ fn exec_attach_and_port_forward() {
         assert_eq!(cs(&after)["restartCount"], 0);
         assert_eq!(cs(&after)["state"]["running"]["startedAt"], cs(&before)["state"]["running"]["startedAt"]);
         k.ok(&["exec", "x", "--", "test", "-f", "/tmp/before-restart"]);
-        attach(&Kubectl::new(33, &server.kubeconfig), "x");
+        attach(&Kubectl::new(33, &kubeconfig), "x");
         eviction(&k, &d.join("memory-available"));
     }));
     let _ = k.run(&["delete", "pods", "--all", "--grace-period=1", "--wait=true", "--timeout=60s"]);

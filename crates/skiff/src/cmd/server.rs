@@ -41,6 +41,9 @@ pub struct ServerArgs {
     /// Writes served at once; more get 429 (kube-apiserver's --max-mutating-requests-inflight).
     #[arg(long, default_value_t = 200)]
     max_mutating_requests_inflight: usize,
+    /// Verify kubelets' serving certificates against this CA (PEM); by default they are not verified, as upstream.
+    #[arg(long)]
+    kubelet_certificate_authority: Option<PathBuf>,
     /// Do not run a kubelet (and the embedded container runtime) for this machine.
     #[arg(long)]
     disable_agent: bool,
@@ -56,9 +59,6 @@ pub struct ServerArgs {
     /// Port of this machine's kubelet endpoint.
     #[arg(long, default_value_t = 10250)]
     kubelet_port: u16,
-    /// Verify kubelets' serving certificates against this CA (PEM); by default they are not verified, as upstream.
-    #[arg(long)]
-    kubelet_certificate_authority: Option<PathBuf>,
     #[command(flatten)]
     net: super::controller_manager::NetControllerArgs,
     /// etcd's clustering flags: with `--initial-cluster` naming several
