@@ -351,6 +351,13 @@ fn server_runs_an_agent_for_its_node() {
     }
     let port = k.ok(&["get", "node", "skiff-self", "-o", "jsonpath={.status.daemonEndpoints.kubeletEndpoint.Port}"]);
     assert_eq!(port, kport.to_string());
+    // Its port trusts the cluster CA the server made: the server's kubelet-client certificate gets in, no certificate does not.
+    let pki = dir.path().join("pki");
+    let ip = k.ok(&["get", "node", "skiff-self", "-o", "jsonpath={.status.addresses[?(@.type==\"InternalIP\")].address}"]);
+    let url = format!("https://{ip}:{kport}/metrics");
+    assert_eq!(sh(&format!("curl -sk -o /dev/null -w '%{{http_code}}' {url}")), "401");
+    let cert = format!("--cert {} --key {}", pki.join("apiserver-kubelet-client.crt").display(), pki.join("apiserver-kubelet-client.key").display());
+    assert!(sh(&format!("curl -sfk {cert} {url}")).contains("kubelet_running_pods"));
     let st = server.stop();
     assert!(st.success(), "{st:?}");
 }
