@@ -19,6 +19,8 @@ use std::time::Duration;
 
 type Body = BoxBody<Bytes, Infallible>;
 
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 fn text(code: u16, s: impl Into<String>) -> Response<Body> {
     Response::builder().status(code).header("content-type", "text/plain").body(Full::new(Bytes::from(s.into())).boxed()).unwrap()
 }
@@ -108,9 +110,11 @@ pub async fn serve(ctx: Arc<Ctx>, listener: tokio::net::TcpListener, tls: Arc<ru
         let Ok((tcp, peer)) = listener.accept().await else { continue };
         let (ctx, auth, acceptor) = (ctx.clone(), auth.clone(), acceptor.clone());
         tokio::spawn(async move {
-            let stream = match acceptor.accept(tcp).await {
-                Ok(s) => s,
-                Err(e) => return tracing::debug!(%peer, "kubelet API: TLS handshake failed: {e}"),
+            // A client that never finishes its handshake must not hold a task forever (Go's http.Server has the same guard).
+            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => return tracing::debug!(%peer, "kubelet API: TLS handshake failed: {e}"),
+                Err(_) => return tracing::debug!(%peer, "kubelet API: TLS handshake timed out"),
             };
             let user = auth.from_certs(stream.get_ref().1.peer_certificates());
             let svc = hyper::service::service_fn(move |req| handle(ctx.clone(), auth.clone(), user.clone(), req));
