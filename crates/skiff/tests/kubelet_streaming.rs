@@ -217,8 +217,9 @@ fn exec_attach_and_port_forward() {
     let skiff = env!("CARGO_BIN_EXE_skiff");
     let out = Command::new(skiff).args(["images", "import"]).arg(&image).arg("--runtime-root").arg(&runtime_root).output().unwrap();
     assert!(out.status.success(), "import: {}", String::from_utf8_lossy(&out.stderr));
-    let mut server = SkiffServer::start_with(&d.join("server"), free_port(), &["--disable-agent"]);
-    let kubeconfig = server.kubeconfig.clone();
+    // An Option: the test restarts the server, and it must outlive the test body for the cleanup below.
+    let mut server = Some(SkiffServer::start_with(&d.join("server"), free_port(), &["--disable-agent"]));
+    let kubeconfig = server.as_ref().unwrap().kubeconfig.clone();
     let kport = free_port();
     let start_agent = || {
         Agent(
@@ -245,7 +246,7 @@ fn exec_attach_and_port_forward() {
     };
     let mut agent = Some(start_agent());
     wait_for_port(kport, Duration::from_secs(30));
-    let k = Kubectl::new(33, &server.kubeconfig);
+    let k = Kubectl::new(33, &kubeconfig);
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         kubelet_api_requires_credentials(kport, &d.join("server"), d);
         k.ok(&["create", "configmap", "cm", "--from-literal=k=v1"]);
@@ -255,12 +256,12 @@ fn exec_attach_and_port_forward() {
         common::wait_until("kubectl logs x", Duration::from_secs(20), || k.ok(&["logs", "x"]).starts_with("started\n").then_some(()));
         downward(&k);
         for minor in [27, 29, 33] {
-            let k = Kubectl::new(minor, &server.kubeconfig);
+            let k = Kubectl::new(minor, &kubeconfig);
             exec(&k);
             port_forward(&k, "x");
             attach(&k, "x");
         }
-        server = kubelet_certificate_authority(server, d, &k);
+        server = Some(kubelet_certificate_authority(server.take().unwrap(), d, &k));
         // A restarted agent adopts the running pod: same container, no restart.
         k.ok(&["exec", "x", "--", "touch", "/tmp/before-restart"]);
         let before = wait_pod(&k, "x", "Running", |p| p["status"]["phase"] == "Running");
@@ -279,6 +280,7 @@ fn exec_attach_and_port_forward() {
     }));
     let _ = k.run(&["delete", "pods", "--all", "--grace-period=1", "--wait=true", "--timeout=60s"]);
     drop(agent);
+    drop(server);
     let _ = Command::new("ip").args(["link", "del", "skiffst0"]).status();
     let _ = Command::new("sh").arg("-c").arg(format!("grep -o '{}[^ ]*rootfs' /proc/mounts | xargs -r umount -l", runtime_root.display())).status();
     if let Err(e) = result {
