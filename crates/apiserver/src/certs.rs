@@ -1,15 +1,17 @@
-//! The cluster CA, the API server's serving certificate, the admin
-//! credential and the admin kubeconfig, all kept in the data directory.
+//! The cluster CA, the API server's serving certificate, its client
+//! certificate for kubelets, the admin credential and the admin kubeconfig,
+//! all kept in the data directory.
 //!
-//! The CA and the admin token are made once; the serving certificate is
-//! re-issued by the CA at every start, so a new listen address just works.
+//! The CA and the admin token are made once; the serving and kubelet-client
+//! certificates are re-issued by the CA at every start, so a new listen
+//! address just works.
 
 use std::fs;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 
 pub struct Pki {
     pub ca_pem: String,
@@ -17,7 +19,15 @@ pub struct Pki {
     pub server_key_pem: String,
     /// Bearer token of the cluster admin.
     pub admin_token: String,
+    /// The API server's client certificate for kubelets (upstream's
+    /// `apiserver-kubelet-client.crt`), and its key.
+    pub kubelet_client_cert_pem: String,
+    pub kubelet_client_key_pem: String,
 }
+
+/// The identity kubelets see in the API server's client certificate (upstream's kubeadm names).
+pub const KUBELET_CLIENT_CN: &str = "kube-apiserver-kubelet-client";
+pub const KUBELET_CLIENT_ORG: &str = "system:masters";
 
 fn ca_params() -> Result<CertificateParams> {
     let mut p = CertificateParams::new(Vec::<String>::new())?;
@@ -72,11 +82,23 @@ pub fn ensure(dir: &Path, listen: SocketAddr) -> Result<Pki> {
     params.distinguished_name.push(DnType::CommonName, "kube-apiserver");
     let key = KeyPair::generate()?;
     let cert = params.signed_by(&key, &issuer)?;
+
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.distinguished_name.push(DnType::CommonName, KUBELET_CLIENT_CN);
+    params.distinguished_name.push(DnType::OrganizationName, KUBELET_CLIENT_ORG);
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let client_key = KeyPair::generate()?;
+    let client = params.signed_by(&client_key, &issuer)?;
+    // Kept on disk as upstream does, for an operator (or a test) to talk to kubelets as the API server.
+    fs::write(pki.join("apiserver-kubelet-client.crt"), client.pem())?;
+    write_private(&pki.join("apiserver-kubelet-client.key"), &client_key.serialize_pem())?;
     Ok(Pki {
         ca_pem,
         server_cert_pem: cert.pem(),
         server_key_pem: key.serialize_pem(),
         admin_token: fs::read_to_string(&token_path)?.trim().to_string(),
+        kubelet_client_cert_pem: client.pem(),
+        kubelet_client_key_pem: client_key.serialize_pem(),
     })
 }
 

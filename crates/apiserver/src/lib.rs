@@ -24,6 +24,7 @@ pub mod discovery;
 pub mod handlers;
 pub mod inflight;
 pub mod etcd;
+pub mod kubelet_client;
 pub mod kv;
 pub mod label_selector;
 pub mod list_body;

@@ -29,6 +29,8 @@ pub struct Storage {
     pub controllers: bool,
     /// Shared by every clone: one store watch per resource for all API watches.
     pub watch_cache: Arc<crate::watch_cache::WatchCache>,
+    /// TLS to kubelets, for the subresources they serve (pods/log, exec, …).
+    pub kubelet: crate::kubelet_client::KubeletClient,
 }
 
 /// Why a conditional write did not happen.
@@ -133,7 +135,7 @@ pub struct Listed {
 
 impl Storage {
     pub fn new(kv: Arc<dyn Kv>) -> Storage {
-        Storage { kv, bookmark_interval: std::time::Duration::from_secs(60), service_ranges: Default::default(), controllers: false, watch_cache: Arc::new(crate::watch_cache::WatchCache::new(10_000)) }
+        Storage { kv, bookmark_interval: std::time::Duration::from_secs(60), service_ranges: Default::default(), controllers: false, watch_cache: Arc::new(crate::watch_cache::WatchCache::new(10_000)), kubelet: Default::default() }
     }
 
     pub fn kv(&self) -> &Arc<dyn Kv> {

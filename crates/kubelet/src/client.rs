@@ -17,6 +17,8 @@ pub struct Api {
     host: String,
     port: u16,
     token: String,
+    /// The kubeconfig's CA (PEM): the cluster CA.
+    ca_pem: Arc<Vec<u8>>,
     tls: tokio_rustls::TlsConnector,
 }
 
@@ -43,7 +45,17 @@ impl Api {
             .with_safe_default_protocol_versions()?
             .with_root_certificates(roots)
             .with_no_client_auth();
-        Ok(Self { host: host.trim_matches(['[', ']']).to_string(), port: port.parse()?, token, tls: tokio_rustls::TlsConnector::from(Arc::new(cfg)) })
+        Ok(Self { host: host.trim_matches(['[', ']']).to_string(), port: port.parse()?, token, ca_pem: Arc::new(ca), tls: tokio_rustls::TlsConnector::from(Arc::new(cfg)) })
+    }
+
+    /// The bearer token this client sends.
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// The CA (PEM) this client trusts for the API server: the cluster CA.
+    pub fn ca_pem(&self) -> &[u8] {
+        &self.ca_pem
     }
 
     async fn send(&self, method: &str, path: &str, ctype: &str, body: Vec<u8>) -> Result<hyper::Response<Incoming>> {

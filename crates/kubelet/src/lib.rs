@@ -4,6 +4,7 @@
 //! CRI gRPC API — the embedded `skiff-runtime` on a unix socket by default,
 //! or any other CRI runtime's socket.
 
+pub mod auth;
 pub mod backoff;
 pub mod client;
 pub mod crilog;
@@ -11,6 +12,7 @@ pub mod downward;
 pub mod eviction;
 pub mod namespaces;
 pub mod node;
+pub mod pki;
 pub mod probes;
 pub mod resources;
 pub mod server;
@@ -18,6 +20,7 @@ pub mod spdy_client;
 pub mod static_pods;
 pub mod streaming;
 pub mod status;
+pub mod subject;
 pub mod translate;
 pub mod volumes;
 pub mod worker;
@@ -55,6 +58,13 @@ pub struct Config {
     /// A file whose quantity replaces the observed memory.available (tests).
     pub eviction_memory_file: Option<PathBuf>,
     pub eviction_period: Duration,
+    /// `--client-ca-file`: the CA whose client certificates the kubelet API
+    /// accepts; None: the kubeconfig's `certificate-authority-data`.
+    pub client_ca_file: Option<PathBuf>,
+    /// `--tls-cert-file` and `--tls-private-key-file`; None: a self-signed
+    /// pair kept in `<root_dir>/pki`.
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_private_key_file: Option<PathBuf>,
 }
 
 /// The kubelet's counters, on `/metrics`.
@@ -119,6 +129,22 @@ pub async fn connect_cri(path: PathBuf) -> Result<Channel> {
     anyhow::bail!("cannot connect to the CRI socket {}", path.display())
 }
 
+/// The kubelet API's TLS configuration and authenticator (see `auth.rs`).
+fn serving(cfg: &Config, api: &client::Api) -> Result<(Arc<rustls::ServerConfig>, Arc<auth::Authenticator>)> {
+    let ca = match &cfg.client_ca_file {
+        Some(f) => std::fs::read(f).with_context(|| format!("reading --client-ca-file {}", f.display()))?,
+        None => api.ca_pem().to_vec(),
+    };
+    let authn = auth::Authenticator::new(Some(&ca), Some(api.token().to_string()))?;
+    let cert = match (&cfg.tls_cert_file, &cfg.tls_private_key_file) {
+        (Some(c), Some(k)) => pki::load(c, k)?,
+        (None, None) => pki::self_signed(&cfg.root_dir.join("pki"), &cfg.node_name, &[cfg.node_ip.as_str()])?,
+        _ => anyhow::bail!("--tls-cert-file and --tls-private-key-file go together"),
+    };
+    tracing::info!(cert = %cert.cert_path.display(), "kubelet API serves HTTPS and requires a client certificate or token");
+    Ok((authn.server_config(cert)?, Arc::new(authn)))
+}
+
 /// Run the agent until the process ends.
 pub async fn run(cfg: Config) -> Result<()> {
     let api = client::Api::from_kubeconfig(&cfg.kubeconfig)?;
@@ -143,7 +169,8 @@ pub async fn run(cfg: Config) -> Result<()> {
     let thresholds = eviction::parse(&cfg.eviction_hard)?;
     let listener = tokio::net::TcpListener::bind((cfg.node_ip.as_str(), cfg.port)).await.with_context(|| format!("binding {}:{}", cfg.node_ip, cfg.port))?;
     let ctx = Arc::new(Ctx { api: api.clone(), rt, img: ImageServiceClient::new(ch), node_ip: cfg.node_ip.clone(), runtime_name: v.runtime_name.clone(), log_root: cfg.log_root.clone(), root_dir: cfg.root_dir.clone(), metrics: Metrics::default(), live_pods: Default::default(), evictions: Default::default(), pressure: Default::default() });
-    tokio::spawn(server::serve(ctx.clone(), listener));
+    let (tls, auth) = serving(&cfg, &api)?;
+    tokio::spawn(server::serve(ctx.clone(), listener, tls, auth));
     loop {
         match node::register(&api, &node::node_object(&cfg.node_name, &cfg.node_ip, cfg.port, &cfg.runtime.pod_cidr, &format!("{}://{}", v.runtime_name, v.runtime_version))).await {
             Ok(()) => break,

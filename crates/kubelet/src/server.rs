@@ -1,8 +1,11 @@
-//! The kubelet's HTTP endpoint (plain HTTP on the node address for now;
-//! HTTPS with API-server client auth is to come): `/containerLogs`, which the
-//! API server's pods/log proxies to, `/exec`, `/attach` and `/portForward`
-//! (see `streaming.rs`), `/healthz` and `/metrics`.
+//! The kubelet's HTTPS endpoint: `/containerLogs`, which the API server's
+//! pods/log proxies to, `/exec`, `/attach` and `/portForward` (see
+//! `streaming.rs`), `/healthz` and `/metrics`. Every path but `/healthz`
+//! needs a credential that `auth.rs` accepts: 401 without one, 403 for an
+//! identity that is not allowed.
 
+use crate::auth::Authenticator;
+use crate::subject::Name;
 use crate::Ctx;
 use bytes::Bytes;
 use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
@@ -15,6 +18,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 type Body = BoxBody<Bytes, Infallible>;
+
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn text(code: u16, s: impl Into<String>) -> Response<Body> {
     Response::builder().status(code).header("content-type", "text/plain").body(Full::new(Bytes::from(s.into())).boxed()).unwrap()
@@ -77,8 +82,16 @@ fn container_logs(ctx: &Arc<Ctx>, path: &str, query: &HashMap<String, String>) -
     Response::builder().header("content-type", "text/plain").body(BodyExt::boxed(StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(rx)))).unwrap()
 }
 
-async fn handle(ctx: Arc<Ctx>, req: Request<hyper::body::Incoming>) -> Result<Response<Body>, Infallible> {
+async fn handle(ctx: Arc<Ctx>, auth: Arc<Authenticator>, conn_user: Option<Name>, req: Request<hyper::body::Incoming>) -> Result<Response<Body>, Infallible> {
     let path = req.uri().path().to_string();
+    if path != "/healthz" {
+        match auth.authenticate(conn_user.as_ref(), req.headers()) {
+            // Upstream: http.Error(w, "Unauthorized", 401).
+            None => return Ok(text(401, "Unauthorized\n")),
+            Some(user) if !crate::auth::authorize(&user) => return Ok(text(403, format!("{}\n", crate::auth::forbidden_message(&user, req.method(), &path)))),
+            Some(_) => {}
+        }
+    }
     let query: HashMap<String, String> = req.uri().query().unwrap_or("").split('&').filter_map(|kv| kv.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect();
     Ok(match path.as_str() {
         "/healthz" => text(200, "ok"),
@@ -89,13 +102,22 @@ async fn handle(ctx: Arc<Ctx>, req: Request<hyper::body::Incoming>) -> Result<Re
     })
 }
 
-/// Serve on `addr` until the task is dropped.
-pub async fn serve(ctx: Arc<Ctx>, listener: tokio::net::TcpListener) {
+/// Serve HTTPS on `listener` with `tls` until the task is dropped. A
+/// connection's client certificate is checked once, after the handshake.
+pub async fn serve(ctx: Arc<Ctx>, listener: tokio::net::TcpListener, tls: Arc<rustls::ServerConfig>, auth: Arc<Authenticator>) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     loop {
-        let Ok((stream, _)) = listener.accept().await else { continue };
-        let ctx = ctx.clone();
+        let Ok((tcp, peer)) = listener.accept().await else { continue };
+        let (ctx, auth, acceptor) = (ctx.clone(), auth.clone(), acceptor.clone());
         tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |req| handle(ctx.clone(), req));
+            // A client that never finishes its handshake must not hold a task forever (Go's http.Server has the same guard).
+            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => return tracing::debug!(%peer, "kubelet API: TLS handshake failed: {e}"),
+                Err(_) => return tracing::debug!(%peer, "kubelet API: TLS handshake timed out"),
+            };
+            let user = auth.from_certs(stream.get_ref().1.peer_certificates());
+            let svc = hyper::service::service_fn(move |req| handle(ctx.clone(), auth.clone(), user.clone(), req));
             let _ = hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(stream), svc).with_upgrades().await;
         });
     }

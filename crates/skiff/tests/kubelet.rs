@@ -308,7 +308,9 @@ fn pods_run_in_real_containers() {
         let p = wait_pod(&k, "crash", "a second restart", |p| p["status"]["containerStatuses"][0]["restartCount"].as_i64() >= Some(2));
         assert_eq!(p["status"]["containerStatuses"][0]["lastState"]["terminated"]["exitCode"], 3);
         assert_eq!(k.ok(&["logs", "crash", "--previous"]), "boom\n");
-        let metrics = sh(&format!("busybox wget -q -O - http://127.0.0.1:{kport}/metrics"));
+        // The kubelet's /metrics needs a credential, like upstream's: scrape with the admin token.
+        let token = std::fs::read_to_string(d.join("server/pki/admin.token")).unwrap();
+        let metrics = sh(&format!("curl -sfk -H 'Authorization: Bearer {}' https://127.0.0.1:{kport}/metrics", token.trim()));
         assert!(metrics.contains("kubelet_container_restarts_total"), "{metrics}");
     }));
     // Clean up: every pod's containers, the bridge and the image store.
@@ -349,6 +351,13 @@ fn server_runs_an_agent_for_its_node() {
     }
     let port = k.ok(&["get", "node", "skiff-self", "-o", "jsonpath={.status.daemonEndpoints.kubeletEndpoint.Port}"]);
     assert_eq!(port, kport.to_string());
+    // Its port trusts the cluster CA the server made: the server's kubelet-client certificate gets in, no certificate does not.
+    let pki = dir.path().join("pki");
+    let ip = k.ok(&["get", "node", "skiff-self", "-o", "jsonpath={.status.addresses[?(@.type==\"InternalIP\")].address}"]);
+    let url = format!("https://{ip}:{kport}/metrics");
+    assert_eq!(sh(&format!("curl -sk -o /dev/null -w '%{{http_code}}' {url}")), "401");
+    let cert = format!("--cert {} --key {}", pki.join("apiserver-kubelet-client.crt").display(), pki.join("apiserver-kubelet-client.key").display());
+    assert!(sh(&format!("curl -sfk {cert} {url}")).contains("kubelet_running_pods"));
     let st = server.stop();
     assert!(st.success(), "{st:?}");
 }

@@ -111,6 +111,99 @@ fn eviction(k: &Kubectl, memory_file: &std::path::Path) {
     assert!(when(&first) < when(&last) && when(&x) < when(&last), "Guaranteed evicted last: be {} x {} g {}", when(&first), when(&x), when(&last));
 }
 
+/// `curl` the kubelet's HTTPS port (its certificate is self-signed: `-k`):
+/// the status code, then the body.
+fn kubelet_get(kport: u16, path: &str, args: &[&str]) -> (String, String) {
+    let out = Command::new("curl").args(["-sk", "-w", "\n%{http_code}"]).args(args).arg(format!("https://127.0.0.1:{kport}{path}")).output().expect("curl runs");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+    (code.to_string(), body.to_string())
+}
+
+/// `openssl` with its output checked.
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = Command::new("openssl").current_dir(dir).args(args).output().expect("openssl runs");
+    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A client certificate for `subject` signed by the CA `<ca>.crt`/`.key` in
+/// `dir`; returns curl's arguments to present it.
+fn client_cert(dir: &std::path::Path, name: &str, subject: &str, ca: &str) -> Vec<String> {
+    std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
+    openssl(dir, &["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", &format!("{name}.key"), "-out", &format!("{name}.csr"), "-subj", subject]);
+    openssl(dir, &["x509", "-req", "-in", &format!("{name}.csr"), "-CA", &format!("{ca}.crt"), "-CAkey", &format!("{ca}.key"), "-CAcreateserial", "-days", "1", "-extfile", "client.ext", "-out", &format!("{name}.crt")]);
+    cert_args(&dir.join(format!("{name}.crt")), &dir.join(format!("{name}.key")))
+}
+
+fn cert_args(crt: &std::path::Path, key: &std::path::Path) -> Vec<String> {
+    vec!["--cert".into(), crt.display().to_string(), "--key".into(), key.display().to_string()]
+}
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+/// The kubelet's port answers only /healthz without a credential
+/// (upstream's --anonymous-auth=false): 401 without a certificate or with
+/// one from another CA, 403 for a cluster-CA identity that is not allowed,
+/// 200 for the API server's kubelet-client certificate and the admin token.
+fn kubelet_api_requires_credentials(kport: u16, server_dir: &std::path::Path, d: &std::path::Path) {
+    let certs = d.join("client-certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    let pki = server_dir.join("pki");
+    assert_eq!(kubelet_get(kport, "/healthz", &[]), ("200".into(), "ok".into()));
+    let logs = "/containerLogs/default/x/c";
+    assert_eq!(kubelet_get(kport, logs, &[]), ("401".into(), "Unauthorized\n".into()));
+    assert_eq!(kubelet_get(kport, "/metrics", &[]).0, "401");
+    assert_eq!(kubelet_get(kport, "/exec/default/x/c?command=true&stdout=1", &["-H", "Connection: Upgrade", "-H", "Upgrade: websocket"]).0, "401");
+    // Plain HTTP is not served any more.
+    let plain = Command::new("curl").args(["-s", "-o", "/dev/null", "-w", "%{http_code}", &format!("http://127.0.0.1:{kport}/healthz")]).output().unwrap();
+    assert_ne!(String::from_utf8_lossy(&plain.stdout), "200");
+
+    // Another CA, even naming the API server's identity: not authenticated.
+    openssl(&certs, &["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", "other-ca.key", "-out", "other-ca.crt", "-subj", "/CN=other-ca", "-days", "1"]);
+    let impostor = client_cert(&certs, "impostor", "/O=system:masters/CN=kube-apiserver-kubelet-client", "other-ca");
+    assert_eq!(kubelet_get(kport, logs, &strs(&impostor)), ("401".into(), "Unauthorized\n".into()));
+
+    // The cluster CA's, for a user who is not allowed: authenticated, then 403.
+    std::fs::copy(pki.join("ca.crt"), certs.join("cluster-ca.crt")).unwrap();
+    std::fs::copy(pki.join("ca.key"), certs.join("cluster-ca.key")).unwrap();
+    let jane = client_cert(&certs, "jane", "/O=devs/CN=jane", "cluster-ca");
+    let (code, body) = kubelet_get(kport, "/metrics", &strs(&jane));
+    assert_eq!((code.as_str(), body.trim()), ("403", "Forbidden (user=jane, verb=get, resource=nodes, subresource=metrics)"));
+
+    // The API server's own client certificate, and the admin's token (what a Prometheus scrape would present).
+    let api = cert_args(&pki.join("apiserver-kubelet-client.crt"), &pki.join("apiserver-kubelet-client.key"));
+    let (code, body) = kubelet_get(kport, "/metrics", &strs(&api));
+    assert_eq!(code, "200", "{body}");
+    assert!(body.contains("kubelet_running_pods"), "{body}");
+    let token = std::fs::read_to_string(pki.join("admin.token")).unwrap();
+    let (code, body) = kubelet_get(kport, "/metrics", &["-H", &format!("Authorization: Bearer {}", token.trim())]);
+    assert_eq!(code, "200", "{body}");
+    assert_eq!(kubelet_get(kport, "/metrics", &["-H", "Authorization: Bearer not-the-token"]).0, "401");
+}
+
+/// `--kubelet-certificate-authority`: the API server refuses a kubelet whose
+/// serving certificate that CA did not issue, and talks to it once given
+/// the kubelet's own (self-signed) certificate. Returns the server, left
+/// running with that CA (the agent keeps its certificate across restarts).
+fn kubelet_certificate_authority(server: SkiffServer, d: &std::path::Path, k: &Kubectl) -> SkiffServer {
+    let port = server.port;
+    let restart = |server: SkiffServer, ca: &std::path::Path| {
+        assert!(server.stop().success());
+        SkiffServer::start_with(&d.join("server"), port, &["--disable-agent", "--kubelet-certificate-authority", ca.to_str().unwrap()])
+    };
+    let server = restart(server, &d.join("client-certs/other-ca.crt"));
+    let err = k.err(&["logs", "x"]);
+    assert!(err.contains("invalid peer certificate"), "{err}");
+    let err = k.err(&["exec", "x", "--", "true"]);
+    assert!(err.contains("error dialing backend") && err.contains("invalid peer certificate"), "{err}");
+    let server = restart(server, &d.join("kubelet/pki/kubelet.crt"));
+    assert!(k.ok(&["logs", "x"]).starts_with("started\n"));
+    assert_eq!(k.ok(&["exec", "x", "--", "echo", "verified"]), "verified\n");
+    server
+}
+
 #[test]
 fn exec_attach_and_port_forward() {
     if !is_root() {
@@ -124,13 +217,15 @@ fn exec_attach_and_port_forward() {
     let skiff = env!("CARGO_BIN_EXE_skiff");
     let out = Command::new(skiff).args(["images", "import"]).arg(&image).arg("--runtime-root").arg(&runtime_root).output().unwrap();
     assert!(out.status.success(), "import: {}", String::from_utf8_lossy(&out.stderr));
-    let server = SkiffServer::start_with(&d.join("server"), free_port(), &["--disable-agent"]);
+    // An Option: the test restarts the server, and it must outlive the test body for the cleanup below.
+    let mut server = Some(SkiffServer::start_with(&d.join("server"), free_port(), &["--disable-agent"]));
+    let kubeconfig = server.as_ref().unwrap().kubeconfig.clone();
     let kport = free_port();
     let start_agent = || {
         Agent(
             Command::new(skiff)
                 .args(["agent", "--kubeconfig"])
-                .arg(&server.kubeconfig)
+                .arg(&kubeconfig)
                 .args(["--node-name", "skiff-st", "--node-ip", "127.0.0.1", "--port", &kport.to_string(), "--bridge", "skiffst0", "--pod-cidr", "10.244.251.0/24"])
                 .arg("--runtime-root")
                 .arg(&runtime_root)
@@ -151,18 +246,22 @@ fn exec_attach_and_port_forward() {
     };
     let mut agent = Some(start_agent());
     wait_for_port(kport, Duration::from_secs(30));
-    let k = Kubectl::new(33, &server.kubeconfig);
+    let k = Kubectl::new(33, &kubeconfig);
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        kubelet_api_requires_credentials(kport, &d.join("server"), d);
         k.ok(&["create", "configmap", "cm", "--from-literal=k=v1"]);
         apply(&k, POD);
         wait_pod(&k, "x", "Running", |p| p["status"]["phase"] == "Running");
+        // pods/log goes through the API server's TLS client certificate too.
+        common::wait_until("kubectl logs x", Duration::from_secs(20), || k.ok(&["logs", "x"]).starts_with("started\n").then_some(()));
         downward(&k);
         for minor in [27, 29, 33] {
-            let k = Kubectl::new(minor, &server.kubeconfig);
+            let k = Kubectl::new(minor, &kubeconfig);
             exec(&k);
             port_forward(&k, "x");
             attach(&k, "x");
         }
+        server = Some(kubelet_certificate_authority(server.take().unwrap(), d, &k));
         // A restarted agent adopts the running pod: same container, no restart.
         k.ok(&["exec", "x", "--", "touch", "/tmp/before-restart"]);
         let before = wait_pod(&k, "x", "Running", |p| p["status"]["phase"] == "Running");
@@ -176,11 +275,12 @@ fn exec_attach_and_port_forward() {
         assert_eq!(cs(&after)["restartCount"], 0);
         assert_eq!(cs(&after)["state"]["running"]["startedAt"], cs(&before)["state"]["running"]["startedAt"]);
         k.ok(&["exec", "x", "--", "test", "-f", "/tmp/before-restart"]);
-        attach(&Kubectl::new(33, &server.kubeconfig), "x");
+        attach(&Kubectl::new(33, &kubeconfig), "x");
         eviction(&k, &d.join("memory-available"));
     }));
     let _ = k.run(&["delete", "pods", "--all", "--grace-period=1", "--wait=true", "--timeout=60s"]);
     drop(agent);
+    drop(server);
     let _ = Command::new("ip").args(["link", "del", "skiffst0"]).status();
     let _ = Command::new("sh").arg("-c").arg(format!("grep -o '{}[^ ]*rootfs' /proc/mounts | xargs -r umount -l", runtime_root.display())).status();
     if let Err(e) = result {

@@ -1,8 +1,9 @@
 //! `pods/log`, proxied to the kubelet of the pod's node: its address is the
 //! Node's InternalIP (else Hostname) and `daemonEndpoints.kubeletEndpoint`
 //! port; the kubelet serves `/containerLogs/<ns>/<pod>/<container>`. One
-//! HTTP/1.0 request per call (plain HTTP for now; the response is streamed
-//! back as it arrives, so `kubectl logs -f` follows).
+//! HTTP/1.0 request per call over TLS with the API server's kubelet client
+//! certificate (see `kubelet_client.rs`); the response is streamed back as
+//! it arrives, so `kubectl logs -f` follows.
 
 use axum::body::{Body, Bytes};
 use axum::http::StatusCode;
@@ -31,8 +32,8 @@ pub async fn proxy(storage: &Storage, node: &str, ns: &str, pod: &str, container
     let Some(addr) = kubelet_addr(storage, node).await else { return Ok(None) };
     let query: Vec<String> = PASSED.iter().filter_map(|k| q(k).map(|v| format!("{k}={v}"))).collect();
     let path = format!("/containerLogs/{ns}/{pod}/{container}?{}", query.join("&"));
-    let unreachable = |e: std::io::Error| ApiError::internal(format!("Get \"http://{addr}{path}\": {e}"));
-    let mut conn = tokio::net::TcpStream::connect(&addr).await.map_err(unreachable)?;
+    let unreachable = |e: std::io::Error| ApiError::internal(format!("Get \"https://{addr}{path}\": {e}"));
+    let mut conn = storage.kubelet.connect(&addr).await.map_err(unreachable)?;
     conn.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes()).await.map_err(unreachable)?;
     // Read the head, then hand the rest of the connection over as the body.
     let mut head = Vec::new();

@@ -2,7 +2,8 @@
 //! (SPDY/3.1 from older kubectl, WebSocket from newer) passed through to the
 //! kubelet of the pod's node, which hands them on to its runtime's streaming
 //! server. The API server checks the pod and container and then only
-//! copies bytes, so every protocol the runtime speaks works unchanged.
+//! copies bytes (over TLS to the kubelet, see `kubelet_client.rs`), so
+//! every protocol the runtime speaks works unchanged.
 //!
 //! These requests need the connection itself, so they are taken out of the
 //! router in a middleware ([`intercept`]) before the body is read.
@@ -80,14 +81,14 @@ async fn stream(st: &AppState, req: Request, ns: &str, name: &str, sub: &str) ->
     let Some(addr) = super::log::kubelet_addr(&st.storage, node).await else {
         return Err(ApiError::bad_request(format!("no kubelet serves node {node} yet")));
     };
-    splice(req, &addr, &path).await
+    splice(&st.storage.kubelet, req, &addr, &path).await
 }
 
 /// Send the upgrade to the kubelet; on 101 answer the client the same and
 /// copy bytes both ways until either side closes.
-async fn splice(mut req: Request, addr: &str, path: &str) -> ApiResult<Response> {
+async fn splice(kubelet: &crate::kubelet_client::KubeletClient, mut req: Request, addr: &str, path: &str) -> ApiResult<Response> {
     let unreachable = |e: std::io::Error| ApiError::internal(format!("error dialing backend: {e}"));
-    let mut up = tokio::net::TcpStream::connect(addr).await.map_err(unreachable)?;
+    let mut up = kubelet.connect(addr).await.map_err(unreachable)?;
     let mut head = format!("{} {path} HTTP/1.1\r\nHost: {addr}\r\n", req.method());
     for name in FORWARDED {
         for v in req.headers().get_all(name) {

@@ -16,9 +16,18 @@ pub struct AgentArgs {
     /// The address the Node reports and the kubelet endpoint listens on (default: the first non-loopback IPv4).
     #[arg(long)]
     pub node_ip: Option<String>,
-    /// Port of the kubelet endpoint (logs, metrics).
+    /// Port of the kubelet endpoint (HTTPS: logs, exec, attach, port-forward, metrics).
     #[arg(long, default_value_t = 10250)]
     pub port: u16,
+    /// The CA whose client certificates the kubelet endpoint accepts (default: the kubeconfig's CA).
+    #[arg(long)]
+    pub client_ca_file: Option<PathBuf>,
+    /// The kubelet endpoint's certificate (PEM; default: a self-signed one in <root-dir>/pki).
+    #[arg(long, requires = "tls_private_key_file")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// The key of --tls-cert-file.
+    #[arg(long, requires = "tls_cert_file")]
+    pub tls_private_key_file: Option<PathBuf>,
     /// A CRI runtime's socket, `unix:///run/containerd/containerd.sock`; default: the embedded runtime.
     #[arg(long)]
     pub container_runtime_endpoint: Option<String>,
@@ -82,6 +91,9 @@ pub fn config(a: &AgentArgs) -> skiff_kubelet::Config {
         eviction_hard: a.eviction_hard.clone(),
         eviction_memory_file: a.eviction_memory_available_file.clone(),
         eviction_period: std::time::Duration::from_secs(a.eviction_monitoring_period.max(1)),
+        client_ca_file: a.client_ca_file.clone(),
+        tls_cert_file: a.tls_cert_file.clone(),
+        tls_private_key_file: a.tls_private_key_file.clone(),
     }
 }
 

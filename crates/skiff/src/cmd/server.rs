@@ -41,6 +41,9 @@ pub struct ServerArgs {
     /// Writes served at once; more get 429 (kube-apiserver's --max-mutating-requests-inflight).
     #[arg(long, default_value_t = 200)]
     max_mutating_requests_inflight: usize,
+    /// Verify kubelets' serving certificates against this CA (PEM); by default they are not verified, as upstream.
+    #[arg(long)]
+    kubelet_certificate_authority: Option<PathBuf>,
     /// Do not run a kubelet (and the embedded container runtime) for this machine.
     #[arg(long)]
     disable_agent: bool,
@@ -139,6 +142,11 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         certs::share_through_store(storage.kv().as_ref(), &dir).await?;
     }
     let pki = certs::ensure(&dir, args.listen)?;
+    let kubelet_ca = match &args.kubelet_certificate_authority {
+        Some(f) => Some(std::fs::read(f).with_context(|| format!("reading --kubelet-certificate-authority {}", f.display()))?),
+        None => None,
+    };
+    storage.kubelet = skiff_apiserver::kubelet_client::KubeletClient::new(Some((&pki.kubelet_client_cert_pem, &pki.kubelet_client_key_pem)), kubelet_ca.as_deref())?;
     let kubeconfig = certs::write_kubeconfig(&dir, &pki, args.listen)?;
     if !args.disable_agent {
         let agent = super::agent::AgentArgs {
@@ -146,6 +154,9 @@ pub async fn run(args: ServerArgs) -> Result<()> {
             node_name: args.node_name.clone(),
             node_ip: None,
             port: args.kubelet_port,
+            client_ca_file: None,
+            tls_cert_file: None,
+            tls_private_key_file: None,
             container_runtime_endpoint: None,
             cri_socket: dir.join("cri.sock"),
             runtime_root: dir.join("runtime"),
