@@ -7,9 +7,11 @@ cd "$(dirname "$0")/.."
 need=()
 command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
 command -v etcdctl >/dev/null 2>&1 || need+=(etcd-client)
-# The kubelet end-to-end test runs real containers: runc, the CNI bridge
-# plugins, and busybox-static to build its test image from.
+# The kubelet end-to-end test runs real containers: runc, and busybox-static
+# to build its test image from; `ip` (iproute2) inspects pod networks.
 command -v runc >/dev/null 2>&1 || need+=(runc)
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
+# containerd's CRI plugin wires its pods with the CNI bridge plugins.
 [ -x /usr/lib/cni/bridge ] || need+=(containernetworking-plugins)
 # The agent also runs pods through Debian's containerd (its CRI plugin).
 command -v containerd >/dev/null 2>&1 || need+=(containerd)
