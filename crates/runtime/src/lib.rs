@@ -18,6 +18,7 @@ pub mod sandbox;
 pub mod service;
 pub mod shim;
 pub mod spec;
+pub mod stats;
 pub mod streaming;
 pub mod timefmt;
 
@@ -61,13 +62,15 @@ pub struct Runtime {
     pub containers: Arc<Mutex<HashMap<String, container::Container>>>,
     /// Started on the first Exec/Attach/PortForward.
     streaming: tokio::sync::OnceCell<Arc<streaming::Server>>,
+    /// Previous CPU samples, for the rate in ContainerStats.
+    pub cpu_rates: stats::CpuRates,
 }
 
 impl Runtime {
     pub fn new(cfg: Config) -> anyhow::Result<Arc<Self>> {
         let images = images::Images::new(&cfg.root)?;
         std::fs::create_dir_all(cfg.root.join("containers"))?;
-        Ok(Arc::new(Self { cfg, images, sandboxes: Mutex::default(), containers: Arc::default(), streaming: Default::default() }))
+        Ok(Arc::new(Self { cfg, images, sandboxes: Mutex::default(), containers: Arc::default(), streaming: Default::default(), cpu_rates: Default::default() }))
     }
 }
 

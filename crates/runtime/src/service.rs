@@ -213,7 +213,9 @@ impl RuntimeService for Cri {
         Ok(Response::new(cri::StopContainerResponse {}))
     }
     async fn remove_container(&self, r: Request<cri::RemoveContainerRequest>) -> Result<Response<cri::RemoveContainerResponse>, Status> {
-        self.0.remove_container(&r.into_inner().container_id).await.map_err(internal)?;
+        let id = r.into_inner().container_id;
+        self.0.remove_container(&id).await.map_err(internal)?;
+        self.0.cpu_rates.forget(&id);
         Ok(Response::new(cri::RemoveContainerResponse {}))
     }
     async fn list_containers(&self, r: Request<cri::ListContainersRequest>) -> Result<Response<cri::ListContainersResponse>, Status> {
@@ -274,6 +276,32 @@ impl RuntimeService for Cri {
         }
         let p = Pending::PortForward { sandbox_id: id };
         Ok(Response::new(cri::PortForwardResponse { url: self.0.streaming().await.map_err(internal)?.register(p) }))
+    }
+    async fn container_stats(&self, r: Request<cri::ContainerStatsRequest>) -> Result<Response<cri::ContainerStatsResponse>, Status> {
+        let id = r.into_inner().container_id;
+        let rt = self.0.clone();
+        let stats = tokio::task::spawn_blocking(move || rt.container_stats(&id).ok_or_else(|| Status::not_found(format!("container {id} not found"))))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))??;
+        Ok(Response::new(cri::ContainerStatsResponse { stats: Some(stats) }))
+    }
+    /// Stats of the running containers that match the filter.
+    async fn list_container_stats(&self, r: Request<cri::ListContainerStatsRequest>) -> Result<Response<cri::ListContainerStatsResponse>, Status> {
+        let f = r.into_inner().filter.unwrap_or_default();
+        let ids: Vec<String> = self
+            .0
+            .containers
+            .lock()
+            .values()
+            .filter(|c| c.state == cri::ContainerState::ContainerRunning)
+            .filter(|c| f.id.is_empty() || c.id == f.id)
+            .filter(|c| f.pod_sandbox_id.is_empty() || c.sandbox_id == f.pod_sandbox_id)
+            .filter(|c| labels_match(&f.label_selector, &c.config.labels))
+            .map(|c| c.id.clone())
+            .collect();
+        let rt = self.0.clone();
+        let stats = tokio::task::spawn_blocking(move || ids.iter().filter_map(|id| rt.container_stats(id)).collect()).await.map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(cri::ListContainerStatsResponse { stats }))
     }
 }
 
