@@ -1,6 +1,7 @@
 //! The kubelet's HTTPS endpoint: `/containerLogs`, which the API server's
 //! pods/log proxies to, `/exec`, `/attach` and `/portForward` (see
-//! `streaming.rs`), `/healthz` and `/metrics`. Every path but `/healthz`
+//! `streaming.rs`), `/healthz`, `/metrics`, and resource usage at
+//! `/metrics/cadvisor` and `/stats/summary` (`stats.rs`). Every path but `/healthz`
 //! needs a credential that `auth.rs` accepts: 401 without one, 403 for an
 //! identity that is not allowed.
 
@@ -96,6 +97,14 @@ async fn handle(ctx: Arc<Ctx>, auth: Arc<Authenticator>, conn_user: Option<Name>
     Ok(match path.as_str() {
         "/healthz" => text(200, "ok"),
         "/metrics" => text(200, ctx.metrics.encode()),
+        "/metrics/cadvisor" => match crate::stats::containers(&ctx).await {
+            Ok(samples) => text(200, crate::stats::cadvisor_text(&samples)),
+            Err(e) => text(500, format!("container stats from the runtime: {}", e.message())),
+        },
+        "/stats/summary" | "/stats/summary/" => match crate::stats::containers(&ctx).await {
+            Ok(samples) => Response::builder().header("content-type", "application/json").body(Full::new(Bytes::from(crate::stats::summary(&ctx, &samples).to_string())).boxed()).unwrap(),
+            Err(e) => text(500, format!("container stats from the runtime: {}", e.message())),
+        },
         p if p.starts_with("/containerLogs/") => container_logs(&ctx, p, &query),
         p if p.starts_with("/exec/") || p.starts_with("/attach/") || p.starts_with("/portForward/") => return Ok(crate::streaming::handle(ctx, req).await),
         _ => text(404, "not found"),

@@ -310,8 +310,45 @@ fn pods_run_in_real_containers() {
         assert_eq!(k.ok(&["logs", "crash", "--previous"]), "boom\n");
         // The kubelet's /metrics needs a credential, like upstream's: scrape with the admin token.
         let token = std::fs::read_to_string(d.join("server/pki/admin.token")).unwrap();
-        let metrics = sh(&format!("curl -sfk -H 'Authorization: Bearer {}' https://127.0.0.1:{kport}/metrics", token.trim()));
+        let get = |path: &str| sh(&format!("curl -sfk -H 'Authorization: Bearer {}' https://127.0.0.1:{kport}{path}", token.trim()));
+        let metrics = get("/metrics");
         assert!(metrics.contains("kubelet_container_restarts_total"), "{metrics}");
+
+        // Resource usage from the container's cgroups, through CRI ListContainerStats:
+        // a container that holds ~16 MB and spins shows both.
+        apply(&k, &pod("burn", "Never", 1, serde_json::json!([]), "x=$(head -c 16000000 /dev/zero | tr '\\0' a); while :; do :; done"));
+        wait_pod(&k, "burn", "Running", |p| p["status"]["phase"] == "Running");
+        let labels = |c: &str| format!("container=\"{c}\"");
+        let value = |text: &str, metric: &str| -> Option<f64> {
+            text.lines().find(|l| l.starts_with(&format!("{metric}{{")) && l.contains(&labels("main")) && l.contains("pod=\"burn\"") && l.contains("namespace=\"default\""))?.rsplit(' ').next()?.parse().ok()
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let cadvisor = loop {
+            let text = get("/metrics/cadvisor");
+            if value(&text, "container_cpu_usage_seconds_total").is_some_and(|v| v > 0.3) && value(&text, "container_memory_working_set_bytes").is_some_and(|v| v > 12e6) {
+                break text;
+            }
+            assert!(Instant::now() < deadline, "burn's usage never showed in /metrics/cadvisor:\n{text}");
+            std::thread::sleep(Duration::from_millis(500));
+        };
+        assert!(value(&cadvisor, "container_memory_usage_bytes").unwrap() >= value(&cadvisor, "container_memory_working_set_bytes").unwrap(), "{cadvisor}");
+        // The Summary API: two scrapes a second apart give a CPU rate near a busy core's.
+        let summary = |_: ()| -> Value { serde_json::from_str(&get("/stats/summary")).unwrap() };
+        summary(());
+        std::thread::sleep(Duration::from_secs(1));
+        let s = summary(());
+        assert_eq!(s["node"]["nodeName"], "skiff-e2e");
+        assert!(s["node"]["cpu"]["usageCoreNanoSeconds"].as_u64().unwrap() > 0, "{s}");
+        assert!(s["node"]["memory"]["workingSetBytes"].as_u64().unwrap() > 0, "{s}");
+        let pod = s["pods"].as_array().unwrap().iter().find(|p| p["podRef"]["name"] == "burn").unwrap_or_else(|| panic!("no burn in {s}"));
+        assert_eq!(pod["podRef"]["namespace"], "default");
+        let c = &pod["containers"][0];
+        assert_eq!(c["name"], "main");
+        let rate = c["cpu"]["usageNanoCores"].as_u64().unwrap_or_else(|| panic!("no rate in {c}"));
+        assert!(rate > 200_000_000, "a spinning shell uses a good part of a core: {c}");
+        assert!(c["memory"]["workingSetBytes"].as_u64().unwrap() > 12_000_000, "{c}");
+        assert_eq!(pod["cpu"]["usageCoreNanoSeconds"], c["cpu"]["usageCoreNanoSeconds"], "one container: the pod's sum is its own");
+        k.ok(&["delete", "pod", "burn", "--grace-period=0", "--force"]);
     }));
     // Clean up: every pod's containers, the bridge and the image store.
     let _ = k.run(&["delete", "pods", "--all", "--grace-period=1", "--wait=true", "--timeout=60s"]);

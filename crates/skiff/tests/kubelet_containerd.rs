@@ -248,6 +248,16 @@ fn pod_runs_through_containerd() {
         assert!(d.join(format!("pods/default_web_{uid}/c/0.log")).exists());
         let sbs = sandboxes(&ctrd.socket(), "web");
         assert!(sbs.len() == 1 && sbs[0].1, "one ready sandbox in containerd: {sbs:?}");
+        // Resource usage comes through CRI ListContainerStats, so containerd's numbers show too.
+        let token = std::fs::read_to_string(d.join("server/pki/admin.token")).unwrap();
+        let summary = wait_until("web in /stats/summary", Duration::from_secs(20), || {
+            let out = Command::new("curl").args(["-sfk", "-H", &format!("Authorization: Bearer {}", token.trim()), &format!("https://127.0.0.1:{kport}/stats/summary")]).output().ok()?;
+            let s: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+            s["pods"].as_array()?.iter().find(|p| p["podRef"]["name"] == "web" && p["podRef"]["uid"] == uid).cloned()
+        });
+        assert_eq!(summary["containers"][0]["name"], "c");
+        assert!(summary["containers"][0]["memory"]["workingSetBytes"].as_u64().unwrap() > 0, "{summary}");
+        assert!(summary["containers"][0]["cpu"]["usageCoreNanoSeconds"].as_u64().is_some(), "{summary}");
 
         for minor in [27, 29, 33] {
             let k = Kubectl::new(minor, &server.kubeconfig);
