@@ -26,6 +26,8 @@ pub struct State {
     /// Round-robin start of the next filter pass (upstream's nextStartNodeIndex).
     pub next_start: usize,
     pub scheduler_name: String,
+    /// Every placed pod by namespace and label, in step with `nodes`.
+    pub index: crate::pod_index::PodIndex,
 }
 
 impl State {
@@ -36,7 +38,7 @@ impl State {
     pub fn snapshot(&self) -> Snapshot<'_> {
         // Nodes that exist (a NodeInfo may outlive its Node while pods
         // remain), in name order: a stable order for round-robin filtering.
-        Snapshot { nodes: self.nodes.values().filter(|n| n.node.is_some()).collect() }
+        Snapshot { nodes: self.nodes.values().filter(|n| n.node.is_some()).collect(), index: Some(&self.index) }
     }
 
     /// spec.priority, else the PriorityClass's value, else the global default, else 0.
@@ -70,7 +72,9 @@ impl State {
     fn remove_placed(&mut self, key: &str) -> bool {
         let Some((node, _)) = self.placed.remove(key) else { return false };
         if let Some(n) = self.nodes.get_mut(&node) {
-            n.remove_pod(key);
+            if let Some(p) = n.remove_pod(key) {
+                self.index.remove(&p);
+            }
             if n.node.is_none() && n.pods.is_empty() {
                 self.nodes.remove(&node);
             }
@@ -80,6 +84,7 @@ impl State {
 
     fn place(&mut self, info: Arc<PodInfo>, node: &str, assumed: bool) {
         self.placed.insert(info.key.clone(), (node.to_string(), assumed));
+        self.index.insert(&info, node);
         self.nodes.entry(node.to_string()).or_insert_with(|| NodeInfo { name: node.to_string(), ..Default::default() }).add_pod(info);
     }
 

@@ -96,15 +96,15 @@ impl NodeInfo {
         self.pods.push(p);
     }
 
-    /// Removes the pod with this key; false if it was not here.
-    pub fn remove_pod(&mut self, key: &str) -> bool {
-        let Some(i) = self.pods.iter().position(|p| p.key == key) else { return false };
+    /// Removes the pod with this key, returning it (None if it was not here).
+    pub fn remove_pod(&mut self, key: &str) -> Option<Arc<PodInfo>> {
+        let i = self.pods.iter().position(|p| p.key == key)?;
         let p = self.pods.swap_remove(i);
         self.pods_with_affinity.retain(|q| q.key != key);
         self.requested.sub(&p.requests);
         self.requested.pods -= 1;
         self.non_zero_requested.sub(&p.non_zero);
-        true
+        Some(p)
     }
 }
 
@@ -153,6 +153,15 @@ pub struct CycleState {
 /// All nodes of the cluster as one cycle sees them.
 pub struct Snapshot<'a> {
     pub nodes: Vec<&'a NodeInfo>,
+    /// The same pods by namespace and label (None: plugins scan `nodes`).
+    pub index: Option<&'a crate::pod_index::PodIndex>,
+}
+
+impl<'a> Snapshot<'a> {
+    /// A snapshot without an index (tests, trial views).
+    pub fn of(nodes: Vec<&'a NodeInfo>) -> Snapshot<'a> {
+        Snapshot { nodes, index: None }
+    }
 }
 
 /// A scheduler plugin. Every method has a neutral default, so a plugin

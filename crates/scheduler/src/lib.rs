@@ -10,6 +10,7 @@ pub mod informer;
 pub mod leader;
 pub mod metrics;
 pub mod plugins;
+pub mod pod_index;
 pub mod preemption;
 pub mod queue;
 pub mod resources;

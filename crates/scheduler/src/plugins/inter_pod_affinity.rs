@@ -10,6 +10,7 @@ use k8s_openapi::api::core::v1::PodAffinityTerm;
 
 use super::helpers::selector_matches;
 use crate::framework::{CycleState, NodeInfo, Plugin, PodInfo, Snapshot, Status, MAX_NODE_SCORE};
+use crate::pod_index::{node_map, Namespaces};
 
 pub struct InterPodAffinity;
 
@@ -17,14 +18,49 @@ pub const REASON_AFFINITY: &str = "node(s) didn't match pod affinity rules";
 pub const REASON_ANTI: &str = "node(s) didn't match pod anti-affinity rules";
 pub const REASON_EXISTING_ANTI: &str = "node(s) didn't satisfy existing pods anti-affinity rules";
 
+/// The namespaces `term` (declared by a pod in `owner_ns`) applies to: an
+/// empty namespaceSelector means all, else its namespaces list, else the
+/// owner's namespace.
+fn term_namespaces<'a>(term: &'a PodAffinityTerm, owner_ns: &'a str) -> Namespaces<'a> {
+    match (&term.namespaces, &term.namespace_selector) {
+        (_, Some(sel)) if sel.match_labels.as_ref().is_none_or(|m| m.is_empty()) && sel.match_expressions.as_ref().is_none_or(|m| m.is_empty()) => Namespaces::All,
+        (Some(list), _) if !list.is_empty() => Namespaces::List(list),
+        _ => Namespaces::One(owner_ns),
+    }
+}
+
 /// Does `term` (declared by a pod in namespace `owner_ns`) select `target`?
 fn term_selects(term: &PodAffinityTerm, owner_ns: &str, target: &PodInfo) -> bool {
-    let ns_ok = match (&term.namespaces, &term.namespace_selector) {
-        (_, Some(sel)) if sel.match_labels.as_ref().is_none_or(|m| m.is_empty()) && sel.match_expressions.as_ref().is_none_or(|m| m.is_empty()) => true,
-        (Some(list), _) if !list.is_empty() => list.contains(&target.namespace),
-        _ => target.namespace == owner_ns,
+    let ns_ok = match term_namespaces(term, owner_ns) {
+        Namespaces::All => true,
+        Namespaces::List(l) => l.contains(&target.namespace),
+        Namespaces::One(n) => target.namespace == n,
     };
     ns_ok && term.label_selector.as_ref().is_some_and(|s| selector_matches(s, &target.labels))
+}
+
+/// Calls `f` with the node of every placed pod `term` selects: through the
+/// index when the cycle has one (only candidate pods), else by scanning.
+fn for_selected<'a>(snap: &Snapshot<'a>, nodes: &HashMap<&'a str, &'a NodeInfo>, term: &PodAffinityTerm, owner_ns: &str, mut f: impl FnMut(&'a NodeInfo, &PodInfo)) {
+    match (snap.index, &term.label_selector) {
+        (_, None) => {}
+        (Some(ix), Some(sel)) => {
+            for p in ix.matching(term_namespaces(term, owner_ns), sel) {
+                if let Some(n) = nodes.get(&*p.node) {
+                    f(n, &p.pod);
+                }
+            }
+        }
+        (None, Some(_)) => {
+            for n in &snap.nodes {
+                for e in &n.pods {
+                    if term_selects(term, owner_ns, e) {
+                        f(n, e);
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Counts per topology domain: topology key → label value → count. Nested
@@ -82,26 +118,29 @@ impl Plugin for InterPodAffinity {
     fn pre_filter(&self, state: &mut CycleState, pod: &PodInfo, snap: &Snapshot) -> Status {
         let (aff, anti) = required_terms(pod);
         let mut s = PreFilterState { existing_anti: Counts::new(), affinity: Counts::new(), anti: Counts::new(), self_match: aff.iter().all(|t| term_selects(t, &pod.namespace, pod)) };
-        // Without terms of its own, only pods with terms can matter.
-        let all = !aff.is_empty() || !anti.is_empty();
+        // Existing pods' required anti-affinity: only pods with terms can have any.
         for node in &snap.nodes {
-            for e in if all { &node.pods } else { &node.pods_with_affinity } {
+            for e in &node.pods_with_affinity {
                 for t in required_terms(e).1 {
                     if term_selects(t, &e.namespace, pod) {
                         add(&mut s.existing_anti, node, &t.topology_key, 1);
                     }
                 }
-                if !aff.is_empty() && aff.iter().all(|t| term_selects(t, &pod.namespace, e)) {
-                    for t in aff {
-                        add(&mut s.affinity, node, &t.topology_key, 1);
-                    }
-                }
-                for t in anti {
-                    if term_selects(t, &pod.namespace, e) {
-                        add(&mut s.anti, node, &t.topology_key, 1);
-                    }
-                }
             }
+        }
+        let nodes = if aff.is_empty() && anti.is_empty() { HashMap::new() } else { node_map(&snap.nodes) };
+        // A pod counts for affinity when it matches every term.
+        if let Some((first, rest)) = aff.split_first() {
+            for_selected(snap, &nodes, first, &pod.namespace, |n, e| {
+                if rest.iter().all(|t| term_selects(t, &pod.namespace, e)) {
+                    for t in aff {
+                        add(&mut s.affinity, n, &t.topology_key, 1);
+                    }
+                }
+            });
+        }
+        for t in anti {
+            for_selected(snap, &nodes, t, &pod.namespace, |n, _| add(&mut s.anti, n, &t.topology_key, 1));
         }
         state.inter_pod_affinity = Some(s);
         Status::success()
@@ -133,23 +172,19 @@ impl Plugin for InterPodAffinity {
         let pref_aff = a.and_then(|a| a.pod_affinity.as_ref()).and_then(|x| x.preferred_during_scheduling_ignored_during_execution.as_deref()).unwrap_or(&[]);
         let pref_anti = a.and_then(|a| a.pod_anti_affinity.as_ref()).and_then(|x| x.preferred_during_scheduling_ignored_during_execution.as_deref()).unwrap_or(&[]);
         let mut scores = Counts::new();
-        let all = !pref_aff.is_empty() || !pref_anti.is_empty();
+        let nodes = if pref_aff.is_empty() && pref_anti.is_empty() { HashMap::new() } else { node_map(&snap.nodes) };
+        for w in pref_aff {
+            let t = &w.pod_affinity_term;
+            for_selected(snap, &nodes, t, &pod.namespace, |n, _| add(&mut scores, n, &t.topology_key, w.weight as i64));
+        }
+        for w in pref_anti {
+            let t = &w.pod_affinity_term;
+            for_selected(snap, &nodes, t, &pod.namespace, |n, _| add(&mut scores, n, &t.topology_key, -(w.weight as i64)));
+        }
+        // Existing pods' terms toward this pod (hardPodAffinityWeight 1 for required affinity).
         for node in &snap.nodes {
-            for e in if all { &node.pods } else { &node.pods_with_affinity } {
-                for w in pref_aff {
-                    if term_selects(&w.pod_affinity_term, &pod.namespace, e) {
-                        add(&mut scores, node, &w.pod_affinity_term.topology_key, w.weight as i64);
-                    }
-                }
-                for w in pref_anti {
-                    if term_selects(&w.pod_affinity_term, &pod.namespace, e) {
-                        add(&mut scores, node, &w.pod_affinity_term.topology_key, -(w.weight as i64));
-                    }
-                }
+            for e in &node.pods_with_affinity {
                 let ea = e.spec().affinity.as_ref();
-                if ea.is_none() {
-                    continue;
-                }
                 for t in required_terms(e).0 {
                     if term_selects(t, &e.namespace, pod) {
                         add(&mut scores, node, &t.topology_key, 1);
@@ -198,7 +233,7 @@ mod tests {
     }
 
     fn run(p: &PodInfo, nodes: &[NodeInfo]) -> Vec<Vec<String>> {
-        let snap = Snapshot { nodes: nodes.iter().collect() };
+        let snap = Snapshot::of(nodes.iter().collect());
         let mut st = CycleState::default();
         InterPodAffinity.pre_filter(&mut st, p, &snap);
         nodes.iter().map(|n| InterPodAffinity.filter(&st, p, n).reasons).collect()
@@ -227,7 +262,7 @@ mod tests {
     fn preferred_scores() {
         let nodes = [zoned("a", "z1", vec![labelled("db", "db", json!({}))]), zoned("b", "z2", vec![])];
         let p = labelled("web", "web", json!({"podAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 50, "podAffinityTerm": term("db", "zone")}]}}));
-        let snap = Snapshot { nodes: nodes.iter().collect() };
+        let snap = Snapshot::of(nodes.iter().collect());
         let mut st = CycleState::default();
         let feasible: Vec<&NodeInfo> = nodes.iter().collect();
         InterPodAffinity.pre_score(&mut st, &p, &feasible, &snap);

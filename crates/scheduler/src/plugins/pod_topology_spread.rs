@@ -12,6 +12,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelecto
 use super::helpers::{selector_matches, tolerated};
 use super::node_affinity::required_matches;
 use crate::framework::{CycleState, NodeInfo, Plugin, PodInfo, Snapshot, Status, MAX_NODE_SCORE};
+use crate::pod_index::{node_map, Namespaces, PodIndex};
 
 pub struct PodTopologySpread;
 
@@ -80,21 +81,45 @@ fn count_matching(pod: &PodInfo, c: &Constraint, node: &NodeInfo) -> i64 {
 }
 
 /// Per constraint: matching pods per domain value (every eligible domain present).
-fn counts(pod: &PodInfo, cs: &[Constraint], nodes: &[&NodeInfo]) -> Vec<BTreeMap<String, i64>> {
+fn counts(pod: &PodInfo, cs: &[Constraint], nodes: &[&NodeInfo], index: Option<&PodIndex>) -> Vec<BTreeMap<String, i64>> {
     let mut out = vec![BTreeMap::new(); cs.len()];
-    for n in nodes.iter().filter(|n| eligible(pod, cs, n)) {
+    let eligible: Vec<&NodeInfo> = nodes.iter().copied().filter(|n| eligible(pod, cs, n)).collect();
+    let Some(index) = index else {
+        for n in eligible {
+            for (i, c) in cs.iter().enumerate() {
+                *domain_entry(&mut out[i], &n.labels[&c.key]) += count_matching(pod, c, n);
+            }
+        }
+        return out;
+    };
+    // Every eligible domain starts at 0; then only the pods the selector
+    // picks (through the index) are counted, on the eligible nodes.
+    for n in &eligible {
         for (i, c) in cs.iter().enumerate() {
-            let matching = count_matching(pod, c, n);
-            let domain = &n.labels[&c.key];
-            match out[i].get_mut(domain) {
-                Some(v) => *v += matching,
-                None => {
-                    out[i].insert(domain.clone(), matching);
-                }
+            domain_entry(&mut out[i], &n.labels[&c.key]);
+        }
+    }
+    let by_name = node_map(&eligible);
+    for (i, c) in cs.iter().enumerate() {
+        let Some(sel) = &c.selector else { continue };
+        for p in index.matching(Namespaces::One(&pod.namespace), sel) {
+            if p.pod.pod.metadata.deletion_timestamp.is_some() {
+                continue;
+            }
+            if let Some(n) = by_name.get(&*p.node) {
+                *domain_entry(&mut out[i], &n.labels[&c.key]) += 1;
             }
         }
     }
     out
+}
+
+/// The count of a domain, created at 0 (cloning the value only when new).
+fn domain_entry<'m>(m: &'m mut BTreeMap<String, i64>, domain: &str) -> &'m mut i64 {
+    if !m.contains_key(domain) {
+        m.insert(domain.to_string(), 0);
+    }
+    m.get_mut(domain).unwrap()
 }
 
 pub struct PreFilterState {
@@ -120,7 +145,7 @@ impl Plugin for PodTopologySpread {
     fn pre_filter(&self, state: &mut CycleState, pod: &PodInfo, snap: &Snapshot) -> Status {
         let cs = constraints(pod, "DoNotSchedule");
         if !cs.is_empty() {
-            let counts = counts(pod, &cs, &snap.nodes);
+            let counts = counts(pod, &cs, &snap.nodes, snap.index);
             let minimums = cs
                 .iter()
                 .zip(&counts)
@@ -158,7 +183,7 @@ impl Plugin for PodTopologySpread {
                 ((domains.len() + 2) as f64).ln()
             })
             .collect();
-        let counts = counts(pod, &cs, &snap.nodes);
+        let counts = counts(pod, &cs, &snap.nodes, snap.index);
         state.topology_spread_score = Some(PreScoreState { constraints: cs, counts, weights, ignored });
     }
     fn score(&self, state: &CycleState, _pod: &PodInfo, node: &NodeInfo) -> i64 {
@@ -212,7 +237,7 @@ mod tests {
     fn filter_table() {
         // zone a: 2 pods, zone b: 1 pod, node c has no zone label.
         let nodes = [zoned("a1", Some("a"), 1), zoned("a2", Some("a"), 1), zoned("b1", Some("b"), 1), zoned("c1", None, 0)];
-        let snap = Snapshot { nodes: nodes.iter().collect() };
+        let snap = Snapshot::of(nodes.iter().collect());
         let p = spread("DoNotSchedule", "zone", 1);
         let mut st = CycleState::default();
         assert!(PodTopologySpread.pre_filter(&mut st, &p, &snap).is_success());
@@ -228,7 +253,7 @@ mod tests {
     #[test]
     fn score_prefers_emptier_domains() {
         let nodes = [zoned("a", Some("a"), 3), zoned("b", Some("b"), 1), zoned("c", Some("c"), 0)];
-        let snap = Snapshot { nodes: nodes.iter().collect() };
+        let snap = Snapshot::of(nodes.iter().collect());
         let p = spread("ScheduleAnyway", "kubernetes.io/hostname", 1);
         let mut st = CycleState::default();
         let feasible: Vec<&NodeInfo> = nodes.iter().collect();
