@@ -2,9 +2,8 @@
 //! namespaces (containers join them through `/proc/<pid>/ns/*`), wired to
 //! the node bridge by [`crate::net`].
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use skiff_cri as cri;
-use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 
 pub struct Sandbox {
@@ -23,22 +22,28 @@ impl Sandbox {
     }
 }
 
-/// Start the pause process in its own namespaces, with the pod's hostname.
+/// Start the pause process in its own namespaces, with the pod's hostname;
+/// returns once they exist (pause says `ready`), so the network can be wired
+/// into them. Spawned without a `pre_exec` hook: pause makes its namespaces
+/// itself (see `pause::main`), so the agent is not forked.
 pub fn spawn_pause(exe: &std::path::Path, hostname: &str) -> Result<Child> {
-    let host = std::ffi::CString::new(hostname.chars().take(63).collect::<String>())?;
-    let mut cmd = Command::new(exe);
-    cmd.arg("pause").stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::unshare(libc::CLONE_NEWNET | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            libc::sethostname(host.as_ptr(), host.as_bytes().len());
-            libc::setsid();
-            Ok(())
-        });
+    let mut child = Command::new(exe)
+        .arg("pause")
+        .arg("--sandbox-hostname")
+        .arg(hostname)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting {} pause", exe.display()))?;
+    let mut line = String::new();
+    let read = std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().context("pause stdout")?), &mut line);
+    if read.is_err() || line.trim() != "ready" {
+        let _ = child.kill();
+        let status = child.wait().map(|s| s.to_string()).unwrap_or_default();
+        bail!("pause did not make the sandbox's namespaces ({status})");
     }
-    cmd.spawn().with_context(|| format!("starting {} pause", exe.display()))
+    Ok(child)
 }
 
 /// Attach the sandbox to the node network; returns its IPv4 address.

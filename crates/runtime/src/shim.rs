@@ -36,12 +36,11 @@ pub fn spawn(runc: &str, bundle: &Path, id: &str, stdin: bool) -> Result<tokio::
     let mut c = tokio::process::Command::new("sh");
     c.arg("-c").arg(script).arg("skiff-keeper").arg(runc).arg(&out).arg(&err).arg(&input).arg(bundle).arg(id);
     c.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
-    unsafe {
-        c.pre_exec(|| {
-            libc::setsid();
-            Ok(())
-        });
-    }
+    // Out of the agent's process group (a Ctrl-C or a signal to the agent's
+    // group leaves running containers alone). Not setsid in a pre_exec hook:
+    // that forces a fork of the agent, where a process group still lets the
+    // standard library use posix_spawn.
+    c.process_group(0);
     c.spawn().context("starting the container keeper")
 }
 

@@ -33,13 +33,17 @@ enum Command {
     Images(cmd::images::ImagesCmd),
     /// A pod sandbox's PID 1: holds the pod's namespaces and reaps zombies.
     #[command(hide = true)]
-    Pause,
+    Pause {
+        /// Make the sandbox's namespaces first, with this hostname, and say `ready` on stdout.
+        #[arg(long)]
+        sandbox_hostname: Option<String>,
+    },
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    if let Command::Pause = cli.command {
-        skiff_runtime::pause::main();
+    if let Command::Pause { sandbox_hostname } = &cli.command {
+        skiff_runtime::pause::main(sandbox_hostname.as_deref());
     }
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(&cli.log_level))
@@ -59,7 +63,7 @@ fn main() -> std::process::ExitCode {
             Command::ControllerManager(args) => cmd::controller_manager::run(args).await,
             Command::Agent(args) => cmd::agent::run(args).await,
             Command::Images(c) => cmd::images::run(c),
-            Command::Pause => unreachable!("handled before the runtime starts"),
+            Command::Pause { .. } => unreachable!("handled before the runtime starts"),
         }
     });
     match result {
