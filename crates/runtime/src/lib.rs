@@ -19,6 +19,7 @@ pub mod shim;
 pub mod spec;
 pub mod streaming;
 pub mod timefmt;
+pub mod tty_keeper;
 
 use parking_lot::Mutex;
 use std::collections::HashMap;

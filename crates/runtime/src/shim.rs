@@ -3,7 +3,9 @@
 //! also holds open (so a dead agent means blocked output, never SIGPIPE);
 //! the keeper writes runc's exit status to `<bundle>/exit`. Whichever agent
 //! is running reads the FIFOs into the CRI log and polls for that file, so a
-//! restarted agent picks up where the last one stopped.
+//! restarted agent picks up where the last one stopped. A `tty: true`
+//! container has a different keeper, `skiff tty-keeper` (`tty_keeper.rs`),
+//! with the same FIFOs and exit file plus a `control` FIFO for resizes.
 
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -24,17 +26,29 @@ fn mkfifo(p: &Path) -> Result<()> {
     Ok(())
 }
 
+/// How a container is kept.
+pub struct Keeper<'a> {
+    pub runc: &'a str,
+    /// The skiff binary, whose `tty-keeper` subcommand keeps terminal containers.
+    pub exe: &'a Path,
+    pub stdin: bool,
+    pub tty: bool,
+}
+
 /// Start the keeper; returns once it is spawned (not once runc is running).
-pub fn spawn(runc: &str, bundle: &Path, id: &str, stdin: bool) -> Result<tokio::process::Child> {
+pub fn spawn(k: &Keeper, bundle: &Path, id: &str) -> Result<tokio::process::Child> {
     let [out, err, input] = fifo_paths(bundle);
     for p in [&out, &err, &input] {
         mkfifo(p)?;
     }
-    // fds 3-5 keep a reader and writer on every FIFO for the keeper's life.
-    let stdin_from = if stdin { "\"$4\"" } else { "/dev/null" };
-    let script = format!("exec 3<>\"$2\" 4<>\"$3\" 5<>\"$4\"; \"$1\" run --keep --pid-file \"$5/pid\" --bundle \"$5\" \"$6\" <{stdin_from} >\"$2\" 2>\"$3\"; echo $? >\"$5/exit.tmp\" && mv \"$5/exit.tmp\" \"$5/exit\"");
-    let mut c = tokio::process::Command::new("sh");
-    c.arg("-c").arg(script).arg("skiff-keeper").arg(runc).arg(&out).arg(&err).arg(&input).arg(bundle).arg(id);
+    let mut c = if k.tty {
+        mkfifo(&bundle.join("control"))?;
+        let mut c = tokio::process::Command::new(k.exe);
+        c.arg("tty-keeper").arg(k.runc).arg(bundle).arg(id).arg(if k.stdin { "1" } else { "0" });
+        c
+    } else {
+        sh_keeper(k.runc, bundle, id, k.stdin)
+    };
     c.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
     unsafe {
         c.pre_exec(|| {
@@ -43,6 +57,27 @@ pub fn spawn(runc: &str, bundle: &Path, id: &str, stdin: bool) -> Result<tokio::
         });
     }
     c.spawn().context("starting the container keeper")
+}
+
+/// `runc run` in the foreground under `sh`, stdio on the FIFOs.
+fn sh_keeper(runc: &str, bundle: &Path, id: &str, stdin: bool) -> tokio::process::Command {
+    let [out, err, input] = fifo_paths(bundle);
+    // fds 3-5 keep a reader and writer on every FIFO for the keeper's life.
+    let stdin_from = if stdin { "\"$4\"" } else { "/dev/null" };
+    let script = format!("exec 3<>\"$2\" 4<>\"$3\" 5<>\"$4\"; \"$1\" run --keep --pid-file \"$5/pid\" --bundle \"$5\" \"$6\" <{stdin_from} >\"$2\" 2>\"$3\"; echo $? >\"$5/exit.tmp\" && mv \"$5/exit.tmp\" \"$5/exit\"");
+    let mut c = tokio::process::Command::new("sh");
+    c.arg("-c").arg(script).arg("skiff-keeper").arg(runc).arg(&out).arg(&err).arg(&input).arg(bundle).arg(id);
+    c
+}
+
+/// Ask a tty container's keeper for `r` (see `tty_keeper`). Fails when no
+/// keeper is reading its control FIFO.
+pub fn control(bundle: &Path, r: &crate::tty_keeper::Request) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new().write(true).custom_flags(libc::O_NONBLOCK).open(bundle.join("control")).context("opening the keeper's control FIFO")?;
+    f.write_all(r.line().as_bytes())?;
+    Ok(())
 }
 
 /// The container's init PID, once runc has created it (`--pid-file`).

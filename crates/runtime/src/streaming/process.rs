@@ -187,14 +187,25 @@ async fn exec_tty(mut c: tokio::process::Command, mut io: Io) -> Result<i32> {
 }
 
 /// Stream the container's own output (and feed its stdin, if it was
-/// created with one) until it exits or the client goes away.
+/// created with one) until it exits or the client goes away. A terminal
+/// container's window follows the client's (through its keeper).
 pub async fn attach(rt: &Arc<Runtime>, id: &str, mut io: Io) -> Result<()> {
     running(rt, id)?;
-    let (mut out, stdin, once, mut exited) = {
+    let (mut out, stdin, once, tty, bundle, mut exited) = {
         let cs = rt.containers.lock();
         let c = cs.get(id).context("container vanished")?;
-        (c.output.subscribe(), c.stdin.clone(), c.config.stdin_once, c.exited.clone())
+        (c.output.subscribe(), c.stdin.clone(), c.config.stdin_once, c.config.tty, c.bundle.clone(), c.exited.clone())
     };
+    if let (true, Some(mut rx)) = (tty, io.resize.take()) {
+        let bundle = bundle.clone();
+        tokio::spawn(async move {
+            while let Some((cols, rows)) = rx.recv().await {
+                if let Err(e) = crate::shim::control(&bundle, &crate::tty_keeper::Request::Resize { cols, rows }) {
+                    tracing::debug!("resizing the terminal: {e:#}");
+                }
+            }
+        });
+    }
     if let Some(mut rx) = io.stdin.take() {
         match stdin {
             Some(w) => {
@@ -206,13 +217,13 @@ pub async fn attach(rt: &Arc<Runtime>, id: &str, mut io: Io) -> Result<()> {
                         }
                     }
                     // stdinOnce: the first attached client's end of input is the container's.
-                    if once
-                        && let Some(c) = rt.containers.lock().get_mut(&id) {
-                            c.stdin = None;
-                        }
+                    if once && rt.containers.lock().get_mut(&id).and_then(|c| c.stdin.take()).is_some() {
+                        tracing::info!(container = %id, "stdinOnce: the attached client closed stdin; closing the container's");
+                        close_stdin(&bundle, tty);
+                    }
                 });
             }
-            None => bail!("container {id} was not created with stdin: true"),
+            None => bail!("container {id} was not created with stdin: true, or its stdin is closed"),
         }
     }
     loop {
@@ -226,6 +237,16 @@ pub async fn attach(rt: &Arc<Runtime>, id: &str, mut io: Io) -> Result<()> {
                 Err(_) => return Ok(()),
             },
             _ = exited.wait_for(|e| *e) => return Ok(()),
+        }
+    }
+}
+
+/// End the container's input. A terminal's input ends with its EOF
+/// character (what ^D at an empty prompt does); the keeper types it.
+fn close_stdin(bundle: &std::path::Path, tty: bool) {
+    if tty {
+        if let Err(e) = crate::shim::control(bundle, &crate::tty_keeper::Request::Eof) {
+            tracing::warn!("closing a terminal's input: {e:#}");
         }
     }
 }
