@@ -12,9 +12,7 @@
 //!   one stream) and the `stdin` FIFO into the master;
 //! - it applies what arrives on the `control` FIFO, one request a line:
 //!   `resize <cols> <rows>` (TIOCSWINSZ on the master; the kernel then sends
-//!   SIGWINCH to the terminal's foreground process group) and `eof` (the
-//!   terminal's end-of-file character, how a terminal's input is ended, for
-//!   `stdinOnce`).
+//!   SIGWINCH to the terminal's foreground process group).
 //!
 //! It holds both ends of every FIFO, so a missing agent means blocked output,
 //! never EOF or SIGPIPE, and any later agent can open them again.
@@ -164,15 +162,13 @@ fn copy(mut from: impl Read, mut to: impl Write) {
 #[derive(Debug, PartialEq)]
 pub enum Request {
     Resize { cols: u16, rows: u16 },
-    Eof,
 }
 
 impl Request {
     pub fn parse(line: &str) -> Option<Request> {
         let mut w = line.split_whitespace();
         match (w.next()?, w.next(), w.next()) {
-            ("resize", Some(c), Some(r)) => Some(Request::Resize { cols: c.parse().ok()?, rows: r.parse().ok()? }),
-            ("eof", None, None) => Some(Request::Eof),
+            ("resize", Some(c), Some(r)) if w.next().is_none() => Some(Request::Resize { cols: c.parse().ok()?, rows: r.parse().ok()? }),
             _ => None,
         }
     }
@@ -181,23 +177,17 @@ impl Request {
     pub fn line(&self) -> String {
         match self {
             Request::Resize { cols, rows } => format!("resize {cols} {rows}\n"),
-            Request::Eof => "eof\n".into(),
         }
     }
 }
 
-fn serve_control(control: File, mut master: File) {
+fn serve_control(control: File, master: File) {
     for line in BufReader::new(control).lines() {
         let Ok(line) = line else { return };
         match Request::parse(&line) {
             Some(Request::Resize { cols, rows }) => {
                 let ws = libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
                 unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
-            }
-            Some(Request::Eof) => {
-                let mut t: libc::termios = unsafe { std::mem::zeroed() };
-                let veof = if unsafe { libc::tcgetattr(master.as_raw_fd(), &mut t) } == 0 { t.c_cc[libc::VEOF] } else { 4 };
-                let _ = master.write_all(&[veof]);
             }
             None => eprintln!("skiff tty-keeper: ignoring control request {line:?}"),
         }
@@ -234,12 +224,11 @@ mod tests {
     use super::*;
     #[test]
     fn control_requests_round_trip() {
-        for r in [Request::Resize { cols: 132, rows: 43 }, Request::Eof] {
-            assert_eq!(Request::parse(r.line().trim_end()), Some(r));
-        }
+        let r = Request::Resize { cols: 132, rows: 43 };
+        assert_eq!(Request::parse(r.line().trim_end()), Some(r));
         assert_eq!(Request::parse("resize 80"), None);
         assert_eq!(Request::parse("resize 80 x"), None);
-        assert_eq!(Request::parse("eof now"), None);
+        assert_eq!(Request::parse("resize 80 24 1"), None);
         assert_eq!(Request::parse(""), None);
     }
 }

@@ -219,7 +219,11 @@ pub async fn attach(rt: &Arc<Runtime>, id: &str, mut io: Io) -> Result<()> {
                     // stdinOnce: the first attached client's end of input is the container's.
                     if once && rt.containers.lock().get_mut(&id).and_then(|c| c.stdin.take()).is_some() {
                         tracing::info!(container = %id, "stdinOnce: the attached client closed stdin; closing the container's");
-                        close_stdin(&bundle, tty);
+                        if tty {
+                            // A terminal's input ends with its EOF character (^D), typed
+                            // after what came before it, through the same FIFO.
+                            let _ = w.lock().await.write_all(&[EOF_CHAR]).await;
+                        }
                     }
                 });
             }
@@ -241,15 +245,8 @@ pub async fn attach(rt: &Arc<Runtime>, id: &str, mut io: Io) -> Result<()> {
     }
 }
 
-/// End the container's input. A terminal's input ends with its EOF
-/// character (what ^D at an empty prompt does); the keeper types it.
-fn close_stdin(bundle: &std::path::Path, tty: bool) {
-    if tty {
-        if let Err(e) = crate::shim::control(bundle, &crate::tty_keeper::Request::Eof) {
-            tracing::warn!("closing a terminal's input: {e:#}");
-        }
-    }
-}
+/// VEOF of a terminal's default settings (^D).
+const EOF_CHAR: u8 = 4;
 
 /// A TCP connection to `port` on localhost inside the network namespace of
 /// process `pid` (the sandbox's pause process). The socket keeps the
