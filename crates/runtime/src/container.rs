@@ -209,17 +209,17 @@ impl Runtime {
     /// Returns once runc reports the container running (or it has already exited),
     /// so that exec (probes, postStart) can follow at once.
     pub async fn start_container(&self, id: &str) -> Result<()> {
-        let (bundle, stdin, tty) = {
+        let (bundle, stdin, stdin_once, tty) = {
             let cs = self.containers.lock();
             let c = cs.get(id).context("no such container")?;
             if c.state != cri::ContainerState::ContainerCreated {
                 bail!("container {id} is not in the created state");
             }
-            (c.bundle.clone(), c.config.stdin, c.config.tty)
+            (c.bundle.clone(), c.config.stdin, c.config.stdin_once, c.config.tty)
         };
         let _ = std::fs::remove_file(bundle.join("exit"));
         let _ = std::fs::remove_file(bundle.join("pid"));
-        let keeper = crate::shim::Keeper { runc: &self.cfg.runc, exe: &self.cfg.pause_exe, stdin, tty };
+        let keeper = crate::shim::Keeper { runc: &self.cfg.runc, exe: &self.cfg.pause_exe, stdin, stdin_once, tty };
         let mut keeper = crate::shim::spawn(&keeper, &bundle, id)?;
         // Until the keeper opens the FIFOs itself, our readers must not see
         // EOF: hold a writer on each until the container runs.

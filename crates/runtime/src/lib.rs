@@ -8,6 +8,7 @@
 
 pub mod container;
 pub mod images;
+pub mod keeper;
 pub mod layers;
 pub mod logs;
 pub mod pause;
@@ -19,7 +20,6 @@ pub mod shim;
 pub mod spec;
 pub mod streaming;
 pub mod timefmt;
-pub mod tty_keeper;
 
 use parking_lot::Mutex;
 use std::collections::HashMap;

@@ -3,9 +3,10 @@
 //! also holds open (so a dead agent means blocked output, never SIGPIPE);
 //! the keeper writes runc's exit status to `<bundle>/exit`. Whichever agent
 //! is running reads the FIFOs into the CRI log and polls for that file, so a
-//! restarted agent picks up where the last one stopped. A `tty: true`
-//! container has a different keeper, `skiff tty-keeper` (`tty_keeper.rs`),
-//! with the same FIFOs and exit file plus a `control` FIFO for resizes.
+//! restarted agent picks up where the last one stopped. A container with
+//! `tty: true` or `stdinOnce: true` has a keeper that can do more,
+//! `skiff keeper` (`keeper.rs`), with the same FIFOs and exit file plus a
+//! `control` FIFO (terminal resizes, closing stdin).
 
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -29,9 +30,10 @@ fn mkfifo(p: &Path) -> Result<()> {
 /// How a container is kept.
 pub struct Keeper<'a> {
     pub runc: &'a str,
-    /// The skiff binary, whose `tty-keeper` subcommand keeps terminal containers.
+    /// The skiff binary, whose `keeper` subcommand keeps terminal and stdinOnce containers.
     pub exe: &'a Path,
     pub stdin: bool,
+    pub stdin_once: bool,
     pub tty: bool,
 }
 
@@ -41,10 +43,11 @@ pub fn spawn(k: &Keeper, bundle: &Path, id: &str) -> Result<tokio::process::Chil
     for p in [&out, &err, &input] {
         mkfifo(p)?;
     }
-    let mut c = if k.tty {
+    let flag = |b: bool| if b { "1" } else { "0" };
+    let mut c = if k.tty || (k.stdin && k.stdin_once) {
         mkfifo(&bundle.join("control"))?;
         let mut c = tokio::process::Command::new(k.exe);
-        c.arg("tty-keeper").arg(k.runc).arg(bundle).arg(id).arg(if k.stdin { "1" } else { "0" });
+        c.arg("keeper").arg(k.runc).arg(bundle).arg(id).arg(flag(k.stdin)).arg(flag(k.tty));
         c
     } else {
         sh_keeper(k.runc, bundle, id, k.stdin)
@@ -70,9 +73,9 @@ fn sh_keeper(runc: &str, bundle: &Path, id: &str, stdin: bool) -> tokio::process
     c
 }
 
-/// Ask a tty container's keeper for `r` (see `tty_keeper`). Fails when no
+/// Ask a `skiff keeper` for `r` (see `keeper`). Fails when no
 /// keeper is reading its control FIFO.
-pub fn control(bundle: &Path, r: &crate::tty_keeper::Request) -> Result<()> {
+pub fn control(bundle: &Path, r: &crate::keeper::Request) -> Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new().write(true).custom_flags(libc::O_NONBLOCK).open(bundle.join("control")).context("opening the keeper's control FIFO")?;

@@ -36,7 +36,7 @@ enum Command {
     Pause,
     /// Keeps a `tty: true` container: holds its terminal, copies its I/O, records its exit.
     #[command(hide = true)]
-    TtyKeeper {
+    Keeper {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
@@ -47,8 +47,8 @@ fn main() -> std::process::ExitCode {
     if let Command::Pause = cli.command {
         skiff_runtime::pause::main();
     }
-    if let Command::TtyKeeper { args } = &cli.command {
-        skiff_runtime::tty_keeper::main(args);
+    if let Command::Keeper { args } = &cli.command {
+        skiff_runtime::keeper::main(args);
     }
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(&cli.log_level))
@@ -68,7 +68,7 @@ fn main() -> std::process::ExitCode {
             Command::ControllerManager(args) => cmd::controller_manager::run(args).await,
             Command::Agent(args) => cmd::agent::run(args).await,
             Command::Images(c) => cmd::images::run(c),
-            Command::Pause | Command::TtyKeeper { .. } => unreachable!("handled before the runtime starts"),
+            Command::Pause | Command::Keeper { .. } => unreachable!("handled before the runtime starts"),
         }
     });
     match result {

@@ -109,10 +109,10 @@ impl Term {
     }
 }
 
-fn pod(name: &str, stdin_once: bool) -> String {
+fn pod(name: &str, command: &[&str], stdin_once: bool, tty: bool) -> String {
     serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
         "spec": {"nodeName": NODE, "restartPolicy": "Never", "terminationGracePeriodSeconds": 1, "containers": [
-            {"name": "c", "image": "busybox:skiff-test", "command": ["sh"], "stdin": true, "stdinOnce": stdin_once, "tty": true}]}})
+            {"name": "c", "image": "busybox:skiff-test", "command": command, "stdin": true, "stdinOnce": stdin_once, "tty": tty}]}})
     .to_string()
 }
 
@@ -170,7 +170,7 @@ fn tty_containers() {
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         // One shell, attached to by SPDY and WebSocket kubectls in turn;
         // each leaves without ending it.
-        apply(&k, &pod("t", false));
+        apply(&k, &pod("t", &["sh"], false, true));
         wait_pod(&k, "t", "Running", |p| p["status"]["phase"] == "Running");
         for (minor, size) in [(29, (100, 30)), (33, (132, 43))] {
             attach_tty(&Kubectl::new(minor, &server.kubeconfig), "t", size).kill();
@@ -211,10 +211,11 @@ fn tty_containers() {
         assert_eq!((c["stdin"].as_bool(), c["stdinOnce"].as_bool(), c["tty"].as_bool()), (Some(true), Some(true), Some(true)));
 
         // stdinOnce: when the first attached client closes its input, the
-        // container's input ends (the shell reads EOF and exits 0). kubectl
-        // without -t sends a plain stream, closed at the end of its stdin.
-        for (minor, name) in [(29, "o29"), (33, "o33")] {
-            apply(&k, &pod(name, true));
+        // container's input ends after what it sent (the shell reads EOF and
+        // exits 0), with a terminal or without. kubectl without -t sends a
+        // plain stream, closed at the end of its stdin.
+        for (minor, name, tty) in [(29, "o29", true), (33, "o33", true), (29, "p29", false), (33, "p33", false)] {
+            apply(&k, &pod(name, &["sh", "-c", "sh; echo input-ended"], true, tty));
             wait_pod(&k, name, "Running", |p| p["status"]["phase"] == "Running");
             let k = Kubectl::new(minor, &server.kubeconfig);
             let mut c = Command::new(&k.bin).env("KUBECONFIG", &k.kubeconfig).args(["attach", "-i", name, "-c", "c"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
@@ -222,6 +223,8 @@ fn tty_containers() {
             let out = c.wait_with_output().unwrap();
             assert!(String::from_utf8_lossy(&out.stdout).contains("once-5"), "{}: {}{}", k.bin, String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
             assert_eq!(container_status(&k, name)["exitCode"], 0, "{}", k.bin);
+            let logs = k.ok(&["logs", name]);
+            assert!(logs.contains("once-5") && logs.contains("input-ended"), "{logs}");
         }
     }));
     let _ = k.run(&["delete", "pods", "--all", "--grace-period=1", "--wait=true", "--timeout=60s"]);

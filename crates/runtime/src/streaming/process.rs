@@ -200,7 +200,7 @@ pub async fn attach(rt: &Arc<Runtime>, id: &str, mut io: Io) -> Result<()> {
         let bundle = bundle.clone();
         tokio::spawn(async move {
             while let Some((cols, rows)) = rx.recv().await {
-                if let Err(e) = crate::shim::control(&bundle, &crate::tty_keeper::Request::Resize { cols, rows }) {
+                if let Err(e) = crate::shim::control(&bundle, &crate::keeper::Request::Resize { cols, rows }) {
                     tracing::debug!("resizing the terminal: {e:#}");
                 }
             }
@@ -216,13 +216,14 @@ pub async fn attach(rt: &Arc<Runtime>, id: &str, mut io: Io) -> Result<()> {
                             return;
                         }
                     }
-                    // stdinOnce: the first attached client's end of input is the container's.
+                    // stdinOnce: the first attached client's end of input is the
+                    // container's. Our writer goes (with the container's handle on
+                    // it), then the keeper's: the FIFO then ends after what was written.
                     if once && rt.containers.lock().get_mut(&id).and_then(|c| c.stdin.take()).is_some() {
+                        drop(w);
                         tracing::info!(container = %id, "stdinOnce: the attached client closed stdin; closing the container's");
-                        if tty {
-                            // A terminal's input ends with its EOF character (^D), typed
-                            // after what came before it, through the same FIFO.
-                            let _ = w.lock().await.write_all(&[EOF_CHAR]).await;
+                        if let Err(e) = crate::shim::control(&bundle, &crate::keeper::Request::CloseStdin) {
+                            tracing::warn!(container = %id, "closing stdin: {e:#}");
                         }
                     }
                 });
@@ -244,9 +245,6 @@ pub async fn attach(rt: &Arc<Runtime>, id: &str, mut io: Io) -> Result<()> {
         }
     }
 }
-
-/// VEOF of a terminal's default settings (^D).
-const EOF_CHAR: u8 = 4;
 
 /// A TCP connection to `port` on localhost inside the network namespace of
 /// process `pid` (the sandbox's pause process). The socket keeps the

@@ -1,26 +1,33 @@
-//! `skiff tty-keeper`: what keeps a `tty: true` container (the `sh` keeper
-//! in `shim.rs` keeps the others). runc gives such a container a new
-//! pseudo-terminal; in foreground mode runc would relay it to runc's own
-//! terminal, which a daemon does not have, so instead runc runs detached and
-//! hands the pty master over `--console-socket` to this process, which
-//! outlives the agent like the `sh` keeper does:
+//! `skiff keeper`: what keeps a container that needs more than the `sh`
+//! keeper in `shim.rs` can do: one with `tty: true`, or with `stdinOnce`.
+//! Like the `sh` keeper it outlives the agent, holds both ends of the
+//! container's FIFOs (so a missing agent means blocked output, never EOF or
+//! SIGPIPE, and any later agent can open them again) and writes the exit
+//! status to `<bundle>/exit`.
 //!
-//! - it is the child subreaper, so once `runc run --detach` exits the
-//!   container's init becomes its child and its exit status is ours to
-//!   collect (written to `<bundle>/exit`, as the `sh` keeper does);
-//! - it copies the master's output into the `stdout` FIFO (a terminal has
-//!   one stream) and the `stdin` FIFO into the master;
-//! - it applies what arrives on the `control` FIFO, one request a line:
-//!   `resize <cols> <rows>` (TIOCSWINSZ on the master; the kernel then sends
-//!   SIGWINCH to the terminal's foreground process group).
+//! - A terminal: runc gives the process a new pseudo-terminal. In the
+//!   foreground runc would relay it to runc's own terminal, which a daemon
+//!   does not have, so runc runs detached and hands the pty master over
+//!   `--console-socket` to this process. Being the child subreaper, it
+//!   inherits the container's init once runc exits and collects its status.
+//!   The master's output goes to the `stdout` FIFO (a terminal has one
+//!   stream), the `stdin` FIFO goes into the master.
+//! - Otherwise runc runs in the foreground with its stdio on the FIFOs,
+//!   stdin through a pipe this process feeds.
 //!
-//! It holds both ends of every FIFO, so a missing agent means blocked output,
-//! never EOF or SIGPIPE, and any later agent can open them again.
+//! Requests come on the `control` FIFO, one a line: `resize <cols> <rows>`
+//! (TIOCSWINSZ on the master; the kernel then sends SIGWINCH to the
+//! terminal's foreground process group) and `close-stdin` (for stdinOnce:
+//! this process lets go of its writer on the `stdin` FIFO, so once the
+//! agent's is closed too, what was written is read to its end and then the
+//! container's input ends: the pipe is closed, or a terminal gets its EOF
+//! character, which is how a terminal's input ends).
 
 use anyhow::{bail, Context, Result};
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -31,15 +38,15 @@ use std::time::Duration;
 /// bundle (our working directory), which keeps it under `sun_path`'s 108 bytes.
 const SOCKET: &str = "console.sock";
 
-/// Entry point: `tty-keeper <runc> <bundle> <id> <stdin: 0|1>`. Never returns.
+/// Entry point: `keeper <runc> <bundle> <id> <stdin: 0|1> <tty: 0|1>`. Never returns.
 pub fn main(args: &[String]) -> ! {
-    let [runc, bundle, id, stdin] = args else {
-        eprintln!("usage: skiff tty-keeper <runc> <bundle> <id> <stdin: 0|1>");
+    let [runc, bundle, id, stdin, tty] = args else {
+        eprintln!("usage: skiff keeper <runc> <bundle> <id> <stdin: 0|1> <tty: 0|1>");
         std::process::exit(2)
     };
     let bundle = Path::new(bundle);
-    let code = run(runc, bundle, id, stdin == "1").unwrap_or_else(|e| {
-        eprintln!("skiff tty-keeper: {e:#}");
+    let code = run(runc, bundle, id, stdin == "1", tty == "1").unwrap_or_else(|e| {
+        eprintln!("skiff keeper: {e:#}");
         255
     });
     // The exit file is the agent's signal that the container has ended.
@@ -51,15 +58,50 @@ fn rw(name: &str) -> Result<File> {
     OpenOptions::new().read(true).write(true).open(name).with_context(|| format!("opening {name}"))
 }
 
-fn run(runc: &str, bundle: &Path, id: &str, stdin: bool) -> Result<i32> {
+/// The `stdin` FIFO's read end, and a writer on it that keeps it from
+/// reaching EOF until `close-stdin`.
+fn stdin_fifo() -> Result<(File, File)> {
+    // Non-blocking, or opening a FIFO's read end waits for a writer.
+    let r = OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open("stdin").context("opening stdin")?;
+    let w = OpenOptions::new().write(true).open("stdin").context("opening stdin")?;
+    unsafe { libc::fcntl(r.as_raw_fd(), libc::F_SETFL, 0) };
+    Ok((r, w))
+}
+
+fn run(runc: &str, bundle: &Path, id: &str, stdin: bool, tty: bool) -> Result<i32> {
     std::env::set_current_dir(bundle).with_context(|| format!("entering {}", bundle.display()))?;
+    let out = rw("stdout")?;
+    let err = rw("stderr")?;
+    let control = rw("control")?;
+    let (input, hold) = stdin_fifo()?;
+    if tty {
+        return run_tty(runc, bundle, id, stdin, (out, err, input, hold, control));
+    }
+    let mut child = Command::new(runc)
+        .args(["run", "--keep", "--pid-file"])
+        .arg(bundle.join("pid"))
+        .arg("--bundle")
+        .arg(bundle)
+        .arg(id)
+        .stdin(if stdin { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::from(out))
+        .stderr(Stdio::from(err))
+        .spawn()
+        .with_context(|| format!("running {runc}"))?;
+    if let Some(to) = child.stdin.take() {
+        // Ends at the FIFO's EOF; dropping `to` is the container's end of input.
+        std::thread::spawn(move || copy(input, to));
+    }
+    std::thread::spawn(move || serve_control(control, None, hold));
+    let st = child.wait()?;
+    // runc reports the container's status as its own (128+signal when killed).
+    Ok(st.code().unwrap_or_else(|| 128 + std::os::unix::process::ExitStatusExt::signal(&st).unwrap_or(0)))
+}
+
+fn run_tty(runc: &str, bundle: &Path, id: &str, stdin: bool, (out, err, input, hold, control): (File, File, File, File, File)) -> Result<i32> {
     if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
         bail!("becoming a subreaper: {}", std::io::Error::last_os_error());
     }
-    let out = rw("stdout")?;
-    let err = rw("stderr")?;
-    let input = rw("stdin")?;
-    let control = rw("control")?;
     let _ = std::fs::remove_file(SOCKET);
     let listener = UnixListener::bind(SOCKET).context("binding the console socket")?;
     listener.set_nonblocking(true)?;
@@ -72,7 +114,7 @@ fn run(runc: &str, bundle: &Path, id: &str, stdin: bool) -> Result<i32> {
         .stdin(Stdio::null())
         // runc's own complaints go where the `sh` keeper puts them: the stderr FIFO.
         .stdout(Stdio::from(err.try_clone()?))
-        .stderr(Stdio::from(err.try_clone()?))
+        .stderr(Stdio::from(err))
         .spawn()
         .with_context(|| format!("running {runc}"))?;
     let conn = loop {
@@ -107,11 +149,17 @@ fn run(runc: &str, bundle: &Path, id: &str, stdin: bool) -> Result<i32> {
         let _ = done_tx.send(());
     });
     if stdin {
-        let to = master.try_clone()?;
-        std::thread::spawn(move || copy(input, to));
+        let mut to = master.try_clone()?;
+        std::thread::spawn(move || {
+            copy(input, &mut to);
+            // The FIFO's end (stdinOnce): type the terminal's EOF character.
+            let mut t: libc::termios = unsafe { std::mem::zeroed() };
+            let veof = if unsafe { libc::tcgetattr(to.as_raw_fd(), &mut t) } == 0 { t.c_cc[libc::VEOF] } else { 4 };
+            let _ = to.write_all(&[veof]);
+        });
     }
     let m = master.try_clone()?;
-    std::thread::spawn(move || serve_control(control, m));
+    std::thread::spawn(move || serve_control(control, Some(m), hold));
     let code = reap(pid);
     // The terminal's output ends when its last slave fd closes (the whole
     // pid namespace goes with init); do not wait on stragglers forever.
@@ -162,6 +210,7 @@ fn copy(mut from: impl Read, mut to: impl Write) {
 #[derive(Debug, PartialEq)]
 pub enum Request {
     Resize { cols: u16, rows: u16 },
+    CloseStdin,
 }
 
 impl Request {
@@ -169,6 +218,7 @@ impl Request {
         let mut w = line.split_whitespace();
         match (w.next()?, w.next(), w.next()) {
             ("resize", Some(c), Some(r)) if w.next().is_none() => Some(Request::Resize { cols: c.parse().ok()?, rows: r.parse().ok()? }),
+            ("close-stdin", None, None) => Some(Request::CloseStdin),
             _ => None,
         }
     }
@@ -177,21 +227,27 @@ impl Request {
     pub fn line(&self) -> String {
         match self {
             Request::Resize { cols, rows } => format!("resize {cols} {rows}\n"),
+            Request::CloseStdin => "close-stdin\n".into(),
         }
     }
 }
 
-fn serve_control(control: File, master: File) {
+fn serve_control(control: File, master: Option<File>, hold: File) {
+    let mut hold = Some(hold);
     for line in BufReader::new(control).lines() {
         let Ok(line) = line else { return };
         match Request::parse(&line) {
             Some(Request::Resize { cols, rows }) => {
-                let ws = libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
-                unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+                if let Some(m) = &master {
+                    let ws = libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
+                    unsafe { libc::ioctl(m.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+                }
             }
-            None => eprintln!("skiff tty-keeper: ignoring control request {line:?}"),
+            Some(Request::CloseStdin) => hold = None,
+            None => eprintln!("skiff keeper: ignoring control request {line:?}"),
         }
     }
+    drop(hold);
 }
 
 /// The file descriptor runc sends (SCM_RIGHTS) on the console socket.
@@ -224,8 +280,10 @@ mod tests {
     use super::*;
     #[test]
     fn control_requests_round_trip() {
-        let r = Request::Resize { cols: 132, rows: 43 };
-        assert_eq!(Request::parse(r.line().trim_end()), Some(r));
+        for r in [Request::Resize { cols: 132, rows: 43 }, Request::CloseStdin] {
+            assert_eq!(Request::parse(r.line().trim_end()), Some(r));
+        }
+        assert_eq!(Request::parse("close-stdin now"), None);
         assert_eq!(Request::parse("resize 80"), None);
         assert_eq!(Request::parse("resize 80 x"), None);
         assert_eq!(Request::parse("resize 80 24 1"), None);
