@@ -1,7 +1,8 @@
 //! Skiff's embedded container runtime. It implements the CRI v1
 //! RuntimeService and ImageService (`service.rs`), in-process and on a unix
 //! socket, over: an image store of unpacked layers (`images.rs`), overlayfs
-//! root filesystems, runc with a spec we generate (`spec.rs`), a pause
+//! root filesystems, runc with a spec we generate (`spec.rs`) under a keeper
+//! process that outlives the agent (`shim.rs`, `keeper.rs`), a pause
 //! process per pod that owns its network/IPC/UTS namespaces (`sandbox.rs`,
 //! `pause.rs`), a bridge network through the CNI plugins, and CRI log files
 //! (`logs.rs`).

@@ -220,7 +220,18 @@ fn tty_containers() {
             let k = Kubectl::new(minor, &server.kubeconfig);
             let mut c = Command::new(&k.bin).env("KUBECONFIG", &k.kubeconfig).args(["attach", "-i", name, "-c", "c"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
             c.stdin.take().unwrap().write_all(b"echo once-$((2+3))\n").unwrap();
+            // kubectl ends when the container does; if its input never ends, neither does kubectl.
+            let pid = c.id();
+            let (done, waiting) = std::sync::mpsc::channel::<()>();
+            let watchdog = std::thread::spawn(move || {
+                if waiting.recv_timeout(Duration::from_secs(60)).is_err() {
+                    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+                }
+            });
             let out = c.wait_with_output().unwrap();
+            let _ = done.send(());
+            watchdog.join().unwrap();
+            assert!(out.status.code().is_some(), "{}: the container's input did not end when kubectl's did", k.bin);
             assert!(String::from_utf8_lossy(&out.stdout).contains("once-5"), "{}: {}{}", k.bin, String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
             assert_eq!(container_status(&k, name)["exitCode"], 0, "{}", k.bin);
             let logs = k.ok(&["logs", name]);
