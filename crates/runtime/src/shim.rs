@@ -48,11 +48,15 @@ pub fn spawn(k: &Keeper, bundle: &Path, id: &str) -> Result<tokio::process::Chil
         mkfifo(&bundle.join("control"))?;
         let mut c = tokio::process::Command::new(k.exe);
         c.arg("keeper").arg(k.runc).arg(bundle).arg(id).arg(flag(k.stdin)).arg(flag(k.tty));
+        // Its own complaints (runc's go to the stderr FIFO); the agent may be gone.
+        c.stderr(std::fs::File::create(bundle.join("keeper.log")).context("creating keeper.log")?);
         c
     } else {
-        sh_keeper(k.runc, bundle, id, k.stdin)
+        let mut c = sh_keeper(k.runc, bundle, id, k.stdin);
+        c.stderr(Stdio::null());
+        c
     };
-    c.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    c.stdin(Stdio::null()).stdout(Stdio::null());
     unsafe {
         c.pre_exec(|| {
             libc::setsid();
