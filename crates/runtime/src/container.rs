@@ -217,8 +217,9 @@ impl Runtime {
             }
             (c.bundle.clone(), c.config.stdin, c.config.stdin_once, c.config.tty)
         };
-        let _ = std::fs::remove_file(bundle.join("exit"));
-        let _ = std::fs::remove_file(bundle.join("pid"));
+        for f in ["exit", "pid", crate::shim::STDIN_CLOSED] {
+            let _ = std::fs::remove_file(bundle.join(f));
+        }
         let keeper = crate::shim::Keeper { runc: &self.cfg.runc, exe: &self.cfg.pause_exe, stdin, stdin_once, tty };
         let mut keeper = crate::shim::spawn(&keeper, &bundle, id)?;
         // Until the keeper opens the FIFOs itself, our readers must not see
@@ -282,6 +283,7 @@ impl Runtime {
         let out = tokio::spawn(crate::logs::pump(o, "stdout", file.clone(), output.clone()));
         let err = tokio::spawn(crate::logs::pump(e, "stderr", file, output));
         if wants_stdin
+            && !bundle.join(crate::shim::STDIN_CLOSED).exists()
             && let Ok(w) = crate::shim::open_stdin(&bundle)
                 && let Some(c) = self.containers.lock().get_mut(id) {
                     c.stdin = Some(Arc::new(tokio::sync::Mutex::new(w)));

@@ -120,6 +120,9 @@ pub fn open_outputs(bundle: &Path) -> Result<(tokio::net::unix::pipe::Receiver, 
     Ok((o, e))
 }
 
+/// Marks a bundle whose container's input has ended (stdinOnce).
+pub const STDIN_CLOSED: &str = "stdin-closed";
+
 /// The write end of the container's stdin FIFO. Opened read-write: a
 /// write-only open fails while the keeper has not opened its end yet.
 pub fn open_stdin(bundle: &Path) -> Result<tokio::net::unix::pipe::Sender> {

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::node::{apply, attach, build_busybox_image, is_root, port_forward, spawn_agent, wait_pod};
+use common::node::{apply, attach, build_busybox_image, is_root, port_forward, spawn_agent, wait_pod, wait_sandboxes_gone};
 use common::{free_port, wait_for_port, Kubectl, SkiffServer};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -159,6 +159,7 @@ fn exec_attach_and_port_forward() {
         eviction(&k, &d.join("memory-available"));
     }));
     let _ = k.run(&["delete", "pods", "--all", "--grace-period=1", "--wait=true", "--timeout=60s"]);
+    wait_sandboxes_gone(&runtime_root);
     drop(agent);
     let _ = Command::new("ip").args(["link", "del", "skiffst0"]).status();
     let _ = Command::new("sh").arg("-c").arg(format!("grep -o '{}[^ ]*rootfs' /proc/mounts | xargs -r umount -l", runtime_root.display())).status();

@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::node::{apply, build_busybox_image, is_root, spawn_agent, wait_pod};
+use common::node::{apply, build_busybox_image, is_root, spawn_agent, wait_pod, wait_sandboxes_gone};
 use common::tty::{attach_tty, Term};
 use common::{free_port, wait_for_port, Kubectl, SkiffServer};
 use std::io::Write;
@@ -118,13 +118,7 @@ fn tty_containers() {
         }
     }));
     let _ = k.run(&["delete", "pods", "--all", "--grace-period=1", "--wait=true", "--timeout=60s"]);
-    // Finished pods leave the API at once; give the agent time to remove
-    // their sandboxes (pause processes) before it goes.
-    let sandboxes = d.join("runtime/sandboxes");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::fs::read_dir(&sandboxes).map(|r| r.count() > 0).unwrap_or(false) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_sandboxes_gone(&d.join("runtime"));
     drop(agent);
     let _ = Command::new("ip").args(["link", "del", "skifftt0"]).status();
     let _ = Command::new("sh").arg("-c").arg(format!("grep -o '{}[^ ]*rootfs' /proc/mounts | xargs -r umount -l", d.join("runtime").display())).status();

@@ -222,6 +222,8 @@ pub async fn attach(rt: &Arc<Runtime>, id: &str, mut io: Io) -> Result<()> {
                     if once && rt.containers.lock().get_mut(&id).and_then(|c| c.stdin.take()).is_some() {
                         drop(w);
                         tracing::info!(container = %id, "stdinOnce: the attached client closed stdin; closing the container's");
+                        // A restarted agent must not offer it again.
+                        let _ = std::fs::write(bundle.join(crate::shim::STDIN_CLOSED), b"");
                         if let Err(e) = crate::shim::control(&bundle, &crate::keeper::Request::CloseStdin) {
                             tracing::warn!(container = %id, "closing stdin: {e:#}");
                         }

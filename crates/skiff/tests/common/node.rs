@@ -109,6 +109,17 @@ pub fn spawn_agent(kubeconfig: &Path, d: &Path, node: &str, port: u16, bridge: &
     )
 }
 
+/// Finished pods leave the API at once, before the agent has removed their
+/// sandboxes: wait (up to 30 s) until the runtime under `runtime_root`
+/// records none, so stopping the agent leaves no pause process behind.
+pub fn wait_sandboxes_gone(runtime_root: &Path) {
+    let dir = runtime_root.join("sandboxes");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::fs::read_dir(&dir).map(|r| r.count() > 0).unwrap_or(false) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 pub fn get(k: &Kubectl, pod: &str) -> Value {
     let out = k.run(&["get", "pod", pod, "-o", "json"]);
     serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
