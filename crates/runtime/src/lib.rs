@@ -34,7 +34,8 @@ pub struct Config {
     pub root: PathBuf,
     /// The OCI runtime binary.
     pub runc: String,
-    /// The binary whose `pause` subcommand is each sandbox's PID 1 (the skiff binary).
+    /// The skiff binary: its `pause` subcommand is each sandbox's PID 1, its
+    /// `keeper` keeps terminal and stdinOnce containers.
     pub pause_exe: PathBuf,
     /// Where the CNI plugins are (Debian: `/usr/lib/cni`).
     pub cni_bin: PathBuf,

@@ -12,7 +12,7 @@ use common::tty::{attach_tty, Term};
 use common::{free_port, wait_for_port, Kubectl, SkiffServer};
 use std::io::Write;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const NODE: &str = "skiff-tt";
 
