@@ -23,6 +23,31 @@ fn pod(name: &str, command: &[&str], stdin_once: bool, tty: bool) -> String {
     .to_string()
 }
 
+/// `kubectl attach -i` (no terminal) that types `input`, closes its stdin
+/// and waits (60 s at most, then kills it: `status.code()` is None) for kubectl to end.
+fn attach_i(k: &Kubectl, pod: &str, input: &str) -> std::process::Output {
+    let mut c = Command::new(&k.bin).env("KUBECONFIG", &k.kubeconfig).args(["attach", "-i", pod, "-c", "c"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    c.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    let pid = c.id();
+    let (done, waiting) = std::sync::mpsc::channel::<()>();
+    let watchdog = std::thread::spawn(move || {
+        if waiting.recv_timeout(Duration::from_secs(60)).is_err() {
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        }
+    });
+    let out = c.wait_with_output().unwrap();
+    let _ = done.send(());
+    watchdog.join().unwrap();
+    out
+}
+
+/// A stdinOnce container whose input has ended refuses another `attach -i`.
+fn input_is_closed(k: &Kubectl, pod: &str) {
+    let out = attach_i(k, pod, "late\n");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && out.status.code().is_some() && err.contains("stdin is closed"), "{:?}: {err}", out.status);
+}
+
 fn container_status(k: &Kubectl, pod: &str) -> serde_json::Value {
     let p = wait_pod(k, pod, "its container to terminate", |p| !p["status"]["containerStatuses"][0]["state"]["terminated"].is_null());
     p["status"]["containerStatuses"][0]["state"]["terminated"].clone()
@@ -61,10 +86,23 @@ fn tty_containers() {
         let log_file = std::fs::read_to_string(std::fs::read_dir(d.join("pods")).unwrap().flatten().find(|e| e.file_name().to_string_lossy().starts_with("default_t_")).unwrap().path().join("c/0.log")).unwrap();
         assert!(log_file.lines().all(|l| l.split(' ').nth(1) == Some("stdout")), "{log_file}");
 
+        // stdinOnce on a container that outlives its input: after the first
+        // client, no more input, also for the next agent (checked below).
+        apply(&k, &pod("q", &["sh", "-c", "cat; echo cat-done; exec sleep 3600"], true, false));
+        wait_pod(&k, "q", "Running", |p| p["status"]["phase"] == "Running");
+        let mut first = Command::new(&k.bin).env("KUBECONFIG", &k.kubeconfig).args(["attach", "-i", "q", "-c", "c"]).stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        first.stdin.take().unwrap().write_all(b"first\n").unwrap();
+        common::wait_until("cat to end", Duration::from_secs(30), || k.ok(&["logs", "q"]).contains("cat-done").then_some(()));
+        let _ = first.kill();
+        let _ = first.wait();
+        assert_eq!(k.ok(&["logs", "q"]), "first\ncat-done\n");
+        input_is_closed(&k, "q");
+
         // The terminal's keeper outlives the agent: a new agent attaches to the same shell.
         drop(agent.take());
         agent = Some(start_agent());
         wait_for_port(kport, Duration::from_secs(30));
+        input_is_closed(&Kubectl::new(29, &server.kubeconfig), "q");
         let mut t = attach_tty(&k, "t", (90, 20));
         let m = t.mark();
         t.send("echo after-$((2*3)); exit 3\r");
@@ -97,19 +135,8 @@ fn tty_containers() {
             apply(&k, &pod(name, &["sh", "-c", "sh; echo input-ended"], true, tty));
             wait_pod(&k, name, "Running", |p| p["status"]["phase"] == "Running");
             let k = Kubectl::new(minor, &server.kubeconfig);
-            let mut c = Command::new(&k.bin).env("KUBECONFIG", &k.kubeconfig).args(["attach", "-i", name, "-c", "c"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-            c.stdin.take().unwrap().write_all(b"echo once-$((2+3))\n").unwrap();
             // kubectl ends when the container does; if its input never ends, neither does kubectl.
-            let pid = c.id();
-            let (done, waiting) = std::sync::mpsc::channel::<()>();
-            let watchdog = std::thread::spawn(move || {
-                if waiting.recv_timeout(Duration::from_secs(60)).is_err() {
-                    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-                }
-            });
-            let out = c.wait_with_output().unwrap();
-            let _ = done.send(());
-            watchdog.join().unwrap();
+            let out = attach_i(&k, name, "echo once-$((2+3))\n");
             assert!(out.status.code().is_some(), "{}: the container's input did not end when kubectl's did", k.bin);
             assert!(String::from_utf8_lossy(&out.stdout).contains("once-5"), "{}: {}{}", k.bin, String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
             assert_eq!(container_status(&k, name)["exitCode"], 0, "{}", k.bin);
