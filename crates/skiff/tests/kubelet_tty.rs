@@ -2,8 +2,8 @@
 //! pseudo-terminal this test opens (kubectl's `-t` wants its stdin to be a
 //! terminal) and drives a shell in a real pod: `kubectl attach -it` with
 //! 1.29 (SPDY) and 1.33 (WebSocket), window resizes, detaching and
-//! re-attaching across an agent restart, `kubectl run -i -t`, and
-//! `stdinOnce`. Needs root (skipped otherwise), like kubelet.rs.
+//! re-attaching across an agent restart, `kubectl run -i -t` (and
+//! `--rm`), and `stdinOnce`. Needs root (skipped otherwise), like kubelet.rs.
 
 mod common;
 
@@ -126,6 +126,15 @@ fn tty_containers() {
         let p: serde_json::Value = serde_json::from_str(&p).unwrap();
         let c = &p["spec"]["containers"][0];
         assert_eq!((c["stdin"].as_bool(), c["stdinOnce"].as_bool(), c["tty"].as_bool()), (Some(true), Some(true), Some(true)));
+        // Over SPDY, and with --rm: kubectl deletes the pod when the session ends.
+        let mut t = Term::spawn(&Kubectl::new(29, &server.kubeconfig), &["run", "-it", "--rm", "rm", "--image=busybox:skiff-test", "--restart=Never", "--overrides", &overrides, "--", "sh"]);
+        t.wait_for("If you don't see a command prompt, try pressing enter.", 0);
+        let m = t.mark();
+        t.send("echo rm-$((3*3)); exit\r");
+        t.wait_for("rm-9", m);
+        let st = t.wait();
+        assert!(st.success(), "{st:?}");
+        common::wait_until("kubectl run --rm to delete the pod", Duration::from_secs(30), || (!k.run(&["get", "pod", "rm"]).status.success()).then_some(()));
 
         // stdinOnce: when the first attached client closes its input, the
         // container's input ends after what it sent (the shell reads EOF and
