@@ -392,8 +392,7 @@ impl Worker {
             log_path: format!("{name}/{attempt}.log"),
             stdin: c["stdin"].as_bool().unwrap_or(false),
             stdin_once: c["stdinOnce"].as_bool().unwrap_or(false),
-            // The embedded runtime gives a container's own process no terminal (exec -t does get one).
-            tty: false,
+            tty: c["tty"].as_bool().unwrap_or(false),
             linux: Some(cri::LinuxContainerConfig {
                 resources: Some(cri::LinuxContainerResources { cpu_period: if quota > 0 { 100_000 } else { 0 }, cpu_quota: quota, cpu_shares: shares, memory_limit_in_bytes: mem, oom_score_adj: oom }),
                 security_context: Some(cri::LinuxContainerSecurityContext {

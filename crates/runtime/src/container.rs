@@ -89,6 +89,14 @@ pub fn merge_env(image: &[String], container: &[cri::KeyValue]) -> Vec<String> {
     out
 }
 
+/// A terminal container gets `TERM=xterm` unless it sets TERM itself (as containerd does).
+fn terminal_env(mut env: Vec<String>, tty: bool) -> Vec<String> {
+    if tty && !env.iter().any(|e| e.starts_with("TERM=")) {
+        env.push("TERM=xterm".into());
+    }
+    env
+}
+
 fn mount_overlay(lower: &[PathBuf], bundle: &Path) -> Result<()> {
     for d in ["upper", "work", "rootfs"] {
         std::fs::create_dir_all(bundle.join(d))?;
@@ -151,7 +159,8 @@ impl Runtime {
         let parent = if cgroup_parent.is_empty() { "/skiff".to_string() } else { cgroup_parent };
         let input = spec::SpecInput {
             args: process_args(&config.command, &config.args, &image),
-            env: merge_env(&image.env, &config.envs),
+            env: terminal_env(merge_env(&image.env, &config.envs), config.tty),
+            terminal: config.tty,
             cwd: if config.working_dir.is_empty() { image.working_dir.clone() } else { config.working_dir.clone() },
             uid: sc.run_as_user.map(|v| v.value as u32).unwrap_or(img_uid),
             gid: sc.run_as_group.map(|v| v.value as u32).unwrap_or(img_gid),
@@ -200,17 +209,19 @@ impl Runtime {
     /// Returns once runc reports the container running (or it has already exited),
     /// so that exec (probes, postStart) can follow at once.
     pub async fn start_container(&self, id: &str) -> Result<()> {
-        let (bundle, wants_stdin) = {
+        let (bundle, stdin, stdin_once, tty) = {
             let cs = self.containers.lock();
             let c = cs.get(id).context("no such container")?;
             if c.state != cri::ContainerState::ContainerCreated {
                 bail!("container {id} is not in the created state");
             }
-            (c.bundle.clone(), c.config.stdin)
+            (c.bundle.clone(), c.config.stdin, c.config.stdin_once, c.config.tty)
         };
-        let _ = std::fs::remove_file(bundle.join("exit"));
-        let _ = std::fs::remove_file(bundle.join("pid"));
-        let mut keeper = crate::shim::spawn(&self.cfg.runc, &bundle, id, wants_stdin)?;
+        for f in ["exit", "pid", crate::shim::STDIN_CLOSED] {
+            let _ = std::fs::remove_file(bundle.join(f));
+        }
+        let keeper = crate::shim::Keeper { runc: &self.cfg.runc, exe: &self.cfg.pause_exe, stdin, stdin_once, tty };
+        let mut keeper = crate::shim::spawn(&keeper, &bundle, id)?;
         // Until the keeper opens the FIFOs itself, our readers must not see
         // EOF: hold a writer on each until the container runs.
         let holds: Vec<std::fs::File> = crate::shim::fifo_paths(&bundle)[..2].iter().filter_map(|p| std::fs::OpenOptions::new().read(true).write(true).open(p).ok()).collect();
@@ -272,6 +283,7 @@ impl Runtime {
         let out = tokio::spawn(crate::logs::pump(o, "stdout", file.clone(), output.clone()));
         let err = tokio::spawn(crate::logs::pump(e, "stderr", file, output));
         if wants_stdin
+            && !bundle.join(crate::shim::STDIN_CLOSED).exists()
             && let Ok(w) = crate::shim::open_stdin(&bundle)
                 && let Some(c) = self.containers.lock().get_mut(id) {
                     c.stdin = Some(Arc::new(tokio::sync::Mutex::new(w)));
@@ -387,5 +399,8 @@ mod tests {
     fn env_merges_by_key() {
         let env = merge_env(&["PATH=/bin".into(), "A=1".into()], &[cri::KeyValue { key: "A".into(), value: "2".into() }]);
         assert_eq!(env, vec!["PATH=/bin".to_string(), "A=2".into()]);
+        assert_eq!(terminal_env(env.clone(), false), env);
+        assert_eq!(terminal_env(env.clone(), true).last().unwrap(), "TERM=xterm");
+        assert_eq!(terminal_env(vec!["TERM=vt100".into()], true), vec!["TERM=vt100".to_string()]);
     }
 }

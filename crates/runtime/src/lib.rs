@@ -1,13 +1,15 @@
 //! Skiff's embedded container runtime. It implements the CRI v1
 //! RuntimeService and ImageService (`service.rs`), in-process and on a unix
 //! socket, over: an image store of unpacked layers (`images.rs`), overlayfs
-//! root filesystems, runc with a spec we generate (`spec.rs`), a pause
+//! root filesystems, runc with a spec we generate (`spec.rs`) under a keeper
+//! process that outlives the agent (`shim.rs`, `keeper.rs`), a pause
 //! process per pod that owns its network/IPC/UTS namespaces (`sandbox.rs`,
 //! `pause.rs`), a bridge network wired over rtnetlink (`net/`), and CRI log files
 //! (`logs.rs`).
 
 pub mod container;
 pub mod images;
+pub mod keeper;
 pub mod layers;
 pub mod logs;
 pub mod net;
@@ -34,7 +36,8 @@ pub struct Config {
     pub root: PathBuf,
     /// The OCI runtime binary.
     pub runc: String,
-    /// The binary whose `pause` subcommand is each sandbox's PID 1 (the skiff binary).
+    /// The skiff binary: its `pause` subcommand is each sandbox's PID 1, its
+    /// `keeper` keeps terminal and stdinOnce containers.
     pub pause_exe: PathBuf,
     /// The node bridge and the pod subnet it hands addresses from.
     pub bridge: String,

@@ -4,7 +4,7 @@
 //! The kubelet reads these files back for `kubectl logs`.
 
 use std::io::Write;
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::io::{AsyncRead, AsyncReadExt};
 
 /// A container's live output for `attach`: (is stderr, bytes).
 pub type Output = tokio::sync::broadcast::Sender<(bool, bytes::Bytes)>;
@@ -38,20 +38,46 @@ pub fn records(nanos: i64, stream: &str, chunk: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Copy `pipe` into the shared log file until EOF, and to attached clients.
-pub async fn pump(pipe: impl AsyncRead + Unpin, stream: &'static str, file: std::sync::Arc<parking_lot::Mutex<std::fs::File>>, attached: Output) {
-    let mut r = BufReader::new(pipe);
-    let mut buf = Vec::new();
+/// Records for the complete lines at the front of `pending` (and P
+/// fragments of a line grown past [`MAX_LINE`]), removed from it; what is
+/// left is the start of a line still being written.
+pub fn take_records(nanos: i64, stream: &str, pending: &mut Vec<u8>) -> Vec<u8> {
+    let mut out = Vec::new();
     loop {
-        buf.clear();
-        match r.read_until(b'\n', &mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {
-                let rec = records(crate::timefmt::now_nanos(), stream, &buf);
-                let _ = file.lock().write_all(&rec);
-                let _ = attached.send((stream == "stderr", bytes::Bytes::copy_from_slice(&buf)));
+        match pending.iter().position(|b| *b == b'\n') {
+            Some(i) if i <= MAX_LINE => {
+                out.extend(record(nanos, stream, true, &pending[..i]));
+                pending.drain(..=i);
             }
+            _ if pending.len() > MAX_LINE => {
+                out.extend(record(nanos, stream, false, &pending[..MAX_LINE]));
+                pending.drain(..MAX_LINE);
+            }
+            _ => return out,
         }
+    }
+}
+
+/// Copy `pipe` into the shared log file until EOF, and to attached clients.
+/// Attached clients get each read as it comes, not line by line: a
+/// terminal's prompt has no newline after it.
+pub async fn pump(mut pipe: impl AsyncRead + Unpin, stream: &'static str, file: std::sync::Arc<parking_lot::Mutex<std::fs::File>>, attached: Output) {
+    let mut buf = vec![0u8; 32 * 1024];
+    let mut pending = Vec::new();
+    loop {
+        let n = match pipe.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let _ = attached.send((stream == "stderr", bytes::Bytes::copy_from_slice(&buf[..n])));
+        pending.extend_from_slice(&buf[..n]);
+        let rec = take_records(crate::timefmt::now_nanos(), stream, &mut pending);
+        if !rec.is_empty() {
+            let _ = file.lock().write_all(&rec);
+        }
+    }
+    if !pending.is_empty() {
+        let _ = file.lock().write_all(&records(crate::timefmt::now_nanos(), stream, &pending));
     }
 }
 
@@ -68,5 +94,18 @@ mod tests {
         assert_eq!(lines.len(), 2);
         assert!(lines[0].starts_with("1970-01-01T00:00:00.000000000Z stdout P xxx"));
         assert_eq!(lines[1], "1970-01-01T00:00:00.000000000Z stdout F xxx");
+    }
+    #[test]
+    fn lines_across_reads() {
+        let mut pending = b"/ # ".to_vec();
+        assert!(take_records(0, "stdout", &mut pending).is_empty(), "a prompt is not a line yet");
+        pending.extend_from_slice(b"echo hi\r\nhi\r\n/ # ");
+        let out = String::from_utf8(take_records(0, "stdout", &mut pending)).unwrap();
+        assert_eq!(out, "1970-01-01T00:00:00.000000000Z stdout F / # echo hi\r\n1970-01-01T00:00:00.000000000Z stdout F hi\r\n");
+        assert_eq!(pending, b"/ # ");
+        let mut long = vec![b'y'; MAX_LINE + 1];
+        let out = String::from_utf8(take_records(0, "stdout", &mut long)).unwrap();
+        assert!(out.starts_with("1970-01-01T00:00:00.000000000Z stdout P yyy"), "{}", &out[..60]);
+        assert_eq!(long, b"y");
     }
 }

@@ -9,6 +9,8 @@ use serde_json::{json, Value};
 pub struct SpecInput {
     pub args: Vec<String>,
     pub env: Vec<String>,
+    /// The process gets a new pseudo-terminal as its stdio (`tty: true`).
+    pub terminal: bool,
     pub cwd: String,
     pub uid: u32,
     pub gid: u32,
@@ -75,7 +77,7 @@ pub fn build(i: &SpecInput) -> Value {
     json!({
         "ociVersion": "1.0.2",
         "process": {
-            "terminal": false,
+            "terminal": i.terminal,
             "user": {"uid": i.uid, "gid": i.gid},
             "args": i.args,
             "env": i.env,
@@ -114,6 +116,8 @@ mod tests {
         let s = build(&i);
         assert_eq!(s["process"]["args"][2], "echo hi");
         assert_eq!(s["process"]["cwd"], "/");
+        assert_eq!(s["process"]["terminal"], false);
+        assert_eq!(build(&SpecInput { terminal: true, ..i.clone() })["process"]["terminal"], true);
         let ns = s["linux"]["namespaces"].as_array().unwrap();
         assert!(ns.contains(&json!({"type": "network", "path": "/proc/42/ns/net"})));
         assert!(ns.contains(&json!({"type": "pid"})));

@@ -38,12 +38,21 @@ enum Command {
         #[arg(long)]
         sandbox_hostname: Option<String>,
     },
+    /// Keeps a `tty: true` container: holds its terminal, copies its I/O, records its exit.
+    #[command(hide = true)]
+    Keeper {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     if let Command::Pause { sandbox_hostname } = &cli.command {
         skiff_runtime::pause::main(sandbox_hostname.as_deref());
+    }
+    if let Command::Keeper { args } = &cli.command {
+        skiff_runtime::keeper::main(args);
     }
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(&cli.log_level))
@@ -63,7 +72,7 @@ fn main() -> std::process::ExitCode {
             Command::ControllerManager(args) => cmd::controller_manager::run(args).await,
             Command::Agent(args) => cmd::agent::run(args).await,
             Command::Images(c) => cmd::images::run(c),
-            Command::Pause { .. } => unreachable!("handled before the runtime starts"),
+            Command::Pause { .. } | Command::Keeper { .. } => unreachable!("handled before the runtime starts"),
         }
     });
     match result {

@@ -4,7 +4,8 @@
 //! its logs, `exec`, `attach` and `port-forward` in both upgrade flavours (SPDY for 1.27/1.29, WebSocket
 //! for 1.33, which the kubelet translates to SPDY for containerd), a
 //! crashing container's exit code and restarts, and the sandbox gone from
-//! containerd after the pod is deleted. Root only, and skipped without
+//! containerd after the pod is deleted, and a `tty: true` container's
+//! terminal through `attach -it`. Root only, and skipped without
 //! containerd (package `containerd`).
 //!
 //! The test runs its own containerd (own root, state, socket, runc root,
@@ -15,6 +16,7 @@
 mod common;
 
 use common::node::{apply, attach, build_image, is_root, port_forward, wait_pod};
+use common::tty::attach_tty;
 use common::{free_port, wait_for_port, wait_until, Kubectl, SkiffProc, SkiffServer};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -266,6 +268,16 @@ fn pod_runs_through_containerd() {
             port_forward(&k, "web");
         }
         websocket_without_fallback(&k);
+
+        // tty: true reaches containerd: `attach -it` finds a terminal that follows resizes
+        // (for 1.33 through the kubelet's WebSocket-to-SPDY translation, resize stream included).
+        apply(&k, &json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "term"}, "spec": {"nodeName": "skiff-ctrd", "terminationGracePeriodSeconds": 1,
+            "containers": [{"name": "c", "image": "busybox:skiff-test", "command": ["sh"], "stdin": true, "tty": true}]}}).to_string());
+        wait_pod(&k, "term", "Running", |p| p["status"]["phase"] == "Running");
+        for (minor, size) in [(29, (100, 30)), (33, (132, 43))] {
+            attach_tty(&Kubectl::new(minor, &server.kubeconfig), "term", size).kill();
+        }
+        k.ok(&["delete", "pod", "term", "--wait=true", "--timeout=60s"]);
 
         // A container that fails: its exit code, then restarts with backoff; logs --previous.
         apply(&k, &pod("crash", "echo attempt; exit 7", json!({})));

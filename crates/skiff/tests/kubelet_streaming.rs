@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::node::{apply, attach, build_busybox_image, is_root, port_forward, wait_pod, Agent};
+use common::node::{apply, attach, build_busybox_image, is_root, port_forward, spawn_agent, wait_pod, wait_sandboxes_gone};
 use common::{free_port, wait_for_port, Kubectl, SkiffServer};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -221,29 +221,8 @@ fn exec_attach_and_port_forward() {
     let mut server = Some(SkiffServer::start_with(&d.join("server"), free_port(), &["--disable-agent"]));
     let kubeconfig = server.as_ref().unwrap().kubeconfig.clone();
     let kport = free_port();
-    let start_agent = || {
-        Agent(
-            Command::new(skiff)
-                .args(["agent", "--kubeconfig"])
-                .arg(&kubeconfig)
-                .args(["--node-name", "skiff-st", "--node-ip", "127.0.0.1", "--port", &kport.to_string(), "--bridge", "skiffst0", "--pod-cidr", "10.244.251.0/24"])
-                .arg("--runtime-root")
-                .arg(&runtime_root)
-                .arg("--cri-socket")
-                .arg(d.join("cri.sock"))
-                .arg("--pod-log-dir")
-                .arg(d.join("pods"))
-                .arg("--root-dir")
-                .arg(d.join("kubelet"))
-                .arg("--eviction-memory-available-file")
-                .arg(d.join("memory-available"))
-                .args(["--eviction-monitoring-period", "2"])
-                .stdout(Stdio::null())
-                .stderr(std::fs::OpenOptions::new().create(true).append(true).open(d.join("agent.log")).unwrap())
-                .spawn()
-                .unwrap(),
-        )
-    };
+    let memory_file = d.join("memory-available");
+    let start_agent = || spawn_agent(&kubeconfig, d, "skiff-st", kport, "skiffst0", "10.244.251.0/24", &["--eviction-memory-available-file", memory_file.to_str().unwrap(), "--eviction-monitoring-period", "2"]);
     let mut agent = Some(start_agent());
     wait_for_port(kport, Duration::from_secs(30));
     let k = Kubectl::new(33, &kubeconfig);
@@ -279,6 +258,7 @@ fn exec_attach_and_port_forward() {
         eviction(&k, &d.join("memory-available"));
     }));
     let _ = k.run(&["delete", "pods", "--all", "--grace-period=1", "--wait=true", "--timeout=60s"]);
+    wait_sandboxes_gone(&runtime_root);
     drop(agent);
     drop(server);
     let _ = Command::new("ip").args(["link", "del", "skiffst0"]).status();

@@ -187,14 +187,25 @@ async fn exec_tty(mut c: tokio::process::Command, mut io: Io) -> Result<i32> {
 }
 
 /// Stream the container's own output (and feed its stdin, if it was
-/// created with one) until it exits or the client goes away.
+/// created with one) until it exits or the client goes away. A terminal
+/// container's window follows the client's (through its keeper).
 pub async fn attach(rt: &Arc<Runtime>, id: &str, mut io: Io) -> Result<()> {
     running(rt, id)?;
-    let (mut out, stdin, once, mut exited) = {
+    let (mut out, stdin, once, tty, bundle, mut exited) = {
         let cs = rt.containers.lock();
         let c = cs.get(id).context("container vanished")?;
-        (c.output.subscribe(), c.stdin.clone(), c.config.stdin_once, c.exited.clone())
+        (c.output.subscribe(), c.stdin.clone(), c.config.stdin_once, c.config.tty, c.bundle.clone(), c.exited.clone())
     };
+    if let (true, Some(mut rx)) = (tty, io.resize.take()) {
+        let bundle = bundle.clone();
+        tokio::spawn(async move {
+            while let Some((cols, rows)) = rx.recv().await {
+                if let Err(e) = crate::shim::control(&bundle, &crate::keeper::Request::Resize { cols, rows }) {
+                    tracing::debug!("resizing the terminal: {e:#}");
+                }
+            }
+        });
+    }
     if let Some(mut rx) = io.stdin.take() {
         match stdin {
             Some(w) => {
@@ -205,14 +216,21 @@ pub async fn attach(rt: &Arc<Runtime>, id: &str, mut io: Io) -> Result<()> {
                             return;
                         }
                     }
-                    // stdinOnce: the first attached client's end of input is the container's.
-                    if once
-                        && let Some(c) = rt.containers.lock().get_mut(&id) {
-                            c.stdin = None;
+                    // stdinOnce: the first attached client's end of input is the
+                    // container's. Our writer goes (with the container's handle on
+                    // it), then the keeper's: the FIFO then ends after what was written.
+                    if once && rt.containers.lock().get_mut(&id).and_then(|c| c.stdin.take()).is_some() {
+                        drop(w);
+                        tracing::info!(container = %id, "stdinOnce: the attached client closed stdin; closing the container's");
+                        // A restarted agent must not offer it again.
+                        let _ = std::fs::write(bundle.join(crate::shim::STDIN_CLOSED), b"");
+                        if let Err(e) = crate::shim::control(&bundle, &crate::keeper::Request::CloseStdin) {
+                            tracing::warn!(container = %id, "closing stdin: {e:#}");
                         }
+                    }
                 });
             }
-            None => bail!("container {id} was not created with stdin: true"),
+            None => bail!("container {id} was not created with stdin: true, or its stdin is closed"),
         }
     }
     loop {

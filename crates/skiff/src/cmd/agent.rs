@@ -106,11 +106,15 @@ pub async fn run(args: AgentArgs) -> Result<()> {
 }
 
 /// Why this machine cannot run containers, if it cannot: the agent needs
-/// root (namespaces, mounts, cgroups) and an OCI runtime binary.
-fn preflight(runc: &str) -> Option<String> {
+/// root (namespaces, mounts, cgroups) and, for the embedded runtime, an OCI
+/// runtime binary (another CRI runtime brings its own).
+fn preflight(runc: &str, external_cri: bool) -> Option<String> {
     let root = std::process::Command::new("id").arg("-u").output().ok().is_some_and(|o| o.stdout.trim_ascii() == b"0");
     if !root {
         return Some("not running as root".into());
+    }
+    if external_cri {
+        return None;
     }
     let path = std::env::var_os("PATH").unwrap_or_default();
     let found = runc.contains('/') && std::path::Path::new(runc).exists() || std::env::split_paths(&path).any(|d| d.join(runc).exists());
@@ -120,7 +124,7 @@ fn preflight(runc: &str) -> Option<String> {
 /// The agent inside `skiff server`: it never takes the control plane down;
 /// on a machine that cannot run containers it only says why.
 pub async fn run_in_server(args: AgentArgs) {
-    if let Some(why) = preflight(&args.runc) {
+    if let Some(why) = preflight(&args.runc, args.container_runtime_endpoint.is_some()) {
         tracing::info!("not running the agent for this machine: {why} (pass --disable-agent to silence this)");
         return;
     }

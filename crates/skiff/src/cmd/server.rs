@@ -59,6 +59,10 @@ pub struct ServerArgs {
     /// Port of this machine's kubelet endpoint.
     #[arg(long, default_value_t = 10250)]
     kubelet_port: u16,
+    /// The agent's CRI runtime socket, `unix:///run/containerd/containerd.sock`
+    /// (as `skiff agent --container-runtime-endpoint`); default: the embedded runtime.
+    #[arg(long)]
+    container_runtime_endpoint: Option<String>,
     #[command(flatten)]
     net: super::controller_manager::NetControllerArgs,
     /// etcd's clustering flags: with `--initial-cluster` naming several
@@ -84,6 +88,32 @@ async fn serve_etcd_api(store: &Store, id: skiff_store::grpc::Identity, urls: &s
         tokio::spawn(skiff_store::grpc::serve(ctx.clone(), listener, std::future::pending::<()>()));
     }
     Ok(())
+}
+
+/// The in-process agent's flags: what `skiff agent` would get on this
+/// machine, with its state under the server's data directory.
+fn agent_args(args: &ServerArgs, dir: &std::path::Path, kubeconfig: PathBuf) -> super::agent::AgentArgs {
+    super::agent::AgentArgs {
+        kubeconfig,
+        node_name: args.node_name.clone(),
+        node_ip: None,
+        port: args.kubelet_port,
+        client_ca_file: None,
+        tls_cert_file: None,
+        tls_private_key_file: None,
+        container_runtime_endpoint: args.container_runtime_endpoint.clone(),
+        cri_socket: dir.join("cri.sock"),
+        runtime_root: dir.join("runtime"),
+        runc: "runc".into(),
+        bridge: "skiff0".into(),
+        pod_cidr: "10.244.0.0/24".into(),
+        pod_log_dir: "/var/log/pods".into(),
+        root_dir: dir.join("kubelet"),
+        pod_manifest_path: None,
+        eviction_hard: "memory.available<100Mi,nodefs.available<10%".into(),
+        eviction_memory_available_file: None,
+        eviction_monitoring_period: 10,
+    }
 }
 
 fn default_data_dir() -> PathBuf {
@@ -149,28 +179,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     storage.kubelet = skiff_apiserver::kubelet_client::KubeletClient::new(Some((&pki.kubelet_client_cert_pem, &pki.kubelet_client_key_pem)), kubelet_ca.as_deref())?;
     let kubeconfig = certs::write_kubeconfig(&dir, &pki, args.listen)?;
     if !args.disable_agent {
-        let agent = super::agent::AgentArgs {
-            kubeconfig: kubeconfig.clone(),
-            node_name: args.node_name.clone(),
-            node_ip: None,
-            port: args.kubelet_port,
-            client_ca_file: None,
-            tls_cert_file: None,
-            tls_private_key_file: None,
-            container_runtime_endpoint: None,
-            cri_socket: dir.join("cri.sock"),
-            runtime_root: dir.join("runtime"),
-            runc: "runc".into(),
-            bridge: "skiff0".into(),
-            pod_cidr: "10.244.0.0/24".into(),
-            pod_log_dir: "/var/log/pods".into(),
-            root_dir: dir.join("kubelet"),
-            pod_manifest_path: None,
-            eviction_hard: "memory.available<100Mi,nodefs.available<10%".into(),
-            eviction_memory_available_file: None,
-            eviction_monitoring_period: 10,
-        };
-        tokio::spawn(super::agent::run_in_server(agent));
+        tokio::spawn(super::agent::run_in_server(agent_args(&args, &dir, kubeconfig.clone())));
     }
     let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
     tracing::info!(listen = %args.listen, data_dir = %dir.display(), "API server ready");
@@ -204,4 +213,29 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     tracing::info!("shutting down");
     drop(store);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        server: ServerArgs,
+    }
+
+    #[test]
+    fn the_in_process_agent_gets_the_runtime_endpoint() {
+        let cli = Cli::try_parse_from(["server", "--container-runtime-endpoint", "unix:///run/containerd/containerd.sock", "--kubelet-port", "10260"]).unwrap();
+        let a = agent_args(&cli.server, std::path::Path::new("/d"), "/d/admin.kubeconfig".into());
+        assert_eq!(a.container_runtime_endpoint.as_deref(), Some("unix:///run/containerd/containerd.sock"));
+        assert_eq!(a.port, 10260);
+        assert_eq!(a.cri_socket, std::path::Path::new("/d/cri.sock"));
+        let cfg = super::super::agent::config(&a);
+        assert_eq!(cfg.cri_endpoint.as_deref(), Some("unix:///run/containerd/containerd.sock"));
+        let cli = Cli::try_parse_from(["server"]).unwrap();
+        assert_eq!(agent_args(&cli.server, std::path::Path::new("/d"), "/k".into()).container_runtime_endpoint, None);
+    }
 }

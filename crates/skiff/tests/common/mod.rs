@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod node;
+pub mod tty;
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};

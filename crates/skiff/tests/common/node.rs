@@ -83,6 +83,43 @@ impl Drop for Agent {
     }
 }
 
+/// `skiff agent` for node `node` (node IP 127.0.0.1, kubelet port `port`),
+/// with its runtime, CRI socket, pod logs and kubelet state under `d`, its
+/// log appended to `<d>/agent.log`, and `extra` flags.
+pub fn spawn_agent(kubeconfig: &Path, d: &Path, node: &str, port: u16, bridge: &str, pod_cidr: &str, extra: &[&str]) -> Agent {
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(d.join("agent.log")).unwrap();
+    Agent(
+        Command::new(env!("CARGO_BIN_EXE_skiff"))
+            .args(["agent", "--kubeconfig"])
+            .arg(kubeconfig)
+            .args(["--node-name", node, "--node-ip", "127.0.0.1", "--port", &port.to_string(), "--bridge", bridge, "--pod-cidr", pod_cidr])
+            .arg("--runtime-root")
+            .arg(d.join("runtime"))
+            .arg("--cri-socket")
+            .arg(d.join("cri.sock"))
+            .arg("--pod-log-dir")
+            .arg(d.join("pods"))
+            .arg("--root-dir")
+            .arg(d.join("kubelet"))
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// Finished pods leave the API at once, before the agent has removed their
+/// sandboxes: wait (up to 30 s) until the runtime under `runtime_root`
+/// records none, so stopping the agent leaves no pause process behind.
+pub fn wait_sandboxes_gone(runtime_root: &Path) {
+    let dir = runtime_root.join("sandboxes");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::fs::read_dir(&dir).map(|r| r.count() > 0).unwrap_or(false) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 pub fn get(k: &Kubectl, pod: &str) -> Value {
     let out = k.run(&["get", "pod", pod, "-o", "json"]);
     serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
