@@ -38,7 +38,7 @@ impl State {
     pub fn snapshot(&self) -> Snapshot<'_> {
         // Nodes that exist (a NodeInfo may outlive its Node while pods
         // remain), in name order: a stable order for round-robin filtering.
-        Snapshot { nodes: self.nodes.values().filter(|n| n.node.is_some()).collect(), index: Some(&self.index) }
+        Snapshot { nodes: self.nodes.values().filter(|n| n.node.is_some()).collect(), index: Some(&self.index), by_name: Some(&self.nodes) }
     }
 
     /// spec.priority, else the PriorityClass's value, else the global default, else 0.

@@ -155,12 +155,23 @@ pub struct Snapshot<'a> {
     pub nodes: Vec<&'a NodeInfo>,
     /// The same pods by namespace and label (None: plugins scan `nodes`).
     pub index: Option<&'a crate::pod_index::PodIndex>,
+    /// The cache's nodes by name, to find an indexed pod's node without
+    /// building a map each cycle.
+    pub by_name: Option<&'a BTreeMap<String, NodeInfo>>,
 }
 
 impl<'a> Snapshot<'a> {
     /// A snapshot without an index (tests, trial views).
     pub fn of(nodes: Vec<&'a NodeInfo>) -> Snapshot<'a> {
-        Snapshot { nodes, index: None }
+        Snapshot { nodes, index: None, by_name: None }
+    }
+
+    /// The node called `name`, if this view has it.
+    pub fn node(&self, name: &str) -> Option<&'a NodeInfo> {
+        match self.by_name {
+            Some(m) => m.get(name).filter(|n| n.node.is_some()),
+            None => self.nodes.iter().copied().find(|n| n.name == name),
+        }
     }
 }
 

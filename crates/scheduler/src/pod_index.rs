@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
-use crate::framework::{NodeInfo, PodInfo};
+use crate::framework::PodInfo;
 use crate::plugins::helpers::selector_matches;
 
 /// A placed pod and the node it is on.
@@ -87,11 +87,6 @@ impl PodIndex {
         };
         spaces.into_iter().flat_map(move |ns| candidates(ns, sel).filter(move |p| selector_matches(sel, &p.pod.labels)))
     }
-}
-
-/// Nodes by name, for resolving a [`Placed`] pod's node within a cycle's view.
-pub fn node_map<'a>(nodes: &[&'a NodeInfo]) -> HashMap<&'a str, &'a NodeInfo> {
-    nodes.iter().map(|n| (n.name.as_str(), *n)).collect()
 }
 
 /// The smallest set of pods that can contain every match: those carrying the

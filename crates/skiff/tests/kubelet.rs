@@ -398,3 +398,69 @@ fn server_runs_an_agent_for_its_node() {
     let st = server.stop();
     assert!(st.success(), "{st:?}");
 }
+
+/// `skiff server` with its own agent and scheduler: a Deployment of 20
+/// replicas lands on its one node, and every replica's container runs and
+/// turns Ready (real runc containers, one pod IP each).
+#[test]
+fn a_deployment_of_20_replicas_reaches_ready_on_one_node() {
+    if unsafe { libc_geteuid() } != 0 || Command::new("runc").arg("--version").output().is_err() {
+        eprintln!("skipping: the server's agent needs root and runc");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let image = build_busybox_image(d);
+    let data = d.join("server");
+    let runtime_root = data.join("runtime");
+    let out = Command::new(env!("CARGO_BIN_EXE_skiff")).args(["images", "import"]).arg(&image).arg("--runtime-root").arg(&runtime_root).output().unwrap();
+    assert!(out.status.success(), "import: {}", String::from_utf8_lossy(&out.stderr));
+    let kport = free_port();
+    let server = SkiffServer::start_with(&data, free_port(), &["--node-name", "skiff-d20", "--kubelet-port", &kport.to_string(), "+scheduler"]);
+    let k = Kubectl::new(33, &server.kubeconfig);
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        wait_until_ok(&k, &["wait", "--for=condition=Ready", "node/skiff-d20", "--timeout=60s"], Duration::from_secs(60));
+        k.ok(&["create", "deployment", "web", "--image=busybox:skiff-test", "--replicas=20", "--", "sleep", "3600"]);
+        let out = k.run(&["rollout", "status", "deployment/web", "--timeout=180s"]);
+        assert!(out.status.success(), "rollout: {} {}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert_eq!(k.ok(&["get", "deployment", "web", "-o", "jsonpath={.status.readyReplicas}"]), "20");
+        let pods: Value = serde_json::from_str(&k.ok(&["get", "pods", "-l", "app=web", "-o", "json"])).unwrap();
+        let items = pods["items"].as_array().unwrap();
+        assert_eq!(items.len(), 20);
+        let mut ips = std::collections::HashSet::new();
+        for p in items {
+            assert_eq!(p["spec"]["nodeName"], "skiff-d20");
+            assert_eq!(p["status"]["phase"], "Running");
+            assert_eq!(p["status"]["containerStatuses"][0]["ready"], true, "{p}");
+            assert!(ips.insert(p["status"]["podIP"].as_str().unwrap().to_string()), "duplicate pod IP in {pods}");
+        }
+        // Twenty `sleep 3600` processes really run.
+        let sleeping = sh("pgrep -f '^sleep 3600$' | wc -l").trim().parse::<usize>().unwrap();
+        assert!(sleeping >= 20, "{sleeping} sleep processes");
+        k.ok(&["delete", "deployment", "web"]);
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !k.ok(&["get", "pods", "-l", "app=web", "-o", "name"]).trim().is_empty() {
+            assert!(Instant::now() < deadline, "the replicas were not removed");
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }));
+    let st = server.stop();
+    let _ = Command::new("ip").args(["link", "del", "skiff0"]).status();
+    let _ = Command::new("sh").arg("-c").arg(format!("grep -o '{}[^ ]*rootfs' /proc/mounts | xargs -r umount -l", runtime_root.display())).status();
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
+    assert!(st.success(), "{st:?}");
+}
+
+fn wait_until_ok(k: &Kubectl, args: &[&str], timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let out = k.run(args);
+        if out.status.success() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}

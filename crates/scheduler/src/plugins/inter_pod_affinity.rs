@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::PodAffinityTerm;
 
 use super::helpers::selector_matches;
 use crate::framework::{CycleState, NodeInfo, Plugin, PodInfo, Snapshot, Status, MAX_NODE_SCORE};
-use crate::pod_index::{node_map, Namespaces};
+use crate::pod_index::Namespaces;
 
 pub struct InterPodAffinity;
 
@@ -41,12 +41,12 @@ fn term_selects(term: &PodAffinityTerm, owner_ns: &str, target: &PodInfo) -> boo
 
 /// Calls `f` with the node of every placed pod `term` selects: through the
 /// index when the cycle has one (only candidate pods), else by scanning.
-fn for_selected<'a>(snap: &Snapshot<'a>, nodes: &HashMap<&'a str, &'a NodeInfo>, term: &PodAffinityTerm, owner_ns: &str, mut f: impl FnMut(&'a NodeInfo, &PodInfo)) {
+fn for_selected<'a>(snap: &Snapshot<'a>, term: &PodAffinityTerm, owner_ns: &str, mut f: impl FnMut(&'a NodeInfo, &PodInfo)) {
     match (snap.index, &term.label_selector) {
         (_, None) => {}
         (Some(ix), Some(sel)) => {
             for p in ix.matching(term_namespaces(term, owner_ns), sel) {
-                if let Some(n) = nodes.get(&*p.node) {
+                if let Some(n) = snap.node(&p.node) {
                     f(n, &p.pod);
                 }
             }
@@ -128,10 +128,9 @@ impl Plugin for InterPodAffinity {
                 }
             }
         }
-        let nodes = if aff.is_empty() && anti.is_empty() { HashMap::new() } else { node_map(&snap.nodes) };
         // A pod counts for affinity when it matches every term.
         if let Some((first, rest)) = aff.split_first() {
-            for_selected(snap, &nodes, first, &pod.namespace, |n, e| {
+            for_selected(snap, first, &pod.namespace, |n, e| {
                 if rest.iter().all(|t| term_selects(t, &pod.namespace, e)) {
                     for t in aff {
                         add(&mut s.affinity, n, &t.topology_key, 1);
@@ -140,7 +139,7 @@ impl Plugin for InterPodAffinity {
             });
         }
         for t in anti {
-            for_selected(snap, &nodes, t, &pod.namespace, |n, _| add(&mut s.anti, n, &t.topology_key, 1));
+            for_selected(snap, t, &pod.namespace, |n, _| add(&mut s.anti, n, &t.topology_key, 1));
         }
         state.inter_pod_affinity = Some(s);
         Status::success()
@@ -172,14 +171,13 @@ impl Plugin for InterPodAffinity {
         let pref_aff = a.and_then(|a| a.pod_affinity.as_ref()).and_then(|x| x.preferred_during_scheduling_ignored_during_execution.as_deref()).unwrap_or(&[]);
         let pref_anti = a.and_then(|a| a.pod_anti_affinity.as_ref()).and_then(|x| x.preferred_during_scheduling_ignored_during_execution.as_deref()).unwrap_or(&[]);
         let mut scores = Counts::new();
-        let nodes = if pref_aff.is_empty() && pref_anti.is_empty() { HashMap::new() } else { node_map(&snap.nodes) };
         for w in pref_aff {
             let t = &w.pod_affinity_term;
-            for_selected(snap, &nodes, t, &pod.namespace, |n, _| add(&mut scores, n, &t.topology_key, w.weight as i64));
+            for_selected(snap, t, &pod.namespace, |n, _| add(&mut scores, n, &t.topology_key, w.weight as i64));
         }
         for w in pref_anti {
             let t = &w.pod_affinity_term;
-            for_selected(snap, &nodes, t, &pod.namespace, |n, _| add(&mut scores, n, &t.topology_key, -(w.weight as i64)));
+            for_selected(snap, t, &pod.namespace, |n, _| add(&mut scores, n, &t.topology_key, -(w.weight as i64)));
         }
         // Existing pods' terms toward this pod (hardPodAffinityWeight 1 for required affinity).
         for node in &snap.nodes {

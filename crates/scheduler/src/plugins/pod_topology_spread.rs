@@ -12,7 +12,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelecto
 use super::helpers::{selector_matches, tolerated};
 use super::node_affinity::required_matches;
 use crate::framework::{CycleState, NodeInfo, Plugin, PodInfo, Snapshot, Status, MAX_NODE_SCORE};
-use crate::pod_index::{node_map, Namespaces, PodIndex};
+use crate::pod_index::Namespaces;
 
 pub struct PodTopologySpread;
 
@@ -81,11 +81,11 @@ fn count_matching(pod: &PodInfo, c: &Constraint, node: &NodeInfo) -> i64 {
 }
 
 /// Per constraint: matching pods per domain value (every eligible domain present).
-fn counts(pod: &PodInfo, cs: &[Constraint], nodes: &[&NodeInfo], index: Option<&PodIndex>) -> Vec<BTreeMap<String, i64>> {
+fn counts(pod: &PodInfo, cs: &[Constraint], snap: &Snapshot) -> Vec<BTreeMap<String, i64>> {
     let mut out = vec![BTreeMap::new(); cs.len()];
-    let eligible: Vec<&NodeInfo> = nodes.iter().copied().filter(|n| eligible(pod, cs, n)).collect();
-    let Some(index) = index else {
-        for n in eligible {
+    let eligible_nodes = snap.nodes.iter().copied().filter(|n| eligible(pod, cs, n));
+    let Some(index) = snap.index else {
+        for n in eligible_nodes {
             for (i, c) in cs.iter().enumerate() {
                 *domain_entry(&mut out[i], &n.labels[&c.key]) += count_matching(pod, c, n);
             }
@@ -94,19 +94,18 @@ fn counts(pod: &PodInfo, cs: &[Constraint], nodes: &[&NodeInfo], index: Option<&
     };
     // Every eligible domain starts at 0; then only the pods the selector
     // picks (through the index) are counted, on the eligible nodes.
-    for n in &eligible {
+    for n in eligible_nodes {
         for (i, c) in cs.iter().enumerate() {
             domain_entry(&mut out[i], &n.labels[&c.key]);
         }
     }
-    let by_name = node_map(&eligible);
     for (i, c) in cs.iter().enumerate() {
         let Some(sel) = &c.selector else { continue };
         for p in index.matching(Namespaces::One(&pod.namespace), sel) {
             if p.pod.pod.metadata.deletion_timestamp.is_some() {
                 continue;
             }
-            if let Some(n) = by_name.get(&*p.node) {
+            if let Some(n) = snap.node(&p.node).filter(|n| eligible(pod, cs, n)) {
                 *domain_entry(&mut out[i], &n.labels[&c.key]) += 1;
             }
         }
@@ -145,7 +144,7 @@ impl Plugin for PodTopologySpread {
     fn pre_filter(&self, state: &mut CycleState, pod: &PodInfo, snap: &Snapshot) -> Status {
         let cs = constraints(pod, "DoNotSchedule");
         if !cs.is_empty() {
-            let counts = counts(pod, &cs, &snap.nodes, snap.index);
+            let counts = counts(pod, &cs, snap);
             let minimums = cs
                 .iter()
                 .zip(&counts)
@@ -183,7 +182,7 @@ impl Plugin for PodTopologySpread {
                 ((domains.len() + 2) as f64).ln()
             })
             .collect();
-        let counts = counts(pod, &cs, &snap.nodes, snap.index);
+        let counts = counts(pod, &cs, snap);
         state.topology_spread_score = Some(PreScoreState { constraints: cs, counts, weights, ignored });
     }
     fn score(&self, state: &CycleState, _pod: &PodInfo, node: &NodeInfo) -> i64 {
