@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::node::{apply, build_busybox_image, sh, wait_pod, Agent};
+use common::node::{apply, build_busybox_image, sh, spawn_agent, wait_pod, Agent};
 use common::{free_port, wait_for_port, Kubectl, SkiffServer};
 use serde_json::Value;
 use std::path::Path;
@@ -36,26 +36,8 @@ fn pods_run_in_real_containers() {
 
     let server = SkiffServer::start_with(&d.join("server"), free_port(), &["--disable-agent"]);
     let kport = free_port();
-    let _agent = Agent(
-        Command::new(skiff)
-            .args(["agent", "--kubeconfig"])
-            .arg(&server.kubeconfig)
-            .args(["--node-name", "skiff-e2e", "--node-ip", "127.0.0.1", "--port", &kport.to_string(), "--bridge", "skiffe2e0", "--pod-cidr", "10.244.250.0/24"])
-            .arg("--runtime-root")
-            .arg(&runtime_root)
-            .arg("--cri-socket")
-            .arg(d.join("cri.sock"))
-            .arg("--pod-log-dir")
-            .arg(d.join("pods"))
-            .arg("--root-dir")
-            .arg(d.join("kubelet"))
-            .arg("--pod-manifest-path")
-            .arg(d.join("manifests"))
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(d.join("agent.log")).unwrap())
-            .spawn()
-            .unwrap(),
-    );
+    let manifests = d.join("manifests");
+    let _agent = spawn_agent(&server.kubeconfig, d, "skiff-e2e", kport, "skiffe2e0", "10.244.250.0/24", &["--pod-manifest-path", manifests.to_str().unwrap()]);
     wait_for_port(kport, Duration::from_secs(30));
     let k = Kubectl::new(33, &server.kubeconfig);
 
@@ -377,15 +359,7 @@ fn server_runs_an_agent_for_its_node() {
     let kport = free_port();
     let server = SkiffServer::start_with(dir.path(), free_port(), &["--node-name", "skiff-self", "--kubelet-port", &kport.to_string()]);
     let k = Kubectl::new(33, &server.kubeconfig);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let out = k.run(&["get", "node", "skiff-self", "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"]);
-        if String::from_utf8_lossy(&out.stdout) == "True" {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the server's agent never registered its node");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    node_ready(&k, "skiff-self");
     let port = k.ok(&["get", "node", "skiff-self", "-o", "jsonpath={.status.daemonEndpoints.kubeletEndpoint.Port}"]);
     assert_eq!(port, kport.to_string());
     // Its port trusts the cluster CA the server made: the server's kubelet-client certificate gets in, no certificate does not.
@@ -419,7 +393,7 @@ fn a_deployment_of_20_replicas_reaches_ready_on_one_node() {
     let server = SkiffServer::start_with(&data, free_port(), &["--node-name", "skiff-d20", "--kubelet-port", &kport.to_string(), "+scheduler"]);
     let k = Kubectl::new(33, &server.kubeconfig);
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        wait_until_ok(&k, &["wait", "--for=condition=Ready", "node/skiff-d20", "--timeout=60s"], Duration::from_secs(60));
+        node_ready(&k, "skiff-d20");
         k.ok(&["create", "deployment", "web", "--image=busybox:skiff-test", "--replicas=20", "--", "sleep", "3600"]);
         let out = k.run(&["rollout", "status", "deployment/web", "--timeout=180s"]);
         assert!(out.status.success(), "rollout: {} {}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
@@ -453,14 +427,10 @@ fn a_deployment_of_20_replicas_reaches_ready_on_one_node() {
     assert!(st.success(), "{st:?}");
 }
 
-fn wait_until_ok(k: &Kubectl, args: &[&str], timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let out = k.run(args);
-        if out.status.success() {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        std::thread::sleep(Duration::from_millis(300));
-    }
+/// Wait until the server's own agent has registered `node` and it is Ready.
+fn node_ready(k: &Kubectl, node: &str) {
+    common::wait_until(&format!("node {node} Ready"), Duration::from_secs(60), || {
+        let out = k.run(&["get", "node", node, "-o", "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}"]);
+        (String::from_utf8_lossy(&out.stdout) == "True").then_some(())
+    });
 }
