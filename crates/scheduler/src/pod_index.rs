@@ -92,7 +92,7 @@ impl PodIndex {
 /// The smallest set of pods that can contain every match: those carrying the
 /// selector's most selective required `key=value`, else all of them.
 fn candidates<'a>(ns: &'a Namespace, sel: &LabelSelector) -> Box<dyn Iterator<Item = &'a Placed> + 'a> {
-    let required = sel.match_labels.iter().flatten().map(|(k, v)| (k, v)).chain(
+    let required = sel.match_labels.iter().flatten().chain(
         sel.match_expressions.iter().flatten().filter(|e| e.operator == "In" && e.values.as_ref().is_some_and(|v| v.len() == 1)).map(|e| (&e.key, &e.values.as_ref().unwrap()[0])),
     );
     let mut best: Option<&ByKey> = None;
