@@ -28,6 +28,8 @@ pub struct State {
     pub scheduler_name: String,
     /// Every placed pod by namespace and label, in step with `nodes`.
     pub index: crate::pod_index::PodIndex,
+    /// The label values of the nodes that exist, in step with `nodes`.
+    pub domains: crate::pod_index::Domains,
 }
 
 impl State {
@@ -38,7 +40,7 @@ impl State {
     pub fn snapshot(&self) -> Snapshot<'_> {
         // Nodes that exist (a NodeInfo may outlive its Node while pods
         // remain), in name order: a stable order for round-robin filtering.
-        Snapshot { nodes: self.nodes.values().filter(|n| n.node.is_some()).collect(), index: Some(&self.index), by_name: Some(&self.nodes) }
+        Snapshot { nodes: self.nodes.values().filter(|n| n.node.is_some()).collect(), index: Some(&self.index), by_name: Some(&self.nodes), domains: Some(&self.domains) }
     }
 
     /// spec.priority, else the PriorityClass's value, else the global default, else 0.
@@ -56,12 +58,20 @@ impl State {
     pub fn upsert_node(&mut self, node: Node) {
         let name = node.metadata.name.clone().unwrap_or_default();
         let is_new = self.nodes.get(&name).is_none_or(|n| n.node.is_none());
-        self.nodes.entry(name).or_default().set_node(node);
+        let info = self.nodes.entry(name).or_default();
+        if !is_new {
+            self.domains.remove(&info.labels);
+        }
+        info.set_node(node);
+        self.domains.add(&info.labels);
         self.queue.on_event(if is_new { ClusterEvent::NodeAdd } else { ClusterEvent::NodeUpdate });
     }
 
     pub fn delete_node(&mut self, name: &str) {
         if let Some(n) = self.nodes.get_mut(name) {
+            if n.node.is_some() {
+                self.domains.remove(&n.labels);
+            }
             n.node = None;
             if n.pods.is_empty() {
                 self.nodes.remove(name);

@@ -158,12 +158,14 @@ pub struct Snapshot<'a> {
     /// The cache's nodes by name, to find an indexed pod's node without
     /// building a map each cycle.
     pub by_name: Option<&'a BTreeMap<String, NodeInfo>>,
+    /// The nodes' label values, for topology domains (None: from `nodes`).
+    pub domains: Option<&'a crate::pod_index::Domains>,
 }
 
 impl<'a> Snapshot<'a> {
     /// A snapshot without an index (tests, trial views).
     pub fn of(nodes: Vec<&'a NodeInfo>) -> Snapshot<'a> {
-        Snapshot { nodes, index: None, by_name: None }
+        Snapshot { nodes, index: None, by_name: None, domains: None }
     }
 
     /// The node called `name`, if this view has it.

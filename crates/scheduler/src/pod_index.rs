@@ -89,6 +89,39 @@ impl PodIndex {
     }
 }
 
+/// How many nodes (with a Node object) carry each label key and value: the
+/// topology domains that exist, without visiting every node each cycle.
+#[derive(Default, Debug)]
+pub struct Domains(HashMap<String, HashMap<String, usize>>);
+
+impl Domains {
+    pub fn add(&mut self, labels: &std::collections::BTreeMap<String, String>) {
+        for (k, v) in labels {
+            *self.0.entry(k.clone()).or_default().entry(v.clone()).or_default() += 1;
+        }
+    }
+
+    pub fn remove(&mut self, labels: &std::collections::BTreeMap<String, String>) {
+        for (k, v) in labels {
+            let Some(values) = self.0.get_mut(k) else { continue };
+            if let Some(n) = values.get_mut(v) {
+                *n -= 1;
+                if *n == 0 {
+                    values.remove(v);
+                }
+            }
+            if values.is_empty() {
+                self.0.remove(k);
+            }
+        }
+    }
+
+    /// The values `key` takes across the nodes.
+    pub fn values<'a>(&'a self, key: &str) -> impl Iterator<Item = &'a String> + 'a {
+        self.0.get(key).into_iter().flat_map(|v| v.keys())
+    }
+}
+
 /// The smallest set of pods that can contain every match: those carrying the
 /// selector's most selective required `key=value`, else all of them.
 fn candidates<'a>(ns: &'a Namespace, sel: &LabelSelector) -> Box<dyn Iterator<Item = &'a Placed> + 'a> {
@@ -178,9 +211,16 @@ mod tests {
         let (mut rejected, mut scored) = (0, 0);
         for round in 0..20 {
             let mut st = State::new("default-scheduler");
+            let node = |i: u64, zone: Option<String>| {
+                let mut labels = json!({"kubernetes.io/hostname": format!("n{i}")});
+                if let Some(z) = zone {
+                    labels["zone"] = json!(z);
+                }
+                serde_json::from_value(json!({"metadata": {"name": format!("n{i}"), "labels": labels}})).unwrap()
+            };
+            // n11 has no zone: not eligible for zone constraints.
             for i in 0..12 {
-                let node = json!({"metadata": {"name": format!("n{i}"), "labels": {"kubernetes.io/hostname": format!("n{i}"), "zone": format!("z{}", i % 3)}}});
-                st.upsert_node(serde_json::from_value(node).unwrap());
+                st.upsert_node(node(i, (i != 11).then(|| format!("z{}", i % 3))));
             }
             let apps = ["a", "b", "c"];
             for i in 0..60 {
@@ -209,6 +249,12 @@ mod tests {
                     st.assume(p, &format!("n{}", next(12)));
                 }
             }
+            // All of z2's nodes move to z9 (z2 is gone as a domain), and a
+            // node goes away (its pods stay in the cache).
+            for i in [2, 5, 8] {
+                st.upsert_node(node(i, Some("z9".into())));
+            }
+            st.delete_node(&format!("n{}", 4 + next(2)));
             for k in 0..6 {
                 let app = apps[next(3) as usize];
                 let incoming = crate::plugins::testutil::pod(json!({
@@ -222,6 +268,15 @@ mod tests {
                             "podAntiAffinity": {
                                 "requiredDuringSchedulingIgnoredDuringExecution": [{"labelSelector": {"matchLabels": {"app": apps[next(3) as usize]}}, "topologyKey": "kubernetes.io/hostname"}],
                                 "preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 50, "podAffinityTerm": {"labelSelector": {"matchLabels": {"app": app}}, "topologyKey": "kubernetes.io/hostname", "namespaceSelector": {}}}]}}}}));
+                let mut incoming = incoming;
+                if next(3) == 0 {
+                    // A node selector: eligibility is no longer just the key.
+                    incoming = crate::plugins::testutil::pod({
+                        let mut v = serde_json::to_value(&incoming.pod).unwrap();
+                        v["spec"]["nodeSelector"] = json!({"zone": "z1"});
+                        v
+                    });
+                }
                 let indexed = st.snapshot();
                 assert!(indexed.index.is_some());
                 let scanned = Snapshot::of(indexed.nodes.clone());

@@ -75,6 +75,17 @@ fn eligible(pod: &PodInfo, cs: &[Constraint], node: &NodeInfo) -> bool {
     true
 }
 
+/// Whether a node's eligibility comes down to having the constraints' one
+/// topology key: no node selector or required node affinity to honor, no
+/// taints to honor, and every constraint on the same key.
+fn only_key_matters(pod: &PodInfo, cs: &[Constraint]) -> bool {
+    let spec = pod.spec();
+    let affinity = spec.node_selector.as_ref().is_some_and(|s| !s.is_empty())
+        || spec.affinity.as_ref().and_then(|a| a.node_affinity.as_ref()).and_then(|na| na.required_during_scheduling_ignored_during_execution.as_ref()).is_some();
+    let same_key = cs.windows(2).all(|w| w[0].key == w[1].key);
+    same_key && !cs.iter().any(|c| c.honor_taints || (c.honor_affinity && affinity))
+}
+
 fn count_matching(pod: &PodInfo, c: &Constraint, node: &NodeInfo) -> i64 {
     let Some(sel) = &c.selector else { return 0 };
     node.pods.iter().filter(|p| p.namespace == pod.namespace && p.pod.metadata.deletion_timestamp.is_none() && selector_matches(sel, &p.labels)).count() as i64
@@ -93,10 +104,24 @@ fn counts(pod: &PodInfo, cs: &[Constraint], snap: &Snapshot) -> Vec<BTreeMap<Str
         return out;
     };
     // Every eligible domain starts at 0; then only the pods the selector
-    // picks (through the index) are counted, on the eligible nodes.
-    for n in eligible_nodes {
-        for (i, c) in cs.iter().enumerate() {
-            domain_entry(&mut out[i], &n.labels[&c.key]);
+    // picks (through the index) are counted, on the eligible nodes. When
+    // eligibility is just carrying the one topology key, the domains are
+    // the key's values across the nodes (kept by the cache), with no walk
+    // over every node.
+    match snap.domains.filter(|_| only_key_matters(pod, cs)) {
+        Some(domains) => {
+            for (i, c) in cs.iter().enumerate() {
+                for v in domains.values(&c.key) {
+                    domain_entry(&mut out[i], v);
+                }
+            }
+        }
+        None => {
+            for n in eligible_nodes {
+                for (i, c) in cs.iter().enumerate() {
+                    domain_entry(&mut out[i], &n.labels[&c.key]);
+                }
+            }
         }
     }
     for (i, c) in cs.iter().enumerate() {
