@@ -28,6 +28,8 @@ pub struct State {
     pub scheduler_name: String,
     /// Every placed pod by namespace and label, in step with `nodes`.
     pub index: crate::pod_index::PodIndex,
+    /// Placed pods with pod (anti-)affinity terms, by the labels their terms require.
+    pub terms: crate::pod_index::TermIndex,
     /// The label values of the nodes that exist, in step with `nodes`.
     pub domains: crate::pod_index::Domains,
 }
@@ -40,7 +42,7 @@ impl State {
     pub fn snapshot(&self) -> Snapshot<'_> {
         // Nodes that exist (a NodeInfo may outlive its Node while pods
         // remain), in name order: a stable order for round-robin filtering.
-        Snapshot { nodes: self.nodes.values().filter(|n| n.node.is_some()).collect(), index: Some(&self.index), by_name: Some(&self.nodes), domains: Some(&self.domains) }
+        Snapshot { nodes: self.nodes.values().filter(|n| n.node.is_some()).collect(), index: Some(&self.index), by_name: Some(&self.nodes), domains: Some(&self.domains), terms: Some(&self.terms) }
     }
 
     /// spec.priority, else the PriorityClass's value, else the global default, else 0.
@@ -84,6 +86,7 @@ impl State {
         if let Some(n) = self.nodes.get_mut(&node) {
             if let Some(p) = n.remove_pod(key) {
                 self.index.remove(&p);
+                self.terms.remove(&p);
             }
             if n.node.is_none() && n.pods.is_empty() {
                 self.nodes.remove(&node);
@@ -95,6 +98,7 @@ impl State {
     fn place(&mut self, info: Arc<PodInfo>, node: &str, assumed: bool) {
         self.placed.insert(info.key.clone(), (node.to_string(), assumed));
         self.index.insert(&info, node);
+        self.terms.insert(&info, node);
         self.nodes.entry(node.to_string()).or_insert_with(|| NodeInfo { name: node.to_string(), ..Default::default() }).add_pod(info);
     }
 

@@ -160,12 +160,14 @@ pub struct Snapshot<'a> {
     pub by_name: Option<&'a BTreeMap<String, NodeInfo>>,
     /// The nodes' label values, for topology domains (None: from `nodes`).
     pub domains: Option<&'a crate::pod_index::Domains>,
+    /// Placed pods with affinity terms by the labels those require (None: scan `nodes`).
+    pub terms: Option<&'a crate::pod_index::TermIndex>,
 }
 
 impl<'a> Snapshot<'a> {
     /// A snapshot without an index (tests, trial views).
     pub fn of(nodes: Vec<&'a NodeInfo>) -> Snapshot<'a> {
-        Snapshot { nodes, index: None, by_name: None, domains: None }
+        Snapshot { nodes, index: None, by_name: None, domains: None, terms: None }
     }
 
     /// The node called `name`, if this view has it.

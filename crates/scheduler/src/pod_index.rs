@@ -12,6 +12,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::PodAffinityTerm;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 use crate::framework::PodInfo;
@@ -119,6 +122,107 @@ impl Domains {
     /// The values `key` takes across the nodes.
     pub fn values<'a>(&'a self, key: &str) -> impl Iterator<Item = &'a String> + 'a {
         self.0.get(key).into_iter().flat_map(|v| v.keys())
+    }
+}
+
+/// Placed pods that declare pod (anti-)affinity terms, filed under a label
+/// each of their terms requires, so that the terms able to select an
+/// incoming pod are found from that pod's own labels instead of checking
+/// every such pod each cycle (InterPodAffinity's "existing pods" direction).
+#[derive(Default, Debug)]
+pub struct TermIndex {
+    /// (label key, value) a term requires → pods with such a term.
+    by_label: HashMap<(String, String), ByKey>,
+    /// Pods with a term that requires no particular label value.
+    any: ByKey,
+}
+
+/// The label a term's selector requires (`key=value` from matchLabels or a
+/// one-value `In`), if it requires one: any pod it selects carries it.
+fn required_label(term: &PodAffinityTerm) -> Option<(String, String)> {
+    let sel = term.label_selector.as_ref()?;
+    if let Some((k, v)) = sel.match_labels.iter().flatten().next() {
+        return Some((k.clone(), v.clone()));
+    }
+    sel.match_expressions.iter().flatten().find(|e| e.operator == "In" && e.values.as_ref().is_some_and(|v| v.len() == 1)).map(|e| (e.key.clone(), e.values.as_ref().unwrap()[0].clone()))
+}
+
+/// Every pod (anti-)affinity term a pod declares, required and preferred.
+pub fn all_terms(p: &PodInfo) -> Vec<&PodAffinityTerm> {
+    let Some(a) = p.spec().affinity.as_ref() else { return vec![] };
+    let mut out: Vec<&PodAffinityTerm> = vec![];
+    if let Some(pa) = &a.pod_affinity {
+        out.extend(pa.required_during_scheduling_ignored_during_execution.iter().flatten());
+        out.extend(pa.preferred_during_scheduling_ignored_during_execution.iter().flatten().map(|w| &w.pod_affinity_term));
+    }
+    if let Some(pa) = &a.pod_anti_affinity {
+        out.extend(pa.required_during_scheduling_ignored_during_execution.iter().flatten());
+        out.extend(pa.preferred_during_scheduling_ignored_during_execution.iter().flatten().map(|w| &w.pod_affinity_term));
+    }
+    out
+}
+
+impl TermIndex {
+    fn buckets(pod: &PodInfo) -> (Vec<(String, String)>, bool) {
+        let mut labels = vec![];
+        let mut any = false;
+        for t in all_terms(pod) {
+            match required_label(t) {
+                Some(l) if !labels.contains(&l) => labels.push(l),
+                Some(_) => {}
+                None => any = true,
+            }
+        }
+        (labels, any)
+    }
+
+    pub fn insert(&mut self, pod: &Arc<PodInfo>, node: &str) {
+        if !pod.has_pod_affinity {
+            return;
+        }
+        let placed = Placed { pod: pod.clone(), node: node.into() };
+        let (labels, any) = Self::buckets(pod);
+        for l in labels {
+            self.by_label.entry(l).or_default().insert(pod.key.clone(), placed.clone());
+        }
+        if any {
+            self.any.insert(pod.key.clone(), placed);
+        }
+    }
+
+    pub fn remove(&mut self, pod: &PodInfo) {
+        if !pod.has_pod_affinity {
+            return;
+        }
+        let (labels, _) = Self::buckets(pod);
+        for l in labels {
+            if let Some(pods) = self.by_label.get_mut(&l) {
+                pods.remove(&pod.key);
+                if pods.is_empty() {
+                    self.by_label.remove(&l);
+                }
+            }
+        }
+        self.any.remove(&pod.key);
+    }
+
+    /// Each pod with a term that may select a pod labelled `labels`, once.
+    pub fn candidates<'a>(&'a self, labels: &BTreeMap<String, String>) -> Vec<&'a Placed> {
+        let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
+        let mut out = vec![];
+        let buckets = labels.iter().filter_map(|(k, v)| self.by_label.get(&(k.clone(), v.clone())));
+        for pods in buckets.chain(std::iter::once(&self.any)) {
+            for (key, p) in pods {
+                if seen.insert(key.as_str()) {
+                    out.push(p);
+                }
+            }
+        }
+        out
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_label.is_empty() && self.any.is_empty()
     }
 }
 
@@ -237,6 +341,10 @@ mod tests {
                     spec["affinity"] = json!({
                         "podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [{"labelSelector": {"matchLabels": {"app": apps[next(3) as usize]}}, "topologyKey": "kubernetes.io/hostname"}]},
                         "podAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 10, "podAffinityTerm": {"labelSelector": {"matchExpressions": [{"key": "app", "operator": "In", "values": ["b"]}]}, "topologyKey": "zone", "namespaces": ["default", "other"]}}]}});
+                    if next(2) == 0 {
+                        // A term that requires no particular value (the term index's catch-all).
+                        spec["affinity"]["podAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"][0]["podAffinityTerm"]["labelSelector"] = json!({"matchExpressions": [{"key": "tier", "operator": "Exists"}]});
+                    }
                 }
                 st.upsert_pod(serde_json::from_value(json!({"metadata": meta, "spec": spec})).unwrap());
             }

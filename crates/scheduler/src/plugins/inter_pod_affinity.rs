@@ -63,6 +63,29 @@ fn for_selected<'a>(snap: &Snapshot<'a>, term: &PodAffinityTerm, owner_ns: &str,
     }
 }
 
+/// Calls `f` for every placed pod (with its node) that declares terms which
+/// may select `pod`: through the term index when the cycle has one (only
+/// pods with a term requiring one of `pod`'s labels, or none in particular),
+/// else every pod with affinity terms.
+fn for_pods_with_terms<'a>(snap: &Snapshot<'a>, pod: &PodInfo, mut f: impl FnMut(&'a NodeInfo, &PodInfo)) {
+    match snap.terms {
+        Some(ix) => {
+            for p in ix.candidates(&pod.labels) {
+                if let Some(n) = snap.node(&p.node) {
+                    f(n, &p.pod);
+                }
+            }
+        }
+        None => {
+            for n in &snap.nodes {
+                for e in &n.pods_with_affinity {
+                    f(n, e);
+                }
+            }
+        }
+    }
+}
+
 /// Counts per topology domain: topology key → label value → count. Nested
 /// (not keyed by the pair) so that a lookup by a node's labels borrows them
 /// instead of cloning two strings per node and term.
@@ -119,15 +142,13 @@ impl Plugin for InterPodAffinity {
         let (aff, anti) = required_terms(pod);
         let mut s = PreFilterState { existing_anti: Counts::new(), affinity: Counts::new(), anti: Counts::new(), self_match: aff.iter().all(|t| term_selects(t, &pod.namespace, pod)) };
         // Existing pods' required anti-affinity: only pods with terms can have any.
-        for node in &snap.nodes {
-            for e in &node.pods_with_affinity {
-                for t in required_terms(e).1 {
-                    if term_selects(t, &e.namespace, pod) {
-                        add(&mut s.existing_anti, node, &t.topology_key, 1);
-                    }
+        for_pods_with_terms(snap, pod, |node, e| {
+            for t in required_terms(e).1 {
+                if term_selects(t, &e.namespace, pod) {
+                    add(&mut s.existing_anti, node, &t.topology_key, 1);
                 }
             }
-        }
+        });
         // A pod counts for affinity when it matches every term.
         if let Some((first, rest)) = aff.split_first() {
             for_selected(snap, first, &pod.namespace, |n, e| {
@@ -180,26 +201,24 @@ impl Plugin for InterPodAffinity {
             for_selected(snap, t, &pod.namespace, |n, _| add(&mut scores, n, &t.topology_key, -(w.weight as i64)));
         }
         // Existing pods' terms toward this pod (hardPodAffinityWeight 1 for required affinity).
-        for node in &snap.nodes {
-            for e in &node.pods_with_affinity {
-                let ea = e.spec().affinity.as_ref();
-                for t in required_terms(e).0 {
-                    if term_selects(t, &e.namespace, pod) {
-                        add(&mut scores, node, &t.topology_key, 1);
-                    }
-                }
-                for w in ea.and_then(|a| a.pod_affinity.as_ref()).and_then(|x| x.preferred_during_scheduling_ignored_during_execution.as_deref()).unwrap_or(&[]) {
-                    if term_selects(&w.pod_affinity_term, &e.namespace, pod) {
-                        add(&mut scores, node, &w.pod_affinity_term.topology_key, w.weight as i64);
-                    }
-                }
-                for w in ea.and_then(|a| a.pod_anti_affinity.as_ref()).and_then(|x| x.preferred_during_scheduling_ignored_during_execution.as_deref()).unwrap_or(&[]) {
-                    if term_selects(&w.pod_affinity_term, &e.namespace, pod) {
-                        add(&mut scores, node, &w.pod_affinity_term.topology_key, -(w.weight as i64));
-                    }
+        for_pods_with_terms(snap, pod, |node, e| {
+            let ea = e.spec().affinity.as_ref();
+            for t in required_terms(e).0 {
+                if term_selects(t, &e.namespace, pod) {
+                    add(&mut scores, node, &t.topology_key, 1);
                 }
             }
-        }
+            for w in ea.and_then(|a| a.pod_affinity.as_ref()).and_then(|x| x.preferred_during_scheduling_ignored_during_execution.as_deref()).unwrap_or(&[]) {
+                if term_selects(&w.pod_affinity_term, &e.namespace, pod) {
+                    add(&mut scores, node, &w.pod_affinity_term.topology_key, w.weight as i64);
+                }
+            }
+            for w in ea.and_then(|a| a.pod_anti_affinity.as_ref()).and_then(|x| x.preferred_during_scheduling_ignored_during_execution.as_deref()).unwrap_or(&[]) {
+                if term_selects(&w.pod_affinity_term, &e.namespace, pod) {
+                    add(&mut scores, node, &w.pod_affinity_term.topology_key, -(w.weight as i64));
+                }
+            }
+        });
         state.inter_pod_affinity_score = Some(PreScoreState { scores });
     }
     fn score(&self, state: &CycleState, _pod: &PodInfo, node: &NodeInfo) -> i64 {
