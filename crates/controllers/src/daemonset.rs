@@ -89,6 +89,14 @@ impl DaemonSetController {
             return Ok(None);
         }
         let spec = ds.spec.clone().unwrap_or_default();
+        // Expectations first, then the pods: checked the other way round, a pod
+        // created by the previous sync could reach the cache in between, satisfy
+        // the expectation and still be missing from the list (a second create).
+        let satisfied = self.expectations.satisfied(key, |n| match self.ctx.pods.get(Some(ns), n) {
+            None => Seen::Absent,
+            Some(p) if is_terminating(&p.metadata) => Seen::Terminating,
+            Some(_) => Seen::Present,
+        });
         let pods = claim_pods(&self.ctx.client, ns, &ds.metadata, "apps/v1", "DaemonSet", Some(&spec.selector), &self.ctx.pods.list_ns(ns)).await?;
         let (hash, revname) = self.revision(&ds, &spec).await?;
         let nodes = self.ctx.nodes.list();
@@ -98,11 +106,6 @@ impl DaemonSetController {
                 by_node.entry(n).or_default().push(p.clone());
             }
         }
-        let satisfied = self.expectations.satisfied(key, |n| match self.ctx.pods.get(Some(ns), n) {
-            None => Seen::Absent,
-            Some(p) if is_terminating(&p.metadata) => Seen::Terminating,
-            Some(_) => Seen::Present,
-        });
         let now = Timestamp::now();
         let min_ready = spec.min_ready_seconds.unwrap_or(0);
         let mut requeue = (min_ready > 0).then(|| Duration::from_secs(min_ready as u64));

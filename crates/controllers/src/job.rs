@@ -83,6 +83,14 @@ impl JobController {
             return Ok(None);
         };
         let spec = job.spec.clone().unwrap_or_default();
+        // Expectations first, then the pods: checked the other way round, a pod
+        // created by the previous sync could reach the cache in between, satisfy
+        // the expectation and still be missing from the list (a second create).
+        let satisfied = self.expectations.satisfied(key, |n| match self.ctx.pods.get(Some(ns), n) {
+            None => Seen::Absent,
+            Some(p) if is_terminating(&p.metadata) => Seen::Terminating,
+            Some(_) => Seen::Present,
+        });
         let pods = claim_pods(&self.ctx.client, ns, &job.metadata, "batch/v1", "Job", spec.selector.as_ref(), &self.ctx.pods.list_ns(ns)).await?;
         if finished_at(&job).is_some() {
             for p in &pods {
@@ -90,11 +98,6 @@ impl JobController {
             }
             return Ok(None);
         }
-        let satisfied = self.expectations.satisfied(key, |n| match self.ctx.pods.get(Some(ns), n) {
-            None => Seen::Absent,
-            Some(p) if is_terminating(&p.metadata) => Seen::Terminating,
-            Some(_) => Seen::Present,
-        });
         let now = Timestamp::now();
         let indexed = spec.completion_mode.as_deref() == Some("Indexed");
         let completions = spec.completions;

@@ -108,12 +108,15 @@ impl ReplicaSetController {
             self.expectations.forget(key);
             return Ok(None);
         };
-        let pods = self.ctx.pods.list_ns(ns);
+        // Expectations first, then the pods: checked the other way round, a pod
+        // created by the previous sync could reach the cache in between, satisfy
+        // the expectation and still be missing from the list (a second create).
         let satisfied = self.expectations.satisfied(key, |n| match self.ctx.pods.get(Some(ns), n) {
             None => Seen::Absent,
             Some(p) if is_terminating(&p.metadata) => Seen::Terminating,
             Some(_) => Seen::Present,
         });
+        let pods = self.ctx.pods.list_ns(ns);
         let spec = rs.spec.clone().unwrap_or_default();
         let owned = claim_pods(&self.ctx.client, ns, &rs.metadata, self.flavor.api_version, self.flavor.kind, Some(&spec.selector), &pods).await?;
         let active: Vec<&Pod> = owned.iter().map(|p| p.as_ref()).filter(|p| is_pod_active(p)).collect();
