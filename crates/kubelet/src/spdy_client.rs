@@ -11,17 +11,9 @@
 use anyhow::{bail, Result};
 use bytes::Bytes;
 use flate2::{Compress, Compression, FlushCompress};
-use skiff_runtime::streaming::spdy::{control, data_frame, dictionary, Inflater};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use skiff_runtime::streaming::spdy::{control, data_frame, dictionary, read_frame, stream_id, Frame, Inflater, FLAG_FIN, GOAWAY, HEADERS, PING, RST_STREAM, SYN_REPLY, SYN_STREAM};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
-
-const SYN_STREAM: u16 = 1;
-const SYN_REPLY: u16 = 2;
-const RST_STREAM: u16 = 3;
-const PING: u16 = 6;
-const GOAWAY: u16 = 7;
-const HEADERS: u16 = 8;
-const FLAG_FIN: u8 = 1;
 
 /// What the server sent, in order.
 #[derive(Debug)]
@@ -123,18 +115,8 @@ async fn write_loop(mut w: impl AsyncWrite + Unpin, mut rx: mpsc::UnboundedRecei
 
 async fn read_loop(mut r: impl AsyncRead + Unpin, events: mpsc::UnboundedSender<Event>, pongs: mpsc::WeakUnboundedSender<Out>) -> Result<()> {
     let mut z = Inflater::default();
-    loop {
-        let mut head = [0u8; 8];
-        if r.read_exact(&mut head).await.is_err() {
-            return Ok(());
-        }
-        let len = u32::from_be_bytes([0, head[5], head[6], head[7]]) as usize;
-        let flags = head[4];
-        let mut payload = vec![0u8; len];
-        r.read_exact(&mut payload).await?;
-        let word = |p: &[u8]| u32::from_be_bytes([p[0], p[1], p[2], p[3]]) & 0x7fff_ffff;
-        if head[0] & 0x80 == 0 {
-            let id = word(&head);
+    while let Some(Frame { kind, id, flags, payload }) = read_frame(&mut r).await? {
+        let Some(kind) = kind else {
             if !payload.is_empty() {
                 let _ = events.send(Event::Data(id, Bytes::from(payload)));
             }
@@ -142,8 +124,8 @@ async fn read_loop(mut r: impl AsyncRead + Unpin, events: mpsc::UnboundedSender<
                 let _ = events.send(Event::End(id));
             }
             continue;
-        }
-        match u16::from_be_bytes([head[2], head[3]]) {
+        };
+        match kind {
             SYN_STREAM if payload.len() >= 10 => {
                 // Server-initiated streams have no use here, but their headers
                 // advance the shared zlib context.
@@ -152,11 +134,11 @@ async fn read_loop(mut r: impl AsyncRead + Unpin, events: mpsc::UnboundedSender<
             SYN_REPLY | HEADERS if payload.len() >= 4 => {
                 z.inflate(&payload[4..])?;
                 if flags & FLAG_FIN != 0 {
-                    let _ = events.send(Event::End(word(&payload)));
+                    let _ = events.send(Event::End(stream_id(&payload)));
                 }
             }
             RST_STREAM if payload.len() >= 4 => {
-                let _ = events.send(Event::End(word(&payload)));
+                let _ = events.send(Event::End(stream_id(&payload)));
             }
             PING => {
                 if let Some(p) = pongs.upgrade() {
@@ -168,6 +150,7 @@ async fn read_loop(mut r: impl AsyncRead + Unpin, events: mpsc::UnboundedSender<
             _ => {}
         }
     }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -15,13 +15,14 @@ use std::sync::OnceLock;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-const SYN_STREAM: u16 = 1;
-const SYN_REPLY: u16 = 2;
-const RST_STREAM: u16 = 3;
-const PING: u16 = 6;
-const GOAWAY: u16 = 7;
-const HEADERS: u16 = 8;
-const FLAG_FIN: u8 = 1;
+// Control frame types and the FIN flag (shared with the kubelet's SPDY client).
+pub const SYN_STREAM: u16 = 1;
+pub const SYN_REPLY: u16 = 2;
+pub const RST_STREAM: u16 = 3;
+pub const PING: u16 = 6;
+pub const GOAWAY: u16 = 7;
+pub const HEADERS: u16 = 8;
+pub const FLAG_FIN: u8 = 1;
 
 /// The SPDY/3 header-compression dictionary (draft 3, section 2.6.10.1):
 /// length-prefixed header words followed by a run of common values.
@@ -148,6 +149,39 @@ impl Stream {
     }
 }
 
+/// One frame read off the wire: a control frame's type, or a data frame's
+/// stream id (`kind` None), with its flags and payload.
+pub struct Frame {
+    pub kind: Option<u16>,
+    pub id: u32,
+    pub flags: u8,
+    pub payload: Vec<u8>,
+}
+
+/// The next frame, or None once the peer has closed the connection
+/// (shared with the kubelet's SPDY client).
+pub async fn read_frame(r: &mut (impl AsyncRead + Unpin)) -> Result<Option<Frame>> {
+    let mut head = [0u8; 8];
+    if r.read_exact(&mut head).await.is_err() {
+        return Ok(None);
+    }
+    let len = u32::from_be_bytes([0, head[5], head[6], head[7]]) as usize;
+    let mut payload = vec![0u8; len];
+    r.read_exact(&mut payload).await?;
+    let control = head[0] & 0x80 != 0;
+    Ok(Some(Frame {
+        kind: control.then(|| u16::from_be_bytes([head[2], head[3]])),
+        id: if control { 0 } else { stream_id(&head) },
+        flags: head[4],
+        payload,
+    }))
+}
+
+/// The 31-bit stream id at the start of `p`.
+pub fn stream_id(p: &[u8]) -> u32 {
+    u32::from_be_bytes([p[0], p[1], p[2], p[3]]) & 0x7fff_ffff
+}
+
 /// A SPDY/3 data frame on stream `id` (shared with the kubelet's SPDY client).
 pub fn data_frame(id: u32, b: &[u8], fin: bool) -> Vec<u8> {
     let mut f = Vec::with_capacity(8 + b.len());
@@ -195,17 +229,8 @@ async fn write_loop(mut w: impl AsyncWrite + Unpin, mut rx: mpsc::UnboundedRecei
 async fn read_loop(mut r: impl AsyncRead + Unpin, out: Writer, streams_tx: mpsc::UnboundedSender<Stream>) -> Result<()> {
     let mut z = Inflater(Decompress::new(true));
     let mut open: HashMap<u32, mpsc::UnboundedSender<Bytes>> = HashMap::new();
-    loop {
-        let mut head = [0u8; 8];
-        if r.read_exact(&mut head).await.is_err() {
-            return Ok(());
-        }
-        let len = u32::from_be_bytes([0, head[5], head[6], head[7]]) as usize;
-        let flags = head[4];
-        let mut payload = vec![0u8; len];
-        r.read_exact(&mut payload).await?;
-        if head[0] & 0x80 == 0 {
-            let id = u32::from_be_bytes([head[0], head[1], head[2], head[3]]);
+    while let Some(Frame { kind, id, flags, payload }) = read_frame(&mut r).await? {
+        let Some(kind) = kind else {
             if let Some(tx) = open.get(&id)
                 && !payload.is_empty() {
                     let _ = tx.send(Bytes::from(payload));
@@ -214,14 +239,13 @@ async fn read_loop(mut r: impl AsyncRead + Unpin, out: Writer, streams_tx: mpsc:
                 open.remove(&id);
             }
             continue;
-        }
-        let kind = u16::from_be_bytes([head[2], head[3]]);
+        };
         match kind {
             SYN_STREAM => {
                 if payload.len() < 10 {
                     bail!("short SYN_STREAM");
                 }
-                let id = u32::from_be_bytes([payload[0], payload[1], payload[2], payload[3]]) & 0x7fff_ffff;
+                let id = stream_id(&payload);
                 let headers = parse_headers(&z.inflate(&payload[10..])?)?;
                 let (tx, rx) = mpsc::unbounded_channel();
                 if flags & FLAG_FIN == 0 {
@@ -235,7 +259,7 @@ async fn read_loop(mut r: impl AsyncRead + Unpin, out: Writer, streams_tx: mpsc:
                 z.inflate(&payload[4..])?;
             }
             RST_STREAM if payload.len() >= 4 => {
-                open.remove(&(u32::from_be_bytes([payload[0], payload[1], payload[2], payload[3]]) & 0x7fff_ffff));
+                open.remove(&stream_id(&payload));
             }
             PING => {
                 let _ = out.0.send(Out::Ping(payload));
@@ -244,6 +268,7 @@ async fn read_loop(mut r: impl AsyncRead + Unpin, out: Writer, streams_tx: mpsc:
             _ => {}
         }
     }
+    Ok(())
 }
 
 /// Run the SPDY server side on `io`: returns the streams the client opens
