@@ -45,13 +45,3 @@ pub fn spawn_pause(exe: &std::path::Path, hostname: &str) -> Result<Child> {
     }
     Ok(child)
 }
-
-/// Attach the sandbox to the node network; returns its IPv4 address.
-pub fn network_up(cfg: &crate::Config, id: &str, pid: u32) -> Result<String> {
-    Ok(crate::net::attach(cfg, id, pid)?.to_string())
-}
-
-/// Release the sandbox's address and its veth.
-pub fn network_down(cfg: &crate::Config, id: &str, _pid: u32) {
-    crate::net::detach(cfg, id)
-}

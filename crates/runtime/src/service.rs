@@ -51,8 +51,8 @@ impl Runtime {
         let sid = id.clone();
         let (child, ip) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
             let mut child = sandbox::spawn_pause(&rt.cfg.pause_exe, &hostname)?;
-            match sandbox::network_up(&rt.cfg, &sid, child.id()) {
-                Ok(ip) => Ok((child, ip)),
+            match crate::net::attach(&rt.cfg, &sid, child.id()) {
+                Ok(ip) => Ok((child, ip.to_string())),
                 Err(e) => {
                     let _ = child.kill();
                     let _ = child.wait();
@@ -88,7 +88,7 @@ impl Runtime {
         let id = id.to_string();
         tokio::task::spawn_blocking(move || {
             let (p, pid) = pause;
-            sandbox::network_down(&rt.cfg, &id, pid);
+            crate::net::detach(&rt.cfg, &id);
             match p {
                 Some(mut p) => {
                     let _ = p.kill();
