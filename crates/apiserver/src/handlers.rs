@@ -938,6 +938,15 @@ fn list_response(req: &Request, res: &Resource, items: Items, rev: i64, cont: Op
         }
         return Ok(body.finish(&format!("{}List", res.kind), &crate::list_body::list_metadata(rev, cont, remaining)));
     }
+    if let (false, Items::Cached(objs)) = (req.wants_table(), &items) {
+        // Metadata-only (the garbage collector's informers): from the cached bytes.
+        let parts: Option<Vec<Vec<u8>>> = objs.iter().map(|o| o.partial_json()).collect();
+        if let Some(parts) = parts {
+            let mut body = crate::list_body::ListBody::new("meta.k8s.io/v1");
+            parts.iter().for_each(|p| body.raw(p));
+            return Ok(body.finish("PartialObjectMetadataList", &crate::list_body::list_metadata(rev, cont, remaining)));
+        }
+    }
     let items = items.values()?;
     if req.wants_table() {
         return Ok(json_response(StatusCode::OK, &table::table(res, &items, Some(table::ListMeta { revision: rev, cont, remaining }), req.table_options()?)));
@@ -1009,12 +1018,24 @@ impl View {
     /// [`View::line`] for a cached object: a plain watcher gets its bytes as they are.
     fn line_cached(&self, kind: &str, obj: &crate::watch_cache::CachedObject) -> Bytes {
         if self.table.is_none() && !self.meta_only {
-            crate::watch_cache::event_line_raw(kind, obj.json())
-        } else {
-            self.line(kind, obj)
+            return crate::watch_cache::event_line_raw(kind, obj.json());
         }
+        if self.table.is_none() {
+            if let Some(partial) = obj.partial_json() {
+                return crate::watch_cache::event_line_raw(kind, &partial);
+            }
+        }
+        self.line(kind, obj)
     }
-    fn matches(&self, obj: &Value) -> bool {
+    /// Whether a cached object passes this watcher's selectors; without
+    /// selectors the object is not decoded.
+    fn matches(&self, obj: &crate::watch_cache::CachedObject) -> bool {
+        self.selects_all() || self.matches_value(obj.value())
+    }
+    fn selects_all(&self) -> bool {
+        self.labels.is_empty() && self.fields.is_empty()
+    }
+    fn matches_value(&self, obj: &Value) -> bool {
         matches(self.res, obj, &self.labels, &self.fields)
     }
     fn bookmark(&self, rev: i64) -> Bytes {
@@ -1103,7 +1124,7 @@ async fn direct_watch(storage: &Storage, prefix: String, after: Option<i64>, vie
             let listed = storage.list(&prefix, None, 0, 0).await.map_err(kv_error)?;
             for kv in &listed.items {
                 let obj = decode(kv)?;
-                if view.matches(&obj) {
+                if view.matches_value(&obj) {
                     initial.push(view.line("ADDED", &obj));
                 }
             }
@@ -1128,14 +1149,14 @@ async fn direct_watch(storage: &Storage, prefix: String, after: Option<i64>, vie
 fn translate(view: &View, e: &etcdpb::Event) -> Option<Bytes> {
     let kv = e.kv.as_ref()?;
     let prev = e.prev_kv.as_ref().and_then(|p| decode(p).ok());
-    let prev_matches = prev.as_ref().is_some_and(|p| view.matches(p));
+    let prev_matches = prev.as_ref().is_some_and(|p| view.matches_value(p));
     if e.r#type == 1 {
         let mut obj = prev?;
         obj["metadata"]["resourceVersion"] = Value::String(kv.mod_revision.to_string());
         return prev_matches.then(|| view.line("DELETED", &obj));
     }
     let obj = decode(kv).ok()?;
-    match (prev_matches, view.matches(&obj)) {
+    match (prev_matches, view.matches_value(&obj)) {
         (true, true) if kv.create_revision != kv.mod_revision => Some(view.line("MODIFIED", &obj)),
         (_, true) => Some(view.line("ADDED", &obj)),
         (true, false) => Some(view.line("DELETED", &obj)),

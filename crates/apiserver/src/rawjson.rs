@@ -15,27 +15,85 @@
 /// `metadata` object. Returns false (and leaves `out` as it was) when `raw`
 /// is not in the stored form.
 pub fn splice_resource_version(raw: &[u8], rev: i64, out: &mut Vec<u8>) -> bool {
-    match insertion_point(raw) {
-        Some(Insert::Nowhere) => {
+    splice_at(raw, rev, out).is_some()
+}
+
+/// [`splice_resource_version`], returning where in `out` the version's
+/// digits start (None inside when there is no `metadata` object, so no
+/// version was written); None when `raw` is not in the stored form.
+fn splice_at(raw: &[u8], rev: i64, out: &mut Vec<u8>) -> Option<Option<usize>> {
+    match insertion_point(raw)? {
+        Insert::Nowhere => {
             out.extend_from_slice(raw);
-            true
+            Some(None)
         }
-        Some(Insert::At { pos, comma_before, comma_after }) => {
+        Insert::At { pos, comma_before, comma_after } => {
             out.reserve(raw.len() + 40);
             out.extend_from_slice(&raw[..pos]);
             if comma_before {
                 out.push(b',');
             }
             out.extend_from_slice(b"\"resourceVersion\":\"");
+            let digits = out.len();
             out.extend_from_slice(rev.to_string().as_bytes());
             out.push(b'"');
             if comma_after {
                 out.push(b',');
             }
             out.extend_from_slice(&raw[pos..]);
-            true
+            Some(Some(digits))
         }
-        None => false,
+    }
+}
+
+/// [`with_resource_version`], also returning the offset of the version's
+/// digits in the result (see [`replace_resource_version`]).
+pub fn with_resource_version_at(raw: &[u8], rev: i64) -> Option<(Vec<u8>, Option<usize>)> {
+    let mut out = Vec::with_capacity(raw.len() + 40);
+    let at = splice_at(raw, rev, &mut out)?;
+    Some((out, at))
+}
+
+/// `json` (made by [`with_resource_version_at`], its digits at `at`) with
+/// another resourceVersion: what a deletion event shows of the last state.
+pub fn replace_resource_version(json: &[u8], at: usize, rev: i64) -> Option<Vec<u8>> {
+    let end = at + json.get(at..)?.iter().position(|&c| c == b'"')?;
+    let mut out = Vec::with_capacity(json.len() + 8);
+    out.extend_from_slice(&json[..at]);
+    out.extend_from_slice(rev.to_string().as_bytes());
+    out.extend_from_slice(&json[end..]);
+    Some(out)
+}
+
+/// The raw bytes of the top-level `metadata` value of a compact object, if
+/// it has one (for PartialObjectMetadata without decoding the object).
+pub fn metadata_bytes(b: &[u8]) -> Option<&[u8]> {
+    let mut i = ws(b, 0);
+    if b.get(i) != Some(&b'{') {
+        return None;
+    }
+    i += 1;
+    loop {
+        i = ws(b, i);
+        if b.get(i)? != &b'"' {
+            return None;
+        }
+        let key_end = string_end(b, i)?;
+        let key = &b[i + 1..key_end - 1];
+        i = ws(b, key_end);
+        if b.get(i) != Some(&b':') {
+            return None;
+        }
+        i = ws(b, i + 1);
+        let end = value_end(b, i)?;
+        if key == b"metadata" {
+            return (b.get(i) == Some(&b'{')).then_some(&b[i..end]);
+        }
+        i = ws(b, end);
+        match b.get(i)? {
+            b',' => i += 1,
+            _ => return None,
+        }
     }
 }
 
@@ -206,6 +264,23 @@ mod tests {
             let raw = serde_json::to_vec(&o).unwrap();
             assert_eq!(String::from_utf8(with_resource_version(&raw, 42).unwrap()).unwrap(), String::from_utf8(decoded(&raw, 42)).unwrap(), "{o}");
         }
+    }
+
+    #[test]
+    fn replaced_version_and_metadata_bytes_match_decoding() {
+        let o = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "labels": {"a": "}"}, "uid": "u"}, "spec": {"x": [1, {"y": "z"}]}});
+        let raw = serde_json::to_vec(&o).unwrap();
+        let (with, at) = with_resource_version_at(&raw, 7).unwrap();
+        let at = at.unwrap();
+        assert_eq!(&with[at..at + 1], b"7");
+        let replaced = replace_resource_version(&with, at, 123456).unwrap();
+        assert_eq!(String::from_utf8(replaced).unwrap(), String::from_utf8(decoded(&raw, 123456)).unwrap());
+        let meta: Value = serde_json::from_slice(metadata_bytes(&with).unwrap()).unwrap();
+        assert_eq!(meta, json!({"name": "p", "labels": {"a": "}"}, "uid": "u", "resourceVersion": "7"}));
+        assert_eq!(metadata_bytes(b"{\"kind\":\"X\"}"), None);
+        assert_eq!(metadata_bytes(b"{\"metadata\":null}"), None);
+        let (no_meta, at) = with_resource_version_at(b"{\"kind\":\"X\"}", 3).unwrap();
+        assert_eq!((no_meta.as_slice(), at), (&b"{\"kind\":\"X\"}"[..], None));
     }
 
     #[test]

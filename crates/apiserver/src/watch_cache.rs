@@ -19,29 +19,42 @@ use serde_json::{json, Value};
 
 use crate::storage::{decode, Storage};
 
-/// One version of an object: decoded (for selectors, Tables and metadata
-/// views) and serialized with its resourceVersion, both once, so lists and
-/// watch events are written by copying bytes. Derefs to the decoded value.
+/// One version of an object: serialized with its resourceVersion once, so
+/// lists and watch events are written by copying bytes, and decoded only
+/// when something needs the value (a selector, a Table, an old-style
+/// metadata view) — once, however many watchers ask. Most events of a busy
+/// resource (pod creates under load) are never decoded here. Derefs to the
+/// decoded value.
 pub struct CachedObject {
-    value: Value,
+    value: OnceLock<Value>,
     json: Bytes,
+    /// Where the resourceVersion's digits are in `json`, if it has one.
+    rv_at: Option<usize>,
 }
 
 impl CachedObject {
-    /// From a stored object: decoded, and its bytes with the resourceVersion
-    /// spliced in (no serialization).
+    /// From a stored object: its bytes with the resourceVersion spliced in
+    /// (no decoding; objects not in the stored form are decoded now).
     fn from_kv(kv: &etcdpb::KeyValue) -> Option<CachedObject> {
-        let value = decode(kv).ok()?;
-        let json = match crate::rawjson::with_resource_version(&kv.value, kv.mod_revision) {
-            Some(b) => Bytes::from(b),
-            None => Bytes::from(serde_json::to_vec(&value).ok()?),
-        };
-        Some(CachedObject { value, json })
+        match crate::rawjson::with_resource_version_at(&kv.value, kv.mod_revision) {
+            Some((json, rv_at)) => Some(CachedObject { value: OnceLock::new(), json: Bytes::from(json), rv_at }),
+            None => Some(CachedObject::new(decode(kv).ok()?)),
+        }
     }
 
     pub fn new(value: Value) -> CachedObject {
         let json = Bytes::from(serde_json::to_vec(&value).expect("JSON values always serialize"));
-        CachedObject { value, json }
+        CachedObject { value: OnceLock::from(value), json, rv_at: None }
+    }
+
+    /// This object as the last state of a deletion at `rev`.
+    fn deleted_at(&self, rev: i64) -> CachedObject {
+        if let Some(json) = self.rv_at.and_then(|at| crate::rawjson::replace_resource_version(&self.json, at, rev)) {
+            return CachedObject { value: OnceLock::new(), json: Bytes::from(json), rv_at: self.rv_at };
+        }
+        let mut gone = self.value().clone();
+        gone["metadata"]["resourceVersion"] = json!(rev.to_string());
+        CachedObject::new(gone)
     }
 
     /// The object as JSON, resourceVersion included.
@@ -50,14 +63,26 @@ impl CachedObject {
     }
 
     pub fn value(&self) -> &Value {
-        &self.value
+        // The bytes were written from a Value (or spliced, byte for byte the same), so they decode.
+        self.value.get_or_init(|| serde_json::from_slice(&self.json).unwrap_or(Value::Null))
+    }
+
+    /// `{"apiVersion":"meta.k8s.io/v1","kind":"PartialObjectMetadata","metadata":…}`
+    /// from the bytes, as serializing the decoded partial object would give.
+    pub fn partial_json(&self) -> Option<Vec<u8>> {
+        let meta = crate::rawjson::metadata_bytes(&self.json)?;
+        let mut b = Vec::with_capacity(meta.len() + 80);
+        b.extend_from_slice(br#"{"apiVersion":"meta.k8s.io/v1","kind":"PartialObjectMetadata","metadata":"#);
+        b.extend_from_slice(meta);
+        b.push(b'}');
+        Some(b)
     }
 }
 
 impl std::ops::Deref for CachedObject {
     type Target = Value;
     fn deref(&self) -> &Value {
-        &self.value
+        self.value()
     }
 }
 
@@ -263,9 +288,8 @@ async fn feed(cacher: Arc<Cacher>, mut stream: crate::kv::WatchStream, capacity:
                 let prev = st.objects.get(&kv.key).cloned();
                 let ev = if e.r#type == 1 {
                     let Some(p) = st.objects.remove(&kv.key) else { continue };
-                    let mut gone = p.value().clone();
-                    gone["metadata"]["resourceVersion"] = json!(kv.mod_revision.to_string());
-                    CachedEvent { revision: kv.mod_revision, key: kv.key.clone(), obj: Arc::new(CachedObject::new(gone)), prev: Some(p), deleted: true, line: OnceLock::new() }
+                    let gone = p.deleted_at(kv.mod_revision);
+                    CachedEvent { revision: kv.mod_revision, key: kv.key.clone(), obj: Arc::new(gone), prev: Some(p), deleted: true, line: OnceLock::new() }
                 } else {
                     let Some(v) = new else { continue };
                     st.objects.insert(kv.key.clone(), v.clone());

@@ -25,8 +25,8 @@ use std::time::Duration;
 
 use anyhow::Result;
 use futures::StreamExt;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions, PropagationPolicy};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, PartialObjectMeta, Patch, PatchParams, Preconditions, PropagationPolicy};
 use kube::discovery::{verbs, Discovery, Scope};
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
@@ -129,7 +129,11 @@ impl GarbageCollector {
     }
 
     async fn watch(self: Arc<Self>, kind: usize, synced: tokio::sync::mpsc::Sender<()>) {
-        let api: Api<DynamicObject> = Api::all_with(self.ctx.client.clone(), &self.kinds[kind].ar);
+        let api: Api<PartialObjectMeta<DynamicObject>> = Api::all_with(self.ctx.client.clone(), &self.kinds[kind].ar);
+        // The graph needs only metadata (owners, finalizers, deletion): as
+        // upstream's collector does, watch PartialObjectMetadata, so neither
+        // the API server nor we serialize and parse whole objects — pods
+        // included — for it.
         let mut stream = watcher::watcher(api, watcher::Config::default()).default_backoff().boxed();
         let mut listing: Option<HashSet<String>> = None;
         let mut first = true;
@@ -140,7 +144,7 @@ impl GarbageCollector {
                     if let (Some(l), Some(uid)) = (listing.as_mut(), o.metadata.uid.clone()) {
                         l.insert(uid);
                     }
-                    self.upsert(kind, &o);
+                    self.upsert(kind, &o.metadata);
                 }
                 Ok(Event::InitDone) => {
                     // Objects that vanished while we were not watching.
@@ -154,7 +158,7 @@ impl GarbageCollector {
                         let _ = synced.send(()).await;
                     }
                 }
-                Ok(Event::Apply(o)) => self.upsert(kind, &o),
+                Ok(Event::Apply(o)) => self.upsert(kind, &o.metadata),
                 Ok(Event::Delete(o)) => {
                     if let Some(uid) = &o.metadata.uid {
                         self.remove(uid);
@@ -165,9 +169,8 @@ impl GarbageCollector {
         }
     }
 
-    fn upsert(&self, kind: usize, o: &DynamicObject) {
-        let Some(uid) = o.metadata.uid.clone() else { return };
-        let m = &o.metadata;
+    fn upsert(&self, kind: usize, m: &ObjectMeta) {
+        let Some(uid) = m.uid.clone() else { return };
         let obj = Obj {
             kind,
             namespace: m.namespace.clone(),

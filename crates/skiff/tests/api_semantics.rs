@@ -177,3 +177,87 @@ fn oversized_objects_get_413_and_the_server_stays_up() {
     assert!(err.contains("BadRequest") || err.contains("cannot unmarshal") || err.contains("json"), "{err}");
     assert!(k.ok(&["get", "ns", "default", "-o", "name"]).contains("namespace/default"));
 }
+
+/// `curl` with the admin token and an Accept header; the body.
+fn curl_accept(dir: &std::path::Path, port: u16, accept: &str, path: &str) -> String {
+    let token = std::fs::read_to_string(dir.join("pki/admin.token")).unwrap();
+    let out = std::process::Command::new("curl")
+        .args(["-sfk", "-H", &format!("Authorization: Bearer {}", token.trim()), "-H", &format!("Accept: {accept}")])
+        .arg(format!("https://127.0.0.1:{port}{path}"))
+        .output()
+        .expect("curl runs");
+    assert!(out.status.success(), "curl {path}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Metadata-only clients (garbage collectors, metadata informers) get
+/// PartialObjectMetadata: lists from the store and from the watch cache,
+/// and watch events (including a deletion's last state at the deletion's
+/// resourceVersion), each with exactly the object's metadata.
+#[test]
+fn metadata_only_lists_and_watches() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = SkiffServer::start_with(dir.path(), common::free_port(), &["--disable-controllers"]);
+    let k = Kubectl::new(33, &server.kubeconfig);
+    create_cm(&k, dir.path(), "meta-a", r#""app":"m""#);
+    create_cm(&k, dir.path(), "meta-b", r#""app":"other""#);
+    let full = raw(&k, "/api/v1/namespaces/default/configmaps/meta-a");
+    const LIST: &str = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1";
+    const ONE: &str = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1";
+    for query in ["", "?resourceVersion=0"] {
+        let l: Value = serde_json::from_str(&curl_accept(dir.path(), server.port, LIST, &format!("/api/v1/namespaces/default/configmaps{query}"))).unwrap();
+        assert_eq!((l["kind"].as_str(), l["apiVersion"].as_str()), (Some("PartialObjectMetadataList"), Some("meta.k8s.io/v1")), "{l}");
+        let items = l["items"].as_array().unwrap();
+        assert_eq!(items.len(), 2, "{l}");
+        let a = items.iter().find(|i| i["metadata"]["name"] == "meta-a").unwrap();
+        assert_eq!(a, &serde_json::json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata", "metadata": full["metadata"]}), "query {query:?}");
+        assert!(a.get("data").is_none());
+    }
+    let rv = full["metadata"]["resourceVersion"].as_str().unwrap().to_string();
+    // Watches without a resourceVersion start from the watch cache's snapshot; keep two open while meta-a changes.
+    let token = std::fs::read_to_string(dir.path().join("pki/admin.token")).unwrap();
+    let live: Vec<_> = ["", "&labelSelector=app%3Dm"]
+        .iter()
+        .map(|sel| {
+            std::process::Command::new("curl")
+                .args(["-sfk", "-N", "-H", &format!("Authorization: Bearer {}", token.trim()), "-H", &format!("Accept: {ONE}")])
+                .arg(format!("https://127.0.0.1:{}/api/v1/namespaces/default/configmaps?watch=1&timeoutSeconds=4{sel}", server.port))
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    k.ok(&["label", "cm", "meta-a", "step=two"]);
+    k.ok(&["delete", "cm", "meta-a"]);
+    let check = |what: &str, body: &str, want: &[(&str, &str)]| {
+        let events: Vec<Value> = body.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let seen: Vec<(&str, &str)> = events.iter().map(|e| (e["type"].as_str().unwrap(), e["object"]["metadata"]["name"].as_str().unwrap())).collect();
+        assert_eq!(seen, want, "{what}: {body}");
+        for e in &events {
+            assert_eq!(e["object"]["kind"], "PartialObjectMetadata", "{e}");
+            assert!(e["object"].get("data").is_none(), "{e}");
+        }
+        let (modified, deleted) = (&events[events.len() - 2]["object"]["metadata"], &events[events.len() - 1]["object"]["metadata"]);
+        assert_eq!(modified["labels"]["step"], "two");
+        assert_eq!(deleted["labels"]["step"], "two", "a deletion shows the last state");
+        let (m, d) = (modified["resourceVersion"].as_str().unwrap().parse::<i64>().unwrap(), deleted["resourceVersion"].as_str().unwrap().parse::<i64>().unwrap());
+        assert!(d > m, "the deletion's resourceVersion ({d}) is its own, after the update's ({m})");
+    };
+    for (child, sel) in live.into_iter().zip(["", "app=m"]) {
+        let out = child.wait_with_output().unwrap();
+        let body = String::from_utf8(out.stdout).unwrap();
+        let want: &[(&str, &str)] = if sel.is_empty() {
+            &[("ADDED", "meta-a"), ("ADDED", "meta-b"), ("MODIFIED", "meta-a"), ("DELETED", "meta-a")]
+        } else {
+            &[("ADDED", "meta-a"), ("MODIFIED", "meta-a"), ("DELETED", "meta-a")]
+        };
+        check(&format!("cached watch, selector {sel:?}"), &body, want);
+    }
+    // From meta-a's creation on (older than the cache: served by a store watch).
+    for sel in ["", "&labelSelector=app%3Dm"] {
+        let body = curl_accept(dir.path(), server.port, ONE, &format!("/api/v1/namespaces/default/configmaps?watch=1&timeoutSeconds=1&resourceVersion={rv}{sel}"));
+        let want: &[(&str, &str)] = if sel.is_empty() { &[("ADDED", "meta-b"), ("MODIFIED", "meta-a"), ("DELETED", "meta-a")] } else { &[("MODIFIED", "meta-a"), ("DELETED", "meta-a")] };
+        check(&format!("watch from {rv}, selector {sel:?}"), &body, want);
+    }
+}

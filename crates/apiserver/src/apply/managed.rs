@@ -65,6 +65,24 @@ pub fn write(obj: &mut Value, entries: &[Entry]) {
 /// `old` (None: created), and fields that disappeared leave every set.
 pub fn record_update(old: Option<&Value>, new: &mut Value, manager: &str, api_version: &str, subresource: &str) {
     let status_only = subresource == "status";
+    let Some(old) = old else {
+        // A create: the creator owns every field (written in one walk, as pod creates are a hot path).
+        let fields = fieldpath::fields_v1_of(new, status_only);
+        let empty = fields.as_object().is_none_or(|m| m.is_empty());
+        if let Some(m) = new["metadata"].as_object_mut() {
+            if empty {
+                m.remove("managedFields");
+            } else {
+                let mut e = json!({"manager": manager, "operation": "Update", "apiVersion": api_version, "time": meta::now_rfc3339(), "fieldsType": "FieldsV1", "fieldsV1": fields});
+                if !subresource.is_empty() {
+                    e["subresource"] = json!(subresource);
+                }
+                m.insert("managedFields".into(), json!([e]));
+            }
+        }
+        return;
+    };
+    let old = Some(old);
     let mut entries = old.map(read).unwrap_or_default();
     let new_set = fieldpath::set_of(new, status_only);
     let old_set = old.map(|o| fieldpath::set_of(o, status_only)).unwrap_or_default();
