@@ -184,7 +184,16 @@ async fn get(storage: &Storage, req: &Request) -> ApiResult<Response> {
 /// The NamespaceLifecycle admission plugin: content may only be created
 /// in a namespace that exists and is not being terminated.
 async fn namespace_exists(storage: &Storage, ns: &str) -> ApiResult<()> {
-    let key = format!("{}{ns}", resources::find("", "v1", "namespaces").unwrap().key_prefix());
+    let prefix = resources::find("", "v1", "namespaces").unwrap().key_prefix();
+    let key = format!("{prefix}{ns}");
+    // As upstream's NamespaceLifecycle admission: the informer's copy when it
+    // has one (a namespace's creation and termination are rare; creates in it
+    // are not), the store when it does not (just created, or no cache).
+    if let Some(cached) = storage.watch_cache.get(storage, &prefix).await.ok().and_then(|c| c.get(key.as_bytes())) {
+        if cached["metadata"]["deletionTimestamp"].is_null() {
+            return Ok(());
+        }
+    }
     match storage.get(&key).await.map_err(kv_error)? {
         Some(kv) => {
             let obj = decode(&kv)?;

@@ -193,6 +193,11 @@ impl Cacher {
         self.tick.subscribe()
     }
 
+    /// The object at `key` as the cache has it (possibly a little behind the store).
+    pub fn get(&self, key: &[u8]) -> Option<Arc<CachedObject>> {
+        self.state.read().unwrap().objects.get(key).cloned()
+    }
+
     /// Objects under `prefix` at the cache's revision (a list with resourceVersion=0).
     pub fn list(&self, prefix: &[u8]) -> (Vec<Arc<CachedObject>>, i64) {
         let st = self.state.read().unwrap();

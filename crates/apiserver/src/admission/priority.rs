@@ -21,24 +21,26 @@ pub async fn resolve(storage: &Storage, pod: &mut Value) -> ApiResult<()> {
     let pod_name = pod["metadata"]["name"].as_str().unwrap_or("").to_string();
     let forbidden = |why: String| ApiError::forbidden("pods", "", &pod_name, &why);
     let wanted = pod["spec"]["priorityClassName"].as_str().filter(|s| !s.is_empty()).map(str::to_string);
+    // PriorityClasses from the watch cache, as upstream's plugin reads its
+    // lister; a class the cache has not seen yet is looked up in the store.
+    let cache = storage.watch_cache.get(storage, PREFIX).await.ok();
     let class: Option<Value> = match &wanted {
         Some(name) => {
-            let kv = storage.get(&format!("{PREFIX}{name}")).await.map_err(kv_error)?;
-            match kv {
-                Some(kv) => Some(decode(&kv)?),
-                None => return Err(forbidden(format!("no PriorityClass with name {name} was found"))),
+            let key = format!("{PREFIX}{name}");
+            match cache.as_ref().and_then(|c| c.get(key.as_bytes())) {
+                Some(pc) => Some(pc.value().clone()),
+                None => match storage.get(&key).await.map_err(kv_error)? {
+                    Some(kv) => Some(decode(&kv)?),
+                    None => return Err(forbidden(format!("no PriorityClass with name {name} was found"))),
+                },
             }
         }
         None => {
-            let listed = storage.list(PREFIX, None, 0, 0).await.map_err(kv_error)?;
-            let mut default = None;
-            for kv in &listed.items {
-                let pc = decode(kv)?;
-                if pc["globalDefault"] == json!(true) {
-                    default = Some(pc);
-                }
-            }
-            default
+            let all: Vec<Value> = match &cache {
+                Some(c) => c.list(PREFIX.as_bytes()).0.iter().map(|pc| pc.value().clone()).collect(),
+                None => storage.list(PREFIX, None, 0, 0).await.map_err(kv_error)?.items.iter().map(decode).collect::<Result<_, _>>()?,
+            };
+            all.into_iter().filter(|pc| pc["globalDefault"] == json!(true)).last()
         }
     };
     let (value, policy) = match &class {
