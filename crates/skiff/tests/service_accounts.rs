@@ -1,0 +1,168 @@
+//! Service-account tokens end to end with real kubectl: TokenRequest
+//! (`kubectl create token`), tokens as bearer credentials (`kubectl
+//! --token`, `kubectl auth whoami`), what stops a token working, and the
+//! ServiceAccount admission plugin's volume on pods.
+
+mod common;
+
+use std::time::Duration;
+
+use base64::Engine;
+use common::{wait_until, Kubectl, SkiffServer};
+use serde_json::Value;
+
+/// A server with its controller manager (it makes the `default` ServiceAccounts).
+fn server(dir: &std::path::Path) -> SkiffServer {
+    SkiffServer::start_with(dir, common::free_port(), &[])
+}
+
+fn wait_default_sa(k: &Kubectl, ns: &str) {
+    wait_until("the default ServiceAccount", Duration::from_secs(30), || k.run(&["get", "sa", "default", "-n", ns]).status.success().then_some(()));
+}
+
+fn claims(token: &str) -> Value {
+    let payload = token.split('.').nth(1).expect("a JWT has three parts");
+    serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+}
+
+/// `kubectl <args>` with `token` instead of the admin's.
+fn as_token(k: &Kubectl, token: &str, args: &[&str]) -> std::process::Output {
+    let mut all = vec!["--token", token];
+    all.extend_from_slice(args);
+    k.run(&all)
+}
+
+fn whoami(k: &Kubectl, token: &str) -> Value {
+    let out = as_token(k, token, &["auth", "whoami", "-o", "json"]);
+    assert!(out.status.success(), "whoami: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice::<Value>(&out.stdout).unwrap()["status"]["userInfo"].clone()
+}
+
+fn unauthorized(k: &Kubectl, token: &str) -> bool {
+    let out = as_token(k, token, &["get", "pods"]);
+    !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("Unauthorized")
+}
+
+#[test]
+fn tokens_authenticate_as_their_service_account() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(dir.path());
+    let k = Kubectl::new(33, &server.kubeconfig);
+    wait_default_sa(&k, "default");
+
+    // kubectl 1.33 and 1.27 both get a token; its claims are upstream's.
+    let token = k.ok(&["create", "token", "default"]).trim().to_string();
+    let old = Kubectl::new(27, &server.kubeconfig).ok(&["create", "token", "default", "--duration", "2h"]).trim().to_string();
+    let c = claims(&token);
+    assert_eq!(c["sub"], "system:serviceaccount:default:default");
+    assert_eq!(c["iss"], "https://kubernetes.default.svc.cluster.local");
+    assert_eq!(c["aud"], serde_json::json!(["https://kubernetes.default.svc.cluster.local"]));
+    assert_eq!(c["exp"].as_i64().unwrap() - c["iat"].as_i64().unwrap(), 3600);
+    assert_eq!(c["nbf"], c["iat"]);
+    assert!(c["jti"].as_str().is_some_and(|j| !j.is_empty()));
+    let sa_uid = k.ok(&["get", "sa", "default", "-o", "jsonpath={.metadata.uid}"]);
+    assert_eq!(c["kubernetes.io"], serde_json::json!({"namespace": "default", "serviceaccount": {"name": "default", "uid": sa_uid}}));
+    assert_eq!(claims(&old)["exp"].as_i64().unwrap() - claims(&old)["iat"].as_i64().unwrap(), 7200);
+
+    // The token is a credential, for kubectl 1.28+'s whoami too.
+    let out = as_token(&k, &token, &["get", "pods"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let me = whoami(&k, &token);
+    assert_eq!(me["username"], "system:serviceaccount:default:default");
+    assert_eq!(me["uid"], sa_uid.as_str());
+    assert_eq!(me["groups"], serde_json::json!(["system:serviceaccounts", "system:serviceaccounts:default", "system:authenticated"]));
+    assert_eq!(whoami(&Kubectl::new(28, &server.kubeconfig), &old)["username"], "system:serviceaccount:default:default");
+    assert!(k.ok(&["auth", "whoami"]).contains("kubernetes-admin"));
+
+    // A forged or re-signed token is not.
+    let parts: Vec<&str> = token.split('.').collect();
+    let mut c2 = c.clone();
+    c2["sub"] = "system:serviceaccount:kube-system:default".into();
+    let forged = format!("{}.{}.{}", parts[0], base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(c2.to_string()), parts[2]);
+    assert!(unauthorized(&k, &forged));
+    let flipped = format!("{}.{}.{}{}", parts[0], parts[1], &parts[2][..10], if &parts[2][10..11] == "A" { "B" } else { "A" }) + &parts[2][11..];
+    assert!(unauthorized(&k, &flipped));
+    assert!(unauthorized(&k, "not-a-token"));
+
+    // Validation and lookups, with upstream's wording.
+    let err = k.err(&["create", "token", "default", "--duration", "5m"]);
+    assert!(err.contains("spec.expirationSeconds: Invalid value: 300: may not specify a duration less than 10 minutes"), "{err}");
+    let err = k.err(&["create", "token", "nobody"]);
+    assert!(err.contains("serviceaccounts \"nobody\" not found"), "{err}");
+    let discovery = k.ok(&["get", "--raw", "/api/v1"]);
+    assert!(discovery.contains("\"serviceaccounts/token\""), "{discovery}");
+
+    // A deleted ServiceAccount's tokens stop working, also once one of the same name is back.
+    k.ok(&["create", "sa", "robot"]);
+    let robot = k.ok(&["create", "token", "robot"]).trim().to_string();
+    assert!(as_token(&k, &robot, &["get", "pods"]).status.success());
+    k.ok(&["delete", "sa", "robot"]);
+    wait_until("the deleted ServiceAccount's token to be refused", Duration::from_secs(10), || unauthorized(&k, &robot).then_some(()));
+    k.ok(&["create", "sa", "robot"]);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(unauthorized(&k, &robot), "a token outlived its ServiceAccount's uid");
+
+    // A pod-bound token names the pod and dies with it.
+    k.ok(&["run", "p", "--image=busybox"]);
+    let bound = k.ok(&["create", "token", "default", "--bound-object-kind", "Pod", "--bound-object-name", "p"]).trim().to_string();
+    let pod_uid = k.ok(&["get", "pod", "p", "-o", "jsonpath={.metadata.uid}"]);
+    assert_eq!(claims(&bound)["kubernetes.io"]["pod"], serde_json::json!({"name": "p", "uid": pod_uid}));
+    let me = whoami(&k, &bound);
+    assert_eq!(me["extra"]["authentication.kubernetes.io/pod-name"], serde_json::json!(["p"]));
+    let err = k.err(&["create", "token", "default", "--bound-object-kind", "Pod", "--bound-object-name", "nope"]);
+    assert!(err.contains("pods \"nope\" not found"), "{err}");
+    k.ok(&["delete", "pod", "p", "--grace-period=0", "--force"]);
+    wait_until("the deleted pod's token to be refused", Duration::from_secs(10), || unauthorized(&k, &bound).then_some(()));
+    assert!(as_token(&k, &token, &["get", "pods"]).status.success(), "the unbound token still works");
+}
+
+#[test]
+fn pods_get_the_service_account_volume() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(dir.path());
+    let k = Kubectl::new(33, &server.kubeconfig);
+    wait_default_sa(&k, "default");
+
+    k.ok(&["run", "web", "--image=busybox"]);
+    let pod: Value = serde_json::from_str(&k.ok(&["get", "pod", "web", "-o", "json"])).unwrap();
+    assert_eq!(pod["spec"]["serviceAccountName"], "default");
+    let vols = pod["spec"]["volumes"].as_array().unwrap();
+    assert_eq!(vols.len(), 1, "{vols:?}");
+    let name = vols[0]["name"].as_str().unwrap();
+    assert!(name.starts_with("kube-api-access-") && name.len() == "kube-api-access-".len() + 5, "{name}");
+    assert_eq!(
+        vols[0]["projected"],
+        serde_json::json!({"defaultMode": 420, "sources": [
+            {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+            {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+            {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}}]})
+    );
+    assert_eq!(
+        pod["spec"]["containers"][0]["volumeMounts"],
+        serde_json::json!([{"name": name, "readOnly": true, "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"}])
+    );
+
+    // Opting out, on the pod or on its ServiceAccount.
+    k.ok(&["run", "quiet", "--image=busybox", "--overrides", r#"{"spec":{"automountServiceAccountToken":false}}"#]);
+    let quiet: Value = serde_json::from_str(&k.ok(&["get", "pod", "quiet", "-o", "json"])).unwrap();
+    assert!(quiet["spec"]["volumes"].is_null() && quiet["spec"]["containers"][0]["volumeMounts"].is_null(), "{:#}", quiet["spec"]);
+    let sa = dir.path().join("sa.json");
+    std::fs::write(&sa, r#"{"apiVersion":"v1","kind":"ServiceAccount","metadata":{"name":"nomount"},"automountServiceAccountToken":false,"imagePullSecrets":[{"name":"regcred"}]}"#).unwrap();
+    k.ok(&["create", "-f", sa.to_str().unwrap()]);
+    k.ok(&["run", "nm", "--image=busybox", "--overrides", r#"{"spec":{"serviceAccountName":"nomount"}}"#]);
+    let nm: Value = serde_json::from_str(&k.ok(&["get", "pod", "nm", "-o", "json"])).unwrap();
+    assert!(nm["spec"]["volumes"].is_null(), "{:#}", nm["spec"]);
+    assert_eq!(nm["spec"]["imagePullSecrets"], serde_json::json!([{"name": "regcred"}]));
+
+    // A missing ServiceAccount is refused with upstream's message.
+    let err = k.err(&["run", "lost", "--image=busybox", "--overrides", r#"{"spec":{"serviceAccountName":"missing"}}"#]);
+    assert!(err.contains(r#"pods "lost" is forbidden: error looking up service account default/missing: serviceaccount "missing" not found"#), "{err}");
+
+    // A pod created right after its namespace waits for the default ServiceAccount.
+    for i in 0..3 {
+        let ns = format!("fresh{i}");
+        k.ok(&["create", "ns", &ns]);
+        k.ok(&["run", "first", "-n", &ns, "--image=busybox"]);
+        assert!(k.ok(&["get", "pod", "first", "-n", &ns, "-o", "jsonpath={.spec.volumes[0].name}"]).starts_with("kube-api-access-"));
+    }
+}
