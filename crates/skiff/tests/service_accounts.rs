@@ -166,3 +166,69 @@ fn pods_get_the_service_account_volume() {
         assert!(k.ok(&["get", "pod", "first", "-n", &ns, "-o", "jsonpath={.spec.volumes[0].name}"]).starts_with("kube-api-access-"));
     }
 }
+
+/// In a real container (needs root): the admission-made volume holds a
+/// token, the CA and the namespace; the token authenticates as the pod's
+/// ServiceAccount, bound to the pod; a restarted agent writes a new token.
+#[test]
+fn containers_find_a_working_token() {
+    use common::node::{apply, build_busybox_image, is_root, spawn_agent, wait_pod, wait_sandboxes_gone};
+    use std::process::Command;
+    if !is_root() {
+        eprintln!("skipping: the container end-to-end test needs root (namespaces, mounts, cgroups)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let image = build_busybox_image(d);
+    let runtime_root = d.join("runtime");
+    let out = Command::new(env!("CARGO_BIN_EXE_skiff")).args(["images", "import"]).arg(&image).arg("--runtime-root").arg(&runtime_root).output().unwrap();
+    assert!(out.status.success(), "import: {}", String::from_utf8_lossy(&out.stderr));
+    let server = SkiffServer::start_with(&d.join("server"), common::free_port(), &["--disable-agent"]);
+    let kport = common::free_port();
+    let start_agent = || spawn_agent(&server.kubeconfig, d, "skiff-sa", kport, "skiffsa0", "10.244.246.0/24", &[]);
+    let mut agent = Some(start_agent());
+    common::wait_for_port(kport, Duration::from_secs(30));
+    let k = Kubectl::new(33, &server.kubeconfig);
+    let dirpath = "/var/run/secrets/kubernetes.io/serviceaccount";
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        wait_default_sa(&k, "default");
+        apply(&k, r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "sa"}, "spec": {"nodeName": "skiff-sa", "terminationGracePeriodSeconds": 1,
+            "containers": [{"name": "c", "image": "busybox:skiff-test", "command": ["sleep", "3600"]}]}}"#);
+        wait_pod(&k, "sa", "Running", |p| p["status"]["phase"] == "Running");
+        let token = k.ok(&["exec", "sa", "--", "cat", &format!("{dirpath}/token")]);
+        assert_eq!(k.ok(&["exec", "sa", "--", "cat", &format!("{dirpath}/namespace")]), "default");
+        let ca = k.ok(&["exec", "sa", "--", "cat", &format!("{dirpath}/ca.crt")]);
+        assert_eq!(ca, std::fs::read_to_string(d.join("server/pki/ca.crt")).unwrap());
+        let err = String::from_utf8_lossy(&k.run(&["exec", "sa", "--", "sh", "-c", &format!("echo x > {dirpath}/token")]).stderr).to_string();
+        assert!(err.contains("Read-only file system"), "{err}");
+
+        let c = claims(&token);
+        assert_eq!(c["exp"].as_i64().unwrap() - c["iat"].as_i64().unwrap(), 3607);
+        let me = whoami(&k, &token);
+        assert_eq!(me["username"], "system:serviceaccount:default:default");
+        assert_eq!(me["extra"]["authentication.kubernetes.io/pod-name"], serde_json::json!(["sa"]));
+        assert_eq!(me["extra"]["authentication.kubernetes.io/node-name"], serde_json::json!(["skiff-sa"]));
+        assert!(as_token(&k, &token, &["get", "pods"]).status.success());
+
+        // A restarted agent has no tokens in memory: the pod gets a new one.
+        drop(agent.take());
+        agent = Some(start_agent());
+        common::wait_for_port(kport, Duration::from_secs(30));
+        let fresh = wait_until("a new token after the agent restart", Duration::from_secs(30), || {
+            let t = String::from_utf8_lossy(&k.run(&["exec", "sa", "--", "cat", &format!("{dirpath}/token")]).stdout).to_string();
+            (!t.is_empty() && t != token).then_some(t)
+        });
+        assert_ne!(claims(&fresh)["jti"], c["jti"]);
+        assert!(as_token(&k, &fresh, &["get", "pods"]).status.success());
+    }));
+    let _ = k.run(&["delete", "pods", "--all", "--grace-period=1", "--wait=true", "--timeout=60s"]);
+    wait_sandboxes_gone(&runtime_root);
+    drop(agent);
+    let _ = Command::new("ip").args(["link", "del", "skiffsa0"]).status();
+    let _ = Command::new("sh").arg("-c").arg(format!("grep -o '{}[^ ]*rootfs' /proc/mounts | xargs -r umount -l", runtime_root.display())).status();
+    if let Err(e) = result {
+        eprintln!("agent log:\n{}", std::fs::read_to_string(d.join("agent.log")).unwrap_or_default());
+        std::panic::resume_unwind(e);
+    }
+}
