@@ -59,10 +59,8 @@ pub async fn token(api: &Api, pod: &Value, source: &Value) -> Result<String> {
     let key = (uid, audience, expiration);
     let now = SystemTime::now();
     let cached = CACHE.lock().unwrap().get_or_insert_with(HashMap::new).get(&key).cloned();
-    if let Some(c) = &cached {
-        if !c.needs_refresh(now) {
-            return Ok(c.token.clone());
-        }
+    if let Some(c) = cached.as_ref().filter(|c| !c.needs_refresh(now)) {
+        return Ok(c.token.clone());
     }
     match request(api, pod, &key.1, expiration).await {
         Ok(fresh) => {
