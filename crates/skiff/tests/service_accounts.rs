@@ -83,6 +83,19 @@ fn tokens_authenticate_as_their_service_account() {
     let flipped = format!("{}.{}.{}{}", parts[0], parts[1], &parts[2][..10], if &parts[2][10..11] == "A" { "B" } else { "A" }) + &parts[2][11..];
     assert!(unauthorized(&k, &flipped));
     assert!(unauthorized(&k, "not-a-token"));
+    // A token for another audience is not for the API server.
+    let other = k.ok(&["create", "token", "default", "--audience", "vault"]).trim().to_string();
+    assert_eq!(claims(&other)["aud"], serde_json::json!(["vault"]));
+    assert!(unauthorized(&k, &other));
+
+    // OIDC discovery names the issuer and the key tokens are signed with.
+    let oidc: Value = serde_json::from_str(&k.ok(&["get", "--raw", "/.well-known/openid-configuration"])).unwrap();
+    assert_eq!(oidc["issuer"], "https://kubernetes.default.svc.cluster.local");
+    let jwks: Value = serde_json::from_str(&k.ok(&["get", "--raw", "/openid/v1/jwks"])).unwrap();
+    let header: Value = serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token.split('.').next().unwrap()).unwrap()).unwrap();
+    assert_eq!(header["alg"], "ES256");
+    assert_eq!(jwks["keys"][0]["kid"], header["kid"]);
+    assert_eq!(jwks["keys"][0]["crv"], "P-256");
 
     // Validation and lookups, with upstream's wording.
     let err = k.err(&["create", "token", "default", "--duration", "5m"]);
@@ -107,6 +120,8 @@ fn tokens_authenticate_as_their_service_account() {
     let bound = k.ok(&["create", "token", "default", "--bound-object-kind", "Pod", "--bound-object-name", "p"]).trim().to_string();
     let pod_uid = k.ok(&["get", "pod", "p", "-o", "jsonpath={.metadata.uid}"]);
     assert_eq!(claims(&bound)["kubernetes.io"]["pod"], serde_json::json!({"name": "p", "uid": pod_uid}));
+    let bound27 = Kubectl::new(27, &server.kubeconfig).ok(&["create", "token", "default", "--bound-object-kind", "Pod", "--bound-object-name", "p"]);
+    assert_eq!(claims(bound27.trim())["kubernetes.io"]["pod"]["uid"], pod_uid.as_str());
     let me = whoami(&k, &bound);
     assert_eq!(me["extra"]["authentication.kubernetes.io/pod-name"], serde_json::json!(["p"]));
     let err = k.err(&["create", "token", "default", "--bound-object-kind", "Pod", "--bound-object-name", "nope"]);
