@@ -226,6 +226,23 @@ fn containers_find_a_working_token() {
         assert_eq!(me["extra"]["authentication.kubernetes.io/node-name"], serde_json::json!(["skiff-sa"]));
         assert!(as_token(&k, &token, &["get", "pods"]).status.success());
 
+        // No token to be had (its ServiceAccount is gone): the container waits
+        // with the reason in its status, and starts once the token can be had.
+        k.ok(&["create", "sa", "temp"]);
+        apply(&k, r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "late"}, "spec": {"serviceAccountName": "temp", "terminationGracePeriodSeconds": 1,
+            "containers": [{"name": "c", "image": "busybox:skiff-test", "command": ["sleep", "3600"]}]}}"#);
+        k.ok(&["delete", "sa", "temp"]);
+        let binding = d.join("binding.json");
+        std::fs::write(&binding, r#"{"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "late"}, "target": {"kind": "Node", "name": "skiff-sa"}}"#).unwrap();
+        k.ok(&["create", "--raw", "/api/v1/namespaces/default/pods/late/binding", "-f", binding.to_str().unwrap()]);
+        let p = wait_pod(&k, "late", "CreateContainerConfigError", |p| p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"] == "CreateContainerConfigError");
+        let msg = p["status"]["containerStatuses"][0]["state"]["waiting"]["message"].as_str().unwrap_or("").to_string();
+        assert!(msg.contains("serviceaccounts \"temp\" not found"), "{msg}");
+        k.ok(&["create", "sa", "temp"]);
+        wait_pod(&k, "late", "Running once the ServiceAccount is back", |p| p["status"]["phase"] == "Running");
+        let late = k.ok(&["exec", "late", "--", "cat", &format!("{dirpath}/token")]);
+        assert_eq!(whoami(&k, &late)["username"], "system:serviceaccount:default:temp");
+
         // A restarted agent has no tokens in memory: the pod gets a new one.
         drop(agent.take());
         agent = Some(start_agent());
