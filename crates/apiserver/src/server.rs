@@ -53,7 +53,6 @@ fn is_public(path: &str) -> bool {
     matches!(path, "/version" | "/healthz" | "/livez" | "/readyz") || path.starts_with("/healthz/") || path.starts_with("/livez/") || path.starts_with("/readyz/")
 }
 
-
 async fn handle(
     State(st): State<AppState>,
     method: Method,
