@@ -12,13 +12,19 @@
 //!
 //! ServiceAccounts are read from the watch cache ([`crate::authn::lookup`]):
 //! pod creation is a hot path. The `default` ServiceAccount of a namespace
-//! created a moment ago may not exist yet; as upstream, its lookup is
-//! retried for up to about two seconds before the pod is refused.
+//! created a moment ago may not exist yet; as upstream, the create waits
+//! for it a while (here until it reaches the watch cache, at most
+//! [`DEFAULT_WAIT`]) before the pod is refused.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use crate::authn::lookup;
 use crate::status::{ApiError, ApiResult};
 use crate::storage::Storage;
+use crate::watch_cache::CachedObject;
 
 pub const MOUNT_PATH: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 const VOLUME_PREFIX: &str = "kube-api-access-";
@@ -26,8 +32,14 @@ const MIRROR_ANNOTATION: &str = "kubernetes.io/config.mirror";
 /// Upstream's token lifetime for the projected volume: an hour plus 7
 /// seconds, so a kubelet can tell an admission-made volume apart.
 const TOKEN_EXPIRATION: i64 = 3607;
-/// Lookups of the `default` ServiceAccount before giving up (upstream: 10).
-const DEFAULT_ATTEMPTS: usize = 10;
+/// How long a create waits for a namespace's `default` ServiceAccount.
+/// Upstream tries ten times 100–200 ms apart; Skiff waits longer because
+/// its controller manager starts in the same process as the API server,
+/// and on a loaded machine its first sync may take a few seconds. The
+/// create goes on as soon as the ServiceAccount reaches the watch cache.
+const DEFAULT_WAIT: Duration = Duration::from_secs(5);
+/// Between store reads while waiting, if the cache does not wake us first.
+const POLL: Duration = Duration::from_millis(200);
 
 pub fn enabled(storage: &Storage) -> bool {
     storage.controllers && storage.service_accounts.is_some()
@@ -44,18 +56,7 @@ pub async fn admit(storage: &Storage, pod: &mut Value) -> ApiResult<()> {
     let name = spec["serviceAccountName"].as_str().filter(|s| !s.is_empty()).unwrap_or("default").to_string();
     spec["serviceAccountName"] = json!(name);
     spec["serviceAccount"] = json!(name);
-    let attempts = if name == "default" { DEFAULT_ATTEMPTS } else { 1 };
-    let mut sa = None;
-    for i in 0..attempts {
-        if i > 0 {
-            tokio::time::sleep(std::time::Duration::from_millis(100 + rand::random_range(0..100))).await;
-        }
-        sa = crate::authn::lookup::object(storage, "serviceaccounts", Some(&ns), &name).await;
-        if sa.is_some() {
-            break;
-        }
-    }
-    let Some(sa) = sa else {
+    let Some(sa) = find(storage, &ns, &name).await else {
         return Err(ApiError::forbidden("pods", "", &pod_name, &format!("error looking up service account {ns}/{name}: serviceaccount \"{name}\" not found")));
     };
     if automount(&sa, spec) {
@@ -66,6 +67,29 @@ pub async fn admit(storage: &Storage, pod: &mut Value) -> ApiResult<()> {
         spec["imagePullSecrets"] = json!(pull.as_array().unwrap().iter().map(|s| json!({"name": s["name"]})).collect::<Vec<_>>());
     }
     Ok(())
+}
+
+/// The ServiceAccount `ns`/`name`; `default` is waited for (see [`DEFAULT_WAIT`]).
+async fn find(storage: &Storage, ns: &str, name: &str) -> Option<Arc<CachedObject>> {
+    if let Some(sa) = lookup::object(storage, "serviceaccounts", Some(ns), name).await {
+        return Some(sa);
+    }
+    if name != "default" {
+        return None;
+    }
+    let prefix = crate::resources::find("", "v1", "serviceaccounts")?.key_prefix();
+    let mut tick = storage.watch_cache.get(storage, &prefix).await.ok()?.subscribe();
+    let deadline = Instant::now() + DEFAULT_WAIT;
+    while let Some(left) = deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()) {
+        // Woken by any ServiceAccount change (or the poll interval).
+        if let Ok(Err(_)) = tokio::time::timeout(left.min(POLL), tick.changed()).await {
+            tokio::time::sleep(left.min(POLL)).await;
+        }
+        if let Some(sa) = lookup::object(storage, "serviceaccounts", Some(ns), name).await {
+            return Some(sa);
+        }
+    }
+    None
 }
 
 /// The pod's `automountServiceAccountToken` wins, then the ServiceAccount's; default on.
