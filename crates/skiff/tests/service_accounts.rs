@@ -129,6 +129,18 @@ fn tokens_authenticate_as_their_service_account() {
     k.ok(&["delete", "pod", "p", "--grace-period=0", "--force"]);
     wait_until("the deleted pod's token to be refused", Duration::from_secs(10), || unauthorized(&k, &bound).then_some(()));
     assert!(as_token(&k, &token, &["get", "pods"]).status.success(), "the unbound token still works");
+
+    // So does a Secret-bound one; other kinds cannot be bound.
+    k.ok(&["create", "secret", "generic", "s", "--from-literal=a=b"]);
+    let secret_bound = k.ok(&["create", "token", "default", "--bound-object-kind", "Secret", "--bound-object-name", "s"]).trim().to_string();
+    assert_eq!(claims(&secret_bound)["kubernetes.io"]["secret"]["name"], "s");
+    assert!(as_token(&k, &secret_bound, &["get", "pods"]).status.success());
+    k.ok(&["delete", "secret", "s"]);
+    wait_until("the deleted secret's token to be refused", Duration::from_secs(10), || unauthorized(&k, &secret_bound).then_some(()));
+    let tr = dir.path().join("tr.json");
+    std::fs::write(&tr, r#"{"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {"boundObjectRef": {"apiVersion": "v1", "kind": "ConfigMap", "name": "kube-root-ca.crt"}}}"#).unwrap();
+    let err = k.err(&["create", "--raw", "/api/v1/namespaces/default/serviceaccounts/default/token", "-f", tr.to_str().unwrap()]);
+    assert!(err.contains("cannot bind token to object of type /v1, Kind=ConfigMap"), "{err}");
 }
 
 #[test]
