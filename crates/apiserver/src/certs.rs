@@ -37,7 +37,7 @@ fn ca_params() -> Result<CertificateParams> {
     Ok(p)
 }
 
-fn write_private(path: &Path, data: &str) -> Result<()> {
+pub(crate) fn write_private(path: &Path, data: &str) -> Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     use std::io::Write;
     let mut f = fs::OpenOptions::new().create(true).truncate(true).write(true).mode(0o600).open(path)?;
@@ -62,6 +62,7 @@ fn ensure_ca(dir: &Path) -> Result<PathBuf> {
         let token: String = (0..32).map(|_| format!("{:02x}", rand::random::<u8>())).collect();
         write_private(&token_path, &token)?;
     }
+    crate::authn::keys::ensure(&pki)?;
     Ok(pki)
 }
 
@@ -114,9 +115,16 @@ struct SharedPki {
     ca_key: String,
     #[serde(rename = "adminToken")]
     admin_token: String,
+    /// The service-account signing key pair: a token issued by one member
+    /// must verify on all. Empty in what older versions stored.
+    #[serde(rename = "saKey", default)]
+    sa_key: String,
+    #[serde(rename = "saPub", default)]
+    sa_pub: String,
 }
 
-/// Make every API server on one store use the same CA and admin token.
+/// Make every API server on one store use the same CA, admin token and
+/// service-account signing key.
 ///
 /// Why: members of a `skiff server` cluster (or API servers sharing an
 /// external etcd) each start with their own data directory, yet a client
@@ -133,6 +141,8 @@ pub async fn share_through_store(kv: &dyn crate::kv::Kv, dir: &Path) -> Result<(
         ca_crt: fs::read_to_string(pki.join("ca.crt"))?,
         ca_key: fs::read_to_string(pki.join("ca.key"))?,
         admin_token: fs::read_to_string(pki.join("admin.token"))?.trim().to_string(),
+        sa_key: fs::read_to_string(pki.join(crate::authn::keys::KEY_FILE))?,
+        sa_pub: fs::read_to_string(pki.join(crate::authn::keys::PUB_FILE))?,
     };
     let key = bytes::Bytes::from_static(SHARED_PKI_KEY.as_bytes());
     let txn = TxnRequest {
@@ -168,6 +178,9 @@ pub async fn share_through_store(kv: &dyn crate::kv::Kv, dir: &Path) -> Result<(
         write_private(&pki.join("ca.key"), &stored.ca_key)?;
         fs::write(pki.join("ca.crt"), &stored.ca_crt)?;
         write_private(&pki.join("admin.token"), &stored.admin_token)?;
+        if !stored.sa_key.is_empty() {
+            crate::authn::keys::write(&pki, &stored.sa_key, &stored.sa_pub)?;
+        }
     }
     Ok(())
 }

@@ -10,10 +10,12 @@
 //! - [`rawjson`] and [`list_body`]: reads and lists written from the stored
 //!   bytes (resourceVersion spliced in), not re-serialized per request.
 //! - [`codec`]: protobuf request bodies and responses (`skiff_k8sproto`).
-//! - [`certs`] and [`server`]: PKI, kubeconfig, HTTPS and authentication.
+//! - [`certs`] and [`server`]: PKI, kubeconfig, HTTPS; [`authn`]: who a
+//!   request is (admin token, service-account JWTs).
 
 pub mod admission;
 pub mod apply;
+pub mod authn;
 pub mod bootstrap;
 pub mod cached;
 pub mod certs;

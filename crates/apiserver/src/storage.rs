@@ -31,6 +31,9 @@ pub struct Storage {
     pub watch_cache: Arc<crate::watch_cache::WatchCache>,
     /// TLS to kubelets, for the subresources they serve (pods/log, exec, …).
     pub kubelet: crate::kubelet_client::KubeletClient,
+    /// Service-account token issuing and checking; None: no key configured
+    /// (no TokenRequest, no ServiceAccount admission).
+    pub service_accounts: Option<Arc<crate::authn::Tokens>>,
 }
 
 /// Why a conditional write did not happen.
@@ -135,7 +138,7 @@ pub struct Listed {
 
 impl Storage {
     pub fn new(kv: Arc<dyn Kv>) -> Storage {
-        Storage { kv, bookmark_interval: std::time::Duration::from_secs(60), service_ranges: Default::default(), controllers: false, watch_cache: Arc::new(crate::watch_cache::WatchCache::new(10_000)), kubelet: Default::default() }
+        Storage { kv, bookmark_interval: std::time::Duration::from_secs(60), service_ranges: Default::default(), controllers: false, watch_cache: Arc::new(crate::watch_cache::WatchCache::new(10_000)), kubelet: Default::default(), service_accounts: None }
     }
 
     pub fn kv(&self) -> &Arc<dyn Kv> {

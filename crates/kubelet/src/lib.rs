@@ -15,6 +15,7 @@ pub mod node;
 pub mod pki;
 pub mod probes;
 pub mod resources;
+pub mod sa_token;
 pub mod server;
 pub mod spdy_client;
 pub mod static_pods;

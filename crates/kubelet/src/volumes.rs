@@ -1,6 +1,8 @@
 //! Pod volumes and environment from the API: emptyDir and hostPath
 //! directories, configMap and secret volumes written as files (rewritten
-//! every few seconds so edits reach running pods), and env/envFrom
+//! every few seconds so edits reach running pods), projected volumes
+//! (configMap, secret, downwardAPI and serviceAccountToken sources, the
+//! last from [`crate::sa_token`]), and env/envFrom
 //! references to configMaps, secrets and the pod's own fields.
 
 use crate::client::Api;
@@ -54,6 +56,11 @@ pub async fn prepare(api: &Api, root: &Path, pod: &Value, pod_ip: &str, host_ip:
             for src in v["projected"]["sources"].as_array().into_iter().flatten() {
                 if src["downwardAPI"].is_object() {
                     files.extend(crate::downward::files(pod, &src["downwardAPI"]["items"], pod_ip, host_ip));
+                    continue;
+                }
+                if src["serviceAccountToken"].is_object() {
+                    let token = crate::sa_token::token(api, pod, &src["serviceAccountToken"]).await?;
+                    files.push((s(&src["serviceAccountToken"]["path"]), token.into_bytes()));
                     continue;
                 }
                 let (kind, r) = if src["configMap"].is_object() { ("configmaps", &src["configMap"]) } else if src["secret"].is_object() { ("secrets", &src["secret"]) } else { continue };

@@ -1,7 +1,8 @@
 //! Three `skiff server` processes form one cluster with etcd's clustering
 //! flags: each embeds a member of the Raft-replicated store and serves the
 //! Kubernetes API. Driven by real kubectl and etcdctl:
-//! - the members share one CA and admin token (one kubeconfig fits all);
+//! - the members share one CA, admin token and service-account signing key
+//!   (one kubeconfig fits all; a token one member issues works on all);
 //! - a write through any member is read at once through every other
 //!   (reads are linearizable: a lagging member waits for a ReadIndex round);
 //! - a watch on one member sees writes made through another;
@@ -128,6 +129,17 @@ fn three_servers_form_one_cluster_and_survive_the_leader_dying() {
         let url = format!("https://127.0.0.1:{}", m.api_port);
         let out = k0.ok(&["--server", &url, "get", "namespace", "kube-system", "-o", "name"]);
         assert_eq!(out, "namespace/kube-system\n");
+    }
+    // One service-account signing key too: a token one member issues works on every member.
+    let sa_pub = |m: &Member| std::fs::read_to_string(m.dir.join("pki/sa.pub")).unwrap();
+    assert_eq!(sa_pub(&members[0]), sa_pub(&members[1]));
+    assert_eq!(sa_pub(&members[0]), sa_pub(&members[2]));
+    wait_until("the default ServiceAccount", Duration::from_secs(30), || k0.run(&["get", "sa", "default"]).status.success().then_some(()));
+    let sa_token = k0.ok(&["create", "token", "default"]).trim().to_string();
+    for m in &members {
+        let url = format!("https://127.0.0.1:{}", m.api_port);
+        let out = k0.ok(&["--server", &url, "--token", &sa_token, "auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"]);
+        assert_eq!(out, "system:serviceaccount:default:default");
     }
 
     // etcdctl sees the three members, under their names, and one leader.

@@ -6,6 +6,7 @@
 
 pub mod defaults;
 pub mod priority;
+pub mod service_account;
 pub mod service_alloc;
 pub mod validation;
 
@@ -32,6 +33,7 @@ pub async fn admit(storage: &Storage, res: &Resource, sub: Option<&str>, obj: &m
     let name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
     if res.kind == "Pod" && old.is_none() {
         priority::resolve(storage, obj).await?;
+        service_account::admit(storage, obj).await?;
     }
     if res.kind == "Service" {
         if let Some(old) = old {

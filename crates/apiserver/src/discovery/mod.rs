@@ -87,6 +87,7 @@ pub(crate) fn subresource(r: &Resource, sub: &str) -> Option<Subresource> {
         "binding" => ("", "v1", "Binding", &["create"]),
         "eviction" => ("policy", "v1", "Eviction", &["create"]),
         "log" => ("", "v1", "Pod", &["get"]),
+        "token" => ("authentication.k8s.io", "v1", "TokenRequest", &["create"]),
         "finalize" => ("", "v1", "Namespace", &["update"]),
         "ephemeralcontainers" => ("", "v1", "Pod", &["get", "patch", "update"]),
         "exec" => ("", "v1", "PodExecOptions", &["create", "get"]),

@@ -75,6 +75,7 @@ fn extra_kind(g: &mut SchemaGenerator, group: &str, kind: &str) -> Option<String
         ("autoscaling", "Scale") => name::<k8s_openapi::api::autoscaling::v1::Scale>(g),
         ("", "Binding") => name::<core::v1::Binding>(g),
         ("policy", "Eviction") => name::<policy::v1::Eviction>(g),
+        ("authentication.k8s.io", "TokenRequest") => name::<k8s_openapi::api::authentication::v1::TokenRequest>(g),
         _ => return None,
     })
 }

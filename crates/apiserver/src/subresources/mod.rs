@@ -1,7 +1,7 @@
 //! Subresources that are not just "the object, restricted to a part":
 //! `pods/binding` (the scheduler's write), `pods/eviction` (the
 //! disruption-budget-aware delete), `*/scale` (autoscaling/v1 Scale) and
-//! `pods/log`, and the upgraded `pods/exec`, `pods/attach` and
+//! `pods/log`, `serviceaccounts/token` (TokenRequest), and the upgraded `pods/exec`, `pods/attach` and
 //! `pods/portforward` (`stream.rs`). `status` and `ephemeralcontainers` are ordinary updates of
 //! part of the object and are handled in [`crate::handlers`].
 
@@ -9,6 +9,7 @@ mod binding;
 mod eviction;
 mod log;
 mod scale;
+mod token;
 pub mod stream;
 
 use axum::http::{Method, StatusCode};
@@ -28,7 +29,8 @@ pub async fn dispatch(storage: &Storage, req: &Request) -> Option<ApiResult<Resp
         ("scale", &Method::GET) => scale::get(storage, req).await,
         ("scale", &Method::PUT | &Method::PATCH) => scale::update(storage, req).await,
         ("log", &Method::GET) => log(storage, req).await,
-        ("binding" | "eviction" | "scale" | "log", m) => {
+        ("token", &Method::POST) => token::create(storage, req).await,
+        ("binding" | "eviction" | "scale" | "log" | "token", m) => {
             Err(ApiError::method_not_allowed(format!("the server does not allow this method on the requested resource ({m})")))
         }
         _ => return None,

@@ -28,7 +28,7 @@ pub async fn intercept(State(st): State<AppState>, req: Request, next: Next) -> 
         ["api", "v1", "namespaces", ns, "pods", pod, sub @ ("exec" | "attach" | "portforward")] => (ns.to_string(), pod.to_string(), sub.to_string()),
         _ => return next.run(req).await,
     };
-    if !crate::server::authenticated(req.headers(), &st.token) {
+    if crate::authn::authenticate(&st.storage, &st.token, req.headers()).await.is_none() {
         return ApiError::unauthorized().into_response();
     }
     match stream(&st, req, &ns, &pod, &sub).await {

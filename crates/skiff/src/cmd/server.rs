@@ -172,6 +172,8 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         certs::share_through_store(storage.kv().as_ref(), &dir).await?;
     }
     let pki = certs::ensure(&dir, args.listen)?;
+    // Service-account tokens: the key ensure() made (or the cluster's, adopted above).
+    storage.service_accounts = Some(Arc::new(skiff_apiserver::authn::Tokens::load(&dir.join("pki"))?));
     let kubelet_ca = match &args.kubelet_certificate_authority {
         Some(f) => Some(std::fs::read(f).with_context(|| format!("reading --kubelet-certificate-authority {}", f.display()))?),
         None => None,

@@ -1,0 +1,278 @@
+//! Service-account tokens end to end with real kubectl: TokenRequest
+//! (`kubectl create token`), tokens as bearer credentials (`kubectl
+//! --token`, `kubectl auth whoami`), what stops a token working, and the
+//! ServiceAccount admission plugin's volume on pods.
+
+mod common;
+
+use std::time::Duration;
+
+use base64::Engine;
+use common::{wait_until, Kubectl, SkiffServer};
+use serde_json::Value;
+
+/// A server with its controller manager (it makes the `default` ServiceAccounts).
+fn server(dir: &std::path::Path) -> SkiffServer {
+    SkiffServer::start_with(dir, common::free_port(), &[])
+}
+
+fn wait_default_sa(k: &Kubectl, ns: &str) {
+    wait_until("the default ServiceAccount", Duration::from_secs(30), || k.run(&["get", "sa", "default", "-n", ns]).status.success().then_some(()));
+}
+
+fn claims(token: &str) -> Value {
+    let payload = token.split('.').nth(1).expect("a JWT has three parts");
+    serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+}
+
+/// `kubectl <args>` with `token` instead of the admin's.
+fn as_token(k: &Kubectl, token: &str, args: &[&str]) -> std::process::Output {
+    let mut all = vec!["--token", token];
+    all.extend_from_slice(args);
+    k.run(&all)
+}
+
+fn whoami(k: &Kubectl, token: &str) -> Value {
+    let out = as_token(k, token, &["auth", "whoami", "-o", "json"]);
+    assert!(out.status.success(), "whoami: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice::<Value>(&out.stdout).unwrap()["status"]["userInfo"].clone()
+}
+
+fn unauthorized(k: &Kubectl, token: &str) -> bool {
+    let out = as_token(k, token, &["get", "pods"]);
+    !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("Unauthorized")
+}
+
+#[test]
+fn tokens_authenticate_as_their_service_account() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(dir.path());
+    let k = Kubectl::new(33, &server.kubeconfig);
+    wait_default_sa(&k, "default");
+
+    // kubectl 1.33 and 1.27 both get a token; its claims are upstream's.
+    let token = k.ok(&["create", "token", "default"]).trim().to_string();
+    let old = Kubectl::new(27, &server.kubeconfig).ok(&["create", "token", "default", "--duration", "2h"]).trim().to_string();
+    let c = claims(&token);
+    assert_eq!(c["sub"], "system:serviceaccount:default:default");
+    assert_eq!(c["iss"], "https://kubernetes.default.svc.cluster.local");
+    assert_eq!(c["aud"], serde_json::json!(["https://kubernetes.default.svc.cluster.local"]));
+    assert_eq!(c["exp"].as_i64().unwrap() - c["iat"].as_i64().unwrap(), 3600);
+    assert_eq!(c["nbf"], c["iat"]);
+    assert!(c["jti"].as_str().is_some_and(|j| !j.is_empty()));
+    let sa_uid = k.ok(&["get", "sa", "default", "-o", "jsonpath={.metadata.uid}"]);
+    assert_eq!(c["kubernetes.io"], serde_json::json!({"namespace": "default", "serviceaccount": {"name": "default", "uid": sa_uid}}));
+    assert_eq!(claims(&old)["exp"].as_i64().unwrap() - claims(&old)["iat"].as_i64().unwrap(), 7200);
+
+    // The token is a credential, for kubectl 1.28+'s whoami too.
+    let out = as_token(&k, &token, &["get", "pods"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let me = whoami(&k, &token);
+    assert_eq!(me["username"], "system:serviceaccount:default:default");
+    assert_eq!(me["uid"], sa_uid.as_str());
+    assert_eq!(me["groups"], serde_json::json!(["system:serviceaccounts", "system:serviceaccounts:default", "system:authenticated"]));
+    assert_eq!(whoami(&Kubectl::new(28, &server.kubeconfig), &old)["username"], "system:serviceaccount:default:default");
+    assert!(k.ok(&["auth", "whoami"]).contains("kubernetes-admin"));
+
+    // A forged or re-signed token is not.
+    let parts: Vec<&str> = token.split('.').collect();
+    let mut c2 = c.clone();
+    c2["sub"] = "system:serviceaccount:kube-system:default".into();
+    let forged = format!("{}.{}.{}", parts[0], base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(c2.to_string()), parts[2]);
+    assert!(unauthorized(&k, &forged));
+    let flipped = format!("{}.{}.{}{}", parts[0], parts[1], &parts[2][..10], if &parts[2][10..11] == "A" { "B" } else { "A" }) + &parts[2][11..];
+    assert!(unauthorized(&k, &flipped));
+    assert!(unauthorized(&k, "not-a-token"));
+    // A token for another audience is not for the API server.
+    let other = k.ok(&["create", "token", "default", "--audience", "vault"]).trim().to_string();
+    assert_eq!(claims(&other)["aud"], serde_json::json!(["vault"]));
+    assert!(unauthorized(&k, &other));
+
+    // OIDC discovery names the issuer and the key tokens are signed with.
+    let oidc: Value = serde_json::from_str(&k.ok(&["get", "--raw", "/.well-known/openid-configuration"])).unwrap();
+    assert_eq!(oidc["issuer"], "https://kubernetes.default.svc.cluster.local");
+    let jwks: Value = serde_json::from_str(&k.ok(&["get", "--raw", "/openid/v1/jwks"])).unwrap();
+    let header: Value = serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token.split('.').next().unwrap()).unwrap()).unwrap();
+    assert_eq!(header["alg"], "ES256");
+    assert_eq!(jwks["keys"][0]["kid"], header["kid"]);
+    assert_eq!(jwks["keys"][0]["crv"], "P-256");
+
+    // Validation and lookups, with upstream's wording.
+    let err = k.err(&["create", "token", "default", "--duration", "5m"]);
+    assert!(err.contains("spec.expirationSeconds: Invalid value: 300: may not specify a duration less than 10 minutes"), "{err}");
+    let err = k.err(&["create", "token", "nobody"]);
+    assert!(err.contains("serviceaccounts \"nobody\" not found"), "{err}");
+    let discovery = k.ok(&["get", "--raw", "/api/v1"]);
+    assert!(discovery.contains("\"serviceaccounts/token\""), "{discovery}");
+
+    // A deleted ServiceAccount's tokens stop working, also once one of the same name is back.
+    k.ok(&["create", "sa", "robot"]);
+    let robot = k.ok(&["create", "token", "robot"]).trim().to_string();
+    assert!(as_token(&k, &robot, &["get", "pods"]).status.success());
+    k.ok(&["delete", "sa", "robot"]);
+    wait_until("the deleted ServiceAccount's token to be refused", Duration::from_secs(10), || unauthorized(&k, &robot).then_some(()));
+    k.ok(&["create", "sa", "robot"]);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(unauthorized(&k, &robot), "a token outlived its ServiceAccount's uid");
+
+    // A pod-bound token names the pod and dies with it.
+    k.ok(&["run", "p", "--image=busybox"]);
+    let bound = k.ok(&["create", "token", "default", "--bound-object-kind", "Pod", "--bound-object-name", "p"]).trim().to_string();
+    let pod_uid = k.ok(&["get", "pod", "p", "-o", "jsonpath={.metadata.uid}"]);
+    assert_eq!(claims(&bound)["kubernetes.io"]["pod"], serde_json::json!({"name": "p", "uid": pod_uid}));
+    let bound27 = Kubectl::new(27, &server.kubeconfig).ok(&["create", "token", "default", "--bound-object-kind", "Pod", "--bound-object-name", "p"]);
+    assert_eq!(claims(bound27.trim())["kubernetes.io"]["pod"]["uid"], pod_uid.as_str());
+    let me = whoami(&k, &bound);
+    assert_eq!(me["extra"]["authentication.kubernetes.io/pod-name"], serde_json::json!(["p"]));
+    let err = k.err(&["create", "token", "default", "--bound-object-kind", "Pod", "--bound-object-name", "nope"]);
+    assert!(err.contains("pods \"nope\" not found"), "{err}");
+    k.ok(&["delete", "pod", "p", "--grace-period=0", "--force"]);
+    wait_until("the deleted pod's token to be refused", Duration::from_secs(10), || unauthorized(&k, &bound).then_some(()));
+    assert!(as_token(&k, &token, &["get", "pods"]).status.success(), "the unbound token still works");
+
+    // So does a Secret-bound one; other kinds cannot be bound.
+    k.ok(&["create", "secret", "generic", "s", "--from-literal=a=b"]);
+    let secret_bound = k.ok(&["create", "token", "default", "--bound-object-kind", "Secret", "--bound-object-name", "s"]).trim().to_string();
+    assert_eq!(claims(&secret_bound)["kubernetes.io"]["secret"]["name"], "s");
+    assert!(as_token(&k, &secret_bound, &["get", "pods"]).status.success());
+    k.ok(&["delete", "secret", "s"]);
+    wait_until("the deleted secret's token to be refused", Duration::from_secs(10), || unauthorized(&k, &secret_bound).then_some(()));
+    let tr = dir.path().join("tr.json");
+    std::fs::write(&tr, r#"{"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {"boundObjectRef": {"apiVersion": "v1", "kind": "ConfigMap", "name": "kube-root-ca.crt"}}}"#).unwrap();
+    let err = k.err(&["create", "--raw", "/api/v1/namespaces/default/serviceaccounts/default/token", "-f", tr.to_str().unwrap()]);
+    assert!(err.contains("cannot bind token to object of type /v1, Kind=ConfigMap"), "{err}");
+}
+
+#[test]
+fn pods_get_the_service_account_volume() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(dir.path());
+    let k = Kubectl::new(33, &server.kubeconfig);
+    wait_default_sa(&k, "default");
+
+    k.ok(&["run", "web", "--image=busybox"]);
+    let pod: Value = serde_json::from_str(&k.ok(&["get", "pod", "web", "-o", "json"])).unwrap();
+    assert_eq!(pod["spec"]["serviceAccountName"], "default");
+    let vols = pod["spec"]["volumes"].as_array().unwrap();
+    assert_eq!(vols.len(), 1, "{vols:?}");
+    let name = vols[0]["name"].as_str().unwrap();
+    assert!(name.starts_with("kube-api-access-") && name.len() == "kube-api-access-".len() + 5, "{name}");
+    assert_eq!(
+        vols[0]["projected"],
+        serde_json::json!({"defaultMode": 420, "sources": [
+            {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+            {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+            {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}}]})
+    );
+    assert_eq!(
+        pod["spec"]["containers"][0]["volumeMounts"],
+        serde_json::json!([{"name": name, "readOnly": true, "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"}])
+    );
+
+    // Opting out, on the pod or on its ServiceAccount.
+    k.ok(&["run", "quiet", "--image=busybox", "--overrides", r#"{"spec":{"automountServiceAccountToken":false}}"#]);
+    let quiet: Value = serde_json::from_str(&k.ok(&["get", "pod", "quiet", "-o", "json"])).unwrap();
+    assert!(quiet["spec"]["volumes"].is_null() && quiet["spec"]["containers"][0]["volumeMounts"].is_null(), "{:#}", quiet["spec"]);
+    let sa = dir.path().join("sa.json");
+    std::fs::write(&sa, r#"{"apiVersion":"v1","kind":"ServiceAccount","metadata":{"name":"nomount"},"automountServiceAccountToken":false,"imagePullSecrets":[{"name":"regcred"}]}"#).unwrap();
+    k.ok(&["create", "-f", sa.to_str().unwrap()]);
+    k.ok(&["run", "nm", "--image=busybox", "--overrides", r#"{"spec":{"serviceAccountName":"nomount"}}"#]);
+    let nm: Value = serde_json::from_str(&k.ok(&["get", "pod", "nm", "-o", "json"])).unwrap();
+    assert!(nm["spec"]["volumes"].is_null(), "{:#}", nm["spec"]);
+    assert_eq!(nm["spec"]["imagePullSecrets"], serde_json::json!([{"name": "regcred"}]));
+
+    // A missing ServiceAccount is refused with upstream's message.
+    let err = k.err(&["run", "lost", "--image=busybox", "--overrides", r#"{"spec":{"serviceAccountName":"missing"}}"#]);
+    assert!(err.contains(r#"pods "lost" is forbidden: error looking up service account default/missing: serviceaccount "missing" not found"#), "{err}");
+
+    // A pod created right after its namespace waits for the default ServiceAccount.
+    for i in 0..3 {
+        let ns = format!("fresh{i}");
+        k.ok(&["create", "ns", &ns]);
+        k.ok(&["run", "first", "-n", &ns, "--image=busybox"]);
+        assert!(k.ok(&["get", "pod", "first", "-n", &ns, "-o", "jsonpath={.spec.volumes[0].name}"]).starts_with("kube-api-access-"));
+    }
+}
+
+/// In a real container (needs root): the admission-made volume holds a
+/// token, the CA and the namespace; the token authenticates as the pod's
+/// ServiceAccount, bound to the pod; a restarted agent writes a new token.
+#[test]
+fn containers_find_a_working_token() {
+    use common::node::{apply, build_busybox_image, is_root, spawn_agent, wait_pod, wait_sandboxes_gone};
+    use std::process::Command;
+    if !is_root() {
+        eprintln!("skipping: the container end-to-end test needs root (namespaces, mounts, cgroups)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let image = build_busybox_image(d);
+    let runtime_root = d.join("runtime");
+    let out = Command::new(env!("CARGO_BIN_EXE_skiff")).args(["images", "import"]).arg(&image).arg("--runtime-root").arg(&runtime_root).output().unwrap();
+    assert!(out.status.success(), "import: {}", String::from_utf8_lossy(&out.stderr));
+    let server = SkiffServer::start_with(&d.join("server"), common::free_port(), &["--disable-agent"]);
+    let kport = common::free_port();
+    let start_agent = || spawn_agent(&server.kubeconfig, d, "skiff-sa", kport, "skiffsa0", "10.244.246.0/24", &[]);
+    let mut agent = Some(start_agent());
+    common::wait_for_port(kport, Duration::from_secs(30));
+    let k = Kubectl::new(33, &server.kubeconfig);
+    let dirpath = "/var/run/secrets/kubernetes.io/serviceaccount";
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        wait_default_sa(&k, "default");
+        apply(&k, r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "sa"}, "spec": {"nodeName": "skiff-sa", "terminationGracePeriodSeconds": 1,
+            "containers": [{"name": "c", "image": "busybox:skiff-test", "command": ["sleep", "3600"]}]}}"#);
+        wait_pod(&k, "sa", "Running", |p| p["status"]["phase"] == "Running");
+        let token = k.ok(&["exec", "sa", "--", "cat", &format!("{dirpath}/token")]);
+        assert_eq!(k.ok(&["exec", "sa", "--", "cat", &format!("{dirpath}/namespace")]), "default");
+        let ca = k.ok(&["exec", "sa", "--", "cat", &format!("{dirpath}/ca.crt")]);
+        assert_eq!(ca, std::fs::read_to_string(d.join("server/pki/ca.crt")).unwrap());
+        let err = String::from_utf8_lossy(&k.run(&["exec", "sa", "--", "sh", "-c", &format!("echo x > {dirpath}/token")]).stderr).to_string();
+        assert!(err.contains("Read-only file system"), "{err}");
+
+        let c = claims(&token);
+        assert_eq!(c["exp"].as_i64().unwrap() - c["iat"].as_i64().unwrap(), 3607);
+        let me = whoami(&k, &token);
+        assert_eq!(me["username"], "system:serviceaccount:default:default");
+        assert_eq!(me["extra"]["authentication.kubernetes.io/pod-name"], serde_json::json!(["sa"]));
+        assert_eq!(me["extra"]["authentication.kubernetes.io/node-name"], serde_json::json!(["skiff-sa"]));
+        assert!(as_token(&k, &token, &["get", "pods"]).status.success());
+
+        // No token to be had (its ServiceAccount is gone): the container waits
+        // with the reason in its status, and starts once the token can be had.
+        k.ok(&["create", "sa", "temp"]);
+        apply(&k, r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "late"}, "spec": {"serviceAccountName": "temp", "terminationGracePeriodSeconds": 1,
+            "containers": [{"name": "c", "image": "busybox:skiff-test", "command": ["sleep", "3600"]}]}}"#);
+        k.ok(&["delete", "sa", "temp"]);
+        let binding = d.join("binding.json");
+        std::fs::write(&binding, r#"{"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "late"}, "target": {"kind": "Node", "name": "skiff-sa"}}"#).unwrap();
+        k.ok(&["create", "--raw", "/api/v1/namespaces/default/pods/late/binding", "-f", binding.to_str().unwrap()]);
+        let p = wait_pod(&k, "late", "CreateContainerConfigError", |p| p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"] == "CreateContainerConfigError");
+        let msg = p["status"]["containerStatuses"][0]["state"]["waiting"]["message"].as_str().unwrap_or("").to_string();
+        assert!(msg.contains("serviceaccounts \"temp\" not found"), "{msg}");
+        k.ok(&["create", "sa", "temp"]);
+        wait_pod(&k, "late", "Running once the ServiceAccount is back", |p| p["status"]["phase"] == "Running");
+        let late = k.ok(&["exec", "late", "--", "cat", &format!("{dirpath}/token")]);
+        assert_eq!(whoami(&k, &late)["username"], "system:serviceaccount:default:temp");
+
+        // A restarted agent has no tokens in memory: the pod gets a new one.
+        drop(agent.take());
+        agent = Some(start_agent());
+        common::wait_for_port(kport, Duration::from_secs(30));
+        let fresh = wait_until("a new token after the agent restart", Duration::from_secs(30), || {
+            let t = String::from_utf8_lossy(&k.run(&["exec", "sa", "--", "cat", &format!("{dirpath}/token")]).stdout).to_string();
+            (!t.is_empty() && t != token).then_some(t)
+        });
+        assert_ne!(claims(&fresh)["jti"], c["jti"]);
+        assert!(as_token(&k, &fresh, &["get", "pods"]).status.success());
+    }));
+    let _ = k.run(&["delete", "pods", "--all", "--grace-period=1", "--wait=true", "--timeout=60s"]);
+    wait_sandboxes_gone(&runtime_root);
+    drop(agent);
+    let _ = Command::new("ip").args(["link", "del", "skiffsa0"]).status();
+    let _ = Command::new("sh").arg("-c").arg(format!("grep -o '{}[^ ]*rootfs' /proc/mounts | xargs -r umount -l", runtime_root.display())).status();
+    if let Err(e) = result {
+        eprintln!("agent log:\n{}", std::fs::read_to_string(d.join("agent.log")).unwrap_or_default());
+        std::panic::resume_unwind(e);
+    }
+}
