@@ -219,6 +219,20 @@ pub async fn run(args: ApiArgs) -> Result<String> {
     let pick = |clients: &Arc<Vec<Client>>, i: usize| clients[i % clients.len()].clone();
     let mut rows = Vec::new();
     let pid = skiff.child.id();
+    // Measure a ready cluster: pod creates wait (in ServiceAccount admission)
+    // for the controller manager to make `default`'s ServiceAccount, which
+    // would otherwise land in the first step's figures.
+    let ready = Instant::now();
+    loop {
+        let (code, _) = clients[0].send("GET", "/api/v1/namespaces/default/serviceaccounts/default", None).await?;
+        if code == 200 {
+            break;
+        }
+        if ready.elapsed() > Duration::from_secs(60) {
+            bail!("the default ServiceAccount did not appear within 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     progress(&format!("creating {} pods with {} clients", args.pods, args.clients));
     let cpu0 = cpu_secs(pid);

@@ -13,6 +13,7 @@ pub mod eviction;
 pub mod namespaces;
 pub mod node;
 pub mod pki;
+pub mod pod_cgroups;
 pub mod probes;
 pub mod resources;
 pub mod sa_token;
@@ -167,6 +168,13 @@ pub async fn run(cfg: Config) -> Result<()> {
             cfg.embedded_socket.clone()
         }
     };
+    // Pod cgroups of pods that ended while no agent watched (in the background: there may be thousands).
+    tokio::task::spawn_blocking(|| {
+        let n = pod_cgroups::sweep();
+        if n > 0 {
+            tracing::info!(removed = n, "removed the cgroups of pods that are gone");
+        }
+    });
     let ch = connect_cri(socket).await?;
     let mut rt = RuntimeServiceClient::new(ch.clone());
     let v = rt.version(skiff_cri::VersionRequest { version: "v1".into() }).await.context("CRI Version")?.into_inner();

@@ -476,10 +476,14 @@ impl Worker {
         self.stop_group(pod, grace, |n| !sidecars.contains(&n.to_string())).await;
         let left = if grace > 0 { (grace - t0.elapsed().as_secs() as i64).max(2) } else { 0 };
         self.stop_group(pod, left, |n| sidecars.contains(&n.to_string())).await;
-        if let Some((sid, _, _)) = &self.sandbox {
+        if let Some((sid, _, config)) = &self.sandbox {
             let mut rt = self.ctx.rt.clone();
             let _ = rt.stop_pod_sandbox(cri::StopPodSandboxRequest { pod_sandbox_id: sid.clone() }).await;
             let _ = rt.remove_pod_sandbox(cri::RemovePodSandboxRequest { pod_sandbox_id: sid.clone() }).await;
+            // The runtime removed the containers' cgroups; the pod's is ours to remove.
+            if let Some(cg) = config.linux.as_ref().map(|l| l.cgroup_parent.clone()).filter(|c| !c.is_empty()) {
+                let _ = tokio::task::spawn_blocking(move || crate::pod_cgroups::remove(&cg)).await;
+            }
         }
     }
 

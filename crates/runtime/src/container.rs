@@ -177,6 +177,7 @@ impl Runtime {
             unmount(&bundle);
             bail!("no command specified");
         }
+        crate::cpuset::prepare(&input.cgroups_path);
         std::fs::write(bundle.join("config.json"), serde_json::to_vec_pretty(&spec::build(&input))?)?;
         let log_path = if config.log_path.is_empty() { String::new() } else { Path::new(&log_dir).join(&config.log_path).display().to_string() };
         let (tx, rx) = watch::channel(false);

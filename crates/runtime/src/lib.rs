@@ -8,6 +8,7 @@
 //! (`logs.rs`).
 
 pub mod container;
+pub mod cpuset;
 pub mod images;
 pub mod keeper;
 pub mod layers;

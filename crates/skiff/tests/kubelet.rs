@@ -120,6 +120,12 @@ fn pods_run_in_real_containers() {
         let _ = follow.kill();
         let _ = follow.wait();
         assert!(first.iter().enumerate().all(|(i, l)| *l == format!("tick {i}")), "{first:?}");
+        // Deleted, the pod leaves no cgroup behind in any hierarchy (the
+        // runtime removes its containers'; the pod level is the kubelet's).
+        let pod_dirs: Vec<String> = ["memory", "cpu", "cpuset", "pids"].iter().map(|h| format!("/sys/fs/cgroup/{h}/kubepods/pod{uid}")).filter(|d| Path::new(d).exists()).collect();
+        assert!(!pod_dirs.is_empty() || !Path::new("/sys/fs/cgroup/memory/kubepods").exists(), "the running pod has a pod-level cgroup");
+        k.ok(&["delete", "pod", "guaranteed", "--wait=true", "--timeout=60s"]);
+        common::wait_until("the deleted pod's cgroups to be removed", Duration::from_secs(15), || pod_dirs.iter().all(|d| !Path::new(d).exists()).then_some(()));
 
         // Volumes and env: configMap and secret files and keys, an emptyDir an
         // init container fills, fieldRef and envFrom; configMap edits reach the files.
