@@ -27,6 +27,8 @@ pub struct Storage {
     /// Without one, a namespace's contents are deleted with it and
     /// Foreground/Orphan propagation are accepted but need no finalizer.
     pub controllers: bool,
+    /// The ServiceAccount admission plugin runs (`--disable-admission-plugins=ServiceAccount` turns it off).
+    pub service_account_admission: bool,
     /// Shared by every clone: one store watch per resource for all API watches.
     pub watch_cache: Arc<crate::watch_cache::WatchCache>,
     /// TLS to kubelets, for the subresources they serve (pods/log, exec, …).
@@ -138,7 +140,7 @@ pub struct Listed {
 
 impl Storage {
     pub fn new(kv: Arc<dyn Kv>) -> Storage {
-        Storage { kv, bookmark_interval: std::time::Duration::from_secs(60), service_ranges: Default::default(), controllers: false, watch_cache: Arc::new(crate::watch_cache::WatchCache::new(10_000)), kubelet: Default::default(), service_accounts: None }
+        Storage { kv, bookmark_interval: std::time::Duration::from_secs(60), service_ranges: Default::default(), controllers: false, service_account_admission: true, watch_cache: Arc::new(crate::watch_cache::WatchCache::new(10_000)), kubelet: Default::default(), service_accounts: None }
     }
 
     pub fn kv(&self) -> &Arc<dyn Kv> {

@@ -120,7 +120,9 @@ pub async fn run(args: SchedulerArgs) -> Result<()> {
     let spread = args.scenario == "spread";
     let dir = tempfile::tempdir()?;
     let start = Instant::now();
-    let (_server, kubeconfig) = start_server(&args.skiff_bin, dir.path(), &["--disable-agent", "--disable-scheduler"]).await?;
+    // As upstream's scheduler_perf test server: without ServiceAccount admission
+    // (no pod here runs, so none needs a token volume).
+    let (_server, kubeconfig) = start_server(&args.skiff_bin, dir.path(), &["--disable-agent", "--disable-scheduler", "--disable-admission-plugins=ServiceAccount"]).await?;
     let kc = kubeconfig.to_str().unwrap();
     crate::progress(&format!("registering {} sim nodes", args.nodes));
     let _sim = spawn(&args.skiff_bin, &["sim", "--kubeconfig", kc, "--nodes", &args.nodes.to_string(), "--drive-pods=false", "--lease-duration-seconds", "400", "--cpu", "32", "--memory", "256Gi", "--zones", "3"], dir.path().join("sim.log"))?;

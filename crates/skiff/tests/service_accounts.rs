@@ -276,3 +276,29 @@ fn containers_find_a_working_token() {
         std::panic::resume_unwind(e);
     }
 }
+
+/// `--disable-admission-plugins=ServiceAccount` (as upstream's test servers
+/// run) leaves pods as they are sent; a plugin that cannot be turned off is
+/// a one-line startup error, not a silently ignored flag.
+#[test]
+fn the_service_account_plugin_can_be_disabled() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = SkiffServer::start_with(dir.path(), common::free_port(), &["--disable-admission-plugins=ServiceAccount"]);
+    let k = Kubectl::new(33, &server.kubeconfig);
+    wait_default_sa(&k, "default");
+    k.ok(&["run", "plain", "--image=busybox", "--restart=Never"]);
+    let pod: Value = serde_json::from_str(&k.ok(&["get", "pod", "plain", "-o", "json"])).unwrap();
+    assert!(pod["spec"]["volumes"].is_null(), "no kube-api-access volume: {}", pod["spec"]);
+    assert!(pod["spec"]["containers"][0]["volumeMounts"].is_null(), "{}", pod["spec"]);
+
+    let other = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_skiff"))
+        .args(["server", "--disable-agent", "--data-dir"])
+        .arg(other.path())
+        .args(["--listen", &format!("127.0.0.1:{}", common::free_port()), "--disable-admission-plugins", "Priority"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("\"Priority\" cannot be disabled"), "{err}");
+}

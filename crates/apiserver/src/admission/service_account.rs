@@ -42,7 +42,7 @@ const DEFAULT_WAIT: Duration = Duration::from_secs(5);
 const POLL: Duration = Duration::from_millis(200);
 
 pub fn enabled(storage: &Storage) -> bool {
-    storage.controllers && storage.service_accounts.is_some()
+    storage.service_account_admission && storage.controllers && storage.service_accounts.is_some()
 }
 
 /// Admit a pod being created.

@@ -53,6 +53,10 @@ pub struct ServerArgs {
     /// Do not run the scheduler in this process (run `skiff scheduler` elsewhere, or none).
     #[arg(long)]
     disable_scheduler: bool,
+    /// Admission plugins to turn off, comma-separated, as kube-apiserver's flag
+    /// (only `ServiceAccount` can be: the others are part of the API's semantics here).
+    #[arg(long, value_delimiter = ',')]
+    disable_admission_plugins: Vec<String>,
     /// The Node name of this machine's agent (default: the hostname).
     #[arg(long)]
     node_name: Option<String>,
@@ -151,6 +155,12 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     let mut storage = Storage::new(kv.clone());
     // Deletions wait for the garbage collector and namespace controller through finalizers.
     storage.controllers = !args.disable_controllers;
+    for plugin in &args.disable_admission_plugins {
+        match plugin.as_str() {
+            "ServiceAccount" => storage.service_account_admission = false,
+            other => anyhow::bail!("--disable-admission-plugins: {other:?} cannot be disabled (only ServiceAccount can)"),
+        }
+    }
     storage.bookmark_interval = args.watch_bookmark_interval;
     storage.service_ranges = skiff_apiserver::admission::service_alloc::ServiceRanges::default()
         .with_cidr(&args.service_cluster_ip_range)
