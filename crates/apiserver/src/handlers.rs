@@ -183,13 +183,23 @@ async fn get(storage: &Storage, req: &Request) -> ApiResult<Response> {
 
 /// The NamespaceLifecycle admission plugin: content may only be created
 /// in a namespace that exists and is not being terminated.
+/// How long a namespace this server deleted is looked up in the store (upstream: 30 s).
+const RECENT_NAMESPACE_DELETION: Duration = Duration::from_secs(30);
+
 async fn namespace_exists(storage: &Storage, ns: &str) -> ApiResult<()> {
     let prefix = resources::find("", "v1", "namespaces").unwrap().key_prefix();
     let key = format!("{prefix}{ns}");
     // As upstream's NamespaceLifecycle admission: the informer's copy when it
     // has one (a namespace's creation and termination are rare; creates in it
-    // are not), the store when it does not (just created, or no cache).
-    if let Some(cached) = storage.watch_cache.get(storage, &prefix).await.ok().and_then(|c| c.get(key.as_bytes())) {
+    // are not), the store when it does not (just created, or no cache) or
+    // when this server deleted it a moment ago.
+    let recently_deleted = {
+        let mut recent = storage.recently_deleted_namespaces.lock().unwrap_or_else(|e| e.into_inner());
+        recent.retain(|_, at| at.elapsed() < RECENT_NAMESPACE_DELETION);
+        recent.contains_key(ns)
+    };
+    let cached = if recently_deleted { None } else { storage.watch_cache.get(storage, &prefix).await.ok().and_then(|c| c.get(key.as_bytes())) };
+    if let Some(cached) = cached {
         if cached["metadata"]["deletionTimestamp"].is_null() {
             return Ok(());
         }
@@ -700,6 +710,9 @@ async fn delete(storage: &Storage, req: &Request) -> ApiResult<Response> {
     if t.res.kind == "Namespace" && !opts.dry_run && !storage.controllers {
         // Until the namespace controller exists, a namespace's contents go with it.
         delete_namespace_contents(storage, t.name()).await?;
+    }
+    if t.res.kind == "Namespace" && !opts.dry_run {
+        storage.recently_deleted_namespaces.lock().unwrap_or_else(|e| e.into_inner()).insert(t.name().to_string(), std::time::Instant::now());
     }
     let obj = delete_one(storage, t, &opts).await?;
     Ok(json_response(StatusCode::OK, &obj))

@@ -27,6 +27,11 @@ pub struct Storage {
     /// Without one, a namespace's contents are deleted with it and
     /// Foreground/Orphan propagation are accepted but need no finalizer.
     pub controllers: bool,
+    /// Namespaces this server deleted lately, looked up in the store rather
+    /// than the watch cache until the cache has surely caught up (upstream's
+    /// NamespaceLifecycle keeps the same "force live lookup" list), so a
+    /// create right after a namespace's deletion is refused here.
+    pub recently_deleted_namespaces: Arc<std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>>,
     /// The ServiceAccount admission plugin runs (`--disable-admission-plugins=ServiceAccount` turns it off).
     pub service_account_admission: bool,
     /// Shared by every clone: one store watch per resource for all API watches.
@@ -140,7 +145,7 @@ pub struct Listed {
 
 impl Storage {
     pub fn new(kv: Arc<dyn Kv>) -> Storage {
-        Storage { kv, bookmark_interval: std::time::Duration::from_secs(60), service_ranges: Default::default(), controllers: false, service_account_admission: true, watch_cache: Arc::new(crate::watch_cache::WatchCache::new(10_000)), kubelet: Default::default(), service_accounts: None }
+        Storage { kv, bookmark_interval: std::time::Duration::from_secs(60), service_ranges: Default::default(), controllers: false, recently_deleted_namespaces: Default::default(), service_account_admission: true, watch_cache: Arc::new(crate::watch_cache::WatchCache::new(10_000)), kubelet: Default::default(), service_accounts: None }
     }
 
     pub fn kv(&self) -> &Arc<dyn Kv> {
