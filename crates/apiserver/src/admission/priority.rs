@@ -40,7 +40,7 @@ pub async fn resolve(storage: &Storage, pod: &mut Value) -> ApiResult<()> {
                 Some(c) => c.list(PREFIX.as_bytes()).0.iter().map(|pc| pc.value().clone()).collect(),
                 None => storage.list(PREFIX, None, 0, 0).await.map_err(kv_error)?.items.iter().map(decode).collect::<Result<_, _>>()?,
             };
-            all.into_iter().filter(|pc| pc["globalDefault"] == json!(true)).last()
+            all.into_iter().rfind(|pc| pc["globalDefault"] == json!(true))
         }
     };
     let (value, policy) = match &class {
