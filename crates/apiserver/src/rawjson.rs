@@ -68,33 +68,11 @@ pub fn replace_resource_version(json: &[u8], at: usize, rev: i64) -> Option<Vec<
 /// The raw bytes of the top-level `metadata` value of a compact object, if
 /// it has one (for PartialObjectMetadata without decoding the object).
 pub fn metadata_bytes(b: &[u8]) -> Option<&[u8]> {
-    let mut i = ws(b, 0);
+    let i = metadata_at(b)??;
     if b.get(i) != Some(&b'{') {
         return None;
     }
-    i += 1;
-    loop {
-        i = ws(b, i);
-        if b.get(i)? != &b'"' {
-            return None;
-        }
-        let key_end = string_end(b, i)?;
-        let key = &b[i + 1..key_end - 1];
-        i = ws(b, key_end);
-        if b.get(i) != Some(&b':') {
-            return None;
-        }
-        i = ws(b, i + 1);
-        let end = value_end(b, i)?;
-        if key == b"metadata" {
-            return (b.get(i) == Some(&b'{')).then_some(&b[i..end]);
-        }
-        i = ws(b, end);
-        match b.get(i)? {
-            b',' => i += 1,
-            _ => return None,
-        }
-    }
+    Some(&b[i..value_end(b, i)?])
 }
 
 /// [`splice_resource_version`] into a new buffer.
@@ -111,7 +89,9 @@ enum Insert {
 
 const RV: &[u8] = b"resourceVersion";
 
-fn insertion_point(b: &[u8]) -> Option<Insert> {
+/// Where the top-level `metadata` value starts: Some(None) when the object
+/// has none; None when `b` is not in the stored form.
+fn metadata_at(b: &[u8]) -> Option<Option<usize>> {
     let mut i = ws(b, 0);
     if b.get(i) != Some(&b'{') {
         return None;
@@ -120,7 +100,7 @@ fn insertion_point(b: &[u8]) -> Option<Insert> {
     loop {
         i = ws(b, i);
         match b.get(i)? {
-            b'}' => return Some(Insert::Nowhere),
+            b'}' => return Some(None),
             b'"' => {}
             _ => return None,
         }
@@ -135,14 +115,21 @@ fn insertion_point(b: &[u8]) -> Option<Insert> {
         }
         i = ws(b, i + 1);
         if key == b"metadata" {
-            return if b.get(i) == Some(&b'{') { metadata_point(b, i) } else { Some(Insert::Nowhere) };
+            return Some(Some(i));
         }
         i = ws(b, value_end(b, i)?);
         match b.get(i)? {
             b',' => i += 1,
-            b'}' => return Some(Insert::Nowhere),
+            b'}' => return Some(None),
             _ => return None,
         }
+    }
+}
+
+fn insertion_point(b: &[u8]) -> Option<Insert> {
+    match metadata_at(b)? {
+        Some(i) if b.get(i) == Some(&b'{') => metadata_point(b, i),
+        _ => Some(Insert::Nowhere),
     }
 }
 
