@@ -181,11 +181,11 @@ async fn get(storage: &Storage, req: &Request) -> ApiResult<Response> {
     Ok(json_response(StatusCode::OK, &obj))
 }
 
-/// The NamespaceLifecycle admission plugin: content may only be created
-/// in a namespace that exists and is not being terminated.
 /// How long a namespace this server deleted is looked up in the store (upstream: 30 s).
 const RECENT_NAMESPACE_DELETION: Duration = Duration::from_secs(30);
 
+/// The NamespaceLifecycle admission plugin: content may only be created
+/// in a namespace that exists and is not being terminated.
 async fn namespace_exists(storage: &Storage, ns: &str) -> ApiResult<()> {
     let prefix = resources::find("", "v1", "namespaces").unwrap().key_prefix();
     let key = format!("{prefix}{ns}");
@@ -960,7 +960,7 @@ fn list_response(req: &Request, res: &Resource, items: Items, rev: i64, cont: Op
         }
         return Ok(body.finish(&format!("{}List", res.kind), &crate::list_body::list_metadata(rev, cont, remaining)));
     }
-    if let (false, Items::Cached(objs)) = (req.wants_table(), &items) {
+    if let (true, false, Items::Cached(objs)) = (req.wants_metadata(), req.wants_table(), &items) {
         // Metadata-only (the garbage collector's informers): from the cached bytes.
         let parts: Option<Vec<Vec<u8>>> = objs.iter().map(|o| o.partial_json()).collect();
         if let Some(parts) = parts {

@@ -8,8 +8,7 @@ mod cmd;
 /// allocator (arena locking, `malloc_consolidate`, growing and trimming the
 /// heap). mimalloc's per-thread free lists make that a fraction. Built
 /// without transparent huge pages (`no_thp`): with them, the scheduler spent
-/// ~15% of its CPU zeroing fresh 2 MiB pages, and every small process of
-/// ours (`skiff pause` in each pod) would risk a 2 MiB resident floor.
+/// ~15% of its CPU faulting in and zeroing fresh 2 MiB pages.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

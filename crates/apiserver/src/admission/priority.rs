@@ -36,11 +36,11 @@ pub async fn resolve(storage: &Storage, pod: &mut Value) -> ApiResult<()> {
             }
         }
         None => {
-            let all: Vec<Value> = match &cache {
-                Some(c) => c.list(PREFIX.as_bytes()).0.iter().map(|pc| pc.value().clone()).collect(),
-                None => storage.list(PREFIX, None, 0, 0).await.map_err(kv_error)?.items.iter().map(decode).collect::<Result<_, _>>()?,
-            };
-            all.into_iter().rfind(|pc| pc["globalDefault"] == json!(true))
+            let is_default = |pc: &Value| pc["globalDefault"] == json!(true);
+            match &cache {
+                Some(c) => c.list(PREFIX.as_bytes()).0.iter().rfind(|pc| is_default(pc.value())).map(|pc| pc.value().clone()),
+                None => storage.list(PREFIX, None, 0, 0).await.map_err(kv_error)?.items.iter().map(decode).collect::<Result<Vec<_>, _>>()?.into_iter().rfind(is_default),
+            }
         }
     };
     let (value, policy) = match &class {
