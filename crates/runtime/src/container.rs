@@ -209,7 +209,40 @@ impl Runtime {
 
     /// Returns once runc reports the container running (or it has already exited),
     /// so that exec (probes, postStart) can follow at once.
-    pub async fn start_container(&self, id: &str) -> Result<()> {
+    pub async fn start_container(self: &Arc<Self>, id: &str) -> Result<()> {
+        // Spawning the keeper, making FIFOs and opening logs are blocking
+        // calls; on the async workers they stalled every other pod's CRI
+        // calls during a burst of starts.
+        let rt = self.clone();
+        let cid = id.to_string();
+        let (bundle, holds, mut exited) = tokio::task::spawn_blocking(move || rt.launch(&cid)).await??;
+        // Running = runc wrote the init's PID and that process has exec'd the
+        // container's command. Watched through the pid file and /proc, not
+        // by polling `runc state`: each runc call costs a Go process start,
+        // and a burst of pods polling it saturated the CPU.
+        let mut running = false;
+        for _ in 0..2000 {
+            if *exited.borrow_and_update() {
+                running = true;
+                break;
+            }
+            if crate::shim::pid(&bundle).is_some_and(|p| !crate::shim::still_runc_init(p)) {
+                running = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        if !running {
+            tracing::warn!(container = id, "no sign of the container running after 10 s");
+        }
+        drop(holds);
+        Ok(())
+    }
+
+    /// The blocking half of a start: the keeper (and runc under it) spawned,
+    /// the container marked running and supervised. Returns the bundle, the
+    /// FIFO writers held until the container runs, and its exit signal.
+    fn launch(&self, id: &str) -> Result<(PathBuf, Vec<std::fs::File>, watch::Receiver<bool>)> {
         let (bundle, stdin, stdin_once, tty) = {
             let cs = self.containers.lock();
             let c = cs.get(id).context("no such container")?;
@@ -237,28 +270,8 @@ impl Runtime {
                 crate::persist::save_container(c);
             }
         }
-        let mut exited = self.supervise(id)?;
-        // Running = runc wrote the init's PID and that process has exec'd the
-        // container's command. Watched through the pid file and /proc, not
-        // by polling `runc state`: each runc call costs a Go process start,
-        // and a burst of pods polling it saturated the CPU.
-        let mut running = false;
-        for _ in 0..2000 {
-            if *exited.borrow_and_update() {
-                running = true;
-                break;
-            }
-            if crate::shim::pid(&bundle).is_some_and(|p| !crate::shim::still_runc_init(p)) {
-                running = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        if !running {
-            tracing::warn!(container = id, "no sign of the container running after 10 s");
-        }
-        drop(holds);
-        Ok(())
+        let exited = self.supervise(id)?;
+        Ok((bundle, holds, exited))
     }
 
     /// Follow a started container: pump its output FIFOs into the CRI log

@@ -200,7 +200,9 @@ impl RuntimeService for Cri {
     async fn create_container(&self, r: Request<cri::CreateContainerRequest>) -> Result<Response<cri::CreateContainerResponse>, Status> {
         let r = r.into_inner();
         let config = r.config.ok_or_else(|| Status::invalid_argument("config is required"))?;
-        let id = self.0.create_container(&r.pod_sandbox_id, config).map_err(internal)?;
+        // Mounting the overlay and writing the bundle block: keep them off the async workers.
+        let rt = self.0.clone();
+        let id = tokio::task::spawn_blocking(move || rt.create_container(&r.pod_sandbox_id, config)).await.map_err(|e| Status::internal(e.to_string()))?.map_err(internal)?;
         Ok(Response::new(cri::CreateContainerResponse { container_id: id }))
     }
     async fn start_container(&self, r: Request<cri::StartContainerRequest>) -> Result<Response<cri::StartContainerResponse>, Status> {

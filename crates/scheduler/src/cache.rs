@@ -23,8 +23,11 @@ pub struct State {
     /// PodDisruptionBudgets by `namespace/name`, for preemption.
     pub pdbs: BTreeMap<String, Pdb>,
     pub queue: Queue,
-    /// Round-robin start of the next filter pass (upstream's nextStartNodeIndex).
-    pub next_start: usize,
+    /// Round-robin start of the next filter pass (upstream's nextStartNodeIndex),
+    /// as the name of the node to start at: the first node at or after it.
+    pub next_start: String,
+    /// How many entries of `nodes` have a Node (the rest only hold pods).
+    pub node_count: usize,
     pub scheduler_name: String,
     /// Every placed pod by namespace and label, in step with `nodes`.
     pub index: crate::pod_index::PodIndex,
@@ -42,7 +45,7 @@ impl State {
     pub fn snapshot(&self) -> Snapshot<'_> {
         // Nodes that exist (a NodeInfo may outlive its Node while pods
         // remain), in name order: a stable order for round-robin filtering.
-        Snapshot { nodes: self.nodes.values().filter(|n| n.node.is_some()).collect(), index: Some(&self.index), by_name: Some(&self.nodes), domains: Some(&self.domains), terms: Some(&self.terms) }
+        Snapshot::indexed(&self.nodes, self.node_count, &self.index, &self.domains, &self.terms)
     }
 
     /// spec.priority, else the PriorityClass's value, else the global default, else 0.
@@ -61,7 +64,9 @@ impl State {
         let name = node.metadata.name.clone().unwrap_or_default();
         let is_new = self.nodes.get(&name).is_none_or(|n| n.node.is_none());
         let info = self.nodes.entry(name).or_default();
-        if !is_new {
+        if is_new {
+            self.node_count += 1;
+        } else {
             self.domains.remove(&info.labels);
         }
         info.set_node(node);
@@ -73,6 +78,7 @@ impl State {
         if let Some(n) = self.nodes.get_mut(name) {
             if n.node.is_some() {
                 self.domains.remove(&n.labels);
+                self.node_count -= 1;
             }
             n.node = None;
             if n.pods.is_empty() {

@@ -387,14 +387,14 @@ mod tests {
                 }
                 let indexed = st.snapshot();
                 assert!(indexed.index.is_some());
-                let scanned = Snapshot::of(indexed.nodes.clone());
+                let scanned = Snapshot::of(indexed.nodes().to_vec());
                 let plugins: [&dyn Plugin; 2] = [&PodTopologySpread, &InterPodAffinity];
                 for plugin in plugins {
                     let run = |snap: &Snapshot| {
                         let mut cs = CycleState::default();
                         plugin.pre_filter(&mut cs, &incoming, snap);
-                        plugin.pre_score(&mut cs, &incoming, &snap.nodes, snap);
-                        snap.nodes.iter().map(|n| (plugin.filter(&cs, &incoming, n).reasons, plugin.score(&cs, &incoming, n))).collect::<Vec<_>>()
+                        plugin.pre_score(&mut cs, &incoming, snap.nodes(), snap);
+                        snap.nodes().iter().map(|n| (plugin.filter(&cs, &incoming, n).reasons, plugin.score(&cs, &incoming, n))).collect::<Vec<_>>()
                     };
                     let got = run(&indexed);
                     assert_eq!(got, run(&scanned), "{} disagrees in round {round}, pod {k}", plugin.name());

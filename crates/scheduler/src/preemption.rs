@@ -41,7 +41,7 @@ pub fn preempt(plugins: &[Box<dyn Plugin>], st: &State, pod: &PodInfo, fit: &Fit
         Ok(s) => s,
         Err(_) => return Err(format!("preemption: 0/{n} nodes are available: {n} {NOT_HELPFUL}.", n = fit.num_nodes)),
     };
-    for node in &snap.nodes {
+    for node in snap.nodes() {
         let helpful = fit.statuses.get(&node.name).is_some_and(|s| s.code == Code::Unschedulable);
         if !helpful {
             reasons.push(NOT_HELPFUL.into());

@@ -91,7 +91,7 @@ pub fn pre_filter(plugins: &[Box<dyn Plugin>], pod: &PodInfo, snap: &Snapshot) -
 /// Picks a node for `pod`, or says why none fits.
 pub fn schedule(plugins: &[Box<dyn Plugin>], st: &mut State, pod: &PodInfo) -> Result<String, FitError> {
     let snap = st.snapshot();
-    let all = snap.nodes.len();
+    let all = snap.len();
     let mut fit = FitError { num_nodes: all, ..Default::default() };
     if all == 0 {
         return Err(fit);
@@ -104,12 +104,11 @@ pub fn schedule(plugins: &[Box<dyn Plugin>], st: &mut State, pod: &PodInfo) -> R
         }
     };
     let want = nodes_to_find(all);
-    let start = st.next_start % all;
     let mut feasible: Vec<&NodeInfo> = Vec::with_capacity(want);
-    let mut processed = 0;
-    for i in 0..all {
-        let node = snap.nodes[(start + i) % all];
-        processed += 1;
+    // Round robin from where the last cycle stopped; the next starts after
+    // the last node this one looked at.
+    let mut nodes = snap.round_robin(&st.next_start);
+    for node in nodes.by_ref() {
         let s = run_filters(plugins, &state, pod, node);
         if s.is_success() {
             feasible.push(node);
@@ -120,14 +119,20 @@ pub fn schedule(plugins: &[Box<dyn Plugin>], st: &mut State, pod: &PodInfo) -> R
             fit.statuses.insert(node.name.clone(), s);
         }
     }
-    let next = (start + processed) % all;
-    if feasible.is_empty() {
+    // None: every node was looked at, so the next cycle starts where this one did.
+    let next = nodes.next().map(|n| n.name.clone());
+    drop(nodes);
+    let chosen = match feasible.len() {
+        0 => None,
+        1 => Some(feasible[0].name.clone()),
+        _ => Some(select(plugins, &mut state, pod, &feasible, &snap)),
+    };
+    drop(feasible);
+    drop(snap);
+    if let Some(next) = next {
         st.next_start = next;
-        return Err(fit);
     }
-    let chosen = if feasible.len() == 1 { feasible[0].name.clone() } else { select(plugins, &mut state, pod, &feasible, &snap) };
-    st.next_start = next;
-    Ok(chosen)
+    chosen.ok_or(fit)
 }
 
 /// Weighted, normalized scores; the highest wins, ties at random (reservoir sampling).
@@ -213,6 +218,27 @@ mod tests {
         }
         placed.sort();
         assert_eq!(placed, vec!["a", "a", "b", "b"]);
+    }
+
+    #[test]
+    fn each_cycle_starts_after_the_last_node_the_previous_looked_at() {
+        // 150 nodes: a cycle stops after 100 feasible ones (upstream's minimum).
+        let mut st = state_with((0..150).map(|i| node_res(&format!("n{i:03}"), "4", "8Gi", "110")).collect());
+        let plugins = default_plugins();
+        schedule(&plugins, &mut st, &pod_req("p0", "1", "1Gi")).unwrap();
+        assert_eq!(st.next_start, "n100");
+        // The second wraps around: n100..n149, then n000..n049.
+        schedule(&plugins, &mut st, &pod_req("p1", "1", "1Gi")).unwrap();
+        assert_eq!(st.next_start, "n050");
+        // Nodes that do not fit are looked at too, and counted in the message.
+        let err = schedule(&plugins, &mut st, &pod_req("big", "8", "1Gi")).unwrap_err();
+        assert_eq!(err.num_nodes, 150);
+        assert_eq!(err.statuses.len(), 150);
+        assert_eq!(st.next_start, "n050", "a cycle that looked at every node leaves the start where it was");
+        // A deleted node is no longer counted or visited.
+        st.delete_node("n050");
+        let err = schedule(&plugins, &mut st, &pod_req("big", "8", "1Gi")).unwrap_err();
+        assert_eq!((err.num_nodes, err.statuses.len()), (149, 149));
     }
 
     #[test]

@@ -52,7 +52,7 @@ fn for_selected<'a>(snap: &Snapshot<'a>, term: &PodAffinityTerm, owner_ns: &str,
             }
         }
         (None, Some(_)) => {
-            for n in &snap.nodes {
+            for n in snap.nodes() {
                 for e in &n.pods {
                     if term_selects(term, owner_ns, e) {
                         f(n, e);
@@ -77,7 +77,7 @@ fn for_pods_with_terms<'a>(snap: &Snapshot<'a>, pod: &PodInfo, mut f: impl FnMut
             }
         }
         None => {
-            for n in &snap.nodes {
+            for n in snap.nodes() {
                 for e in &n.pods_with_affinity {
                     f(n, e);
                 }

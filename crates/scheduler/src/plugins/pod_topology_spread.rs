@@ -94,7 +94,7 @@ fn count_matching(pod: &PodInfo, c: &Constraint, node: &NodeInfo) -> i64 {
 /// Per constraint: matching pods per domain value (every eligible domain present).
 fn counts(pod: &PodInfo, cs: &[Constraint], snap: &Snapshot) -> Vec<BTreeMap<String, i64>> {
     let mut out = vec![BTreeMap::new(); cs.len()];
-    let eligible_nodes = snap.nodes.iter().copied().filter(|n| eligible(pod, cs, n));
+    let eligible_nodes = snap.nodes().iter().copied().filter(|n| eligible(pod, cs, n));
     let Some(index) = snap.index else {
         for n in eligible_nodes {
             for (i, c) in cs.iter().enumerate() {
