@@ -1,5 +1,6 @@
-//! Removing pod-level cgroups (`/kubepods/<qos>/pod<uid>`), as upstream's
-//! pod container manager does once a pod has terminated.
+//! Pod-level cgroups (`/kubepods/<qos>/pod<uid>`): finding a pod's, for its
+//! usage (`stats.rs`), and removing it, as upstream's pod container manager
+//! does once a pod has terminated.
 //!
 //! The runtime (runc, through the embedded runtime or containerd) creates a
 //! pod's cgroup as the parent of its containers' and removes only the
@@ -22,6 +23,20 @@ fn hierarchies() -> Vec<PathBuf> {
         return vec![root.to_path_buf()]; // cgroup v2
     }
     std::fs::read_dir(root).into_iter().flatten().flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect()
+}
+
+/// The pod's cgroup (cgroupfs syntax), if it exists under one of the QoS
+/// parents. Looked up by uid rather than recomputed from the pod's QoS
+/// class: the stats path sees CRI sandboxes, not pod objects, and a runtime
+/// that ignores the kubelet's cgroup parent simply has none here.
+pub fn find(uid: &str) -> Option<String> {
+    if uid.is_empty() || uid.contains('/') {
+        return None;
+    }
+    let root = Path::new(ROOT);
+    // The memory controller is where usage is read: on v1 its hierarchy, on v2 the unified tree.
+    let base = if root.join("cgroup.controllers").exists() { root.to_path_buf() } else { root.join("memory") };
+    QOS_PARENTS.iter().map(|p| format!("/{p}/pod{uid}")).find(|cg| base.join(cg.trim_start_matches('/')).is_dir())
 }
 
 /// Remove `dir` and any empty cgroups below it, deepest first; errors
