@@ -30,10 +30,13 @@ fn hierarchies() -> Vec<PathBuf> {
 /// class: the stats path sees CRI sandboxes, not pod objects, and a runtime
 /// that ignores the kubelet's cgroup parent simply has none here.
 pub fn find(uid: &str) -> Option<String> {
-    if uid.is_empty() || uid.contains('/') {
+    find_under(Path::new(ROOT), uid)
+}
+
+fn find_under(root: &Path, uid: &str) -> Option<String> {
+    if uid.is_empty() || uid.contains('/') || uid.contains("..") {
         return None;
     }
-    let root = Path::new(ROOT);
     // The memory controller is where usage is read: on v1 its hierarchy, on v2 the unified tree.
     let base = if root.join("cgroup.controllers").exists() { root.to_path_buf() } else { root.join("memory") };
     QOS_PARENTS.iter().map(|p| format!("/{p}/pod{uid}")).find(|cg| base.join(cg.trim_start_matches('/')).is_dir())
@@ -83,4 +86,26 @@ pub fn sweep() -> usize {
         }
     }
     removed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pod_cgroup_is_found_under_its_qos_parent_on_v1_and_v2() {
+        let v1 = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(v1.path().join("memory/kubepods/burstable/podu1")).unwrap();
+        std::fs::create_dir_all(v1.path().join("memory/kubepods/podu2")).unwrap();
+        std::fs::create_dir_all(v1.path().join("cpu/kubepods/besteffort/podu3")).unwrap();
+        assert_eq!(find_under(v1.path(), "u1").as_deref(), Some("/kubepods/burstable/podu1"));
+        assert_eq!(find_under(v1.path(), "u2").as_deref(), Some("/kubepods/podu2"));
+        assert_eq!(find_under(v1.path(), "u3"), None, "no memory cgroup, nothing to read usage from");
+        assert_eq!(find_under(v1.path(), ""), None);
+        assert_eq!(find_under(v1.path(), "../kubepods/podu2"), None);
+        let v2 = tempfile::tempdir().unwrap();
+        std::fs::write(v2.path().join("cgroup.controllers"), "cpu memory\n").unwrap();
+        std::fs::create_dir_all(v2.path().join("kubepods/besteffort/podu4")).unwrap();
+        assert_eq!(find_under(v2.path(), "u4").as_deref(), Some("/kubepods/besteffort/podu4"));
+    }
 }
