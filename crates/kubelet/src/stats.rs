@@ -102,35 +102,39 @@ pub async fn collect(ctx: &Ctx) -> Result<Snapshot, tonic::Status> {
 }
 
 /// A pod's cpu and memory from its cgroup. Where that cannot be read — a
-/// runtime that puts pods somewhere else (containerd with the systemd
-/// driver), or a cgroup removed mid-scrape — the sum of its containers'
+/// runtime that lays cgroups out its own way (a systemd driver's slices),
+/// or a cgroup removed mid-scrape — the sum of its running containers'
 /// stands in, which misses the sandbox and exited containers' charges.
 fn pod_usage(rates: &CpuRates, uid: &str, cgroup: Option<String>, containers: &[Sample], now: i64) -> (Option<String>, Option<cri::CpuUsage>, Option<cri::MemoryUsage>) {
-    if let Some(cg) = cgroup {
-        let cpu = skiff_runtime::stats::cpu_ns(&cg);
-        let memory = skiff_runtime::stats::memory(&cg);
-        if let (Some(ns), Some(m)) = (cpu, memory) {
-            let cpu = cri::CpuUsage { timestamp: now, usage_core_nano_seconds: value(ns), usage_nano_cores: rates.observe(uid, now, ns).and_then(value) };
-            return (Some(cg), Some(cpu), Some(m.to_cri(now)));
-        }
+    if let Some(cg) = cgroup
+        && let (Some(ns), Some(m)) = (skiff_runtime::stats::cpu_ns(&cg), skiff_runtime::stats::memory(&cg))
+    {
+        let cpu = cri::CpuUsage { timestamp: now, usage_core_nano_seconds: value(ns), usage_nano_cores: rates.observe(uid, now, ns).and_then(value) };
+        return (Some(cg), Some(cpu), Some(m.to_cri(now)));
     }
-    let sum = |f: &dyn Fn(&cri::ContainerStats) -> Option<u64>| {
-        let vals: Vec<u64> = containers.iter().filter_map(|c| f(&c.stats)).collect();
+    let (cpu, memory) = summed(containers, now);
+    (None, Some(cpu), Some(memory))
+}
+
+/// The containers' usage added up, field by field (absent where none has it).
+fn summed(containers: &[Sample], now: i64) -> (cri::CpuUsage, cri::MemoryUsage) {
+    fn total<T>(xs: &[&T], field: impl Fn(&T) -> &Option<cri::UInt64Value>) -> Option<cri::UInt64Value> {
+        let vals: Vec<u64> = xs.iter().filter_map(|x| v(field(x))).collect();
         (!vals.is_empty()).then(|| cri::UInt64Value { value: vals.iter().sum() })
-    };
-    let cpu = |f: fn(&cri::CpuUsage) -> Option<u64>| move |s: &cri::ContainerStats| s.cpu.as_ref().and_then(f);
-    let mem = |f: fn(&cri::MemoryUsage) -> Option<u64>| move |s: &cri::ContainerStats| s.memory.as_ref().and_then(f);
-    let cpu = cri::CpuUsage { timestamp: now, usage_core_nano_seconds: sum(&cpu(|c| v(&c.usage_core_nano_seconds))), usage_nano_cores: sum(&cpu(|c| v(&c.usage_nano_cores))) };
+    }
+    let cpus: Vec<&cri::CpuUsage> = containers.iter().filter_map(|c| c.stats.cpu.as_ref()).collect();
+    let mems: Vec<&cri::MemoryUsage> = containers.iter().filter_map(|c| c.stats.memory.as_ref()).collect();
+    let cpu = cri::CpuUsage { timestamp: now, usage_core_nano_seconds: total(&cpus, |c| &c.usage_core_nano_seconds), usage_nano_cores: total(&cpus, |c| &c.usage_nano_cores) };
     let memory = cri::MemoryUsage {
         timestamp: now,
-        working_set_bytes: sum(&mem(|m| v(&m.working_set_bytes))),
+        working_set_bytes: total(&mems, |m| &m.working_set_bytes),
         available_bytes: None,
-        usage_bytes: sum(&mem(|m| v(&m.usage_bytes))),
-        rss_bytes: sum(&mem(|m| v(&m.rss_bytes))),
-        page_faults: sum(&mem(|m| v(&m.page_faults))),
-        major_page_faults: sum(&mem(|m| v(&m.major_page_faults))),
+        usage_bytes: total(&mems, |m| &m.usage_bytes),
+        rss_bytes: total(&mems, |m| &m.rss_bytes),
+        page_faults: total(&mems, |m| &m.page_faults),
+        major_page_faults: total(&mems, |m| &m.major_page_faults),
     };
-    (None, Some(cpu), Some(memory))
+    (cpu, memory)
 }
 
 /// Cumulative non-idle CPU time of the machine from /proc/stat, in ns.
