@@ -107,7 +107,8 @@ async fn handle(ctx: Arc<Ctx>, auth: Arc<Authenticator>, conn_user: Option<Name>
             if let Err(e) = &snap {
                 tracing::warn!("resource metrics: container stats from the runtime: {}", e.message());
             }
-            text(200, crate::resource_metrics::text(snap.as_ref().map_err(|_| ())))
+            let body = crate::resource_metrics::text(snap.as_ref().map_err(|_| ()));
+            Response::builder().header("content-type", "text/plain; version=0.0.4; charset=utf-8").body(Full::new(Bytes::from(body)).boxed()).unwrap()
         }
         "/stats/summary" | "/stats/summary/" => match crate::stats::collect(&ctx).await {
             Ok(snap) => Response::builder().header("content-type", "application/json").body(Full::new(Bytes::from(crate::stats::summary(&ctx.node_name, &snap).to_string())).boxed()).unwrap(),

@@ -487,6 +487,8 @@ fn resource_metrics_and_pod_level_usage() {
         let url = |path: &str| format!("https://127.0.0.1:{kport}{path}");
         let get = |path: &str| sh(&format!("curl -sfk -H 'Authorization: Bearer {}' {}", token.trim(), url(path)));
         assert_eq!(sh(&format!("curl -sk -o /dev/null -w '%{{http_code}}' {}", url("/metrics/resource"))), "401");
+        let ctype = sh(&format!("curl -sfk -o /dev/null -w '%{{content_type}}' -H 'Authorization: Bearer {}' {}", token.trim(), url("/metrics/resource")));
+        assert_eq!(ctype, "text/plain; version=0.0.4; charset=utf-8", "the Prometheus text format, as upstream");
 
         // The Summary API: the pod's working set holds the init container's
         // 20 MiB; its running container's (all the sum could see) does not.
