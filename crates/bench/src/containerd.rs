@@ -1,10 +1,15 @@
-//! A private containerd for `bench pod-startup --containerd`: its own root,
+//! A private Debian containerd for the runs that drive one: its own root,
 //! state, socket, runc root and CNI bridge (so a system containerd is left
 //! alone), the CRI plugin with `restrict_oom_score_adj` (this kernel refuses
-//! negative values) and a sandbox image imported locally so nothing is
-//! pulled. The integration test `tests/kubelet_containerd.rs` starts the
-//! same way; test helpers cannot be linked from a binary crate, hence this
-//! twin. On drop: its containers, containerd, its shims, mounts and bridge.
+//! negative values to us) and a sandbox image the caller imports locally, so
+//! nothing is pulled. On drop: its containers, containerd, its shims, mounts
+//! and bridge.
+//!
+//! One copy for two users: `bench pod-startup --containerd` has it as a
+//! module, and the integration test `crates/skiff/tests/kubelet_containerd.rs`
+//! includes this same file with `#[path]` (a binary crate cannot be linked
+//! from a test, and a crate of its own for one file would be more weight than
+//! it carries). So it uses only what both have: std, anyhow, serde_json.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -13,13 +18,18 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, ensure};
 use serde_json::json;
 
-const BRIDGE: &str = "skiffbctrd0";
-pub const SUBNET: &str = "10.244.248.0/24";
-pub const PAUSE: &str = "skiff.bench/pause:1";
+/// What differs between users, so that they can run side by side: the CNI
+/// bridge and its subnet (the node's pod CIDR), and the sandbox image name.
+pub struct Setup {
+    pub bridge: &'static str,
+    pub subnet: &'static str,
+    pub pause: &'static str,
+}
 
 pub struct Containerd {
     child: Child,
     dir: PathBuf,
+    bridge: &'static str,
 }
 
 impl Containerd {
@@ -27,22 +37,28 @@ impl Containerd {
         self.dir.join("containerd.sock")
     }
 
+    /// containerd's own PID (the bench measures its memory).
+    #[allow(dead_code)] // unused by the integration test that includes this file
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
 
-    fn ctr(&self, args: &[&str]) -> std::io::Result<std::process::Output> {
+    /// `ctr` against this containerd, in the CRI's namespace.
+    pub fn ctr(&self, args: &[&str]) -> std::io::Result<std::process::Output> {
         Command::new("ctr").arg("-a").arg(self.socket()).args(["-n", "k8s.io"]).args(args).output()
     }
 
-    pub fn start(dir: &Path) -> Result<Containerd> {
+    /// Write the configuration under `dir`, start containerd and wait (up to
+    /// 20 s) until it answers.
+    pub fn start(dir: &Path, setup: &Setup) -> Result<Containerd> {
         let d = dir.display();
         std::fs::create_dir_all(dir.join("cni"))?;
-        let cni = json!({"cniVersion": "1.0.0", "name": "skiff-bench-ctrd", "plugins": [
-            {"type": "bridge", "bridge": BRIDGE, "isGateway": true, "ipMasq": false,
-             "ipam": {"type": "host-local", "ranges": [[{"subnet": SUBNET}]], "dataDir": format!("{d}/ipam")}},
+        let cni = json!({"cniVersion": "1.0.0", "name": setup.bridge, "plugins": [
+            {"type": "bridge", "bridge": setup.bridge, "isGateway": true, "ipMasq": false,
+             "ipam": {"type": "host-local", "ranges": [[{"subnet": setup.subnet}]], "dataDir": format!("{d}/ipam")}},
             {"type": "loopback"}]});
-        std::fs::write(dir.join("cni/10-skiff-bench-ctrd.conflist"), cni.to_string())?;
+        std::fs::write(dir.join(format!("cni/10-{}.conflist", setup.bridge)), cni.to_string())?;
+        // The streaming server on loopback, any port: the kubelet dials the URL it returns.
         let config = format!(
             r#"version = 2
 root = "{d}/root"
@@ -59,9 +75,11 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
 [plugins."io.containerd.internal.v1.opt"]
   path = "{d}/opt"
 [plugins."io.containerd.grpc.v1.cri"]
-  sandbox_image = "{PAUSE}"
+  sandbox_image = "{pause}"
   restrict_oom_score_adj = true
   netns_mounts_under_state_dir = true
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
     [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
@@ -71,12 +89,13 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = "{d}/cni"
-"#
+"#,
+            pause = setup.pause
         );
         std::fs::write(dir.join("config.toml"), config)?;
         let log = std::fs::File::create(dir.join("containerd.log"))?;
         let child = Command::new("containerd").arg("--config").arg(dir.join("config.toml")).stdout(Stdio::null()).stderr(log).spawn().context("start containerd (apt-get install containerd)")?;
-        let c = Containerd { child, dir: dir.to_owned() };
+        let c = Containerd { child, dir: dir.to_owned(), bridge: setup.bridge };
         let t0 = Instant::now();
         while !c.ctr(&["version"]).is_ok_and(|o| o.status.success()) {
             ensure!(t0.elapsed() < Duration::from_secs(20), "containerd did not answer within 20 s; see {}", dir.join("containerd.log").display());
@@ -85,7 +104,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
         Ok(c)
     }
 
-    /// Import an OCI-layout tarball into the CRI's namespace.
+    /// Import an OCI-layout tarball into the CRI's namespace (unpacked for overlayfs).
     pub fn import(&self, tarball: &Path) -> Result<()> {
         let out = self.ctr(&["images", "import", &tarball.display().to_string()])?;
         ensure!(out.status.success(), "ctr images import: {}", String::from_utf8_lossy(&out.stderr));
@@ -108,10 +127,12 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
 
 impl Drop for Containerd {
     fn drop(&mut self) {
+        // Containers outlive containerd and their shims: kill them through it first.
         let tasks = self.ctr(&["tasks", "ls", "-q"]).map(|o| String::from_utf8_lossy(&o.stdout).to_string()).unwrap_or_default();
         for t in tasks.lines().filter(|t| !t.is_empty()) {
             let _ = self.ctr(&["tasks", "kill", "-s", "SIGKILL", t]);
         }
+        // Shims are daemons of their own: found before containerd goes, killed after.
         let shims = self.shims();
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -123,6 +144,6 @@ impl Drop for Containerd {
         for m in mounts.lines().rev().filter_map(|l| l.split_whitespace().nth(1)).filter(|m| m.starts_with(&dir)) {
             let _ = Command::new("umount").args(["-l", m]).status();
         }
-        let _ = Command::new("ip").args(["link", "del", BRIDGE]).stderr(Stdio::null()).status();
+        let _ = Command::new("ip").args(["link", "del", self.bridge]).stderr(Stdio::null()).status();
     }
 }

@@ -19,7 +19,7 @@ use kube::runtime::watcher::{self, Event};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::scheduler::{client, spawn, start_server, Kill};
-use crate::containerd::Containerd;
+use crate::containerd::{Containerd, Setup};
 use crate::stats;
 
 const NODE: &str = "bench-node";
@@ -109,6 +109,9 @@ async fn delete_all(api: &Api<Pod>, names: &[String], rx: &mut UnboundedReceiver
     wait_for(rx, &mut running, &mut gone, |_, g| names.iter().all(|n| g.contains(n)), timeout, "pods deleted").await
 }
 
+/// The private containerd's bridge, subnet and sandbox image (apart from the tests').
+const CONTAINERD: Setup = Setup { bridge: "skiffbctrd0", subnet: "10.244.248.0/24", pause: "skiff.bench/pause:1" };
+
 fn spawn_agent(bin: &Path, kubeconfig: &Path, dir: &Path, port: u16, containerd: Option<&Path>) -> Result<Kill> {
     let s = |p: &Path| p.to_str().unwrap().to_string();
     let mut args = vec![
@@ -119,7 +122,7 @@ fn spawn_agent(bin: &Path, kubeconfig: &Path, dir: &Path, port: u16, containerd:
     ];
     match containerd {
         // containerd's CNI subnet is the node's pod CIDR.
-        Some(sock) => args.extend(["--container-runtime-endpoint".to_string(), format!("unix://{}", s(sock)), "--pod-cidr".into(), crate::containerd::SUBNET.into()]),
+        Some(sock) => args.extend(["--container-runtime-endpoint".to_string(), format!("unix://{}", s(sock)), "--pod-cidr".into(), CONTAINERD.subnet.into()]),
         None => args.extend(["--pod-cidr".to_string(), "10.244.251.0/24".into()]),
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -156,9 +159,9 @@ pub async fn run(args: PodStartupArgs) -> Result<String> {
 
     crate::progress("building and importing the busybox image");
     let ctrd = if args.containerd {
-        let c = Containerd::start(&d.join("containerd"))?;
+        let c = Containerd::start(&d.join("containerd"), &CONTAINERD)?;
         let env = serde_json::json!(["PATH=/bin"]);
-        c.import(&crate::busybox::build_named(d, crate::containerd::PAUSE, serde_json::json!({"Env": env, "Entrypoint": ["/bin/sleep", "2147483647"]}))?)?;
+        c.import(&crate::busybox::build_named(d, CONTAINERD.pause, serde_json::json!({"Env": env, "Entrypoint": ["/bin/sleep", "2147483647"]}))?)?;
         // The CRI normalizes `busybox:…` to docker.io/library/busybox:….
         c.import(&crate::busybox::build_named(d, &format!("docker.io/library/{}", crate::busybox::IMAGE), serde_json::json!({"Env": env, "Cmd": ["sh"]}))?)?;
         Some(c)

@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod backoff;
+pub mod cadvisor;
 pub mod client;
 pub mod crilog;
 pub mod downward;
@@ -15,6 +16,7 @@ pub mod node;
 pub mod pki;
 pub mod pod_cgroups;
 pub mod probes;
+pub mod resource_metrics;
 pub mod resources;
 pub mod sa_token;
 pub mod server;
@@ -114,8 +116,8 @@ pub struct Ctx {
     /// (memory, disk) pressure, for the node's conditions.
     pub pressure: Arc<parking_lot::Mutex<(bool, bool)>>,
     pub node_name: String,
-    /// The node's previous CPU sample, for `/stats/summary`.
-    pub node_cpu: stats::NodeCpu,
+    /// The node's and pods' previous CPU samples, for their usageNanoCores.
+    pub rates: stats::Rates,
 }
 
 /// A tonic channel to a CRI unix socket.
@@ -181,7 +183,7 @@ pub async fn run(cfg: Config) -> Result<()> {
     tracing::info!(runtime = %v.runtime_name, version = %v.runtime_version, "connected to the container runtime");
     let thresholds = eviction::parse(&cfg.eviction_hard)?;
     let listener = tokio::net::TcpListener::bind((cfg.node_ip.as_str(), cfg.port)).await.with_context(|| format!("binding {}:{}", cfg.node_ip, cfg.port))?;
-    let ctx = Arc::new(Ctx { api: api.clone(), rt, img: ImageServiceClient::new(ch), node_ip: cfg.node_ip.clone(), runtime_name: v.runtime_name.clone(), log_root: cfg.log_root.clone(), root_dir: cfg.root_dir.clone(), metrics: Metrics::default(), live_pods: Default::default(), evictions: Default::default(), pressure: Default::default(), node_name: cfg.node_name.clone(), node_cpu: Default::default() });
+    let ctx = Arc::new(Ctx { api: api.clone(), rt, img: ImageServiceClient::new(ch), node_ip: cfg.node_ip.clone(), runtime_name: v.runtime_name.clone(), log_root: cfg.log_root.clone(), root_dir: cfg.root_dir.clone(), metrics: Metrics::default(), live_pods: Default::default(), evictions: Default::default(), pressure: Default::default(), node_name: cfg.node_name.clone(), rates: Default::default() });
     let (tls, auth) = serving(&cfg, &api)?;
     tokio::spawn(server::serve(ctx.clone(), listener, tls, auth));
     loop {

@@ -1,5 +1,6 @@
-//! Removing pod-level cgroups (`/kubepods/<qos>/pod<uid>`), as upstream's
-//! pod container manager does once a pod has terminated.
+//! Pod-level cgroups (`/kubepods/<qos>/pod<uid>`): finding a pod's, for its
+//! usage (`stats.rs`), and removing it, as upstream's pod container manager
+//! does once a pod has terminated.
 //!
 //! The runtime (runc, through the embedded runtime or containerd) creates a
 //! pod's cgroup as the parent of its containers' and removes only the
@@ -22,6 +23,23 @@ fn hierarchies() -> Vec<PathBuf> {
         return vec![root.to_path_buf()]; // cgroup v2
     }
     std::fs::read_dir(root).into_iter().flatten().flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect()
+}
+
+/// The pod's cgroup (cgroupfs syntax), if it exists under one of the QoS
+/// parents. Looked up by uid rather than recomputed from the pod's QoS
+/// class: the stats path sees CRI sandboxes, not pod objects, and a runtime
+/// that ignores the kubelet's cgroup parent simply has none here.
+pub fn find(uid: &str) -> Option<String> {
+    find_under(Path::new(ROOT), uid)
+}
+
+fn find_under(root: &Path, uid: &str) -> Option<String> {
+    if uid.is_empty() || uid.contains('/') || uid.contains("..") {
+        return None;
+    }
+    // The memory controller is where usage is read: on v1 its hierarchy, on v2 the unified tree.
+    let base = if root.join("cgroup.controllers").exists() { root.to_path_buf() } else { root.join("memory") };
+    QOS_PARENTS.iter().map(|p| format!("/{p}/pod{uid}")).find(|cg| base.join(cg.trim_start_matches('/')).is_dir())
 }
 
 /// Remove `dir` and any empty cgroups below it, deepest first; errors
@@ -68,4 +86,26 @@ pub fn sweep() -> usize {
         }
     }
     removed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pod_cgroup_is_found_under_its_qos_parent_on_v1_and_v2() {
+        let v1 = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(v1.path().join("memory/kubepods/burstable/podu1")).unwrap();
+        std::fs::create_dir_all(v1.path().join("memory/kubepods/podu2")).unwrap();
+        std::fs::create_dir_all(v1.path().join("cpu/kubepods/besteffort/podu3")).unwrap();
+        assert_eq!(find_under(v1.path(), "u1").as_deref(), Some("/kubepods/burstable/podu1"));
+        assert_eq!(find_under(v1.path(), "u2").as_deref(), Some("/kubepods/podu2"));
+        assert_eq!(find_under(v1.path(), "u3"), None, "no memory cgroup, nothing to read usage from");
+        assert_eq!(find_under(v1.path(), ""), None);
+        assert_eq!(find_under(v1.path(), "../kubepods/podu2"), None);
+        let v2 = tempfile::tempdir().unwrap();
+        std::fs::write(v2.path().join("cgroup.controllers"), "cpu memory\n").unwrap();
+        std::fs::create_dir_all(v2.path().join("kubepods/besteffort/podu4")).unwrap();
+        assert_eq!(find_under(v2.path(), "u4").as_deref(), Some("/kubepods/besteffort/podu4"));
+    }
 }

@@ -1,7 +1,7 @@
 //! The kubelet's HTTPS endpoint: `/containerLogs`, which the API server's
 //! pods/log proxies to, `/exec`, `/attach` and `/portForward` (see
 //! `streaming.rs`), `/healthz`, `/metrics`, and resource usage at
-//! `/metrics/cadvisor` and `/stats/summary` (`stats.rs`). Every path but `/healthz`
+//! `/metrics/cadvisor`, `/metrics/resource` and `/stats/summary` (`stats.rs`). Every path but `/healthz`
 //! needs a credential that `auth.rs` accepts: 401 without one, 403 for an
 //! identity that is not allowed.
 
@@ -97,12 +97,21 @@ async fn handle(ctx: Arc<Ctx>, auth: Arc<Authenticator>, conn_user: Option<Name>
     Ok(match path.as_str() {
         "/healthz" => text(200, "ok"),
         "/metrics" => text(200, ctx.metrics.encode()),
-        "/metrics/cadvisor" => match crate::stats::containers(&ctx).await {
-            Ok(samples) => text(200, crate::stats::cadvisor_text(&samples)),
+        "/metrics/cadvisor" => match crate::stats::collect(&ctx).await {
+            Ok(snap) => text(200, crate::cadvisor::text(&snap)),
             Err(e) => text(500, format!("container stats from the runtime: {}", e.message())),
         },
-        "/stats/summary" | "/stats/summary/" => match crate::stats::containers(&ctx).await {
-            Ok(samples) => Response::builder().header("content-type", "application/json").body(Full::new(Bytes::from(crate::stats::summary(&ctx, &samples).to_string())).boxed()).unwrap(),
+        // Upstream answers 200 even when the stats fail: the failure is the scrape_error gauge.
+        "/metrics/resource" => {
+            let snap = crate::stats::collect(&ctx).await;
+            if let Err(e) = &snap {
+                tracing::warn!("resource metrics: container stats from the runtime: {}", e.message());
+            }
+            let body = crate::resource_metrics::text(snap.as_ref().map_err(|_| ()));
+            Response::builder().header("content-type", "text/plain; version=0.0.4; charset=utf-8").body(Full::new(Bytes::from(body)).boxed()).unwrap()
+        }
+        "/stats/summary" | "/stats/summary/" => match crate::stats::collect(&ctx).await {
+            Ok(snap) => Response::builder().header("content-type", "application/json").body(Full::new(Bytes::from(crate::stats::summary(&ctx.node_name, &snap).to_string())).boxed()).unwrap(),
             Err(e) => text(500, format!("container stats from the runtime: {}", e.message())),
         },
         p if p.starts_with("/containerLogs/") => container_logs(&ctx, p, &query),

@@ -1,21 +1,23 @@
-//! Resource usage, as upstream's kubelet publishes it: `/metrics/cadvisor`
-//! (Prometheus, cAdvisor's metric names and labels) and `/stats/summary`
-//! (the Summary API's JSON, which metrics-server and `kubectl top` sit on).
+//! Resource usage, gathered once per scrape into a [`Snapshot`] that every
+//! stats endpoint renders: `/stats/summary` here (the Summary API's JSON,
+//! which `kubectl top` sits on), `/metrics/cadvisor` (`cadvisor.rs`) and
+//! `/metrics/resource` (`resource_metrics.rs`, what metrics-server scrapes).
 //!
 //! Container numbers come from the runtime through CRI `ListContainerStats`
 //! — so they work on the embedded runtime and on containerd alike — joined
 //! with `ListContainers` (image) and `ListPodSandbox` (pod name, namespace,
-//! uid). Node numbers come from /proc, as cAdvisor's root container does.
+//! uid). Pod numbers come from the pod's own cgroup, as upstream's (cAdvisor
+//! reads `kubepods/<qos>/pod<uid>`), so they include what the containers'
+//! sum misses: the sandbox, and memory charged by containers that have
+//! exited (a tmpfs file an init container wrote). Node numbers come from
+//! /proc, as cAdvisor's root container does.
 
 use std::collections::HashMap;
 
 use parking_lot::Mutex;
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
 use serde_json::{json, Value};
 use skiff_cri as cri;
+use skiff_runtime::stats::CpuRates;
 
 use crate::Ctx;
 use skiff_runtime::timefmt::{now_nanos, rfc3339};
@@ -27,6 +29,37 @@ pub struct Sample {
     pub image: String,
     pub pod: Option<cri::PodSandboxMetadata>,
     pub started: i64,
+}
+
+/// A pod's own usage and its containers'.
+pub struct PodStats {
+    pub meta: cri::PodSandboxMetadata,
+    /// The pod cgroup the pod-level numbers were read from; None when they
+    /// are the sum of the containers' (see [`pod_usage`]).
+    pub cgroup: Option<String>,
+    pub containers: Vec<Sample>,
+    pub cpu: Option<cri::CpuUsage>,
+    pub memory: Option<cri::MemoryUsage>,
+}
+
+pub struct NodeStats {
+    pub cpu: cri::CpuUsage,
+    pub memory: cri::MemoryUsage,
+}
+
+/// Everything one scrape reports.
+pub struct Snapshot {
+    pub time: i64,
+    pub node: NodeStats,
+    pub pods: Vec<PodStats>,
+}
+
+/// The previous CPU samples the rates (usageNanoCores) are computed
+/// against: the node's, and each pod cgroup's by pod uid.
+#[derive(Default)]
+pub struct Rates {
+    node: Mutex<Option<(i64, u64)>>,
+    pods: CpuRates,
 }
 
 /// What the runtime reports now, for every running container.
@@ -48,65 +81,61 @@ pub async fn containers(ctx: &Ctx) -> Result<Vec<Sample>, tonic::Status> {
         .collect())
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct Labels {
-    container: String,
-    id: String,
-    image: String,
-    name: String,
-    namespace: String,
-    pod: String,
-}
-
-fn v(x: &Option<cri::UInt64Value>) -> Option<u64> {
-    x.as_ref().map(|v| v.value)
-}
-
-/// `/metrics/cadvisor`: cAdvisor's container metrics for every running container.
-pub fn cadvisor_text(samples: &[Sample]) -> String {
-    let cpu = Family::<Labels, Counter<f64, std::sync::atomic::AtomicU64>>::default();
-    let working_set = Family::<Labels, Gauge>::default();
-    let usage = Family::<Labels, Gauge>::default();
-    let rss = Family::<Labels, Gauge>::default();
-    let fs = Family::<Labels, Gauge>::default();
-    let start = Family::<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+/// Ask the runtime, read the pod cgroups and /proc: one scrape's numbers.
+pub async fn collect(ctx: &Ctx) -> Result<Snapshot, tonic::Status> {
+    let samples = containers(ctx).await?;
+    let now = now_nanos();
+    let mut pods: Vec<PodStats> = vec![];
     for s in samples {
-        let id = s.stats.attributes.as_ref().map(|a| a.id.clone()).unwrap_or_default();
-        let pod = s.pod.clone().unwrap_or_default();
-        let l = Labels { container: s.container.clone(), id: id.clone(), image: s.image.clone(), name: id, namespace: pod.namespace, pod: pod.name };
-        if let Some(ns) = s.stats.cpu.as_ref().and_then(|c| v(&c.usage_core_nano_seconds)) {
-            cpu.get_or_create(&l).inc_by(ns as f64 / 1e9);
+        let Some(meta) = s.pod.clone() else { continue };
+        match pods.iter_mut().find(|p| p.meta.uid == meta.uid) {
+            Some(p) => p.containers.push(s),
+            None => pods.push(PodStats { meta, cgroup: None, containers: vec![s], cpu: None, memory: None }),
         }
-        if let Some(m) = &s.stats.memory {
-            let set = |f: &Family<Labels, Gauge>, x: Option<u64>| {
-                if let Some(x) = x {
-                    f.get_or_create(&l).set(x as i64);
-                }
-            };
-            set(&working_set, v(&m.working_set_bytes));
-            set(&usage, v(&m.usage_bytes));
-            set(&rss, v(&m.rss_bytes));
-        }
-        if let Some(b) = s.stats.writable_layer.as_ref().and_then(|w| v(&w.used_bytes)) {
-            fs.get_or_create(&l).set(b as i64);
-        }
-        start.get_or_create(&l).set(s.started as f64 / 1e9);
     }
-    let mut reg = prometheus_client::registry::Registry::default();
-    reg.register("container_cpu_usage_seconds", "Cumulative cpu time consumed in seconds.", cpu);
-    reg.register("container_memory_working_set_bytes", "Current working set in bytes.", working_set);
-    reg.register("container_memory_usage_bytes", "Current memory usage in bytes, including all memory regardless of when it was accessed", usage);
-    reg.register("container_memory_rss", "Size of RSS in bytes.", rss);
-    reg.register("container_fs_usage_bytes", "Number of bytes that are consumed by the container on this filesystem.", fs);
-    reg.register("container_start_time_seconds", "Start time of the container since unix epoch in seconds.", start);
-    let mut out = String::new();
-    let _ = prometheus_client::encoding::text::encode(&mut out, &reg);
-    out
+    for p in &mut pods {
+        let cgroup = crate::pod_cgroups::find(&p.meta.uid);
+        (p.cgroup, p.cpu, p.memory) = pod_usage(&ctx.rates.pods, &p.meta.uid, cgroup, &p.containers, now);
+    }
+    ctx.rates.pods.retain(|uid| pods.iter().any(|p| p.meta.uid == uid));
+    Ok(Snapshot { time: now, node: node(&ctx.rates, now), pods })
 }
 
-/// The node's previous CPU sample, for its usageNanoCores.
-#[derive(Default)]
-pub struct NodeCpu(Mutex<Option<(i64, u64)>>);
+/// A pod's cpu and memory from its cgroup. Where that cannot be read — a
+/// runtime that lays cgroups out its own way (a systemd driver's slices),
+/// or a cgroup removed mid-scrape — the sum of its running containers'
+/// stands in, which misses the sandbox and exited containers' charges.
+fn pod_usage(rates: &CpuRates, uid: &str, cgroup: Option<String>, containers: &[Sample], now: i64) -> (Option<String>, Option<cri::CpuUsage>, Option<cri::MemoryUsage>) {
+    if let Some(cg) = cgroup
+        && let (Some(ns), Some(m)) = (skiff_runtime::stats::cpu_ns(&cg), skiff_runtime::stats::memory(&cg))
+    {
+        let cpu = cri::CpuUsage { timestamp: now, usage_core_nano_seconds: value(ns), usage_nano_cores: rates.observe(uid, now, ns).and_then(value) };
+        return (Some(cg), Some(cpu), Some(m.to_cri(now)));
+    }
+    let (cpu, memory) = summed(containers, now);
+    (None, Some(cpu), Some(memory))
+}
+
+/// The containers' usage added up, field by field (absent where none has it).
+fn summed(containers: &[Sample], now: i64) -> (cri::CpuUsage, cri::MemoryUsage) {
+    fn total<T>(xs: &[&T], field: impl Fn(&T) -> &Option<cri::UInt64Value>) -> Option<cri::UInt64Value> {
+        let vals: Vec<u64> = xs.iter().filter_map(|x| v(field(x))).collect();
+        (!vals.is_empty()).then(|| cri::UInt64Value { value: vals.iter().sum() })
+    }
+    let cpus: Vec<&cri::CpuUsage> = containers.iter().filter_map(|c| c.stats.cpu.as_ref()).collect();
+    let mems: Vec<&cri::MemoryUsage> = containers.iter().filter_map(|c| c.stats.memory.as_ref()).collect();
+    let cpu = cri::CpuUsage { timestamp: now, usage_core_nano_seconds: total(&cpus, |c| &c.usage_core_nano_seconds), usage_nano_cores: total(&cpus, |c| &c.usage_nano_cores) };
+    let memory = cri::MemoryUsage {
+        timestamp: now,
+        working_set_bytes: total(&mems, |m| &m.working_set_bytes),
+        available_bytes: None,
+        usage_bytes: total(&mems, |m| &m.usage_bytes),
+        rss_bytes: total(&mems, |m| &m.rss_bytes),
+        page_faults: total(&mems, |m| &m.page_faults),
+        major_page_faults: total(&mems, |m| &m.major_page_faults),
+    };
+    (cpu, memory)
+}
 
 /// Cumulative non-idle CPU time of the machine from /proc/stat, in ns.
 fn node_cpu_ns() -> Option<u64> {
@@ -116,6 +145,30 @@ fn node_cpu_ns() -> Option<u64> {
     let busy: u64 = [0, 1, 2, 5, 6, 7].iter().filter_map(|i| f.get(*i)).sum();
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
     Some(busy * (1_000_000_000 / hz))
+}
+
+fn node(rates: &Rates, now: i64) -> NodeStats {
+    let mut cpu = cri::CpuUsage { timestamp: now, ..Default::default() };
+    if let Some(ns) = node_cpu_ns() {
+        cpu.usage_core_nano_seconds = value(ns);
+        let prev = rates.node.lock().replace((now, ns));
+        if let Some((t0, u0)) = prev.filter(|(t0, _)| now > *t0) {
+            cpu.usage_nano_cores = value((ns.saturating_sub(u0) as u128 * 1_000_000_000 / (now - t0) as u128) as u64);
+        }
+    }
+    let (total, free, available) = (crate::node::meminfo("MemTotal:"), crate::node::meminfo("MemFree:"), crate::node::meminfo("MemAvailable:"));
+    let usage = (total - free).max(0);
+    let working_set = (usage - crate::node::meminfo("Inactive(file):")).max(0);
+    let memory = cri::MemoryUsage { timestamp: now, available_bytes: value(available as u64), usage_bytes: value(usage as u64), working_set_bytes: value(working_set as u64), ..Default::default() };
+    NodeStats { cpu, memory }
+}
+
+pub(crate) fn v(x: &Option<cri::UInt64Value>) -> Option<u64> {
+    x.as_ref().map(|v| v.value)
+}
+
+fn value(x: u64) -> Option<cri::UInt64Value> {
+    Some(cri::UInt64Value { value: x })
 }
 
 fn cpu_json(c: &cri::CpuUsage) -> Value {
@@ -139,80 +192,55 @@ fn memory_json(m: &cri::MemoryUsage) -> Value {
     o
 }
 
-/// Sum a field over the pod's containers (the pod's own cgroup is not read).
-fn sum(parts: &[&Value], key: &str) -> Option<u64> {
-    let vals: Vec<u64> = parts.iter().filter_map(|p| p[key].as_u64()).collect();
-    (!vals.is_empty()).then(|| vals.iter().sum())
-}
-
 /// `/stats/summary`: the Summary API (stats/v1alpha1) for this node.
-pub fn summary(ctx: &Ctx, samples: &[Sample]) -> Value {
-    let now = now_nanos();
-    let time = rfc3339(now);
-    let mut node_cpu = json!({"time": time});
-    if let Some(ns) = node_cpu_ns() {
-        node_cpu["usageCoreNanoSeconds"] = ns.into();
-        let prev = ctx.node_cpu.0.lock().replace((now, ns));
-        if let Some((t0, u0)) = prev.filter(|(t0, _)| now > *t0) {
-            node_cpu["usageNanoCores"] = ((ns.saturating_sub(u0) as u128 * 1_000_000_000 / (now - t0) as u128) as u64).into();
-        }
-    }
-    let (total, free, available) = (crate::node::meminfo("MemTotal:"), crate::node::meminfo("MemFree:"), crate::node::meminfo("MemAvailable:"));
-    let usage = (total - free).max(0);
-    let working_set = (usage - crate::node::meminfo("Inactive(file):")).max(0);
+pub fn summary(node_name: &str, snap: &Snapshot) -> Value {
+    let time = rfc3339(snap.time);
     let (capacity, fs_available) = crate::node::fs_stats("/");
     let node = json!({
-        "nodeName": ctx.node_name,
-        "cpu": node_cpu,
-        "memory": {"time": time, "availableBytes": available, "usageBytes": usage, "workingSetBytes": working_set},
+        "nodeName": node_name,
+        "cpu": cpu_json(&snap.node.cpu),
+        "memory": memory_json(&snap.node.memory),
         "fs": {"time": time, "availableBytes": fs_available, "capacityBytes": capacity, "usedBytes": (capacity - fs_available).max(0)},
     });
-    let mut pods: Vec<(cri::PodSandboxMetadata, Vec<Value>)> = vec![];
-    for s in samples {
-        let Some(pod) = &s.pod else { continue };
-        let mut c = json!({"name": s.container, "startTime": rfc3339(s.started)});
-        if let Some(cpu) = &s.stats.cpu {
-            c["cpu"] = cpu_json(cpu);
-        }
-        if let Some(m) = &s.stats.memory {
-            c["memory"] = memory_json(m);
-        }
-        if let Some(w) = &s.stats.writable_layer {
-            c["rootfs"] = json!({"time": rfc3339(w.timestamp), "usedBytes": v(&w.used_bytes), "inodesUsed": v(&w.inodes_used)});
-        }
-        match pods.iter_mut().find(|(p, _)| p.uid == pod.uid) {
-            Some((_, cs)) => cs.push(c),
-            None => pods.push((pod.clone(), vec![c])),
-        }
-    }
-    let pods: Vec<Value> = pods
-        .into_iter()
-        .map(|(p, containers)| {
-            let cpus: Vec<&Value> = containers.iter().map(|c| &c["cpu"]).collect();
-            let mems: Vec<&Value> = containers.iter().map(|c| &c["memory"]).collect();
-            let mut cpu = json!({"time": time});
-            let mut memory = json!({"time": time});
-            for k in ["usageNanoCores", "usageCoreNanoSeconds"] {
-                if let Some(x) = sum(&cpus, k) {
-                    cpu[k] = x.into();
-                }
+    let pods: Vec<Value> = snap
+        .pods
+        .iter()
+        .map(|p| {
+            let containers: Vec<Value> = p
+                .containers
+                .iter()
+                .map(|s| {
+                    let mut c = json!({"name": s.container, "startTime": rfc3339(s.started)});
+                    if let Some(cpu) = &s.stats.cpu {
+                        c["cpu"] = cpu_json(cpu);
+                    }
+                    if let Some(m) = &s.stats.memory {
+                        c["memory"] = memory_json(m);
+                    }
+                    if let Some(w) = &s.stats.writable_layer {
+                        c["rootfs"] = json!({"time": rfc3339(w.timestamp), "usedBytes": v(&w.used_bytes), "inodesUsed": v(&w.inodes_used)});
+                    }
+                    c
+                })
+                .collect();
+            let mut pod = json!({"podRef": {"name": p.meta.name, "namespace": p.meta.namespace, "uid": p.meta.uid}, "containers": containers});
+            if let Some(cpu) = &p.cpu {
+                pod["cpu"] = cpu_json(cpu);
             }
-            for k in ["usageBytes", "workingSetBytes", "rssBytes", "pageFaults", "majorPageFaults"] {
-                if let Some(x) = sum(&mems, k) {
-                    memory[k] = x.into();
-                }
+            if let Some(m) = &p.memory {
+                pod["memory"] = memory_json(m);
             }
-            json!({"podRef": {"name": p.name, "namespace": p.namespace, "uid": p.uid}, "containers": containers, "cpu": cpu, "memory": memory})
+            pod
         })
         .collect();
     json!({"node": node, "pods": pods})
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn sample(pod: &str, container: &str, cpu_ns: u64, ws: u64) -> Sample {
+    pub(crate) fn sample(pod: &str, container: &str, cpu_ns: u64, ws: u64) -> Sample {
         let u = |x| Some(cri::UInt64Value { value: x });
         Sample {
             stats: cri::ContainerStats {
@@ -229,12 +257,55 @@ mod tests {
     }
 
     #[test]
-    fn cadvisor_text_has_upstream_names_and_labels() {
-        let text = cadvisor_text(&[sample("web", "app", 2_500_000_000, 4096)]);
-        let labels = r#"container="app",id="id-app",image="busybox:latest",name="id-app",namespace="default",pod="web""#;
-        assert!(text.contains(&format!("container_cpu_usage_seconds_total{{{labels}}} 2.5")), "{text}");
-        assert!(text.contains(&format!("container_memory_working_set_bytes{{{labels}}} 4096")), "{text}");
-        assert!(text.contains(&format!("container_memory_usage_bytes{{{labels}}} 8192")), "{text}");
-        assert!(text.contains("# TYPE container_cpu_usage_seconds counter"), "{text}");
+    fn without_a_pod_cgroup_the_pod_is_the_sum_of_its_containers() {
+        let rates = CpuRates::default();
+        let cs = [sample("web", "a", 2_000, 100), sample("web", "b", 3_000, 50)];
+        let (cg, cpu, mem) = pod_usage(&rates, "uid-web", None, &cs, 7);
+        assert_eq!(cg, None);
+        let (cpu, mem) = (cpu.unwrap(), mem.unwrap());
+        assert_eq!((v(&cpu.usage_core_nano_seconds), v(&cpu.usage_nano_cores)), (Some(5_000), Some(2_000)));
+        assert_eq!((v(&mem.working_set_bytes), v(&mem.usage_bytes), v(&mem.rss_bytes)), (Some(150), Some(300), None));
+        assert_eq!(cpu.timestamp, 7);
+    }
+
+    #[test]
+    fn a_readable_cgroup_gives_the_pod_its_own_numbers() {
+        // One of this process's own cgroups stands in for a pod's: the first
+        // (v1: memory or cpuacct path, "/" being the root; v2: the unified
+        // one) where both cpu and memory can be read.
+        let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+        let cg = own
+            .lines()
+            .filter_map(|l| l.splitn(3, ':').nth(2))
+            .map(|p| if p == "/" { String::new() } else { p.to_string() })
+            .find(|cg| skiff_runtime::stats::cpu_ns(cg).is_some() && skiff_runtime::stats::memory(cg).is_some());
+        let Some(cg) = cg else { return eprintln!("skipping: none of this process's cgroups has both cpu and memory accounting") };
+        let rates = CpuRates::default();
+        let cs = [sample("web", "a", 1, 1)];
+        let (got, cpu, mem) = pod_usage(&rates, "u", Some(cg.clone()), &cs, 1);
+        assert_eq!(got.as_deref(), Some(cg.as_str()));
+        assert!(v(&cpu.unwrap().usage_core_nano_seconds).unwrap() > 1, "not the container's 1 ns");
+        let mem = mem.unwrap();
+        assert!(v(&mem.usage_bytes).unwrap() > 4096 && v(&mem.working_set_bytes) <= v(&mem.usage_bytes));
+        let (_, cpu, _) = pod_usage(&rates, "u", Some(cg), &cs, 1_000_000_001);
+        assert!(v(&cpu.unwrap().usage_nano_cores).is_some(), "a second sample gives a rate");
+    }
+
+    #[test]
+    fn summary_has_node_pod_and_container_sections() {
+        let node = NodeStats { cpu: cri::CpuUsage { timestamp: 1, usage_core_nano_seconds: value(9), usage_nano_cores: None }, memory: cri::MemoryUsage { timestamp: 1, working_set_bytes: value(5), ..Default::default() } };
+        let rates = CpuRates::default();
+        let cs = vec![sample("web", "a", 2_000, 100)];
+        let (cgroup, cpu, memory) = pod_usage(&rates, "uid-web", None, &cs, 1);
+        let meta = cs[0].pod.clone().unwrap();
+        let snap = Snapshot { time: 1, node, pods: vec![PodStats { meta, cgroup, containers: cs, cpu, memory }] };
+        let s = summary("n1", &snap);
+        assert_eq!(s["node"]["nodeName"], "n1");
+        assert_eq!(s["node"]["cpu"]["usageCoreNanoSeconds"], 9);
+        assert!(s["node"]["cpu"].get("usageNanoCores").is_none(), "no rate from one sample: {s}");
+        assert_eq!(s["pods"][0]["podRef"]["uid"], "uid-web");
+        assert_eq!(s["pods"][0]["memory"]["workingSetBytes"], 100);
+        assert_eq!(s["pods"][0]["containers"][0]["name"], "a");
+        assert_eq!(s["pods"][0]["containers"][0]["startTime"], "2023-11-14T22:13:20Z");
     }
 }

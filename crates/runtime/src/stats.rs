@@ -27,6 +27,21 @@ pub struct Memory {
     pub limit: Option<u64>,
 }
 
+impl Memory {
+    /// As CRI reports it, sampled at `now`; available = limit − working set, as cAdvisor.
+    pub fn to_cri(&self, now: i64) -> cri::MemoryUsage {
+        cri::MemoryUsage {
+            timestamp: now,
+            working_set_bytes: value(self.working_set),
+            available_bytes: self.limit.and_then(|l| value(l.saturating_sub(self.working_set))),
+            usage_bytes: value(self.usage),
+            rss_bytes: value(self.rss),
+            page_faults: value(self.page_faults),
+            major_page_faults: value(self.major_page_faults),
+        }
+    }
+}
+
 fn read_u64(path: &str) -> Option<u64> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }
@@ -105,6 +120,12 @@ impl CpuRates {
     pub fn forget(&self, id: &str) {
         self.0.lock().remove(id);
     }
+
+    /// Drop the samples of every id `keep` rejects (pods that are gone), so
+    /// a caller that sees only the live ones does not grow forever.
+    pub fn retain(&self, keep: impl Fn(&str) -> bool) {
+        self.0.lock().retain(|id, _| keep(id));
+    }
 }
 
 fn value(v: u64) -> Option<cri::UInt64Value> {
@@ -122,15 +143,7 @@ impl crate::Runtime {
         };
         let now = crate::timefmt::now_nanos();
         let cpu = cpu_ns(&cgroup).map(|ns| cri::CpuUsage { timestamp: now, usage_core_nano_seconds: value(ns), usage_nano_cores: self.cpu_rates.observe(id, now, ns).and_then(value) });
-        let memory = memory(&cgroup).map(|m| cri::MemoryUsage {
-            timestamp: now,
-            working_set_bytes: value(m.working_set),
-            available_bytes: m.limit.and_then(|l| value(l.saturating_sub(m.working_set))),
-            usage_bytes: value(m.usage),
-            rss_bytes: value(m.rss),
-            page_faults: value(m.page_faults),
-            major_page_faults: value(m.major_page_faults),
-        });
+        let memory = memory(&cgroup).map(|m| m.to_cri(now));
         let (bytes, inodes) = dir_usage(&bundle.join("upper"));
         let writable_layer = Some(cri::FilesystemUsage {
             timestamp: now,
@@ -155,6 +168,10 @@ mod tests {
         assert_eq!(r.observe("c", 3_000_000_000, 5_600_000_000), None, "no time passed");
         r.forget("c");
         assert_eq!(r.observe("c", 4_000_000_000, 5_700_000_000), None);
+        r.observe("d", 1, 1);
+        r.retain(|id| id == "c");
+        assert_eq!(r.observe("d", 2, 2), None, "d's sample was dropped");
+        assert!(r.observe("c", 5_000_000_000, 5_800_000_000).is_some(), "c's was kept");
     }
 
     #[test]

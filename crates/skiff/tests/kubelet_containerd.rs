@@ -9,9 +9,10 @@
 //! containerd (package `containerd`).
 //!
 //! The test runs its own containerd (own root, state, socket, runc root,
-//! CNI config) so it touches nothing of a system containerd; no registry is
-//! reachable, so the sandbox ("pause") image and the busybox image are
-//! built from busybox-static and imported with `ctr`.
+//! CNI config; `crates/bench/src/containerd.rs`, which the bench uses too)
+//! so it touches nothing of a system containerd; no registry is reachable,
+//! so the sandbox ("pause") image and the busybox image are built from
+//! busybox-static and imported with `ctr`.
 
 mod common;
 
@@ -19,113 +20,18 @@ use common::node::{apply, attach, build_image, is_root, port_forward, wait_pod};
 use common::tty::attach_tty;
 use common::{free_port, wait_for_port, wait_until, Kubectl, SkiffProc, SkiffServer};
 use serde_json::{json, Value};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-const BRIDGE: &str = "skiffctrd0";
-const SUBNET: &str = "10.244.249.0/24";
-const PAUSE: &str = "skiff.test/pause:1";
+/// The private containerd, shared with `bench pod-startup --containerd`.
+#[path = "../../bench/src/containerd.rs"]
+mod containerd;
+use containerd::{Containerd, Setup};
+
+const SETUP: Setup = Setup { bridge: "skiffctrd0", subnet: "10.244.249.0/24", pause: "skiff.test/pause:1" };
 /// containerd's CRI normalizes `busybox:skiff-test` to this name, so that is the name it is imported under.
 const BUSYBOX: &str = "docker.io/library/busybox:skiff-test";
-
-/// A private containerd; on drop its pods' processes, its shims, its mounts and the bridge go too.
-struct Containerd {
-    child: Child,
-    dir: PathBuf,
-}
-
-impl Containerd {
-    fn socket(&self) -> PathBuf {
-        self.dir.join("containerd.sock")
-    }
-
-    fn ctr(&self, args: &[&str]) -> std::process::Output {
-        Command::new("ctr").arg("-a").arg(self.socket()).args(["-n", "k8s.io"]).args(args).output().expect("ctr runs")
-    }
-
-    fn start(dir: &Path) -> Containerd {
-        let d = dir.display();
-        std::fs::create_dir_all(dir.join("cni")).unwrap();
-        let cni = json!({"cniVersion": "1.0.0", "name": "skiff-ctrd-test", "plugins": [
-            {"type": "bridge", "bridge": BRIDGE, "isGateway": true, "ipMasq": false,
-             "ipam": {"type": "host-local", "ranges": [[{"subnet": SUBNET}]], "dataDir": format!("{d}/ipam")}},
-            {"type": "loopback"}]});
-        std::fs::write(dir.join("cni/10-skiff-ctrd-test.conflist"), cni.to_string()).unwrap();
-        // restrict_oom_score_adj: this kernel refuses negative values to us.
-        let config = format!(
-            r#"version = 2
-root = "{d}/root"
-state = "{d}/state"
-disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.aufs", "io.containerd.tracing.processor.v1.otlp", "io.containerd.internal.v1.tracing"]
-[grpc]
-  address = "{d}/containerd.sock"
-[ttrpc]
-  address = ""
-[debug]
-  address = ""
-[metrics]
-  address = ""
-[plugins."io.containerd.internal.v1.opt"]
-  path = "{d}/opt"
-[plugins."io.containerd.grpc.v1.cri"]
-  sandbox_image = "{PAUSE}"
-  restrict_oom_score_adj = true
-  netns_mounts_under_state_dir = true
-  stream_server_address = "127.0.0.1"
-  stream_server_port = "0"
-  [plugins."io.containerd.grpc.v1.cri".containerd]
-    snapshotter = "overlayfs"
-    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
-      runtime_type = "io.containerd.runc.v2"
-      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
-        Root = "{d}/runc"
-  [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = "/usr/lib/cni"
-    conf_dir = "{d}/cni"
-"#
-        );
-        std::fs::write(dir.join("config.toml"), config).unwrap();
-        let log = std::fs::File::create(dir.join("containerd.log")).unwrap();
-        let child = Command::new("containerd").arg("--config").arg(dir.join("config.toml")).stdout(Stdio::null()).stderr(log).spawn().expect("start containerd");
-        let c = Containerd { child, dir: dir.to_owned() };
-        wait_until("containerd's socket", Duration::from_secs(20), || c.ctr(&["version"]).status.success().then_some(()));
-        c
-    }
-
-    /// Import an OCI-layout tarball into the CRI's namespace (unpacked for overlayfs).
-    fn import(&self, tarball: &Path) {
-        let out = self.ctr(&["images", "import", &tarball.display().to_string()]);
-        assert!(out.status.success(), "ctr import: {}", String::from_utf8_lossy(&out.stderr));
-    }
-}
-
-impl Drop for Containerd {
-    fn drop(&mut self) {
-        // Containers outlive containerd and their shims: kill them through it first.
-        let tasks = String::from_utf8_lossy(&self.ctr(&["tasks", "ls", "-q"]).stdout).to_string();
-        for t in tasks.lines().filter(|t| !t.is_empty()) {
-            let _ = self.ctr(&["tasks", "kill", "-s", "SIGKILL", t]);
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        // Shims are daemons of their own; ours name our socket on their command line.
-        let sock = self.socket().display().to_string();
-        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-            let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
-            let cmdline = String::from_utf8_lossy(&cmdline);
-            if cmdline.contains("containerd-shim") && cmdline.contains(&sock) {
-                let _ = Command::new("kill").arg("-9").arg(e.file_name()).status();
-            }
-        }
-        let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
-        let dir = self.dir.display().to_string();
-        for m in mounts.lines().rev().filter_map(|l| l.split_whitespace().nth(1)).filter(|m| m.starts_with(&dir)) {
-            let _ = Command::new("umount").args(["-l", m]).status();
-        }
-        let _ = Command::new("ip").args(["link", "del", BRIDGE]).stderr(Stdio::null()).status();
-    }
-}
 
 /// The pod sandboxes containerd has for pods named `name`, through our CRI client: (id, ready).
 fn sandboxes(socket: &Path, name: &str) -> Vec<(String, bool)> {
@@ -201,10 +107,10 @@ fn pod_runs_through_containerd() {
     }
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let ctrd = Containerd::start(&d.join("containerd"));
+    let ctrd = Containerd::start(&d.join("containerd"), &SETUP).expect("start containerd");
     // The sandbox image: present locally, so the CRI plugin never tries to pull it.
-    ctrd.import(&build_image(d, PAUSE, json!({"Env": ["PATH=/bin"], "Entrypoint": ["/bin/sleep", "2147483647"]})));
-    ctrd.import(&build_image(d, BUSYBOX, json!({"Env": ["PATH=/bin"], "Cmd": ["sh"]})));
+    ctrd.import(&build_image(d, SETUP.pause, json!({"Env": ["PATH=/bin"], "Entrypoint": ["/bin/sleep", "2147483647"]}))).unwrap();
+    ctrd.import(&build_image(d, BUSYBOX, json!({"Env": ["PATH=/bin"], "Cmd": ["sh"]}))).unwrap();
 
     let server = SkiffServer::start_with(&d.join("server"), free_port(), &["--disable-agent"]);
     let kport = free_port();
@@ -213,7 +119,7 @@ fn pod_runs_through_containerd() {
     let agent = SkiffProc::start(
         &server.kubeconfig,
         &d.join("agent.log"),
-        &["agent", "--node-name", "skiff-ctrd", "--node-ip", "127.0.0.1", "--port", &kport.to_string(), "--container-runtime-endpoint", &endpoint, "--pod-cidr", SUBNET, "--pod-log-dir", &logs, "--root-dir", &kubelet],
+        &["agent", "--node-name", "skiff-ctrd", "--node-ip", "127.0.0.1", "--port", &kport.to_string(), "--container-runtime-endpoint", &endpoint, "--pod-cidr", SETUP.subnet, "--pod-log-dir", &logs, "--root-dir", &kubelet],
     );
     wait_for_port(kport, Duration::from_secs(30));
     let k = Kubectl::new(33, &server.kubeconfig);
@@ -260,6 +166,17 @@ fn pod_runs_through_containerd() {
         assert_eq!(summary["containers"][0]["name"], "c");
         assert!(summary["containers"][0]["memory"]["workingSetBytes"].as_u64().unwrap() > 0, "{summary}");
         assert!(summary["containers"][0]["cpu"]["usageCoreNanoSeconds"].as_u64().is_some(), "{summary}");
+        // containerd (cgroupfs driver) puts the pod under the kubelet's cgroup parent, so the pod's
+        // numbers are its cgroup's: the sandbox's pause is in them too.
+        let pod_ws = summary["memory"]["workingSetBytes"].as_u64().unwrap_or_else(|| panic!("{summary}"));
+        if Path::new(&format!("/sys/fs/cgroup/memory/kubepods/pod{uid}")).exists() {
+            assert!(pod_ws > summary["containers"][0]["memory"]["workingSetBytes"].as_u64().unwrap(), "{summary}");
+        }
+        let resource = String::from_utf8(Command::new("curl").args(["-sfk", "-H", &format!("Authorization: Bearer {}", token.trim()), &format!("https://127.0.0.1:{kport}/metrics/resource")]).output().unwrap().stdout).unwrap();
+        let m = common::prom::parse(&resource).unwrap_or_else(|e| panic!("{e}:\n{resource}"));
+        assert!(m.one("container_memory_working_set_bytes", &[("container", "c"), ("pod", "web"), ("namespace", "default")]).value > 0.0, "{resource}");
+        assert!(m.one("pod_memory_working_set_bytes", &[("pod", "web"), ("namespace", "default")]).value > 0.0, "{resource}");
+        assert_eq!(m.one("resource_scrape_error", &[]).value, 0.0);
 
         for minor in [27, 29, 33] {
             let k = Kubectl::new(minor, &server.kubeconfig);
@@ -296,7 +213,7 @@ fn pod_runs_through_containerd() {
         for name in ["web", "crash"] {
             assert_eq!(sandboxes(&ctrd.socket(), name), vec![], "{name}'s sandbox is gone from containerd");
         }
-        let left = String::from_utf8_lossy(&ctrd.ctr(&["containers", "ls", "-q"]).stdout).to_string();
+        let left = String::from_utf8_lossy(&ctrd.ctr(&["containers", "ls", "-q"]).unwrap().stdout).to_string();
         assert_eq!(left, "", "containers left in containerd");
     }));
     let _ = k.run(&["delete", "pods", "--all", "--grace-period=1", "--wait=true", "--timeout=30s"]);

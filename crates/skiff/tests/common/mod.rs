@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod node;
+pub mod prom;
 pub mod tty;
 
 use std::path::Path;
