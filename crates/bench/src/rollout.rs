@@ -28,7 +28,7 @@ pub struct RolloutArgs {
 }
 
 /// utime + stime of a process, in seconds (from /proc/<pid>/stat).
-fn cpu_secs(pid: u32) -> Result<f64> {
+pub(crate) fn cpu_secs(pid: u32) -> Result<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
     let rest = &stat[stat.rfind(')').context("malformed stat")? + 2..];
