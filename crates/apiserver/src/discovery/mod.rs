@@ -13,6 +13,9 @@ use crate::resources::{self, Resource};
 
 /// The verbs a resource supports (the same in both discovery formats).
 pub(crate) fn verbs(r: &Resource) -> Vec<&'static str> {
+    if resources::is_create_only(r) {
+        return vec!["create"];
+    }
     vec!["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
         .into_iter()
         .filter(|v| r.kind != "Namespace" || *v != "deletecollection")
@@ -43,7 +46,7 @@ pub fn api_group(group: &str) -> Option<Value> {
 
 pub fn resource_list(group: &str, version: &str) -> Option<Value> {
     let mut list = Vec::new();
-    for r in resources::in_group_version(group, version) {
+    for r in resources::discoverable(group, version) {
         let mut entry = json!({
             "name": r.plural,
             "singularName": r.singular,
