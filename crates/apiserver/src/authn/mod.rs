@@ -156,7 +156,8 @@ pub const INVALID_TOKEN: &str = "invalid bearer token";
 /// accepts, and for nothing when there are none.
 pub async fn review_token(storage: &Storage, admin_token: &str, token: &str, audiences: &[String]) -> Result<(User, Vec<String>), String> {
     if constant_time_eq(token.as_bytes(), admin_token.as_bytes()) {
-        let auds: Vec<String> = api_audiences(storage).into_iter().filter(|a| audiences.contains(a)).collect();
+        let api = api_audiences(storage);
+        let auds: Vec<String> = audiences.iter().filter(|a| api.contains(a)).cloned().collect();
         return if auds.is_empty() { Err(INVALID_TOKEN.into()) } else { Ok((User::Admin, auds)) };
     }
     let tokens = storage.service_accounts.as_ref().filter(|_| jwt::looks_like_jwt(token)).ok_or(INVALID_TOKEN)?;
@@ -180,10 +181,15 @@ async fn service_account(storage: &Storage, tokens: &Tokens, token: &str, audien
     let now = crate::meta::now_secs();
     let claims = tokens.signer.verifier.verify_signed(token, now).map_err(|e| e.to_string())?;
     if claims["iss"].as_str() != Some(tokens.issuer.as_str()) {
-        return Err("unknown issuer".into());
+        return Err(format!("token issuer {:?} is invalid", claims["iss"].as_str().unwrap_or("")));
     }
-    let token_auds = jwt::token_audiences(&claims);
-    let auds: Vec<String> = token_auds.iter().filter(|a| audiences.contains(a)).cloned().collect();
+    let mut token_auds = jwt::token_audiences(&claims);
+    if token_auds.is_empty() {
+        // Legacy tokens without `aud` are for the API server only (upstream).
+        token_auds = tokens.audiences.clone();
+    }
+    // In the requested order, as upstream's Audiences.Intersect.
+    let auds: Vec<String> = audiences.iter().filter(|a| token_auds.contains(a)).cloned().collect();
     if auds.is_empty() {
         return Err(format!("token audiences {} is invalid for the target audiences {}", go_quoted(&token_auds), go_quoted(audiences)));
     }
