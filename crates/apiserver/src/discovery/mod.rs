@@ -100,3 +100,25 @@ pub(crate) fn subresource(r: &Resource, sub: &str) -> Option<Subresource> {
     };
     Some(Subresource { group, version, kind, verbs })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn review_resources_are_create_only_and_cluster_scoped() {
+        let list = resource_list("authentication.k8s.io", "v1").unwrap();
+        let rs = list["resources"].as_array().unwrap();
+        let names: Vec<&str> = rs.iter().map(|r| r["name"].as_str().unwrap()).collect();
+        assert_eq!(names, ["selfsubjectreviews", "tokenreviews"]);
+        for r in rs {
+            assert_eq!(r["verbs"], json!(["create"]), "{r}");
+            assert_eq!(r["namespaced"], false);
+        }
+        assert!(api_group_list()["groups"].as_array().unwrap().iter().any(|g| g["name"] == "authentication.k8s.io"));
+        assert!(api_group("authentication.k8s.io").is_some());
+        // Stored resources keep every verb; the review kinds are no stored resource.
+        assert_eq!(verbs(resources::find("apps", "v1", "deployments").unwrap()).len(), 8);
+        assert!(resources::find("authentication.k8s.io", "v1", "tokenreviews").is_none());
+    }
+}
