@@ -388,6 +388,16 @@ fn token_reviews_answer_who_a_token_is() {
         assert!(err.contains("token is required for TokenReview in authentication"), "1.{minor}: {err}");
     }
 
+    // dryRun changes nothing (nothing is stored); unknown fields follow fieldValidation.
+    let token = k.ok(&["create", "token", "robot"]).trim().to_string();
+    let f = dir.path().join("tokenreview.yaml");
+    std::fs::write(&f, format!("apiVersion: authentication.k8s.io/v1\nkind: TokenReview\nspec:\n  token: {token}\n")).unwrap();
+    let dry: Value = serde_json::from_str(&k.ok(&["create", "--dry-run=server", "-f", f.to_str().unwrap(), "-o", "json"])).unwrap();
+    assert_eq!(dry["status"]["user"]["username"], "system:serviceaccount:default:robot");
+    std::fs::write(&f, format!("apiVersion: authentication.k8s.io/v1\nkind: TokenReview\nspec:\n  token: {token}\n  bogus: 1\n")).unwrap();
+    let err = k.err(&["create", "-f", f.to_str().unwrap()]);
+    assert!(err.contains("unknown field \"spec.bogus\""), "{err}");
+
     // The admin token is audience-agnostic: valid only for the server's own audiences.
     let admin = k.ok(&["config", "view", "--raw", "-o", "jsonpath={.users[0].user.token}"]);
     let admin = admin.trim();
