@@ -217,7 +217,7 @@ async fn namespace_exists(storage: &Storage, ns: &str) -> ApiResult<()> {
 }
 
 /// Check `kind`/`apiVersion` of a request body against the resource, filling them in if absent.
-fn check_type(res: &Resource, obj: &mut Value) -> ApiResult<()> {
+pub(crate) fn check_type(res: &Resource, obj: &mut Value) -> ApiResult<()> {
     if !obj.is_object() {
         return Err(ApiError::bad_request("the request body must be a JSON object"));
     }
@@ -285,7 +285,7 @@ fn validate_meta(res: &Resource, obj: &Value) -> ApiResult<()> {
 /// `body` says the object is a request body (create, update): upstream then
 /// names the kind it could not decode (its `transformDecodeError`), as
 /// `Deployment in version "v1" cannot be handled as a Deployment: strict decoding error: …`.
-fn typed(req: &Request, res: &Resource, obj: Value, body: bool) -> ApiResult<(Value, Vec<String>)> {
+pub(crate) fn typed(req: &Request, res: &Resource, obj: Value, body: bool) -> ApiResult<(Value, Vec<String>)> {
     let (clean, unknown) = crate::typed::check(res, &obj).map_err(|e| {
         ApiError::bad_request(format!("{} in version \"{}\" cannot be handled as a {}: {e}", res.kind, res.version, res.kind))
     })?;
@@ -307,7 +307,7 @@ fn typed(req: &Request, res: &Resource, obj: Value, body: bool) -> ApiResult<(Va
     }
 }
 
-fn with_warnings(mut resp: Response, warnings: &[String]) -> Response {
+pub(crate) fn with_warnings(mut resp: Response, warnings: &[String]) -> Response {
     for w in warnings {
         let v = format!("299 - \"{}\"", w.replace('"', "\\\""));
         if let Ok(h) = axum::http::HeaderValue::from_str(&v) {

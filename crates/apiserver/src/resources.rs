@@ -77,6 +77,24 @@ pub static RESOURCES: &[Resource] = &[
     r!("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings", "clusterrolebinding", false, [], [], []),
 ];
 
+/// Resources that take only `create` and store nothing: upstream's review
+/// APIs, answered from the request alone. Kept out of [`RESOURCES`] so
+/// storage, routing, tables and OpenAPI never treat them as stored kinds;
+/// only discovery lists them (see [`discoverable`]).
+pub static CREATE_ONLY: &[Resource] = &[
+    r!("authentication.k8s.io", "v1", "SelfSubjectReview", "selfsubjectreviews", "selfsubjectreview", false, [], [], []),
+    r!("authentication.k8s.io", "v1", "TokenReview", "tokenreviews", "tokenreview", false, [], [], []),
+];
+
+pub fn is_create_only(r: &Resource) -> bool {
+    CREATE_ONLY.contains(r)
+}
+
+/// A create-only resource by group, version and plural.
+pub fn find_create_only(group: &str, version: &str, plural: &str) -> Option<&'static Resource> {
+    CREATE_ONLY.iter().find(|r| r.group == group && r.version == version && r.plural == plural)
+}
+
 pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static Resource> {
     RESOURCES.iter().find(|r| r.group == group && r.version == version && r.plural == plural)
 }
@@ -84,7 +102,7 @@ pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static Resourc
 /// API groups in discovery order (core first), each with its versions.
 pub fn groups() -> Vec<&'static str> {
     let mut out: Vec<&'static str> = Vec::new();
-    for r in RESOURCES {
+    for r in RESOURCES.iter().chain(CREATE_ONLY) {
         if !r.group.is_empty() && !out.contains(&r.group) {
             out.push(r.group);
         }
@@ -94,4 +112,10 @@ pub fn groups() -> Vec<&'static str> {
 
 pub fn in_group_version<'a>(group: &'a str, version: &'a str) -> impl Iterator<Item = &'static Resource> + use<'a> {
     RESOURCES.iter().filter(move |r| r.group == group && r.version == version)
+}
+
+/// What discovery lists for a group-version: the stored resources, then
+/// the create-only ones.
+pub fn discoverable<'a>(group: &'a str, version: &'a str) -> impl Iterator<Item = &'static Resource> + use<'a> {
+    in_group_version(group, version).chain(CREATE_ONLY.iter().filter(move |r| r.group == group && r.version == version))
 }

@@ -117,6 +117,16 @@ async fn handle(
             Some(u) => Ok(crate::authn::review::self_subject_review(u)),
             None => Err(ApiError::unauthorized()),
         },
+        (Method::POST, ["apis", g @ "authentication.k8s.io", v @ "v1", r @ "tokenreviews"]) => {
+            let res = crate::resources::find_create_only(g, v, r).expect("tokenreviews is a create-only resource");
+            let target = handlers::Target { res, namespace: None, name: None, sub: None };
+            let req = handlers::Request { method: method.clone(), target, query, headers, body };
+            crate::authn::token_review::create(&st.storage, &st.token, &req).await
+        }
+        // The review resources take only create, as upstream (405 on the collection).
+        (_, ["apis", g, v, r]) if crate::resources::find_create_only(g, v, r).is_some() => {
+            Err(ApiError::method_not_allowed("the server does not allow this method on the requested resource"))
+        }
         (Method::GET, [".well-known", "openid-configuration"]) => crate::authn::discovery::openid_configuration(&st.storage),
         (Method::GET, ["openid", "v1", "jwks"]) => crate::authn::discovery::jwks(&st.storage),
         (_, ["api", "v1", rest @ ..]) => resource(&st, "", "v1", rest, method, query, headers, body).await,

@@ -3,7 +3,7 @@
 //! fields the type does not have are found by a decode/encode round trip,
 //! for `fieldValidation=Strict|Warn|Ignore`.
 
-use k8s_openapi::api::{apps, batch, coordination, core, discovery, events, policy, rbac, scheduling};
+use k8s_openapi::api::{apps, authentication, batch, coordination, core, discovery, events, policy, rbac, scheduling};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
@@ -79,6 +79,7 @@ pub fn check(res: &Resource, obj: &Value) -> Result<(Value, Vec<String>), String
         ("rbac.authorization.k8s.io", "RoleBinding") => round_trip::<rbac::v1::RoleBinding>(obj),
         ("rbac.authorization.k8s.io", "ClusterRole") => round_trip::<rbac::v1::ClusterRole>(obj),
         ("rbac.authorization.k8s.io", "ClusterRoleBinding") => round_trip::<rbac::v1::ClusterRoleBinding>(obj),
+        ("authentication.k8s.io", "TokenReview") => round_trip::<authentication::v1::TokenReview>(obj),
         _ => Ok((obj.clone(), vec![])),
     }
 }

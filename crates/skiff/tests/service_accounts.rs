@@ -302,3 +302,163 @@ fn the_service_account_plugin_can_be_disabled() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("\"Priority\" cannot be disabled"), "{err}");
 }
+
+const ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
+
+/// `kubectl create -f <yaml> -o json` of a TokenReview of `token` for `audiences`.
+fn token_review(k: &Kubectl, dir: &std::path::Path, token: &str, audiences: &[&str]) -> std::process::Output {
+    let mut yaml = format!("apiVersion: authentication.k8s.io/v1\nkind: TokenReview\nmetadata:\n  name: check\nspec:\n  token: \"{token}\"\n");
+    if !audiences.is_empty() {
+        yaml += "  audiences:\n";
+        for a in audiences {
+            yaml += &format!("  - \"{a}\"\n");
+        }
+    }
+    let f = dir.join("tokenreview.yaml");
+    std::fs::write(&f, yaml).unwrap();
+    k.run(&["create", "-f", f.to_str().unwrap(), "-o", "json"])
+}
+
+/// The review's `status`, asserting kubectl succeeded and the token was echoed.
+fn review_status(k: &Kubectl, dir: &std::path::Path, token: &str, audiences: &[&str]) -> Value {
+    let out = token_review(k, dir, token, audiences);
+    assert!(out.status.success(), "{} create tokenreview: {}", k.bin, String::from_utf8_lossy(&out.stderr));
+    let review: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(review["kind"], "TokenReview");
+    assert_eq!(review["metadata"]["name"], "check");
+    assert_eq!(review["spec"]["token"], token, "upstream echoes spec.token");
+    review["status"].clone()
+}
+
+#[test]
+fn token_reviews_answer_who_a_token_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(dir.path());
+    let k = Kubectl::new(33, &server.kubeconfig);
+    wait_default_sa(&k, "default");
+    k.ok(&["create", "sa", "robot"]);
+    let sa_uid = k.ok(&["get", "sa", "robot", "-o", "jsonpath={.metadata.uid}"]);
+
+    for minor in [33, 29] {
+        let k = Kubectl::new(minor, &server.kubeconfig);
+        let token = k.ok(&["create", "token", "robot"]).trim().to_string();
+        // Authenticated as `kubectl auth whoami` sees the same token, for the server's own audience.
+        let st = review_status(&k, dir.path(), &token, &[]);
+        assert_eq!(st["authenticated"], true, "1.{minor}: {st}");
+        assert_eq!(st["user"]["username"], "system:serviceaccount:default:robot");
+        assert_eq!(st["user"]["uid"], sa_uid.as_str());
+        let groups = st["user"]["groups"].as_array().unwrap();
+        for g in ["system:serviceaccounts", "system:serviceaccounts:default", "system:authenticated"] {
+            assert!(groups.iter().any(|x| x == g), "1.{minor}: no group {g} in {st}");
+        }
+        assert_eq!(st["user"], whoami(&Kubectl::new(33, &server.kubeconfig), &token), "1.{minor}");
+        assert_eq!(st["audiences"], serde_json::json!([ISSUER]));
+        assert!(st.get("error").is_none(), "{st}");
+
+        // A token for other audiences: refused for the server's, accepted for its own,
+        // and the status names the requested audiences it is valid for, in the requested order.
+        let multi = k.ok(&["create", "token", "robot", "--audience", "vault", "--audience", "nats"]).trim().to_string();
+        let st = review_status(&k, dir.path(), &multi, &[]);
+        assert_ne!(st["authenticated"], true, "{st}");
+        assert_eq!(st["error"], format!("token audiences [\"vault\" \"nats\"] is invalid for the target audiences [\"{ISSUER}\"]"));
+        assert!(st.get("audiences").is_none(), "{st}");
+        let st = review_status(&k, dir.path(), &multi, &["nats", "other", "vault"]);
+        assert_eq!(st["authenticated"], true, "{st}");
+        assert_eq!(st["audiences"], serde_json::json!(["nats", "vault"]));
+        assert_eq!(st["user"]["username"], "system:serviceaccount:default:robot");
+        let st = review_status(&k, dir.path(), &token, &["other"]);
+        assert_ne!(st["authenticated"], true, "{st}");
+        assert!(st["error"].as_str().unwrap().contains("is invalid for the target audiences [\"other\"]"), "{st}");
+
+        // Garbage is not authenticated, with upstream's error; the review itself succeeds.
+        let st = review_status(&k, dir.path(), "not-a-token", &[]);
+        assert_ne!(st["authenticated"], true, "{st}");
+        assert_eq!(st["error"], "invalid bearer token");
+        assert_eq!(st["user"], serde_json::json!({}));
+        let parts: Vec<&str> = token.split('.').collect();
+        let forged = format!("{}.{}.{}", parts[0], parts[1], &parts[2][..parts[2].len() - 4]);
+        let st = review_status(&k, dir.path(), &forged, &[]);
+        assert_ne!(st["authenticated"], true, "{st}");
+        assert!(st["error"].as_str().is_some_and(|e| !e.is_empty()), "{st}");
+
+        // An empty token is a bad request.
+        let out = token_review(&k, dir.path(), "", &[]);
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("token is required for TokenReview in authentication"), "1.{minor}: {err}");
+    }
+
+    // dryRun changes nothing (nothing is stored); unknown fields follow fieldValidation.
+    let token = k.ok(&["create", "token", "robot"]).trim().to_string();
+    let f = dir.path().join("tokenreview.yaml");
+    std::fs::write(&f, format!("apiVersion: authentication.k8s.io/v1\nkind: TokenReview\nspec:\n  token: {token}\n")).unwrap();
+    let dry: Value = serde_json::from_str(&k.ok(&["create", "--dry-run=server", "-f", f.to_str().unwrap(), "-o", "json"])).unwrap();
+    assert_eq!(dry["status"]["user"]["username"], "system:serviceaccount:default:robot");
+    std::fs::write(&f, format!("apiVersion: authentication.k8s.io/v1\nkind: TokenReview\nspec:\n  token: {token}\n  bogus: 1\n")).unwrap();
+    let err = k.err(&["create", "-f", f.to_str().unwrap()]);
+    assert!(err.contains("unknown field \"spec.bogus\""), "{err}");
+
+    // The admin token is audience-agnostic: valid only for the server's own audiences.
+    let admin = k.ok(&["config", "view", "--raw", "-o", "jsonpath={.users[0].user.token}"]);
+    let admin = admin.trim();
+    assert!(!admin.is_empty());
+    let st = review_status(&k, dir.path(), admin, &["other", ISSUER]);
+    assert_eq!(st["authenticated"], true, "{st}");
+    assert_eq!(st["user"]["username"], "kubernetes-admin");
+    assert_eq!(st["audiences"], serde_json::json!([ISSUER]));
+    let st = review_status(&k, dir.path(), admin, &["other"]);
+    assert_ne!(st["authenticated"], true, "{st}");
+    assert_eq!(st["error"], "invalid bearer token");
+
+    // A deleted ServiceAccount's token no longer reviews as authenticated.
+    let token = k.ok(&["create", "token", "robot"]).trim().to_string();
+    k.ok(&["delete", "sa", "robot"]);
+    wait_until("the deleted ServiceAccount's token to review as unauthenticated", Duration::from_secs(10), || {
+        (review_status(&k, dir.path(), &token, &[])["authenticated"] != true).then_some(())
+    });
+
+    // Reviewing needs credentials; the reviews are create-only and store nothing.
+    assert!(unauthorized(&k, "not-a-token"));
+    let err = as_token(&k, "not-a-token", &["create", "--validate=false", "-f", dir.path().join("tokenreview.yaml").to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&err.stderr).contains("Unauthorized"), "{}", String::from_utf8_lossy(&err.stderr));
+    let err = k.err(&["get", "tokenreviews"]);
+    assert!(err.contains("MethodNotAllowed"), "{err}");
+    let err = k.err(&["get", "selfsubjectreviews"]);
+    assert!(err.contains("MethodNotAllowed"), "{err}");
+
+    // A body that is not a TokenReview is a 400 with a Status.
+    let pod = dir.path().join("pod.json");
+    std::fs::write(&pod, r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}}"#).unwrap();
+    let err = k.err(&["create", "--raw", "/apis/authentication.k8s.io/v1/tokenreviews", "-f", pod.to_str().unwrap()]);
+    assert!(err.contains("the API version in the data (v1) does not match the expected API version (authentication.k8s.io/v1)"), "{err}");
+}
+
+#[test]
+fn review_resources_are_discovered_as_create_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = server(dir.path());
+    for minor in [33, 29, 27] {
+        let k = Kubectl::new(minor, &server.kubeconfig);
+        let out = k.ok(&["api-resources", "--api-group=authentication.k8s.io", "-o", "wide"]);
+        let rows: Vec<Vec<&str>> = out.lines().skip(1).map(|l| l.split(|c: char| c.is_whitespace() || c == ',' || c == '[' || c == ']').filter(|w| !w.is_empty()).collect()).collect();
+        assert_eq!(
+            rows,
+            [
+                ["selfsubjectreviews", "authentication.k8s.io/v1", "false", "SelfSubjectReview", "create"],
+                ["tokenreviews", "authentication.k8s.io/v1", "false", "TokenReview", "create"],
+            ],
+            "1.{minor}: {out}"
+        );
+    }
+    // The legacy documents agree with the aggregated one.
+    let k = Kubectl::new(33, &server.kubeconfig);
+    let list: Value = serde_json::from_str(&k.ok(&["get", "--raw", "/apis/authentication.k8s.io/v1"])).unwrap();
+    let names: Vec<&str> = list["resources"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["selfsubjectreviews", "tokenreviews"]);
+    assert!(list["resources"].as_array().unwrap().iter().all(|r| r["verbs"] == serde_json::json!(["create"]) && r["namespaced"] == false));
+    let group: Value = serde_json::from_str(&k.ok(&["get", "--raw", "/apis/authentication.k8s.io"])).unwrap();
+    assert_eq!(group["preferredVersion"]["groupVersion"], "authentication.k8s.io/v1");
+    // Other groups keep their full verbs.
+    let apps = k.ok(&["api-resources", "--api-group=apps", "-o", "wide"]);
+    assert!(apps.lines().any(|l| l.starts_with("deployments ") && l.contains("watch")), "{apps}");
+}

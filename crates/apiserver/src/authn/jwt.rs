@@ -117,6 +117,17 @@ impl Verifier {
     /// The claims of `token` if it is signed by this key, is valid at
     /// `now` and names one of `audiences`.
     pub fn verify(&self, token: &str, now: i64, audiences: &[String]) -> Result<Value, JwtError> {
+        let claims = self.verify_signed(token, now)?;
+        if !token_audiences(&claims).iter().any(|a| audiences.contains(a)) {
+            return Err(JwtError::Audience);
+        }
+        Ok(claims)
+    }
+
+    /// The claims of `token` if it is signed by this key and valid at
+    /// `now`, whatever its audience: a TokenReview reports which of the
+    /// requested audiences the token is for, and why not when none.
+    pub fn verify_signed(&self, token: &str, now: i64) -> Result<Value, JwtError> {
         let mut parts = token.splitn(3, '.');
         let (Some(h), Some(c), Some(s)) = (parts.next(), parts.next(), parts.next()) else { return Err(JwtError::Malformed) };
         let header: Value = B64.decode(h).ok().and_then(|b| serde_json::from_slice(&b).ok()).ok_or(JwtError::Malformed)?;
@@ -133,15 +144,16 @@ impl Verifier {
         if claims["nbf"].as_i64().is_some_and(|nbf| now + LEEWAY_SECS < nbf) {
             return Err(JwtError::NotYetValid);
         }
-        let aud: Vec<&str> = match &claims["aud"] {
-            Value::String(a) => vec![a.as_str()],
-            Value::Array(a) => a.iter().filter_map(Value::as_str).collect(),
-            _ => vec![],
-        };
-        if !aud.iter().any(|a| audiences.iter().any(|want| want == a)) {
-            return Err(JwtError::Audience);
-        }
         Ok(claims)
+    }
+}
+
+/// The `aud` claim, a string or an array of strings as RFC 7519 allows.
+pub fn token_audiences(claims: &Value) -> Vec<String> {
+    match &claims["aud"] {
+        Value::String(a) => vec![a.clone()],
+        Value::Array(a) => a.iter().filter_map(Value::as_str).map(str::to_string).collect(),
+        _ => vec![],
     }
 }
 

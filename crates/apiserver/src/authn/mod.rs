@@ -20,6 +20,7 @@ pub mod keys;
 pub mod lookup;
 pub mod discovery;
 pub mod review;
+pub mod token_review;
 
 use std::path::Path;
 
@@ -130,8 +131,8 @@ pub async fn authenticate(storage: &Storage, admin_token: &str, headers: &Header
         return None;
     }
     let tokens = storage.service_accounts.as_ref()?;
-    match service_account(storage, tokens, token).await {
-        Ok(u) => Some(User::ServiceAccount(Box::new(u))),
+    match service_account(storage, tokens, token, &tokens.audiences).await {
+        Ok((u, _)) => Some(User::ServiceAccount(Box::new(u))),
         Err(why) => {
             tracing::debug!(%why, "service-account token rejected");
             None
@@ -139,15 +140,58 @@ pub async fn authenticate(storage: &Storage, admin_token: &str, headers: &Header
     }
 }
 
+/// The audiences the API server itself accepts tokens for (upstream's
+/// `--api-audiences`, defaulting to the issuer).
+pub fn api_audiences(storage: &Storage) -> Vec<String> {
+    storage.service_accounts.as_ref().map(|t| t.audiences.clone()).unwrap_or_else(|| vec![ISSUER.into()])
+}
+
+/// Upstream's message when no authenticator accepts a bearer token.
+pub const INVALID_TOKEN: &str = "invalid bearer token";
+
+/// Who `token` is when presented for one of `audiences`, and which of
+/// them it is valid for (the TokenReview question); the error says why
+/// not. The admin token is audience-agnostic, as upstream's token-file
+/// authenticator: valid for the requested audiences the API server
+/// accepts, and for nothing when there are none.
+pub async fn review_token(storage: &Storage, admin_token: &str, token: &str, audiences: &[String]) -> Result<(User, Vec<String>), String> {
+    if constant_time_eq(token.as_bytes(), admin_token.as_bytes()) {
+        let api = api_audiences(storage);
+        let auds: Vec<String> = audiences.iter().filter(|a| api.contains(a)).cloned().collect();
+        return if auds.is_empty() { Err(INVALID_TOKEN.into()) } else { Ok((User::Admin, auds)) };
+    }
+    let tokens = storage.service_accounts.as_ref().filter(|_| jwt::looks_like_jwt(token)).ok_or(INVALID_TOKEN)?;
+    let (u, auds) = service_account(storage, tokens, token, audiences).await?;
+    Ok((User::ServiceAccount(Box::new(u)), auds))
+}
+
+/// A list as Go's `%q` prints a `[]string` (upstream's error wording).
+fn go_quoted(list: &[String]) -> String {
+    let q: Vec<String> = list.iter().map(|s| format!("{s:?}")).collect();
+    format!("[{}]", q.join(" "))
+}
+
 /// Grace after a bound pod's deletion time before its tokens stop working
 /// (upstream: a minute).
 const DELETED_POD_GRACE_SECS: i64 = 60;
 
-async fn service_account(storage: &Storage, tokens: &Tokens, token: &str) -> Result<ServiceAccountUser, String> {
+/// The service account `token` names, checked for `audiences`, with the
+/// audiences (of those) it is valid for.
+async fn service_account(storage: &Storage, tokens: &Tokens, token: &str, audiences: &[String]) -> Result<(ServiceAccountUser, Vec<String>), String> {
     let now = crate::meta::now_secs();
-    let claims = tokens.signer.verifier.verify(token, now, &tokens.audiences).map_err(|e| e.to_string())?;
+    let claims = tokens.signer.verifier.verify_signed(token, now).map_err(|e| e.to_string())?;
     if claims["iss"].as_str() != Some(tokens.issuer.as_str()) {
-        return Err("unknown issuer".into());
+        return Err(format!("token issuer {:?} is invalid", claims["iss"].as_str().unwrap_or("")));
+    }
+    let mut token_auds = jwt::token_audiences(&claims);
+    if token_auds.is_empty() {
+        // Legacy tokens without `aud` are for the API server only (upstream).
+        token_auds = tokens.audiences.clone();
+    }
+    // In the requested order, as upstream's Audiences.Intersect.
+    let auds: Vec<String> = audiences.iter().filter(|a| token_auds.contains(a)).cloned().collect();
+    if auds.is_empty() {
+        return Err(format!("token audiences {} is invalid for the target audiences {}", go_quoted(&token_auds), go_quoted(audiences)));
     }
     let k = &claims["kubernetes.io"];
     let (ns, name, uid) = (k["namespace"].as_str().unwrap_or(""), k["serviceaccount"]["name"].as_str().unwrap_or(""), k["serviceaccount"]["uid"].as_str().unwrap_or(""));
@@ -180,5 +224,6 @@ async fn service_account(storage: &Storage, tokens: &Tokens, token: &str) -> Res
         }
     }
     let node = k["node"]["name"].as_str().map(|n| (n.to_string(), k["node"]["uid"].as_str().unwrap_or("").to_string()));
-    Ok(ServiceAccountUser { namespace: ns.into(), name: name.into(), uid: uid.into(), pod, node, jti: claims["jti"].as_str().map(str::to_string) })
+    let user = ServiceAccountUser { namespace: ns.into(), name: name.into(), uid: uid.into(), pod, node, jti: claims["jti"].as_str().map(str::to_string) };
+    Ok((user, auds))
 }

@@ -106,7 +106,7 @@ fn resource(r: &Resource) -> Value {
 
 /// One `APIGroupDiscovery`: the core group has no name, as upstream sends it.
 fn group(name: &str) -> Value {
-    let resources: Vec<Value> = resources::in_group_version(name, "v1").map(resource).collect();
+    let resources: Vec<Value> = resources::discoverable(name, "v1").map(resource).collect();
     let mut metadata = json!({"creationTimestamp": null});
     if !name.is_empty() {
         metadata["name"] = json!(name);

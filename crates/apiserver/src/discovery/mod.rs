@@ -13,6 +13,9 @@ use crate::resources::{self, Resource};
 
 /// The verbs a resource supports (the same in both discovery formats).
 pub(crate) fn verbs(r: &Resource) -> Vec<&'static str> {
+    if resources::is_create_only(r) {
+        return vec!["create"];
+    }
     vec!["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
         .into_iter()
         .filter(|v| r.kind != "Namespace" || *v != "deletecollection")
@@ -43,7 +46,7 @@ pub fn api_group(group: &str) -> Option<Value> {
 
 pub fn resource_list(group: &str, version: &str) -> Option<Value> {
     let mut list = Vec::new();
-    for r in resources::in_group_version(group, version) {
+    for r in resources::discoverable(group, version) {
         let mut entry = json!({
             "name": r.plural,
             "singularName": r.singular,
@@ -96,4 +99,26 @@ pub(crate) fn subresource(r: &Resource, sub: &str) -> Option<Subresource> {
         _ => return None,
     };
     Some(Subresource { group, version, kind, verbs })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn review_resources_are_create_only_and_cluster_scoped() {
+        let list = resource_list("authentication.k8s.io", "v1").unwrap();
+        let rs = list["resources"].as_array().unwrap();
+        let names: Vec<&str> = rs.iter().map(|r| r["name"].as_str().unwrap()).collect();
+        assert_eq!(names, ["selfsubjectreviews", "tokenreviews"]);
+        for r in rs {
+            assert_eq!(r["verbs"], json!(["create"]), "{r}");
+            assert_eq!(r["namespaced"], false);
+        }
+        assert!(api_group_list()["groups"].as_array().unwrap().iter().any(|g| g["name"] == "authentication.k8s.io"));
+        assert!(api_group("authentication.k8s.io").is_some());
+        // Stored resources keep every verb; the review kinds are no stored resource.
+        assert_eq!(verbs(resources::find("apps", "v1", "deployments").unwrap()).len(), 8);
+        assert!(resources::find("authentication.k8s.io", "v1", "tokenreviews").is_none());
+    }
 }
