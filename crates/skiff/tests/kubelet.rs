@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::node::{apply, build_busybox_image, sh, spawn_agent, wait_pod, Agent};
+use common::node::{apply, import_busybox, sh, spawn_agent, unmount_rootfs_under, wait_pod, Agent};
 use common::{free_port, wait_for_port, Kubectl, SkiffServer};
 use serde_json::Value;
 use std::path::Path;
@@ -26,11 +26,9 @@ fn pods_run_in_real_containers() {
     }
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let image = build_busybox_image(d);
     let runtime_root = d.join("runtime");
+    let image = import_busybox(d, &runtime_root);
     let skiff = env!("CARGO_BIN_EXE_skiff");
-    let out = Command::new(skiff).args(["images", "import"]).arg(&image).arg("--runtime-root").arg(&runtime_root).output().unwrap();
-    assert!(out.status.success(), "import: {}", String::from_utf8_lossy(&out.stderr));
     let ls = Command::new(skiff).args(["images", "ls", "--runtime-root"]).arg(&runtime_root).output().unwrap();
     assert!(String::from_utf8_lossy(&ls.stdout).contains("docker.io/library/busybox:skiff-test"));
 
@@ -344,7 +342,7 @@ fn pods_run_in_real_containers() {
     let _ = k.run(&["delete", "pods", "--all", "--grace-period=1", "--wait=true", "--timeout=60s"]);
     drop(_agent);
     let _ = Command::new("ip").args(["link", "del", "skiffe2e0"]).status();
-    let _ = Command::new("sh").arg("-c").arg(format!("grep -o '{}[^ ]*rootfs' /proc/mounts | xargs -r umount -l", runtime_root.display())).status();
+    unmount_rootfs_under(&runtime_root);
     if let Err(e) = result {
         eprintln!("agent log:\n{}", std::fs::read_to_string(d.join("agent.log")).unwrap_or_default());
         std::panic::resume_unwind(e);
@@ -392,11 +390,9 @@ fn a_deployment_of_20_replicas_reaches_ready_on_one_node() {
     }
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let image = build_busybox_image(d);
     let data = d.join("server");
     let runtime_root = data.join("runtime");
-    let out = Command::new(env!("CARGO_BIN_EXE_skiff")).args(["images", "import"]).arg(&image).arg("--runtime-root").arg(&runtime_root).output().unwrap();
-    assert!(out.status.success(), "import: {}", String::from_utf8_lossy(&out.stderr));
+    import_busybox(d, &runtime_root);
     let kport = free_port();
     let server = SkiffServer::start_with(&data, free_port(), &["--node-name", "skiff-d20", "--kubelet-port", &kport.to_string(), "+scheduler"]);
     let k = Kubectl::new(33, &server.kubeconfig);
@@ -428,7 +424,7 @@ fn a_deployment_of_20_replicas_reaches_ready_on_one_node() {
     }));
     let st = server.stop();
     let _ = Command::new("ip").args(["link", "del", "skiff0"]).status();
-    let _ = Command::new("sh").arg("-c").arg(format!("grep -o '{}[^ ]*rootfs' /proc/mounts | xargs -r umount -l", runtime_root.display())).status();
+    unmount_rootfs_under(&runtime_root);
     if let Err(e) = result {
         std::panic::resume_unwind(e);
     }
@@ -456,10 +452,7 @@ fn resource_metrics_and_pod_level_usage() {
     }
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let image = build_busybox_image(d);
-    let skiff = env!("CARGO_BIN_EXE_skiff");
-    let out = Command::new(skiff).args(["images", "import"]).arg(&image).arg("--runtime-root").arg(d.join("runtime")).output().unwrap();
-    assert!(out.status.success(), "import: {}", String::from_utf8_lossy(&out.stderr));
+    import_busybox(d, &d.join("runtime"));
     let server = SkiffServer::start_with(&d.join("server"), free_port(), &["--disable-agent"]);
     let kport = free_port();
     let agent = spawn_agent(&server.kubeconfig, d, "skiff-rm", kport, "skiffrm0", "10.244.245.0/24", &[]);
@@ -558,7 +551,7 @@ fn resource_metrics_and_pod_level_usage() {
     drop(agent);
     let _ = std::fs::remove_dir_all(&shm);
     let _ = Command::new("ip").args(["link", "del", "skiffrm0"]).status();
-    let _ = Command::new("sh").arg("-c").arg(format!("grep -o '{}[^ ]*rootfs' /proc/mounts | xargs -r umount -l", d.join("runtime").display())).status();
+    unmount_rootfs_under(&d.join("runtime"));
     if let Err(e) = result {
         eprintln!("agent log:\n{}", std::fs::read_to_string(d.join("agent.log")).unwrap_or_default());
         std::panic::resume_unwind(e);

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::node::{apply, attach, build_busybox_image, is_root, port_forward, spawn_agent, wait_pod, wait_sandboxes_gone};
+use common::node::{apply, attach, import_busybox, is_root, port_forward, spawn_agent, unmount_rootfs_under, wait_pod, wait_sandboxes_gone};
 use common::{free_port, wait_for_port, Kubectl, SkiffServer};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -212,11 +212,8 @@ fn exec_attach_and_port_forward() {
     }
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let image = build_busybox_image(d);
     let runtime_root = d.join("runtime");
-    let skiff = env!("CARGO_BIN_EXE_skiff");
-    let out = Command::new(skiff).args(["images", "import"]).arg(&image).arg("--runtime-root").arg(&runtime_root).output().unwrap();
-    assert!(out.status.success(), "import: {}", String::from_utf8_lossy(&out.stderr));
+    import_busybox(d, &runtime_root);
     // An Option: the test restarts the server, and it must outlive the test body for the cleanup below.
     let mut server = Some(SkiffServer::start_with(&d.join("server"), free_port(), &["--disable-agent"]));
     let kubeconfig = server.as_ref().unwrap().kubeconfig.clone();
@@ -262,7 +259,7 @@ fn exec_attach_and_port_forward() {
     drop(agent);
     drop(server);
     let _ = Command::new("ip").args(["link", "del", "skiffst0"]).status();
-    let _ = Command::new("sh").arg("-c").arg(format!("grep -o '{}[^ ]*rootfs' /proc/mounts | xargs -r umount -l", runtime_root.display())).status();
+    unmount_rootfs_under(&runtime_root);
     if let Err(e) = result {
         eprintln!("agent log:\n{}", std::fs::read_to_string(d.join("agent.log")).unwrap_or_default());
         std::panic::resume_unwind(e);

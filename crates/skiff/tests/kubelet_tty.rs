@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::node::{apply, build_busybox_image, is_root, spawn_agent, wait_pod, wait_sandboxes_gone};
+use common::node::{apply, import_busybox, is_root, spawn_agent, unmount_rootfs_under, wait_pod, wait_sandboxes_gone};
 use common::tty::{attach_tty, Term};
 use common::{free_port, wait_for_port, Kubectl, SkiffServer};
 use std::io::Write;
@@ -61,10 +61,7 @@ fn tty_containers() {
     }
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let image = build_busybox_image(d);
-    let skiff = env!("CARGO_BIN_EXE_skiff");
-    let out = Command::new(skiff).args(["images", "import"]).arg(&image).arg("--runtime-root").arg(d.join("runtime")).output().unwrap();
-    assert!(out.status.success(), "import: {}", String::from_utf8_lossy(&out.stderr));
+    import_busybox(d, &d.join("runtime"));
     let server = SkiffServer::start_with(&d.join("server"), free_port(), &["--disable-agent"]);
     let kport = free_port();
     let start_agent = || spawn_agent(&server.kubeconfig, d, NODE, kport, "skifftt0", "10.244.247.0/24", &[]);
@@ -157,7 +154,7 @@ fn tty_containers() {
     wait_sandboxes_gone(&d.join("runtime"));
     drop(agent);
     let _ = Command::new("ip").args(["link", "del", "skifftt0"]).status();
-    let _ = Command::new("sh").arg("-c").arg(format!("grep -o '{}[^ ]*rootfs' /proc/mounts | xargs -r umount -l", d.join("runtime").display())).status();
+    unmount_rootfs_under(&d.join("runtime"));
     if let Err(e) = result {
         eprintln!("agent log:\n{}", std::fs::read_to_string(d.join("agent.log")).unwrap_or_default());
         std::panic::resume_unwind(e);

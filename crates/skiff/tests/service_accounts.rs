@@ -199,7 +199,7 @@ fn pods_get_the_service_account_volume() {
 /// ServiceAccount, bound to the pod; a restarted agent writes a new token.
 #[test]
 fn containers_find_a_working_token() {
-    use common::node::{apply, build_busybox_image, is_root, spawn_agent, wait_pod, wait_sandboxes_gone};
+    use common::node::{apply, import_busybox, is_root, spawn_agent, unmount_rootfs_under, wait_pod, wait_sandboxes_gone};
     use std::process::Command;
     if !is_root() {
         eprintln!("skipping: the container end-to-end test needs root (namespaces, mounts, cgroups)");
@@ -207,10 +207,8 @@ fn containers_find_a_working_token() {
     }
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let image = build_busybox_image(d);
     let runtime_root = d.join("runtime");
-    let out = Command::new(env!("CARGO_BIN_EXE_skiff")).args(["images", "import"]).arg(&image).arg("--runtime-root").arg(&runtime_root).output().unwrap();
-    assert!(out.status.success(), "import: {}", String::from_utf8_lossy(&out.stderr));
+    import_busybox(d, &runtime_root);
     let server = SkiffServer::start_with(&d.join("server"), common::free_port(), &["--disable-agent"]);
     let kport = common::free_port();
     let start_agent = || spawn_agent(&server.kubeconfig, d, "skiff-sa", kport, "skiffsa0", "10.244.246.0/24", &[]);
@@ -270,7 +268,7 @@ fn containers_find_a_working_token() {
     wait_sandboxes_gone(&runtime_root);
     drop(agent);
     let _ = Command::new("ip").args(["link", "del", "skiffsa0"]).status();
-    let _ = Command::new("sh").arg("-c").arg(format!("grep -o '{}[^ ]*rootfs' /proc/mounts | xargs -r umount -l", runtime_root.display())).status();
+    unmount_rootfs_under(&runtime_root);
     if let Err(e) = result {
         eprintln!("agent log:\n{}", std::fs::read_to_string(d.join("agent.log")).unwrap_or_default());
         std::panic::resume_unwind(e);

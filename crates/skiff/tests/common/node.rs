@@ -28,6 +28,22 @@ pub fn sha(path: &Path) -> (String, u64) {
     (hex, std::fs::metadata(path).unwrap().len())
 }
 
+/// The busybox test image, built in `dir` and imported into the embedded
+/// runtime at `runtime_root` (`skiff images import`); returns the tarball.
+pub fn import_busybox(dir: &Path, runtime_root: &Path) -> std::path::PathBuf {
+    let image = build_busybox_image(dir);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_skiff")).args(["images", "import"]).arg(&image).arg("--runtime-root").arg(runtime_root).output().unwrap();
+    assert!(out.status.success(), "import: {}", String::from_utf8_lossy(&out.stderr));
+    image
+}
+
+/// Lazily unmount the container root filesystems a runtime at
+/// `runtime_root` left behind (its agent was killed with containers still
+/// running), so that the test's directory can be removed.
+pub fn unmount_rootfs_under(runtime_root: &Path) {
+    let _ = std::process::Command::new("sh").arg("-c").arg(format!("grep -o '{}[^ ]*rootfs' /proc/mounts | xargs -r umount -l", runtime_root.display())).status();
+}
+
 /// An OCI-layout tarball holding one layer: /bin/busybox and its applets.
 pub fn build_busybox_image(dir: &Path) -> std::path::PathBuf {
     build_image(dir, "busybox:skiff-test", serde_json::json!({"Env": ["PATH=/bin"], "Cmd": ["sh"]}))
