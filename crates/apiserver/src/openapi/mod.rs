@@ -41,7 +41,7 @@ pub struct GroupVersion {
 /// group-version's JSON values are alive at a time.
 fn group_versions() -> impl Iterator<Item = GroupVersion> {
     let mut gvs: Vec<(&str, &str)> = Vec::new();
-    for r in resources::RESOURCES.iter().chain(resources::CREATE_ONLY) {
+    for r in resources::RESOURCES {
         if !gvs.contains(&(r.group, r.version)) {
             gvs.push((r.group, r.version));
         }
@@ -49,8 +49,7 @@ fn group_versions() -> impl Iterator<Item = GroupVersion> {
     gvs.into_iter()
         .map(|(group, version)| {
             let rs: Vec<&'static Resource> = resources::in_group_version(group, version).collect();
-            let co: Vec<&'static Resource> = resources::CREATE_ONLY.iter().filter(|r| r.group == group && r.version == version).collect();
-            let (schemas, names, posted) = schemas::generate(group, version, &rs, &co);
+            let (schemas, names) = schemas::generate(group, version, &rs);
             // The schema answering for a (group, kind), found by its GVK.
             let schema_of = |g: &str, k: &str| -> Option<String> {
                 let is = |s: &Value| s["x-kubernetes-group-version-kind"][0]["group"] == g && s["x-kubernetes-group-version-kind"][0]["kind"] == k;
@@ -59,9 +58,6 @@ fn group_versions() -> impl Iterator<Item = GroupVersion> {
             let mut paths = Map::new();
             for n in &names {
                 paths::add(&mut paths, n, &schema_of);
-            }
-            for n in &posted {
-                paths::add_create_only(&mut paths, n);
             }
             let path = if group.is_empty() { format!("api/{version}") } else { format!("apis/{group}/{version}") };
             GroupVersion { path, schemas, paths }

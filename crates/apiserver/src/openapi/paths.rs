@@ -122,24 +122,6 @@ const PATCH_TYPES: &[&str] =
     &["application/apply-patch+yaml", "application/json-patch+json", "application/merge-patch+json", "application/strategic-merge-patch+json"];
 const BODY_TYPES: &[&str] = &["*/*"];
 
-/// Add the one operation of a create-only resource (TokenReview,
-/// SelfSubjectReview): POST on its collection, as upstream's documents have.
-pub fn add_create_only(paths: &mut Map<String, Value>, n: &KindNames) {
-    let r = n.res;
-    let gv_ident = format!("{}{}", group_ident(r.group), r.version[..1].to_uppercase() + &r.version[1..]);
-    let post = render(Op {
-        r,
-        gvk: (r.group, r.version, r.kind),
-        action: "post",
-        id: format!("create{gv_ident}{}", r.kind),
-        desc: format!("create a {}", r.kind),
-        params: write_params(false),
-        body: Some((n.item.clone(), BODY_TYPES)),
-        response: (n.item.clone(), &["200", "201", "202"]),
-    });
-    paths.insert(format!("/apis/{}/{}/{}", r.group, r.version, r.plural), json!({"post": post, "parameters": [query("pretty", "string", "If 'true', then the output is pretty printed.")]}));
-}
-
 /// Add the paths of one resource (its collection, its objects and their
 /// subresources) to `paths`.
 pub fn add(paths: &mut Map<String, Value>, n: &KindNames, schema_of: &dyn Fn(&str, &str) -> Option<String>) {

@@ -61,8 +61,6 @@ fn kind_schema(g: &mut SchemaGenerator, r: &Resource) -> Option<String> {
         ("rbac.authorization.k8s.io", "RoleBinding") => name::<rbac::v1::RoleBinding>(g),
         ("rbac.authorization.k8s.io", "ClusterRole") => name::<rbac::v1::ClusterRole>(g),
         ("rbac.authorization.k8s.io", "ClusterRoleBinding") => name::<rbac::v1::ClusterRoleBinding>(g),
-        ("authentication.k8s.io", "TokenReview") => name::<k8s_openapi::api::authentication::v1::TokenReview>(g),
-        ("authentication.k8s.io", "SelfSubjectReview") => name::<k8s_openapi::api::authentication::v1::SelfSubjectReview>(g),
         _ => return None,
     })
 }
@@ -127,10 +125,7 @@ fn mark_kind(schema: &mut Value, group: &str, version: &str, kind: &str) {
 
 /// All component schemas for one group-version's resources, and the schema
 /// names of each resource's kind and list (in resource order).
-/// The schemas of a group-version: its stored `resources` (with their lists
-/// and subresources' kinds) and its `create_only` ones (the kind alone: they
-/// are never listed). Returns the schemas and, per resource, its schema names.
-pub fn generate(group: &str, version: &str, resources: &[&'static Resource], create_only: &[&'static Resource]) -> (Map<String, Value>, Vec<KindNames>, Vec<KindNames>) {
+pub fn generate(group: &str, version: &str, resources: &[&'static Resource]) -> (Map<String, Value>, Vec<KindNames>) {
     let mut settings = SchemaSettings::openapi3();
     settings.meta_schema = None;
     let mut g = settings.into_generator();
@@ -146,12 +141,6 @@ pub fn generate(group: &str, version: &str, resources: &[&'static Resource], cre
             }
         }
         names.push(KindNames { res: r, list: format!("{item}List"), item });
-    }
-    let mut posted = Vec::new();
-    for &r in create_only {
-        let Some(item) = kind_schema(&mut g, r) else { continue };
-        kinds.push((item.clone(), r.group, r.version, r.kind));
-        posted.push(KindNames { res: r, list: String::new(), item });
     }
     // What every group-version's operations refer to.
     g.subschema_for::<meta::Status>();
@@ -180,5 +169,5 @@ pub fn generate(group: &str, version: &str, resources: &[&'static Resource], cre
     // Stable, name-sorted output (serde_json's map may keep insertion order).
     let mut sorted: Vec<(String, Value)> = defs.into_iter().collect();
     sorted.sort_by(|a, b| a.0.cmp(&b.0));
-    (sorted.into_iter().collect(), names, posted)
+    (sorted.into_iter().collect(), names)
 }
