@@ -5,7 +5,8 @@
 //! Connections are kept and reused (HTTP/1.1 keep-alive): a fresh TCP and
 //! TLS handshake for every request had cost the agent and the API server a
 //! key exchange and a certificate check per status update, token request
-//! and volume read — about a tenth of a pod burst's agent CPU.
+//! and volume read (keeping them halved the API server's CPU in a 50-pod
+//! burst; docs/benchmarks.md).
 
 use anyhow::{bail, Context, Result};
 use base64::Engine;
@@ -183,6 +184,18 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+    /// Append what the peer sends next to `buf`; false once it is gone.
+    async fn read_more(tls: &mut (impl AsyncReadExt + Unpin), buf: &mut Vec<u8>) -> bool {
+        let mut chunk = [0u8; 4096];
+        match tls.read(&mut chunk).await {
+            Ok(0) | Err(_) => false,
+            Ok(n) => {
+                buf.extend_from_slice(&chunk[..n]);
+                true
+            }
+        }
+    }
+
     /// A TLS server on loopback that answers every request with `{}` and
     /// counts the connections it accepted; with `close_each` it drops every
     /// connection after one response, without saying so in a header.
@@ -212,19 +225,15 @@ mod tests {
                             if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
                                 break i + 4;
                             }
-                            let mut chunk = [0u8; 4096];
-                            match tls.read(&mut chunk).await {
-                                Ok(0) | Err(_) => return,
-                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            if !read_more(&mut tls, &mut buf).await {
+                                return;
                             }
                         };
                         let head = String::from_utf8_lossy(&buf[..head_end]).to_lowercase();
                         let len: usize = head.lines().find_map(|l| l.strip_prefix("content-length:")).and_then(|v| v.trim().parse().ok()).unwrap_or(0);
                         while buf.len() < head_end + len {
-                            let mut chunk = [0u8; 4096];
-                            match tls.read(&mut chunk).await {
-                                Ok(0) | Err(_) => return,
-                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            if !read_more(&mut tls, &mut buf).await {
+                                return;
                             }
                         }
                         buf.drain(..head_end + len);
