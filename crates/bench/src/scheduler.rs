@@ -105,13 +105,17 @@ fn pod(name: &str, spread: bool) -> Pod {
     serde_json::from_value(p).unwrap()
 }
 
-/// Creates `names` and returns, per pod, when its create returned.
+/// Each pod's name and JSON body, made before the measured phase starts.
+fn bodies(names: impl Iterator<Item = String>, spread: bool) -> Result<Vec<(String, Vec<u8>)>> {
+    Ok(names.map(|n| serde_json::to_vec(&pod(&n, spread)).map(|b| (n, b))).collect::<Result<_, _>>()?)
+}
+
+/// Creates the pods and returns, per pod, when its create returned.
 ///
 /// The load generator shares the two cores with what it measures, so it
-/// spends as little as it can: bodies are serialized before the clock starts
+/// spends as little as it can: bodies are serialized before (see [`bodies`])
 /// and responses are checked for success but not decoded into Pods.
-async fn create_all(client: &kube::Client, names: Vec<String>, clients: usize, spread: bool) -> Result<HashMap<String, Instant>> {
-    let bodies: Vec<(String, Vec<u8>)> = names.into_iter().map(|n| serde_json::to_vec(&pod(&n, spread)).map(|b| (n, b))).collect::<Result<_, _>>()?;
+async fn create_all(client: &kube::Client, bodies: Vec<(String, Vec<u8>)>, clients: usize) -> Result<HashMap<String, Instant>> {
     let results: Vec<Result<(String, Instant)>> = futures::stream::iter(bodies)
         .map(|(n, body)| {
             let client = client.clone();
@@ -177,15 +181,16 @@ pub async fn run(args: SchedulerArgs) -> Result<()> {
         want(bound)
     };
     crate::progress(&format!("creating {} init pods", args.init_pods));
-    create_all(&client, (0..args.init_pods).map(|i| format!("init-{i}")).collect(), args.clients, spread).await?;
+    create_all(&client, bodies((0..args.init_pods).map(|i| format!("init-{i}")), spread)?, args.clients).await?;
     while !wait_bound(&|b| b.keys().filter(|k| k.starts_with("init-")).count() >= args.init_pods, &mut bound) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     crate::progress(&format!("creating {} measured pods", args.pods));
+    let measured = bodies((0..args.pods).map(|i| format!("pod-{i}")), spread)?;
     let cpu = |pid: u32| crate::rollout::cpu_secs(pid).unwrap_or(0.0);
     let cpu0 = [cpu(server.pid()), cpu(sched.pid()), cpu(std::process::id())];
     let t0 = Instant::now();
-    let created = create_all(&client, (0..args.pods).map(|i| format!("pod-{i}")).collect(), args.clients, spread).await?;
+    let created = create_all(&client, measured, args.clients).await?;
     let create_secs = t0.elapsed().as_secs_f64();
     let deadline = Instant::now() + Duration::from_secs(600);
     while !wait_bound(&|b| b.keys().filter(|k| k.starts_with("pod-")).count() >= args.pods, &mut bound) {
