@@ -49,7 +49,6 @@ pub enum JwtError {
     Signature,
     Expired,
     NotYetValid,
-    Audience,
 }
 
 impl std::fmt::Display for JwtError {
@@ -60,7 +59,6 @@ impl std::fmt::Display for JwtError {
             JwtError::Signature => "invalid signature",
             JwtError::Expired => "token has expired",
             JwtError::NotYetValid => "token is not valid yet",
-            JwtError::Audience => "token audiences do not match",
         })
     }
 }
@@ -114,20 +112,11 @@ impl Verifier {
         json!({"use": "sig", "kty": "EC", "kid": self.kid, "crv": "P-256", "alg": "ES256", "x": B64.encode(&self.point[1..33]), "y": B64.encode(&self.point[33..65])})
     }
 
-    /// The claims of `token` if it is signed by this key, is valid at
-    /// `now` and names one of `audiences`.
-    pub fn verify(&self, token: &str, now: i64, audiences: &[String]) -> Result<Value, JwtError> {
-        let claims = self.verify_signed(token, now)?;
-        if !token_audiences(&claims).iter().any(|a| audiences.contains(a)) {
-            return Err(JwtError::Audience);
-        }
-        Ok(claims)
-    }
-
     /// The claims of `token` if it is signed by this key and valid at
-    /// `now`, whatever its audience: a TokenReview reports which of the
-    /// requested audiences the token is for, and why not when none.
-    pub fn verify_signed(&self, token: &str, now: i64) -> Result<Value, JwtError> {
+    /// `now`. The audience is the caller's to judge (see
+    /// [`token_audiences`]): a TokenReview reports which of the requested
+    /// audiences the token is for, and why not when none.
+    pub fn verify(&self, token: &str, now: i64) -> Result<Value, JwtError> {
         let mut parts = token.splitn(3, '.');
         let (Some(h), Some(c), Some(s)) = (parts.next(), parts.next(), parts.next()) else { return Err(JwtError::Malformed) };
         let header: Value = B64.decode(h).ok().and_then(|b| serde_json::from_slice(&b).ok()).ok_or(JwtError::Malformed)?;
@@ -186,11 +175,11 @@ mod tests {
         let s = signer();
         let t = s.sign(&claims(1000));
         assert!(looks_like_jwt(&t));
-        assert_eq!(s.verifier.verify(&t, 1500, &["api".into()]).unwrap()["sub"], "system:serviceaccount:default:default");
+        assert_eq!(s.verifier.verify(&t, 1500).unwrap()["sub"], "system:serviceaccount:default:default");
         // The public key alone verifies too.
         let v = Verifier::from_spki(&s.verifier.spki_der()).unwrap();
         assert_eq!(v.kid, s.verifier.kid);
-        assert!(v.verify(&t, 1500, &["x".into(), "api".into()]).is_ok());
+        assert!(v.verify(&t, 1500).is_ok());
     }
 
     #[test]
@@ -201,45 +190,46 @@ mod tests {
         let mut c = claims(1000);
         c["sub"] = json!("system:serviceaccount:kube-system:admin");
         let forged = format!("{}.{}.{}", parts[0], B64.encode(c.to_string()), parts[2]);
-        assert_eq!(s.verifier.verify(&forged, 1500, &["api".into()]), Err(JwtError::Signature));
+        assert_eq!(s.verifier.verify(&forged, 1500), Err(JwtError::Signature));
         let mut sig = B64.decode(parts[2]).unwrap();
         sig[5] ^= 1;
         let bad_sig = format!("{}.{}.{}", parts[0], parts[1], B64.encode(sig));
-        assert_eq!(s.verifier.verify(&bad_sig, 1500, &["api".into()]), Err(JwtError::Signature));
-        assert_eq!(s.verifier.verify("eyJ.x", 1500, &["api".into()]), Err(JwtError::Malformed));
-        assert_eq!(s.verifier.verify("a.b.c", 1500, &["api".into()]), Err(JwtError::Malformed));
+        assert_eq!(s.verifier.verify(&bad_sig, 1500), Err(JwtError::Signature));
+        assert_eq!(s.verifier.verify("eyJ.x", 1500), Err(JwtError::Malformed));
+        assert_eq!(s.verifier.verify("a.b.c", 1500), Err(JwtError::Malformed));
     }
 
     #[test]
     fn other_keys_and_algorithms_fail() {
         let t = signer().sign(&claims(1000));
-        assert_eq!(signer().verifier.verify(&t, 1500, &["api".into()]), Err(JwtError::Signature));
+        assert_eq!(signer().verifier.verify(&t, 1500), Err(JwtError::Signature));
         // alg=none with no signature must not pass.
         let none = format!("{}.{}.", B64.encode(r#"{"alg":"none"}"#), B64.encode(claims(1000).to_string()));
-        assert_eq!(signer().verifier.verify(&none, 1500, &["api".into()]), Err(JwtError::Algorithm));
+        assert_eq!(signer().verifier.verify(&none, 1500), Err(JwtError::Algorithm));
     }
 
     #[test]
     fn expiry_and_not_before() {
         let s = signer();
         let t = s.sign(&claims(1000));
-        let aud = ["api".to_string()];
-        assert!(s.verifier.verify(&t, 1000 + 3600 + LEEWAY_SECS, &aud).is_ok());
-        assert_eq!(s.verifier.verify(&t, 1000 + 3600 + LEEWAY_SECS + 1, &aud), Err(JwtError::Expired));
-        assert_eq!(s.verifier.verify(&t, 1000 - LEEWAY_SECS - 1, &aud), Err(JwtError::NotYetValid));
+        assert!(s.verifier.verify(&t, 1000 + 3600 + LEEWAY_SECS).is_ok());
+        assert_eq!(s.verifier.verify(&t, 1000 + 3600 + LEEWAY_SECS + 1), Err(JwtError::Expired));
+        assert_eq!(s.verifier.verify(&t, 1000 - LEEWAY_SECS - 1), Err(JwtError::NotYetValid));
         let mut c = claims(1000);
         c.as_object_mut().unwrap().remove("exp");
-        assert_eq!(s.verifier.verify(&s.sign(&c), 1000, &aud), Err(JwtError::Expired));
+        assert_eq!(s.verifier.verify(&s.sign(&c), 1000), Err(JwtError::Expired));
     }
 
     #[test]
-    fn audience_must_match() {
-        let s = signer();
-        let t = s.sign(&claims(1000));
-        assert_eq!(s.verifier.verify(&t, 1000, &["other".into()]), Err(JwtError::Audience));
+    fn audiences_as_array_or_string() {
+        assert_eq!(token_audiences(&claims(1000)), vec!["api".to_string()]);
         let mut c = claims(1000);
         c["aud"] = json!("api");
-        assert!(s.verifier.verify(&s.sign(&c), 1000, &["api".into()]).is_ok());
+        assert_eq!(token_audiences(&c), vec!["api".to_string()]);
+        c["aud"] = json!(["a", "b"]);
+        assert_eq!(token_audiences(&c), vec!["a".to_string(), "b".to_string()]);
+        c.as_object_mut().unwrap().remove("aud");
+        assert!(token_audiences(&c).is_empty());
     }
 
     #[test]

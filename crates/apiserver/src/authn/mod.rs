@@ -179,7 +179,7 @@ const DELETED_POD_GRACE_SECS: i64 = 60;
 /// audiences (of those) it is valid for.
 async fn service_account(storage: &Storage, tokens: &Tokens, token: &str, audiences: &[String]) -> Result<(ServiceAccountUser, Vec<String>), String> {
     let now = crate::meta::now_secs();
-    let claims = tokens.signer.verifier.verify_signed(token, now).map_err(|e| e.to_string())?;
+    let claims = tokens.signer.verifier.verify(token, now).map_err(|e| e.to_string())?;
     if claims["iss"].as_str() != Some(tokens.issuer.as_str()) {
         return Err(format!("token issuer {:?} is invalid", claims["iss"].as_str().unwrap_or("")));
     }
