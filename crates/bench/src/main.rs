@@ -4,6 +4,12 @@
 //! `bench store` compares `skiff store` with Debian's etcd 3.4, both
 //! single-member with fsync on.
 
+/// mimalloc, as the `skiff` binary: the load generators share the machine's
+/// two cores with what they measure, and a profile of `bench scheduler` had
+/// over a quarter of the bench's own CPU in glibc's malloc and free.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod apiserver;
 mod busybox;
 mod endpoints;
