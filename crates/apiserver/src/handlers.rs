@@ -1107,7 +1107,7 @@ fn cached_watch(cacher: std::sync::Arc<crate::watch_cache::Cacher>, start: crate
         async move {
             loop {
                 if let Some(line) = s.pending.pop_front() {
-                    return Some((coalesce(line, &mut s.pending), s));
+                    return Some((line, s));
                 }
                 s.rx.borrow_and_update();
                 // Behind the ring, or the cache died: end; the client re-watches from its last version.
@@ -1134,27 +1134,6 @@ fn cached_watch(cacher: std::sync::Arc<crate::watch_cache::Cacher>, start: crate
         }
     })
     .boxed()
-}
-
-/// The events ready to send, as one body chunk (up to ~64 KiB): under load a
-/// watcher is several events behind, and one chunk per event cost the server
-/// a chunk header, a pass through the HTTP and TLS layers and often a write
-/// for each. Watch events are newline-delimited JSON, so clients read the
-/// same stream however it is chunked.
-fn coalesce(first: Bytes, pending: &mut std::collections::VecDeque<Bytes>) -> Bytes {
-    const MAX: usize = 64 * 1024;
-    if pending.is_empty() || first.len() >= MAX {
-        return first;
-    }
-    let mut out = bytes::BytesMut::from(&first[..]);
-    while let Some(next) = pending.front() {
-        if out.len() + next.len() > MAX {
-            break;
-        }
-        out.extend_from_slice(next);
-        pending.pop_front();
-    }
-    out.freeze()
 }
 
 /// A watch straight from the store: for versions older than the cache
@@ -1204,30 +1183,5 @@ fn translate(view: &View, e: &etcdpb::Event) -> Option<Bytes> {
         (_, true) => Some(view.line("ADDED", &obj)),
         (true, false) => Some(view.line("DELETED", &obj)),
         (false, false) => None,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::collections::VecDeque;
-
-    #[test]
-    fn ready_watch_events_go_out_as_one_chunk_in_order_up_to_the_limit() {
-        let line = |i: usize, len: usize| Bytes::from(format!("{{\"n\":{i:0>w$}}}\n", w = len - 7));
-        // Three small events: one chunk, in order, nothing left behind.
-        let mut pending: VecDeque<Bytes> = (1..3).map(|i| line(i, 100)).collect();
-        let out = coalesce(line(0, 100), &mut pending);
-        assert!(pending.is_empty());
-        let lines: Vec<&str> = std::str::from_utf8(&out).unwrap().lines().collect();
-        assert_eq!(lines.len(), 3);
-        assert!(lines[0].ends_with("0}") && lines[2].ends_with("2}"), "{lines:?}");
-        // 40 KiB events: two do not fit in one 64 KiB chunk, so one per chunk.
-        let mut pending: VecDeque<Bytes> = (1..3).map(|i| line(i, 40 * 1024)).collect();
-        assert_eq!(coalesce(line(0, 40 * 1024), &mut pending).len(), 40 * 1024);
-        assert_eq!(pending.len(), 2);
-        // Nothing pending: the event itself, not a copy.
-        let only = line(7, 100);
-        assert_eq!(coalesce(only.clone(), &mut VecDeque::new()).as_ptr(), only.as_ptr());
     }
 }

@@ -3,7 +3,7 @@
 //! change without conflicts; applies own exactly what they apply and
 //! conflict with other owners of a field they would change.
 
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 use super::fieldpath::{self, Set};
 use crate::meta;
@@ -135,6 +135,7 @@ pub fn manager_of(field_manager: Option<&str>, user_agent: Option<&str>) -> Stri
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn updates_take_what_they_change() {
