@@ -22,13 +22,14 @@ impl Runtime {
     /// processes still alive, containers whose keeper still runs (or has
     /// written their exit). Call once, before serving CRI.
     pub fn adopt(&self) {
-        for (m, config) in crate::persist::load_sandboxes(&self.cfg.root) {
+        let state = self.cfg.state_dir();
+        for (m, config) in crate::persist::load_sandboxes(&state) {
             let alive = std::path::Path::new(&format!("/proc/{}/ns/net", m.pid)).exists();
             tracing::info!(sandbox = %m.id, pid = m.pid, alive, "adopting sandbox");
             let sb = sandbox::Sandbox { id: m.id.clone(), config, pause: None, pid: m.pid, ip: m.ip, ready: alive, created_at: m.created_at };
             self.sandboxes.lock().insert(m.id, sb);
         }
-        for (m, config) in crate::persist::load_containers(&self.cfg.root) {
+        for (m, config) in crate::persist::load_containers(&state) {
             if !self.sandboxes.lock().contains_key(&m.sandbox_id) {
                 continue;
             }
@@ -41,6 +42,24 @@ impl Runtime {
                     tracing::warn!(container = %id, "adopting: {e:#}");
                 }
             }
+        }
+        self.remove_orphan_layers();
+    }
+
+    /// Writable layers on disk whose container has no bundle: after a
+    /// reboot the in-memory state (bundles and records) is gone, and so
+    /// are the containers. Directories of the older layout (bundle and record
+    /// on disk, with a `rootfs` mount point) are left alone.
+    fn remove_orphan_layers(&self) {
+        let Ok(rd) = std::fs::read_dir(self.cfg.root.join("containers")) else { return };
+        for e in rd.flatten() {
+            let id = e.file_name().to_string_lossy().to_string();
+            let p = e.path();
+            if self.cfg.bundle(&id).exists() || p.join("rootfs").exists() || p.join("meta.json").exists() {
+                continue;
+            }
+            tracing::info!(container = %id, "removing the writable layer of a container that is gone");
+            let _ = std::fs::remove_dir_all(&p);
         }
     }
 
@@ -64,7 +83,7 @@ impl Runtime {
         tracing::info!(sandbox = %id, %ip, pid = child.id(), "sandbox ready");
         let pid = child.id();
         let sb = sandbox::Sandbox { id: id.clone(), config, pause: Some(child), pid, ip, ready: true, created_at: now_nanos() };
-        crate::persist::save_sandbox(&self.cfg.root, &sb);
+        crate::persist::save_sandbox(&self.cfg.state_dir(), &sb);
         self.sandboxes.lock().insert(id.clone(), sb);
         // The pause process is not killed with the agent: it is adopted after a restart.
         Ok(id)
@@ -112,7 +131,7 @@ impl Runtime {
             self.remove_container(&c).await?;
         }
         self.sandboxes.lock().remove(id);
-        crate::persist::remove_sandbox(&self.cfg.root, id);
+        crate::persist::remove_sandbox(&self.cfg.state_dir(), id);
         Ok(())
     }
 
