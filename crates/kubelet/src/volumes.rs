@@ -245,3 +245,34 @@ pub async fn env(api: &Api, pod: &Value, c: &Value, pod_ip: &str, host_ip: &str)
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A secret volume's tmpfs: mounted once, its files replaced in place on
+    /// an update, and unmounted before the pod's directory is removed.
+    #[test]
+    fn memory_volumes_are_mounted_once_updated_and_unmounted() {
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipping: mounting needs root");
+            return;
+        }
+        let d = tempfile::tempdir_in(env!("CARGO_MANIFEST_DIR")).unwrap();
+        let pod = serde_json::json!({"metadata": {"uid": "u1"}});
+        let vol = pod_dir(d.path(), &pod).join("volumes/tok");
+        memory_dir(&vol).unwrap();
+        assert!(tmpfs::is_tmpfs(&vol) && tmpfs::is_mount_point(&vol));
+        write_files(&vol, vec![("token".into(), b"one".to_vec())]).unwrap();
+        // The next sync: no second mount (which would hide the files), then the update.
+        memory_dir(&vol).unwrap();
+        assert_eq!(std::fs::read(vol.join("token")).unwrap(), b"one");
+        write_files(&vol, vec![("token".into(), b"two".to_vec())]).unwrap();
+        assert_eq!(std::fs::read(vol.join("token")).unwrap(), b"two");
+        let mounts = || std::fs::read_to_string("/proc/self/mountinfo").unwrap().lines().filter(|l| l.split(' ').nth(4) == vol.to_str()).count();
+        assert_eq!(mounts(), 1);
+        remove(d.path(), &pod);
+        assert_eq!(mounts(), 0);
+        assert!(!pod_dir(d.path(), &pod).exists());
+    }
+}

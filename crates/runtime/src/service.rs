@@ -380,3 +380,31 @@ pub async fn serve_unix(rt: Arc<Runtime>, path: &std::path::Path) -> anyhow::Res
         .await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// After a reboot the state tmpfs is empty: adopt removes the writable
+    /// layers no bundle names, and keeps those of live bundles and of the
+    /// older on-disk layout.
+    #[test]
+    fn adopt_removes_writable_layers_without_a_bundle() {
+        let d = tempfile::tempdir_in(env!("CARGO_MANIFEST_DIR")).unwrap();
+        let root = d.path().join("runtime");
+        let rt = Runtime::new(crate::Config { root: root.clone(), ..Default::default() }).unwrap();
+        let state = rt.cfg.state_dir();
+        assert_eq!(state, root.join("state"));
+        for id in ["orphan", "live", "old"] {
+            std::fs::create_dir_all(rt.cfg.rw_dir(id).join("upper")).unwrap();
+        }
+        std::fs::create_dir_all(rt.cfg.bundle("live")).unwrap();
+        std::fs::create_dir_all(rt.cfg.rw_dir("old").join("rootfs")).unwrap();
+        rt.adopt();
+        let left = |id: &str| rt.cfg.rw_dir(id).exists();
+        let (orphan, live, old) = (left("orphan"), left("live"), left("old"));
+        crate::tmpfs::unmount(&state);
+        assert!(!orphan, "the orphan's writable layer is still there");
+        assert!(live && old);
+    }
+}
