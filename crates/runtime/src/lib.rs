@@ -34,7 +34,7 @@ use std::sync::Arc;
 /// Where the runtime keeps its state and which helpers it runs.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Images, layers and the containers' writable layers and records
+    /// Images, layers and the containers' writable layers
     /// (`/var/lib/skiff/runtime`): what must survive a reboot.
     pub root: PathBuf,
     /// Per-container and per-sandbox state that lives only as long as the
