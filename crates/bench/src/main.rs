@@ -15,6 +15,7 @@ mod busybox;
 mod endpoints;
 mod cluster;
 mod load;
+mod mounts;
 mod noise;
 mod containerd;
 mod pod_startup;

@@ -156,6 +156,8 @@ pub async fn run(args: PodStartupArgs) -> Result<String> {
     let bin = std::fs::canonicalize(&args.skiff_bin).with_context(|| format!("skiff binary {}", args.skiff_bin.display()))?;
     let dir = tempfile::tempdir()?;
     let d = dir.path();
+    // Dropped after the agent (and containerd), before `dir`.
+    let _unmount = crate::mounts::UnmountOnDrop(d.to_path_buf());
 
     crate::progress("building and importing the busybox image");
     let ctrd = if args.containerd {

@@ -4,13 +4,21 @@
 //! (configMap, secret, downwardAPI and serviceAccountToken sources, the
 //! last from [`crate::sa_token`]), and env/envFrom
 //! references to configMaps, secrets and the pod's own fields.
+//!
+//! Secret and projected volumes (every pod's kube-api-access token is one)
+//! each get a tmpfs of their own, as upstream's kubelet does: their
+//! contents never reach the disk, and a burst of pods does not pay a disk
+//! inode allocation per file. configMap and downwardAPI volumes stay on
+//! disk, as upstream.
 
 use crate::client::Api;
 use anyhow::{bail, Context, Result};
 use base64::Engine;
 use serde_json::Value;
 use skiff_cri as cri;
+use skiff_runtime::tmpfs;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 fn s(v: &Value) -> String {
     v.as_str().unwrap_or_default().to_string()
@@ -52,6 +60,7 @@ pub async fn prepare(api: &Api, root: &Path, pod: &Value, pod_ip: &str, host_ip:
             continue;
         }
         if v["projected"].is_object() {
+            memory_dir(&dir)?;
             let mut files = vec![];
             for src in v["projected"]["sources"].as_array().into_iter().flatten() {
                 if src["downwardAPI"].is_object() {
@@ -87,7 +96,11 @@ pub async fn prepare(api: &Api, root: &Path, pod: &Value, pod_ip: &str, host_ip:
             std::fs::create_dir_all(&dir)?;
             continue;
         };
-        std::fs::create_dir_all(&dir)?;
+        if kind == "secrets" {
+            memory_dir(&dir)?;
+        } else {
+            std::fs::create_dir_all(&dir)?;
+        }
         let Some(files) = source_files(api, &ns, kind, &name).await? else {
             if optional {
                 continue;
@@ -97,6 +110,47 @@ pub async fn prepare(api: &Api, root: &Path, pod: &Value, pod_ip: &str, host_ip:
         write_files(&dir, select(files, &v[if kind == "secrets" { "secret" } else { "configMap" }]["items"]))?;
     }
     Ok(())
+}
+
+/// Options of a secret or projected volume's tmpfs. Secrets and configMaps
+/// are at most 1 MiB each; the cap keeps a volume from taking the node's memory.
+const VOLUME_TMPFS: &str = "mode=0755,size=64m";
+
+/// False once a mount was refused (not root, no CAP_SYS_ADMIN): volumes
+/// then stay plain directories, with one warning.
+static MOUNTS_WORK: AtomicBool = AtomicBool::new(true);
+
+/// A secret or projected volume's directory, on a tmpfs of its own mounted
+/// before any file is written (once: later syncs find the mount). When
+/// mounting is not possible, a plain directory: never a reason to fail the pod.
+fn memory_dir(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir)?;
+    if !MOUNTS_WORK.load(Ordering::Relaxed) || tmpfs::is_mount_point(dir) {
+        return Ok(());
+    }
+    if let Err(e) = tmpfs::mount(dir, VOLUME_TMPFS) {
+        if matches!(e.raw_os_error(), Some(libc::EPERM) | Some(libc::EACCES)) {
+            if MOUNTS_WORK.swap(false, Ordering::Relaxed) {
+                tracing::warn!("cannot mount tmpfs for secret and projected volumes ({e}); keeping them in plain directories");
+            }
+        } else {
+            tracing::warn!(dir = %dir.display(), "mounting a tmpfs for a volume: {e}; keeping a plain directory");
+        }
+    }
+    Ok(())
+}
+
+/// Remove the pod's volume directories: first unmount the tmpfs of its
+/// secret and projected volumes (else removing would only empty them,
+/// and leak the mounts).
+pub fn remove(root: &Path, pod: &Value) {
+    let dir = pod_dir(root, pod);
+    for e in std::fs::read_dir(dir.join("volumes")).into_iter().flatten().flatten() {
+        if tmpfs::is_mount_point(&e.path()) {
+            tmpfs::unmount(&e.path());
+        }
+    }
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 /// A source's keys as files: all of them, or only `items` (key → path).
@@ -190,4 +244,35 @@ pub async fn env(api: &Api, pod: &Value, c: &Value, pod_ip: &str, host_ip: &str)
         put(s(&e["name"]), value, &mut out);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A secret volume's tmpfs: mounted once, its files replaced in place on
+    /// an update, and unmounted before the pod's directory is removed.
+    #[test]
+    fn memory_volumes_are_mounted_once_updated_and_unmounted() {
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipping: mounting needs root");
+            return;
+        }
+        let d = tempfile::tempdir_in(env!("CARGO_MANIFEST_DIR")).unwrap();
+        let pod = serde_json::json!({"metadata": {"uid": "u1"}});
+        let vol = pod_dir(d.path(), &pod).join("volumes/tok");
+        memory_dir(&vol).unwrap();
+        assert!(tmpfs::is_tmpfs(&vol) && tmpfs::is_mount_point(&vol));
+        write_files(&vol, vec![("token".into(), b"one".to_vec())]).unwrap();
+        // The next sync: no second mount (which would hide the files), then the update.
+        memory_dir(&vol).unwrap();
+        assert_eq!(std::fs::read(vol.join("token")).unwrap(), b"one");
+        write_files(&vol, vec![("token".into(), b"two".to_vec())]).unwrap();
+        assert_eq!(std::fs::read(vol.join("token")).unwrap(), b"two");
+        let mounts = || std::fs::read_to_string("/proc/self/mountinfo").unwrap().lines().filter(|l| l.split(' ').nth(4) == vol.to_str()).count();
+        assert_eq!(mounts(), 1);
+        remove(d.path(), &pod);
+        assert_eq!(mounts(), 0);
+        assert!(!pod_dir(d.path(), &pod).exists());
+    }
 }

@@ -531,6 +531,6 @@ impl Worker {
             Err(e) => tracing::warn!("deleting pod: {e:#}"),
         }
         let _ = std::fs::remove_dir_all(log_dir(&self.ctx.log_root, pod));
-        let _ = std::fs::remove_dir_all(crate::volumes::pod_dir(&self.ctx.root_dir, pod));
+        crate::volumes::remove(&self.ctx.root_dir, pod);
     }
 }

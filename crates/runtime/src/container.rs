@@ -97,13 +97,15 @@ fn terminal_env(mut env: Vec<String>, tty: bool) -> Vec<String> {
     env
 }
 
-fn mount_overlay(lower: &[PathBuf], bundle: &Path) -> Result<()> {
-    for d in ["upper", "work", "rootfs"] {
-        std::fs::create_dir_all(bundle.join(d))?;
+/// The root filesystem at `<bundle>/rootfs` (the bundle is in memory), with
+/// its writable layer in `rw` (on disk: what the container writes stays there).
+fn mount_overlay(lower: &[PathBuf], rw: &Path, bundle: &Path) -> Result<()> {
+    for d in [rw.join("upper"), rw.join("work"), bundle.join("rootfs")] {
+        std::fs::create_dir_all(d)?;
     }
     // overlayfs lists the top layer first.
     let lowers: Vec<String> = lower.iter().rev().map(|p| p.display().to_string()).collect();
-    let opts = format!("lowerdir={},upperdir={},workdir={}", lowers.join(":"), bundle.join("upper").display(), bundle.join("work").display());
+    let opts = format!("lowerdir={},upperdir={},workdir={}", lowers.join(":"), rw.join("upper").display(), rw.join("work").display());
     let c = |s: &str| std::ffi::CString::new(s).unwrap();
     let target = c(&bundle.join("rootfs").display().to_string());
     let r = unsafe { libc::mount(c("overlay").as_ptr(), target.as_ptr(), c("overlay").as_ptr(), 0, c(&opts).as_ptr().cast()) };
@@ -146,9 +148,14 @@ impl Runtime {
         let image_name = config.image.as_ref().map(|i| i.image.clone()).unwrap_or_default();
         let image = self.images.find(&image_name).with_context(|| format!("image {image_name} not found"))?;
         let id = crate::new_id();
-        let bundle = self.cfg.root.join("containers").join(&id);
+        let bundle = self.cfg.bundle(&id);
+        let rw = self.cfg.rw_dir(&id);
         let lowers: Vec<PathBuf> = image.layers.iter().map(|h| self.images.layer_dir(h)).collect();
-        mount_overlay(&lowers, &bundle)?;
+        if let Err(e) = mount_overlay(&lowers, &rw, &bundle) {
+            let _ = std::fs::remove_dir_all(&bundle);
+            let _ = std::fs::remove_dir_all(&rw);
+            return Err(e);
+        }
         let linux = config.linux.clone().unwrap_or_default();
         let res = linux.resources.unwrap_or_default();
         let sc = linux.security_context.unwrap_or_default();
@@ -175,6 +182,8 @@ impl Runtime {
         };
         if input.args.is_empty() {
             unmount(&bundle);
+            let _ = std::fs::remove_dir_all(&bundle);
+            let _ = std::fs::remove_dir_all(&rw);
             bail!("no command specified");
         }
         crate::cpuset::prepare(&input.cgroups_path);
@@ -254,7 +263,8 @@ impl Runtime {
         for f in ["exit", "pid", crate::shim::STDIN_CLOSED] {
             let _ = std::fs::remove_file(bundle.join(f));
         }
-        let keeper = crate::shim::Keeper { runc: &self.cfg.runc, exe: &self.cfg.pause_exe, stdin, stdin_once, tty };
+        let runc_root = self.cfg.runc_root();
+        let keeper = crate::shim::Keeper { runc: &self.cfg.runc, runc_root: &runc_root, exe: &self.cfg.pause_exe, stdin, stdin_once, tty };
         let mut keeper = crate::shim::spawn(&keeper, &bundle, id)?;
         // Until the keeper opens the FIFOs itself, our readers must not see
         // EOF: hold a writer on each until the container runs.
@@ -303,8 +313,9 @@ impl Runtime {
                     c.stdin = Some(Arc::new(tokio::sync::Mutex::new(w)));
                 }
         let containers = self.containers.clone();
-        let runc = self.cfg.runc.clone();
+        let mut delete = self.runc();
         let id = id.to_string();
+        delete.args(["delete", "-f", &id]).stderr(Stdio::null());
         tokio::spawn(async move {
             let code = loop {
                 if let Some(c) = crate::shim::exit_code(&bundle) {
@@ -318,7 +329,7 @@ impl Runtime {
             })
             .await;
             let oom = code != 0 && oom_kills(&cgroup) > 0;
-            let _ = tokio::process::Command::new(&runc).args(["delete", "-f", &id]).stderr(Stdio::null()).status().await;
+            let _ = delete.status().await;
             tracing::info!(container = %id, code, oom, "container exited");
             if let Some(c) = containers.lock().get_mut(&id) {
                 c.state = cri::ContainerState::ContainerExited;
@@ -338,8 +349,16 @@ impl Runtime {
         Ok(exited)
     }
 
+    /// A runc command with its state in ours (`--root`): every runc call
+    /// must name it, or runc looks in its default `/run/runc`.
+    pub fn runc(&self) -> tokio::process::Command {
+        let mut c = tokio::process::Command::new(&self.cfg.runc);
+        c.arg("--root").arg(self.cfg.runc_root());
+        c
+    }
+
     async fn runc_kill(&self, id: &str, sig: &str) {
-        let _ = tokio::process::Command::new(&self.cfg.runc).args(["kill", id, sig]).stdout(Stdio::null()).stderr(Stdio::null()).status().await;
+        let _ = self.runc().args(["kill", id, sig]).stdout(Stdio::null()).stderr(Stdio::null()).status().await;
     }
 
     /// SIGTERM, wait up to `timeout` seconds, then SIGKILL.
@@ -372,7 +391,7 @@ impl Runtime {
         if self.containers.lock().get(id).is_none_or(|c| c.state != cri::ContainerState::ContainerRunning) {
             bail!("container {id} is not running");
         }
-        let child = tokio::process::Command::new(&self.cfg.runc).arg("exec").arg(id).args(cmd).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true).output();
+        let child = self.runc().arg("exec").arg(id).args(cmd).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true).output();
         let out = if timeout > 0 {
             tokio::time::timeout(Duration::from_secs(timeout as u64), child).await.map_err(|_| anyhow::anyhow!("command timed out after {timeout}s"))??
         } else {
@@ -389,9 +408,10 @@ impl Runtime {
         self.stop_container(id, 0).await?;
         let c = self.containers.lock().remove(id);
         if let Some(c) = c {
-            let _ = tokio::process::Command::new(&self.cfg.runc).args(["delete", "-f", id]).stderr(Stdio::null()).status().await;
+            let _ = self.runc().args(["delete", "-f", id]).stderr(Stdio::null()).status().await;
             unmount(&c.bundle);
             let _ = std::fs::remove_dir_all(&c.bundle);
+            let _ = std::fs::remove_dir_all(self.cfg.rw_dir(id));
         }
         Ok(())
     }

@@ -38,20 +38,35 @@ use std::time::Duration;
 /// bundle (our working directory), which keeps it under `sun_path`'s 108 bytes.
 const SOCKET: &str = "console.sock";
 
-/// Entry point: `keeper <runc> <bundle> <id> <stdin: 0|1> <tty: 0|1>`. Never returns.
+/// Entry point: `keeper <runc> <runc root> <bundle> <id> <stdin: 0|1> <tty: 0|1>`. Never returns.
 pub fn main(args: &[String]) -> ! {
-    let [runc, bundle, id, stdin, tty] = args else {
-        eprintln!("usage: skiff keeper <runc> <bundle> <id> <stdin: 0|1> <tty: 0|1>");
+    let [runc, runc_root, bundle, id, stdin, tty] = args else {
+        eprintln!("usage: skiff keeper <runc> <runc root> <bundle> <id> <stdin: 0|1> <tty: 0|1>");
         std::process::exit(2)
     };
     let bundle = Path::new(bundle);
-    let code = run(runc, bundle, id, stdin == "1", tty == "1").unwrap_or_else(|e| {
+    let runc = Runc { bin: runc, root: Path::new(runc_root) };
+    let code = run(&runc, bundle, id, stdin == "1", tty == "1").unwrap_or_else(|e| {
         eprintln!("skiff keeper: {e:#}");
         255
     });
     // The exit file is the agent's signal that the container has ended.
     let _ = std::fs::write(bundle.join("exit.tmp"), format!("{code}\n")).and_then(|_| std::fs::rename(bundle.join("exit.tmp"), bundle.join("exit")));
     std::process::exit(0)
+}
+
+/// The runc binary and its `--root`.
+struct Runc<'a> {
+    bin: &'a str,
+    root: &'a Path,
+}
+
+impl Runc<'_> {
+    fn command(&self) -> Command {
+        let mut c = Command::new(self.bin);
+        c.arg("--root").arg(self.root);
+        c
+    }
 }
 
 fn rw(name: &str) -> Result<File> {
@@ -68,7 +83,7 @@ fn stdin_fifo() -> Result<(File, File)> {
     Ok((r, w))
 }
 
-fn run(runc: &str, bundle: &Path, id: &str, stdin: bool, tty: bool) -> Result<i32> {
+fn run(runc: &Runc, bundle: &Path, id: &str, stdin: bool, tty: bool) -> Result<i32> {
     std::env::set_current_dir(bundle).with_context(|| format!("entering {}", bundle.display()))?;
     let out = rw("stdout")?;
     let err = rw("stderr")?;
@@ -77,7 +92,7 @@ fn run(runc: &str, bundle: &Path, id: &str, stdin: bool, tty: bool) -> Result<i3
     if tty {
         return run_tty(runc, bundle, id, stdin, (out, err, input, hold, control));
     }
-    let mut child = Command::new(runc)
+    let mut child = runc.command()
         .args(["run", "--keep", "--pid-file"])
         .arg(bundle.join("pid"))
         .arg("--bundle")
@@ -87,7 +102,7 @@ fn run(runc: &str, bundle: &Path, id: &str, stdin: bool, tty: bool) -> Result<i3
         .stdout(Stdio::from(out))
         .stderr(Stdio::from(err))
         .spawn()
-        .with_context(|| format!("running {runc}"))?;
+        .with_context(|| format!("running {}", runc.bin))?;
     if let Some(to) = child.stdin.take() {
         // Ends at the FIFO's EOF; dropping `to` is the container's end of input.
         std::thread::spawn(move || copy(input, to));
@@ -98,14 +113,14 @@ fn run(runc: &str, bundle: &Path, id: &str, stdin: bool, tty: bool) -> Result<i3
     Ok(st.code().unwrap_or_else(|| 128 + std::os::unix::process::ExitStatusExt::signal(&st).unwrap_or(0)))
 }
 
-fn run_tty(runc: &str, bundle: &Path, id: &str, stdin: bool, (out, err, input, hold, control): (File, File, File, File, File)) -> Result<i32> {
+fn run_tty(runc: &Runc, bundle: &Path, id: &str, stdin: bool, (out, err, input, hold, control): (File, File, File, File, File)) -> Result<i32> {
     if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
         bail!("becoming a subreaper: {}", std::io::Error::last_os_error());
     }
     let _ = std::fs::remove_file(SOCKET);
     let listener = UnixListener::bind(SOCKET).context("binding the console socket")?;
     listener.set_nonblocking(true)?;
-    let mut child = Command::new(runc)
+    let mut child = runc.command()
         .args(["run", "--detach", "--console-socket", SOCKET, "--pid-file"])
         .arg(bundle.join("pid"))
         .arg("--bundle")
@@ -116,7 +131,7 @@ fn run_tty(runc: &str, bundle: &Path, id: &str, stdin: bool, (out, err, input, h
         .stdout(Stdio::from(err.try_clone()?))
         .stderr(Stdio::from(err))
         .spawn()
-        .with_context(|| format!("running {runc}"))?;
+        .with_context(|| format!("running {}", runc.bin))?;
     let conn = loop {
         match listener.accept() {
             Ok((c, _)) => break Some(c),

@@ -24,6 +24,7 @@ pub mod spec;
 pub mod stats;
 pub mod streaming;
 pub mod timefmt;
+pub mod tmpfs;
 
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -33,8 +34,15 @@ use std::sync::Arc;
 /// Where the runtime keeps its state and which helpers it runs.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Images, layers and container bundles (`/var/lib/skiff/runtime`).
+    /// Images, layers and the containers' writable layers
+    /// (`/var/lib/skiff/runtime`): what must survive a reboot.
     pub root: PathBuf,
+    /// Per-container and per-sandbox state that lives only as long as the
+    /// processes do: bundles (config.json, FIFOs, pid and exit files),
+    /// runc's `--root`, sandbox records. A tmpfs, mounted at startup if
+    /// the directory is not on one already; `None` is `<root>/state`, so
+    /// runtimes with different roots never share it.
+    pub state: Option<PathBuf>,
     /// The OCI runtime binary.
     pub runc: String,
     /// The skiff binary: its `pause` subcommand is each sandbox's PID 1, its
@@ -49,6 +57,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             root: "/var/lib/skiff/runtime".into(),
+            state: None,
             runc: "runc".into(),
             pause_exe: std::env::current_exe().unwrap_or_else(|_| "skiff".into()),
             bridge: "skiff0".into(),
@@ -70,10 +79,44 @@ pub struct Runtime {
     pub cpu_rates: stats::CpuRates,
 }
 
+impl Config {
+    /// The state directory (see [`Config::state`]).
+    pub fn state_dir(&self) -> PathBuf {
+        self.state.clone().unwrap_or_else(|| self.root.join("state"))
+    }
+
+    /// runc's `--root`: its own per-container state, kept in memory like the bundles.
+    pub fn runc_root(&self) -> PathBuf {
+        self.state_dir().join("runc")
+    }
+
+    /// A container's bundle: config.json, the keeper's FIFOs, pid and exit
+    /// files, the record, and the mount point of its root filesystem.
+    pub fn bundle(&self, id: &str) -> PathBuf {
+        self.state_dir().join("containers").join(id)
+    }
+
+    /// A container's writable layer (overlay `upper` and `work`), on disk.
+    pub fn rw_dir(&self, id: &str) -> PathBuf {
+        self.root.join("containers").join(id)
+    }
+}
+
+/// Options of the state tmpfs: private to root, and bounded. A container
+/// needs a few tens of KiB (its spec, its record, runc's state.json).
+pub const STATE_TMPFS: &str = "mode=0700,size=64m";
+
 impl Runtime {
     pub fn new(cfg: Config) -> anyhow::Result<Arc<Self>> {
         let images = images::Images::new(&cfg.root)?;
         std::fs::create_dir_all(cfg.root.join("containers"))?;
+        let state = cfg.state_dir();
+        match tmpfs::ensure(&state, STATE_TMPFS) {
+            Ok(true) => tracing::info!(dir = %state.display(), "mounted a tmpfs for the runtime's state"),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(dir = %state.display(), "cannot mount a tmpfs for the runtime's state, keeping it on disk: {e}"),
+        }
+        std::fs::create_dir_all(state.join("containers"))?;
         Ok(Arc::new(Self { cfg, images, sandboxes: Mutex::default(), containers: Arc::default(), streaming: Default::default(), cpu_rates: Default::default() }))
     }
 }

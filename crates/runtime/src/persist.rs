@@ -1,5 +1,7 @@
-//! Sandboxes and containers on disk (JSON next to their state), so that a
-//! restarted agent adopts what is still running instead of recreating it.
+//! Sandboxes and containers recorded (JSON next to their state, in the
+//! runtime's state directory: a tmpfs that outlives the agent but not a
+//! reboot, like the processes it describes), so that a restarted agent
+//! adopts what is still running instead of recreating it.
 
 use crate::container::Container;
 use crate::images::ImageRecord;
@@ -66,8 +68,8 @@ pub fn save_container(c: &Container) {
     }
 }
 
-pub fn load_containers(root: &Path) -> Vec<(ContainerMeta, cri::ContainerConfig)> {
-    let Ok(rd) = std::fs::read_dir(root.join("containers")) else { return vec![] };
+pub fn load_containers(state: &Path) -> Vec<(ContainerMeta, cri::ContainerConfig)> {
+    let Ok(rd) = std::fs::read_dir(state.join("containers")) else { return vec![] };
     rd.flatten()
         .filter_map(|e| {
             let m: ContainerMeta = serde_json::from_slice(&std::fs::read(e.path().join("meta.json")).ok()?).ok()?;
@@ -77,24 +79,24 @@ pub fn load_containers(root: &Path) -> Vec<(ContainerMeta, cri::ContainerConfig)
         .collect()
 }
 
-fn sandbox_file(root: &Path, id: &str) -> PathBuf {
-    root.join("sandboxes").join(format!("{id}.json"))
+fn sandbox_file(state: &Path, id: &str) -> PathBuf {
+    state.join("sandboxes").join(format!("{id}.json"))
 }
 
-pub fn save_sandbox(root: &Path, sb: &Sandbox) {
+pub fn save_sandbox(state: &Path, sb: &Sandbox) {
     let m = SandboxMeta { id: sb.id.clone(), config: b64(&sb.config), pid: sb.pid, ip: sb.ip.clone(), created_at: sb.created_at };
-    let _ = std::fs::create_dir_all(root.join("sandboxes"));
+    let _ = std::fs::create_dir_all(state.join("sandboxes"));
     if let Ok(j) = serde_json::to_vec(&m) {
-        let _ = std::fs::write(sandbox_file(root, &sb.id), j);
+        let _ = std::fs::write(sandbox_file(state, &sb.id), j);
     }
 }
 
-pub fn remove_sandbox(root: &Path, id: &str) {
-    let _ = std::fs::remove_file(sandbox_file(root, id));
+pub fn remove_sandbox(state: &Path, id: &str) {
+    let _ = std::fs::remove_file(sandbox_file(state, id));
 }
 
-pub fn load_sandboxes(root: &Path) -> Vec<(SandboxMeta, cri::PodSandboxConfig)> {
-    let Ok(rd) = std::fs::read_dir(root.join("sandboxes")) else { return vec![] };
+pub fn load_sandboxes(state: &Path) -> Vec<(SandboxMeta, cri::PodSandboxConfig)> {
+    let Ok(rd) = std::fs::read_dir(state.join("sandboxes")) else { return vec![] };
     rd.flatten()
         .filter_map(|e| {
             let m: SandboxMeta = serde_json::from_slice(&std::fs::read(e.path()).ok()?).ok()?;

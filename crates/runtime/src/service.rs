@@ -22,13 +22,14 @@ impl Runtime {
     /// processes still alive, containers whose keeper still runs (or has
     /// written their exit). Call once, before serving CRI.
     pub fn adopt(&self) {
-        for (m, config) in crate::persist::load_sandboxes(&self.cfg.root) {
+        let state = self.cfg.state_dir();
+        for (m, config) in crate::persist::load_sandboxes(&state) {
             let alive = std::path::Path::new(&format!("/proc/{}/ns/net", m.pid)).exists();
             tracing::info!(sandbox = %m.id, pid = m.pid, alive, "adopting sandbox");
             let sb = sandbox::Sandbox { id: m.id.clone(), config, pause: None, pid: m.pid, ip: m.ip, ready: alive, created_at: m.created_at };
             self.sandboxes.lock().insert(m.id, sb);
         }
-        for (m, config) in crate::persist::load_containers(&self.cfg.root) {
+        for (m, config) in crate::persist::load_containers(&state) {
             if !self.sandboxes.lock().contains_key(&m.sandbox_id) {
                 continue;
             }
@@ -41,6 +42,24 @@ impl Runtime {
                     tracing::warn!(container = %id, "adopting: {e:#}");
                 }
             }
+        }
+        self.remove_orphan_layers();
+    }
+
+    /// Writable layers on disk whose container has no bundle: after a
+    /// reboot the in-memory state (bundles and records) is gone, and so
+    /// are the containers. Directories of the older layout (bundle and record
+    /// on disk, with a `rootfs` mount point) are left alone.
+    fn remove_orphan_layers(&self) {
+        let Ok(rd) = std::fs::read_dir(self.cfg.root.join("containers")) else { return };
+        for e in rd.flatten() {
+            let id = e.file_name().to_string_lossy().to_string();
+            let p = e.path();
+            if self.cfg.bundle(&id).exists() || p.join("rootfs").exists() || p.join("meta.json").exists() {
+                continue;
+            }
+            tracing::info!(container = %id, "removing the writable layer of a container that is gone");
+            let _ = std::fs::remove_dir_all(&p);
         }
     }
 
@@ -64,7 +83,7 @@ impl Runtime {
         tracing::info!(sandbox = %id, %ip, pid = child.id(), "sandbox ready");
         let pid = child.id();
         let sb = sandbox::Sandbox { id: id.clone(), config, pause: Some(child), pid, ip, ready: true, created_at: now_nanos() };
-        crate::persist::save_sandbox(&self.cfg.root, &sb);
+        crate::persist::save_sandbox(&self.cfg.state_dir(), &sb);
         self.sandboxes.lock().insert(id.clone(), sb);
         // The pause process is not killed with the agent: it is adopted after a restart.
         Ok(id)
@@ -112,7 +131,7 @@ impl Runtime {
             self.remove_container(&c).await?;
         }
         self.sandboxes.lock().remove(id);
-        crate::persist::remove_sandbox(&self.cfg.root, id);
+        crate::persist::remove_sandbox(&self.cfg.state_dir(), id);
         Ok(())
     }
 
@@ -360,4 +379,32 @@ pub async fn serve_unix(rt: Arc<Runtime>, path: &std::path::Path) -> anyhow::Res
         .serve_with_incoming(tokio_stream::wrappers::UnixListenerStream::new(listener))
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// After a reboot the state tmpfs is empty: adopt removes the writable
+    /// layers no bundle names, and keeps those of live bundles and of the
+    /// older on-disk layout.
+    #[test]
+    fn adopt_removes_writable_layers_without_a_bundle() {
+        let d = tempfile::tempdir_in(env!("CARGO_MANIFEST_DIR")).unwrap();
+        let root = d.path().join("runtime");
+        let rt = Runtime::new(crate::Config { root: root.clone(), ..Default::default() }).unwrap();
+        let state = rt.cfg.state_dir();
+        assert_eq!(state, root.join("state"));
+        for id in ["orphan", "live", "old"] {
+            std::fs::create_dir_all(rt.cfg.rw_dir(id).join("upper")).unwrap();
+        }
+        std::fs::create_dir_all(rt.cfg.bundle("live")).unwrap();
+        std::fs::create_dir_all(rt.cfg.rw_dir("old").join("rootfs")).unwrap();
+        rt.adopt();
+        let left = |id: &str| rt.cfg.rw_dir(id).exists();
+        let (orphan, live, old) = (left("orphan"), left("live"), left("old"));
+        crate::tmpfs::unmount(&state);
+        assert!(!orphan, "the orphan's writable layer is still there");
+        assert!(live && old);
+    }
 }

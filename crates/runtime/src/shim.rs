@@ -30,6 +30,8 @@ fn mkfifo(p: &Path) -> Result<()> {
 /// How a container is kept.
 pub struct Keeper<'a> {
     pub runc: &'a str,
+    /// runc's `--root` (its state directory).
+    pub runc_root: &'a Path,
     /// The skiff binary, whose `keeper` subcommand keeps terminal and stdinOnce containers.
     pub exe: &'a Path,
     pub stdin: bool,
@@ -47,12 +49,12 @@ pub fn spawn(k: &Keeper, bundle: &Path, id: &str) -> Result<tokio::process::Chil
     let mut c = if k.tty || (k.stdin && k.stdin_once) {
         mkfifo(&bundle.join("control"))?;
         let mut c = tokio::process::Command::new(k.exe);
-        c.arg("keeper").arg(k.runc).arg(bundle).arg(id).arg(flag(k.stdin)).arg(flag(k.tty));
+        c.arg("keeper").arg(k.runc).arg(k.runc_root).arg(bundle).arg(id).arg(flag(k.stdin)).arg(flag(k.tty));
         // Its own complaints (runc's go to the stderr FIFO); the agent may be gone.
         c.stderr(std::fs::File::create(bundle.join("keeper.log")).context("creating keeper.log")?);
         c
     } else {
-        let mut c = sh_keeper(k.runc, bundle, id, k.stdin);
+        let mut c = sh_keeper(k.runc, k.runc_root, bundle, id, k.stdin);
         c.stderr(Stdio::null());
         c
     };
@@ -66,13 +68,13 @@ pub fn spawn(k: &Keeper, bundle: &Path, id: &str) -> Result<tokio::process::Chil
 }
 
 /// `runc run` in the foreground under `sh`, stdio on the FIFOs.
-fn sh_keeper(runc: &str, bundle: &Path, id: &str, stdin: bool) -> tokio::process::Command {
+fn sh_keeper(runc: &str, runc_root: &Path, bundle: &Path, id: &str, stdin: bool) -> tokio::process::Command {
     let [out, err, input] = fifo_paths(bundle);
     // fds 3-5 keep a reader and writer on every FIFO for the keeper's life.
     let stdin_from = if stdin { "\"$4\"" } else { "/dev/null" };
-    let script = format!("exec 3<>\"$2\" 4<>\"$3\" 5<>\"$4\"; \"$1\" run --keep --pid-file \"$5/pid\" --bundle \"$5\" \"$6\" <{stdin_from} >\"$2\" 2>\"$3\"; echo $? >\"$5/exit.tmp\" && mv \"$5/exit.tmp\" \"$5/exit\"");
+    let script = format!("exec 3<>\"$2\" 4<>\"$3\" 5<>\"$4\"; \"$1\" --root \"$7\" run --keep --pid-file \"$5/pid\" --bundle \"$5\" \"$6\" <{stdin_from} >\"$2\" 2>\"$3\"; echo $? >\"$5/exit.tmp\" && mv \"$5/exit.tmp\" \"$5/exit\"");
     let mut c = tokio::process::Command::new("sh");
-    c.arg("-c").arg(script).arg("skiff-keeper").arg(runc).arg(&out).arg(&err).arg(&input).arg(bundle).arg(id);
+    c.arg("-c").arg(script).arg("skiff-keeper").arg(runc).arg(&out).arg(&err).arg(&input).arg(bundle).arg(id).arg(runc_root);
     c
 }
 

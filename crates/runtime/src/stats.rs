@@ -135,16 +135,16 @@ fn value(v: u64) -> Option<cri::UInt64Value> {
 impl crate::Runtime {
     /// CRI stats of one container, from its cgroup and writable layer.
     pub fn container_stats(&self, id: &str) -> Option<cri::ContainerStats> {
-        let (cgroup, bundle, attributes) = {
+        let (cgroup, attributes) = {
             let cs = self.containers.lock();
             let c = cs.get(id)?;
             let attributes = cri::ContainerAttributes { id: c.id.clone(), metadata: c.config.metadata.clone(), labels: c.config.labels.clone(), annotations: c.config.annotations.clone() };
-            (c.cgroup.clone(), c.bundle.clone(), attributes)
+            (c.cgroup.clone(), attributes)
         };
         let now = crate::timefmt::now_nanos();
         let cpu = cpu_ns(&cgroup).map(|ns| cri::CpuUsage { timestamp: now, usage_core_nano_seconds: value(ns), usage_nano_cores: self.cpu_rates.observe(id, now, ns).and_then(value) });
         let memory = memory(&cgroup).map(|m| m.to_cri(now));
-        let (bytes, inodes) = dir_usage(&bundle.join("upper"));
+        let (bytes, inodes) = dir_usage(&self.cfg.rw_dir(id).join("upper"));
         let writable_layer = Some(cri::FilesystemUsage {
             timestamp: now,
             fs_id: Some(cri::FilesystemIdentifier { mountpoint: self.cfg.root.display().to_string() }),

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::node::{apply, import_busybox, sh, spawn_agent, unmount_rootfs_under, wait_pod, Agent};
+use common::node::{apply, import_busybox, sh, spawn_agent, unmount_all_under, wait_pod, Agent};
 use common::{free_port, wait_for_port, Kubectl, SkiffServer};
 use serde_json::Value;
 use std::path::Path;
@@ -342,7 +342,7 @@ fn pods_run_in_real_containers() {
     let _ = k.run(&["delete", "pods", "--all", "--grace-period=1", "--wait=true", "--timeout=60s"]);
     drop(_agent);
     let _ = Command::new("ip").args(["link", "del", "skiffe2e0"]).status();
-    unmount_rootfs_under(&runtime_root);
+    unmount_all_under(d);
     if let Err(e) = result {
         eprintln!("agent log:\n{}", std::fs::read_to_string(d.join("agent.log")).unwrap_or_default());
         std::panic::resume_unwind(e);
@@ -376,6 +376,7 @@ fn server_runs_an_agent_for_its_node() {
     let cert = format!("--cert {} --key {}", pki.join("apiserver-kubelet-client.crt").display(), pki.join("apiserver-kubelet-client.key").display());
     assert!(sh(&format!("curl -sfk {cert} {url}")).contains("kubelet_running_pods"));
     let st = server.stop();
+    unmount_all_under(dir.path());
     assert!(st.success(), "{st:?}");
 }
 
@@ -424,7 +425,7 @@ fn a_deployment_of_20_replicas_reaches_ready_on_one_node() {
     }));
     let st = server.stop();
     let _ = Command::new("ip").args(["link", "del", "skiff0"]).status();
-    unmount_rootfs_under(&runtime_root);
+    unmount_all_under(d);
     if let Err(e) = result {
         std::panic::resume_unwind(e);
     }
@@ -551,7 +552,7 @@ fn resource_metrics_and_pod_level_usage() {
     drop(agent);
     let _ = std::fs::remove_dir_all(&shm);
     let _ = Command::new("ip").args(["link", "del", "skiffrm0"]).status();
-    unmount_rootfs_under(&d.join("runtime"));
+    unmount_all_under(d);
     if let Err(e) = result {
         eprintln!("agent log:\n{}", std::fs::read_to_string(d.join("agent.log")).unwrap_or_default());
         std::panic::resume_unwind(e);

@@ -16,7 +16,7 @@
 
 mod common;
 
-use common::node::{apply, attach, build_image, is_root, port_forward, wait_pod};
+use common::node::{apply, attach, build_image, is_root, port_forward, unmount_all_under, wait_pod};
 use common::tty::attach_tty;
 use common::{free_port, wait_for_port, wait_until, Kubectl, SkiffProc, SkiffServer};
 use serde_json::{json, Value};
@@ -218,6 +218,8 @@ fn pod_runs_through_containerd() {
     }));
     let _ = k.run(&["delete", "pods", "--all", "--grace-period=1", "--wait=true", "--timeout=30s"]);
     drop(agent);
+    // Secret and projected volumes are tmpfs mounts of the kubelet's.
+    unmount_all_under(&d.join("kubelet"));
     if let Err(e) = result {
         eprintln!("agent log:\n{}", std::fs::read_to_string(d.join("agent.log")).unwrap_or_default());
         let log = std::fs::read_to_string(d.join("containerd/containerd.log")).unwrap_or_default();

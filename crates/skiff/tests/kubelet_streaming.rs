@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::node::{apply, attach, import_busybox, is_root, port_forward, spawn_agent, unmount_rootfs_under, wait_pod, wait_sandboxes_gone};
+use common::node::{apply, attach, import_busybox, is_root, port_forward, spawn_agent, unmount_all_under, wait_pod, wait_sandboxes_gone};
 use common::{free_port, wait_for_port, Kubectl, SkiffServer};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -259,7 +259,7 @@ fn exec_attach_and_port_forward() {
     drop(agent);
     drop(server);
     let _ = Command::new("ip").args(["link", "del", "skiffst0"]).status();
-    unmount_rootfs_under(&runtime_root);
+    unmount_all_under(d);
     if let Err(e) = result {
         eprintln!("agent log:\n{}", std::fs::read_to_string(d.join("agent.log")).unwrap_or_default());
         std::panic::resume_unwind(e);

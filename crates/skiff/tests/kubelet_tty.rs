@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::node::{apply, import_busybox, is_root, spawn_agent, unmount_rootfs_under, wait_pod, wait_sandboxes_gone};
+use common::node::{apply, import_busybox, is_root, spawn_agent, unmount_all_under, wait_pod, wait_sandboxes_gone};
 use common::tty::{attach_tty, Term};
 use common::{free_port, wait_for_port, Kubectl, SkiffServer};
 use std::io::Write;
@@ -154,7 +154,7 @@ fn tty_containers() {
     wait_sandboxes_gone(&d.join("runtime"));
     drop(agent);
     let _ = Command::new("ip").args(["link", "del", "skifftt0"]).status();
-    unmount_rootfs_under(&d.join("runtime"));
+    unmount_all_under(d);
     if let Err(e) = result {
         eprintln!("agent log:\n{}", std::fs::read_to_string(d.join("agent.log")).unwrap_or_default());
         std::panic::resume_unwind(e);

@@ -199,7 +199,7 @@ fn pods_get_the_service_account_volume() {
 /// ServiceAccount, bound to the pod; a restarted agent writes a new token.
 #[test]
 fn containers_find_a_working_token() {
-    use common::node::{apply, import_busybox, is_root, spawn_agent, unmount_rootfs_under, wait_pod, wait_sandboxes_gone};
+    use common::node::{apply, import_busybox, is_root, mounts_at, mounts_under, spawn_agent, unmount_all_under, wait_pod, wait_sandboxes_gone};
     use std::process::Command;
     if !is_root() {
         eprintln!("skipping: the container end-to-end test needs root (namespaces, mounts, cgroups)");
@@ -220,8 +220,26 @@ fn containers_find_a_working_token() {
         wait_default_sa(&k, "default");
         apply(&k, r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "sa"}, "spec": {"nodeName": "skiff-sa", "terminationGracePeriodSeconds": 1,
             "containers": [{"name": "c", "image": "busybox:skiff-test", "command": ["sleep", "3600"]}]}}"#);
-        wait_pod(&k, "sa", "Running", |p| p["status"]["phase"] == "Running");
+        let p = wait_pod(&k, "sa", "Running", |p| p["status"]["phase"] == "Running");
         let token = k.ok(&["exec", "sa", "--", "cat", &format!("{dirpath}/token")]);
+        // The token volume is a tmpfs of its own; the container's bundle and
+        // runc's state are on the runtime's state tmpfs, its writable layer on disk.
+        let uid = p["metadata"]["uid"].as_str().unwrap().to_string();
+        let vol_name = p["spec"]["volumes"][0]["name"].as_str().unwrap().to_string();
+        assert!(vol_name.starts_with("kube-api-access-"), "{vol_name}");
+        let pod_dir = d.join("kubelet/pods").join(&uid);
+        let vol = pod_dir.join("volumes").join(&vol_name);
+        assert_eq!(mounts_at(&vol), ["tmpfs"], "the token volume's mounts");
+        assert!(vol.join("token").is_file());
+        let cid = p["status"]["containerStatuses"][0]["containerID"].as_str().unwrap().trim_start_matches("skiff://").to_string();
+        let state = runtime_root.join("state");
+        assert_eq!(mounts_at(&state), ["tmpfs"], "the runtime state dir's mounts");
+        for f in [format!("containers/{cid}/config.json"), format!("containers/{cid}/pid"), format!("containers/{cid}/meta.json"), format!("runc/{cid}/state.json")] {
+            assert!(state.join(&f).is_file(), "{f} is not in the state dir");
+        }
+        assert_eq!(mounts_at(&state.join("containers").join(&cid).join("rootfs")), ["overlay"]);
+        k.ok(&["exec", "sa", "--", "touch", "/tmp/written"]);
+        assert!(runtime_root.join("containers").join(&cid).join("upper/tmp/written").is_file(), "the writable layer is not on disk");
         assert_eq!(k.ok(&["exec", "sa", "--", "cat", &format!("{dirpath}/namespace")]), "default");
         let ca = k.ok(&["exec", "sa", "--", "cat", &format!("{dirpath}/ca.crt")]);
         assert_eq!(ca, std::fs::read_to_string(d.join("server/pki/ca.crt")).unwrap());
@@ -263,12 +281,24 @@ fn containers_find_a_working_token() {
         });
         assert_ne!(claims(&fresh)["jti"], c["jti"]);
         assert!(as_token(&k, &fresh, &["get", "pods"]).status.success());
+        // The restarted agent found both tmpfs mounts and mounted nothing over them.
+        assert_eq!(mounts_at(&vol), ["tmpfs"]);
+        assert_eq!(mounts_at(&state), ["tmpfs"]);
+        assert!(state.join(format!("runc/{cid}/state.json")).is_file());
+
+        // A deleted pod leaves no mount, bundle or writable layer behind.
+        k.ok(&["delete", "pod", "sa", "--wait=true", "--timeout=60s"]);
+        wait_until("the pod's volume directory to go", Duration::from_secs(30), || (!pod_dir.exists()).then_some(()));
+        assert_eq!(mounts_under(&pod_dir), Vec::<std::path::PathBuf>::new());
+        for gone in [state.join("containers").join(&cid), state.join("runc").join(&cid), runtime_root.join("containers").join(&cid)] {
+            assert!(!gone.exists(), "{} is still there", gone.display());
+        }
     }));
     let _ = k.run(&["delete", "pods", "--all", "--grace-period=1", "--wait=true", "--timeout=60s"]);
     wait_sandboxes_gone(&runtime_root);
     drop(agent);
     let _ = Command::new("ip").args(["link", "del", "skiffsa0"]).status();
-    unmount_rootfs_under(&runtime_root);
+    unmount_all_under(d);
     if let Err(e) = result {
         eprintln!("agent log:\n{}", std::fs::read_to_string(d.join("agent.log")).unwrap_or_default());
         std::panic::resume_unwind(e);

@@ -80,7 +80,7 @@ fn running(rt: &Runtime, id: &str) -> Result<()> {
 /// `runc exec` `cmd` in the container; returns its exit code.
 pub async fn exec(rt: &Arc<Runtime>, id: &str, cmd: &[String], tty: bool, mut io: Io) -> Result<i32> {
     running(rt, id)?;
-    let mut c = tokio::process::Command::new(&rt.cfg.runc);
+    let mut c = rt.runc();
     c.arg("exec");
     if tty {
         // runc makes the container's terminal and relays it to its own

@@ -37,6 +37,11 @@ pub struct AgentArgs {
     /// The embedded runtime's images, layers and containers.
     #[arg(long, default_value = "/var/lib/skiff/runtime")]
     pub runtime_root: PathBuf,
+    /// The embedded runtime's per-container state (bundles, FIFOs, runc's
+    /// --root, sandbox records): a tmpfs mounted there unless it is one
+    /// already (default: <runtime-root>/state).
+    #[arg(long)]
+    pub runtime_state_dir: Option<PathBuf>,
     /// The OCI runtime binary.
     #[arg(long, default_value = "runc")]
     pub runc: String,
@@ -84,7 +89,7 @@ pub fn config(a: &AgentArgs) -> skiff_kubelet::Config {
         port: a.port,
         cri_endpoint: a.container_runtime_endpoint.clone(),
         embedded_socket: a.cri_socket.clone(),
-        runtime: skiff_runtime::Config { root: a.runtime_root.clone(), runc: a.runc.clone(), bridge: a.bridge.clone(), pod_cidr: a.pod_cidr.clone(), ..Default::default() },
+        runtime: skiff_runtime::Config { root: a.runtime_root.clone(), state: a.runtime_state_dir.clone(), runc: a.runc.clone(), bridge: a.bridge.clone(), pod_cidr: a.pod_cidr.clone(), ..Default::default() },
         log_root: a.pod_log_dir.clone(),
         root_dir: a.root_dir.clone(),
         manifest_dir: a.pod_manifest_path.clone(),

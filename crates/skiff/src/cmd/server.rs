@@ -108,6 +108,7 @@ fn agent_args(args: &ServerArgs, dir: &std::path::Path, kubeconfig: PathBuf) -> 
         container_runtime_endpoint: args.container_runtime_endpoint.clone(),
         cri_socket: dir.join("cri.sock"),
         runtime_root: dir.join("runtime"),
+        runtime_state_dir: None,
         runc: "runc".into(),
         bridge: "skiff0".into(),
         pod_cidr: "10.244.0.0/24".into(),
