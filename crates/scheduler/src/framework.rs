@@ -116,6 +116,11 @@ pub enum Code {
     Unschedulable,
     /// Preemption cannot help on this node.
     UnschedulableAndUnresolvable,
+    /// From PreFilter or PreScore: this plugin has nothing to say about this
+    /// pod, so the cycle skips its Filter or Score on every node (upstream's
+    /// `Skip`). A plugin returns it only when running would pass every node,
+    /// or give every node the same score, so skipping changes no outcome.
+    Skip,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -135,6 +140,9 @@ impl Status {
     pub fn unresolvable(plugin: &'static str, reason: impl Into<String>) -> Status {
         Status { code: Code::UnschedulableAndUnresolvable, reasons: vec![reason.into()], plugin }
     }
+    pub fn skip() -> Status {
+        Status { code: Code::Skip, reasons: vec![], plugin: "" }
+    }
     pub fn is_success(&self) -> bool {
         self.code == Code::Success
     }
@@ -148,6 +156,10 @@ pub struct CycleState {
     pub topology_spread_score: Option<crate::plugins::pod_topology_spread::PreScoreState>,
     pub inter_pod_affinity: Option<crate::plugins::inter_pod_affinity::PreFilterState>,
     pub inter_pod_affinity_score: Option<crate::plugins::inter_pod_affinity::PreScoreState>,
+    /// Plugins (by index in the profile) whose PreFilter said Skip.
+    pub skip_filter: u64,
+    /// Plugins (by index in the profile) whose PreScore said Skip.
+    pub skip_score: u64,
 }
 
 /// All nodes of the cluster as one cycle sees them.
@@ -227,7 +239,8 @@ impl<'a> Snapshot<'a> {
 /// implements only its extension points.
 pub trait Plugin: Send + Sync {
     fn name(&self) -> &'static str;
-    /// Computes cycle state; a non-success status rejects the pod for all nodes.
+    /// Computes cycle state; [`Status::skip`] leaves the plugin's Filter out of
+    /// this cycle, any other non-success status rejects the pod for all nodes.
     fn pre_filter(&self, _state: &mut CycleState, _pod: &PodInfo, _snap: &Snapshot) -> Status {
         Status::success()
     }
@@ -238,7 +251,10 @@ pub trait Plugin: Send + Sync {
     fn weight(&self) -> i64 {
         0
     }
-    fn pre_score(&self, _state: &mut CycleState, _pod: &PodInfo, _feasible: &[&NodeInfo], _snap: &Snapshot) {}
+    /// Computes score state; [`Status::skip`] leaves the plugin out of this cycle's scoring.
+    fn pre_score(&self, _state: &mut CycleState, _pod: &PodInfo, _feasible: &[&NodeInfo], _snap: &Snapshot) -> Status {
+        Status::success()
+    }
     fn score(&self, _state: &CycleState, _pod: &PodInfo, _node: &NodeInfo) -> i64 {
         0
     }

@@ -393,7 +393,7 @@ mod tests {
                     let run = |snap: &Snapshot| {
                         let mut cs = CycleState::default();
                         plugin.pre_filter(&mut cs, &incoming, snap);
-                        plugin.pre_score(&mut cs, &incoming, snap.nodes(), snap);
+                        let _ = plugin.pre_score(&mut cs, &incoming, snap.nodes(), snap);
                         snap.nodes().iter().map(|n| (plugin.filter(&cs, &incoming, n).reasons, plugin.score(&cs, &incoming, n))).collect::<Vec<_>>()
                     };
                     let got = run(&indexed);

@@ -68,7 +68,10 @@ pub fn nodes_to_find(all: usize) -> usize {
 }
 
 pub fn run_filters(plugins: &[Box<dyn Plugin>], state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Status {
-    for p in plugins {
+    for (i, p) in plugins.iter().enumerate() {
+        if state.skip_filter & (1 << i) != 0 {
+            continue;
+        }
         let s = p.filter(state, pod, node);
         if !s.is_success() {
             return s;
@@ -78,11 +81,14 @@ pub fn run_filters(plugins: &[Box<dyn Plugin>], state: &CycleState, pod: &PodInf
 }
 
 pub fn pre_filter(plugins: &[Box<dyn Plugin>], pod: &PodInfo, snap: &Snapshot) -> Result<CycleState, Status> {
+    debug_assert!(plugins.len() <= 64, "skip sets are 64-bit masks");
     let mut state = CycleState::default();
-    for p in plugins {
+    for (i, p) in plugins.iter().enumerate() {
         let s = p.pre_filter(&mut state, pod, snap);
-        if !s.is_success() {
-            return Err(s);
+        match s.code {
+            Code::Success => {}
+            Code::Skip => state.skip_filter |= 1 << i,
+            _ => return Err(s),
         }
     }
     Ok(state)
@@ -156,10 +162,12 @@ fn select(plugins: &[Box<dyn Plugin>], state: &mut CycleState, pod: &PodInfo, fe
 
 pub fn score(plugins: &[Box<dyn Plugin>], state: &mut CycleState, pod: &PodInfo, feasible: &[&NodeInfo], snap: &Snapshot) -> Vec<i64> {
     let mut total = vec![0i64; feasible.len()];
-    for p in plugins.iter().filter(|p| p.weight() > 0) {
-        p.pre_score(state, pod, feasible, snap);
+    for (i, p) in plugins.iter().enumerate().filter(|(_, p)| p.weight() > 0) {
+        if p.pre_score(state, pod, feasible, snap).code == Code::Skip {
+            state.skip_score |= 1 << i;
+        }
     }
-    for p in plugins.iter().filter(|p| p.weight() > 0) {
+    for (_, p) in plugins.iter().enumerate().filter(|(i, p)| p.weight() > 0 && state.skip_score & (1 << i) == 0) {
         let mut s: Vec<i64> = feasible.iter().map(|n| p.score(state, pod, n)).collect();
         p.normalize(state, &mut s);
         for (t, v) in total.iter_mut().zip(s) {
@@ -218,6 +226,43 @@ mod tests {
         }
         placed.sort();
         assert_eq!(placed, vec!["a", "a", "b", "b"]);
+    }
+
+    #[test]
+    fn plugins_with_nothing_to_check_for_a_pod_are_skipped_and_the_rest_still_filter() {
+        let plugins = default_plugins();
+        let names = |mask: u64| -> Vec<&str> {
+            let mut v: Vec<&str> = plugins.iter().enumerate().filter(|(i, _)| mask & (1 << i) != 0).map(|(_, p)| p.name()).collect();
+            v.sort();
+            v
+        };
+        let mut st = state_with(vec![node_res("a", "4", "8Gi", "110"), node(json!({"metadata": {"name": "b", "labels": {"disk": "ssd"}},
+            "status": {"allocatable": {"cpu": "4", "memory": "8Gi", "pods": "110"}}}))]);
+        // A plain pod: four filters and three scores have nothing to check.
+        let plain = pod_req("plain", "1", "1Gi");
+        let mut cs = pre_filter(&plugins, &plain, &st.snapshot()).unwrap();
+        assert_eq!(names(cs.skip_filter), ["InterPodAffinity", "NodeAffinity", "NodePorts", "PodTopologySpread"]);
+        let snap = st.snapshot();
+        let nodes = snap.nodes().to_vec();
+        score(&plugins, &mut cs, &plain, &nodes, &snap);
+        assert_eq!(names(cs.skip_score), ["InterPodAffinity", "NodeAffinity", "PodTopologySpread"]);
+        drop(snap);
+        // A nodeSelector, a host port and a preferred term: those plugins run, and still decide.
+        let picky = pod(json!({"metadata": {"name": "picky", "namespace": "default"}, "spec": {"nodeSelector": {"disk": "ssd"},
+            "affinity": {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 1, "preference": {"matchExpressions": [{"key": "disk", "operator": "Exists"}]}}]}},
+            "containers": [{"name": "c", "ports": [{"containerPort": 80, "hostPort": 8080}]}]}}));
+        let mut cs = pre_filter(&plugins, &picky, &st.snapshot()).unwrap();
+        assert_eq!(names(cs.skip_filter), ["InterPodAffinity", "PodTopologySpread"]);
+        let snap = st.snapshot();
+        let nodes = snap.nodes().to_vec();
+        score(&plugins, &mut cs, &picky, &nodes, &snap);
+        assert_eq!(names(cs.skip_score), ["InterPodAffinity", "PodTopologySpread"]);
+        drop(snap);
+        assert_eq!(schedule(&plugins, &mut st, &picky).unwrap(), "b");
+        // Empty required terms match no node: not skipped, and nothing fits.
+        let none = pod(json!({"metadata": {"name": "none", "namespace": "default"}, "spec": {"affinity": {"nodeAffinity":
+            {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": []}}}, "containers": [{"name": "c"}]}}));
+        assert_eq!(schedule(&plugins, &mut st, &none).unwrap_err().statuses.len(), 2);
     }
 
     #[test]

@@ -162,8 +162,11 @@ impl Plugin for InterPodAffinity {
         for t in anti {
             for_selected(snap, t, &pod.namespace, |n, _| add(&mut s.anti, n, &t.topology_key, 1));
         }
+        // No terms of its own and no placed pod's anti-affinity against it:
+        // every node passes, so the cycle need not ask.
+        let skip = aff.is_empty() && anti.is_empty() && s.existing_anti.is_empty();
         state.inter_pod_affinity = Some(s);
-        Status::success()
+        if skip { Status::skip() } else { Status::success() }
     }
     fn filter(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Status {
         let Some(s) = &state.inter_pod_affinity else { return Status::success() };
@@ -187,7 +190,7 @@ impl Plugin for InterPodAffinity {
     fn weight(&self) -> i64 {
         2
     }
-    fn pre_score(&self, state: &mut CycleState, pod: &PodInfo, _feasible: &[&NodeInfo], snap: &Snapshot) {
+    fn pre_score(&self, state: &mut CycleState, pod: &PodInfo, _feasible: &[&NodeInfo], snap: &Snapshot) -> Status {
         let a = pod.spec().affinity.as_ref();
         let pref_aff = a.and_then(|a| a.pod_affinity.as_ref()).and_then(|x| x.preferred_during_scheduling_ignored_during_execution.as_deref()).unwrap_or(&[]);
         let pref_anti = a.and_then(|a| a.pod_anti_affinity.as_ref()).and_then(|x| x.preferred_during_scheduling_ignored_during_execution.as_deref()).unwrap_or(&[]);
@@ -219,7 +222,10 @@ impl Plugin for InterPodAffinity {
                 }
             }
         });
+        // Nothing counted anywhere: every node would score the same.
+        let skip = scores.is_empty();
         state.inter_pod_affinity_score = Some(PreScoreState { scores });
+        if skip { Status::skip() } else { Status::success() }
     }
     fn score(&self, state: &CycleState, _pod: &PodInfo, node: &NodeInfo) -> i64 {
         let Some(s) = &state.inter_pod_affinity_score else { return 0 };

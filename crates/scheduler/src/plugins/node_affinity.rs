@@ -2,7 +2,7 @@
 //! affinity filter; preferred terms score by the sum of matching weights.
 
 use super::helpers::term_matches;
-use crate::framework::{default_normalize, CycleState, NodeInfo, Plugin, PodInfo, Status};
+use crate::framework::{default_normalize, CycleState, NodeInfo, Plugin, PodInfo, Snapshot, Status};
 
 pub struct NodeAffinity;
 
@@ -22,9 +22,28 @@ pub fn required_matches(pod: &PodInfo, node: &NodeInfo) -> bool {
     }
 }
 
+/// The pod's preferred node affinity terms.
+fn preferred(pod: &PodInfo) -> &[k8s_openapi::api::core::v1::PreferredSchedulingTerm] {
+    let na = pod.spec().affinity.as_ref().and_then(|a| a.node_affinity.as_ref());
+    na.and_then(|na| na.preferred_during_scheduling_ignored_during_execution.as_deref()).unwrap_or(&[])
+}
+
 impl Plugin for NodeAffinity {
     fn name(&self) -> &'static str {
         "NodeAffinity"
+    }
+    /// Skip when the pod has no nodeSelector and no required terms: every
+    /// node passes. (Required terms that are present but empty match no
+    /// node, so they are not skipped.)
+    fn pre_filter(&self, _: &mut CycleState, pod: &PodInfo, _: &Snapshot) -> Status {
+        let spec = pod.spec();
+        let selector = spec.node_selector.as_ref().is_some_and(|s| !s.is_empty());
+        let required = spec.affinity.as_ref().and_then(|a| a.node_affinity.as_ref()).is_some_and(|na| na.required_during_scheduling_ignored_during_execution.is_some());
+        if selector || required { Status::success() } else { Status::skip() }
+    }
+    /// Skip without weighted preferred terms: every node scores 0.
+    fn pre_score(&self, _: &mut CycleState, pod: &PodInfo, _: &[&NodeInfo], _: &Snapshot) -> Status {
+        if preferred(pod).iter().any(|p| p.weight != 0) { Status::success() } else { Status::skip() }
     }
     fn filter(&self, _: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Status {
         if required_matches(pod, node) { Status::success() } else { Status::unresolvable(self.name(), REASON) }
@@ -33,8 +52,7 @@ impl Plugin for NodeAffinity {
         2
     }
     fn score(&self, _: &CycleState, pod: &PodInfo, node: &NodeInfo) -> i64 {
-        let prefs = pod.spec().affinity.as_ref().and_then(|a| a.node_affinity.as_ref()).and_then(|na| na.preferred_during_scheduling_ignored_during_execution.as_ref());
-        prefs.into_iter().flatten().filter(|p| p.weight != 0 && term_matches(&p.preference, &node.name, &node.labels)).map(|p| p.weight as i64).sum()
+        preferred(pod).iter().filter(|p| p.weight != 0 && term_matches(&p.preference, &node.name, &node.labels)).map(|p| p.weight as i64).sum()
     }
     fn normalize(&self, _: &CycleState, scores: &mut [i64]) {
         default_normalize(scores, false);

@@ -1,7 +1,7 @@
 //! NodePorts: a hostPort can be used once per node, per protocol and host IP
 //! (0.0.0.0 conflicts with every IP).
 
-use crate::framework::{CycleState, NodeInfo, Plugin, PodInfo, Status};
+use crate::framework::{CycleState, NodeInfo, Plugin, PodInfo, Snapshot, Status};
 
 pub struct NodePorts;
 
@@ -14,6 +14,10 @@ fn conflicts(a: &(String, String, i32), b: &(String, String, i32)) -> bool {
 impl Plugin for NodePorts {
     fn name(&self) -> &'static str {
         "NodePorts"
+    }
+    /// Skip a pod without host ports: it conflicts with nothing.
+    fn pre_filter(&self, _: &mut CycleState, pod: &PodInfo, _: &Snapshot) -> Status {
+        if pod.host_ports.is_empty() { Status::skip() } else { Status::success() }
     }
     fn filter(&self, _: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Status {
         if pod.host_ports.is_empty() {

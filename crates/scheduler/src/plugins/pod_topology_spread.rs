@@ -168,7 +168,10 @@ impl Plugin for PodTopologySpread {
     }
     fn pre_filter(&self, state: &mut CycleState, pod: &PodInfo, snap: &Snapshot) -> Status {
         let cs = constraints(pod, "DoNotSchedule");
-        if !cs.is_empty() {
+        if cs.is_empty() {
+            return Status::skip();
+        }
+        {
             let counts = counts(pod, &cs, snap);
             let minimums = cs
                 .iter()
@@ -194,10 +197,10 @@ impl Plugin for PodTopologySpread {
     fn weight(&self) -> i64 {
         2
     }
-    fn pre_score(&self, state: &mut CycleState, pod: &PodInfo, feasible: &[&NodeInfo], snap: &Snapshot) {
+    fn pre_score(&self, state: &mut CycleState, pod: &PodInfo, feasible: &[&NodeInfo], snap: &Snapshot) -> Status {
         let cs = constraints(pod, "ScheduleAnyway");
         if cs.is_empty() {
-            return;
+            return Status::skip();
         }
         let ignored: HashSet<usize> = feasible.iter().enumerate().filter(|(_, n)| !cs.iter().all(|c| n.labels.contains_key(&c.key))).map(|(i, _)| i).collect();
         let weights = cs
@@ -209,6 +212,7 @@ impl Plugin for PodTopologySpread {
             .collect();
         let counts = counts(pod, &cs, snap);
         state.topology_spread_score = Some(PreScoreState { constraints: cs, counts, weights, ignored });
+        Status::success()
     }
     fn score(&self, state: &CycleState, _pod: &PodInfo, node: &NodeInfo) -> i64 {
         let Some(s) = &state.topology_spread_score else { return 0 };
