@@ -37,15 +37,18 @@ pub fn import_busybox(dir: &Path, runtime_root: &Path) -> std::path::PathBuf {
     image
 }
 
-/// Mount points strictly under `dir` in this process's mount table
-/// (`/proc/self/mountinfo`), deepest first.
-pub fn mounts_under(dir: &Path) -> Vec<std::path::PathBuf> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let mut found: Vec<std::path::PathBuf> = info.lines().filter_map(|l| l.split(' ').nth(4)).map(|p| std::path::PathBuf::from(unescape_mountinfo(p))).filter(|p| p.starts_with(dir) && p != dir).collect();
-    found.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
-    found.dedup();
-    found
-}
+/// Mount-table helpers, shared with the benches.
+#[path = "../../../bench/src/mounts.rs"]
+#[allow(dead_code)]
+mod mounts;
+/// Lazily unmount every mount under a directory, deepest first: the
+/// container root filesystems, the runtime's state tmpfs and the kubelet's
+/// secret/projected volume tmpfs an agent left behind (killed with pods
+/// still running), so that the test's directory can be removed and no mount
+/// outlives the test.
+#[allow(unused_imports)]
+pub use mounts::{mounts_under, unmount_all_under};
+use mounts::unescape_mountinfo;
 
 /// The filesystem types of the mounts at exactly `path` (more than one
 /// when something was mounted over it), oldest first.
@@ -55,41 +58,6 @@ pub fn mounts_at(path: &Path) -> Vec<String> {
         .filter(|l| l.split(' ').nth(4).map(unescape_mountinfo).is_some_and(|p| Path::new(&p) == path))
         .filter_map(|l| l.split_once(" - ").and_then(|(_, rest)| rest.split(' ').next()).map(str::to_string))
         .collect()
-}
-
-/// mountinfo writes space, tab, newline and backslash as `\ooo` octal escapes.
-fn unescape_mountinfo(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
-            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-unsafe extern "C" {
-    fn umount2(target: *const std::ffi::c_char, flags: i32) -> i32;
-}
-
-/// Lazily unmount every mount under `dir`, deepest first: the container
-/// root filesystems, the runtime's state tmpfs and the kubelet's
-/// secret/projected volume tmpfs an agent left behind (killed with pods
-/// still running), so that the test's directory can be removed and no
-/// mount outlives the test.
-pub fn unmount_all_under(dir: &Path) {
-    use std::os::unix::ffi::OsStrExt;
-    for m in mounts_under(dir) {
-        let c = std::ffi::CString::new(m.as_os_str().as_bytes()).unwrap();
-        // MNT_DETACH
-        unsafe { umount2(c.as_ptr(), 2) };
-    }
 }
 
 /// An OCI-layout tarball holding one layer: /bin/busybox and its applets.
