@@ -115,10 +115,9 @@ fn mount_overlay(lower: &[PathBuf], rw: &Path, bundle: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Detach the container's root filesystem.
 fn unmount(bundle: &Path) {
-    if let Ok(t) = std::ffi::CString::new(bundle.join("rootfs").display().to_string()) {
-        unsafe { libc::umount2(t.as_ptr(), libc::MNT_DETACH) };
-    }
+    crate::tmpfs::unmount(&bundle.join("rootfs"));
 }
 
 /// How many processes the kernel OOM-killed in a container's memory cgroup
