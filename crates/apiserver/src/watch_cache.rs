@@ -114,19 +114,29 @@ impl CachedEvent {
     }
 }
 
+/// One line of a JSON watch stream: `{"type":…,"object":…}`.
+///
+/// `type` comes first, as upstream writes it. A client that decodes the
+/// event as a tagged enum (kube-rs's `WatchEvent`, client-go's decoder) can
+/// then decode the object straight from the bytes; with `object` first,
+/// serde must buffer the whole object before it knows which variant it is.
 pub fn event_line(kind: &str, obj: &Value) -> Bytes {
-    let mut s = json!({"type": kind, "object": obj}).to_string();
-    s.push('\n');
-    Bytes::from(s)
+    let mut b = Vec::with_capacity(256);
+    b.extend_from_slice(b"{\"type\":");
+    serde_json::to_writer(&mut b, kind).expect("strings serialize");
+    b.extend_from_slice(b",\"object\":");
+    serde_json::to_writer(&mut b, obj).expect("values serialize");
+    b.extend_from_slice(b"}\n");
+    Bytes::from(b)
 }
 
 /// [`event_line`] for an object that is already serialized (same bytes).
 pub fn event_line_raw(kind: &str, obj_json: &[u8]) -> Bytes {
     let mut b = Vec::with_capacity(obj_json.len() + 40);
-    b.extend_from_slice(b"{\"object\":");
-    b.extend_from_slice(obj_json);
-    b.extend_from_slice(b",\"type\":");
+    b.extend_from_slice(b"{\"type\":");
     serde_json::to_writer(&mut b, kind).expect("strings serialize");
+    b.extend_from_slice(b",\"object\":");
+    b.extend_from_slice(obj_json);
     b.extend_from_slice(b"}\n");
     Bytes::from(b)
 }
@@ -314,4 +324,19 @@ async fn feed(cacher: Arc<Cacher>, mut stream: crate::kv::WatchStream, capacity:
     }
     cacher.state.write().unwrap().dead = true;
     cacher.tick.send_replace(i64::MAX);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn watch_lines_put_the_type_first_as_upstream_does() {
+        let line = event_line("ADDED", &json!({"kind": "Pod", "metadata": {"name": "a"}}));
+        assert_eq!(&line[..], b"{\"type\":\"ADDED\",\"object\":{\"kind\":\"Pod\",\"metadata\":{\"name\":\"a\"}}}\n");
+        let raw = event_line_raw("DELETED", br#"{"kind":"Pod"}"#);
+        assert_eq!(&raw[..], b"{\"type\":\"DELETED\",\"object\":{\"kind\":\"Pod\"}}\n");
+        let v: Value = serde_json::from_slice(&raw).unwrap();
+        assert_eq!(v, json!({"type": "DELETED", "object": {"kind": "Pod"}}));
+    }
 }
