@@ -151,6 +151,8 @@ async fn watch_bound(client: kube::Client, mut rv: String, tx: tokio::sync::mpsc
         let Ok(req) = hyper::Request::get(uri).body(Vec::new()) else { return };
         let body = match client.request_stream(req).await {
             Ok(b) => b,
+            // The run is over (the server is stopping): nothing is listening.
+            Err(_) if tx.is_closed() => return,
             Err(e) => {
                 eprintln!("bench: pod watch: {e}");
                 tokio::time::sleep(Duration::from_millis(200)).await;
