@@ -11,6 +11,7 @@ pub mod client;
 pub mod crilog;
 pub mod downward;
 pub mod eviction;
+pub mod housekeeping;
 pub mod namespaces;
 pub mod node;
 pub mod pki;
@@ -207,6 +208,7 @@ pub async fn run(cfg: Config) -> Result<()> {
 /// List then watch this node's pods, feeding each pod's worker its latest object.
 async fn watch_pods(ctx: Arc<Ctx>, node: &str) -> Result<()> {
     let mut workers: HashMap<String, watch::Sender<Option<Value>>> = HashMap::new();
+    let mut housekept = false;
     let sel = format!("fieldSelector=spec.nodeName%3D{node}");
     let feed = |workers: &mut HashMap<String, watch::Sender<Option<Value>>>, pod: Option<Value>, uid: String| {
         workers.retain(|_, tx| !tx.is_closed());
@@ -239,6 +241,14 @@ async fn watch_pods(ctx: Arc<Ctx>, node: &str) -> Result<()> {
         for p in list["items"].as_array().cloned().unwrap_or_default() {
             let uid = p["metadata"]["uid"].as_str().unwrap_or_default().to_string();
             feed(&mut workers, Some(p), uid);
+        }
+        if !housekept {
+            // Once, after the first list: every pod bound here now has a
+            // worker, so what the runtime and the disk hold for any other
+            // pod is left from pods deleted while no agent ran.
+            housekept = true;
+            let known = workers.keys().cloned().collect();
+            tokio::spawn(crate::housekeeping::remove_orphans(ctx.clone(), known));
         }
         let rv = list["metadata"]["resourceVersion"].as_str().unwrap_or("0").to_string();
         let mut events = match ctx.api.watch(&format!("/api/v1/pods?{sel}&watch=1&resourceVersion={rv}&allowWatchBookmarks=true")).await {

@@ -13,6 +13,11 @@ pub fn memory_bytes() -> i64 {
     meminfo("MemTotal:")
 }
 
+/// The memory the node reports allocatable: all of it but 100 MiB.
+pub fn allocatable_memory() -> i64 {
+    (memory_bytes() - (100 << 20)).max(0)
+}
+
 pub(crate) fn meminfo(key: &str) -> i64 {
     std::fs::read_to_string("/proc/meminfo").ok().and_then(|t| t.lines().find_map(|l| l.strip_prefix(key).and_then(|r| r.split_whitespace().next()?.parse::<i64>().ok()))).unwrap_or(0) * 1024
 }
@@ -58,7 +63,7 @@ pub fn node_object(name: &str, ip: &str, port: u16, pod_cidr: &str, runtime: &st
     let (disk, _) = fs_stats("/");
     let mem = memory_bytes();
     let capacity = json!({"cpu": cpus().to_string(), "memory": format!("{}Ki", mem / 1024), "pods": "110", "ephemeral-storage": format!("{}Ki", disk / 1024)});
-    let allocatable = json!({"cpu": cpus().to_string(), "memory": format!("{}Ki", (mem - (100 << 20)).max(0) / 1024), "pods": "110", "ephemeral-storage": format!("{}Ki", disk / 10 * 9 / 1024)});
+    let allocatable = json!({"cpu": cpus().to_string(), "memory": format!("{}Ki", allocatable_memory() / 1024), "pods": "110", "ephemeral-storage": format!("{}Ki", disk / 10 * 9 / 1024)});
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string();
     let machine_id = std::fs::read_to_string("/etc/machine-id").unwrap_or_default().trim().to_string();
     let os_image = std::fs::read_to_string("/etc/os-release").ok().and_then(|t| t.lines().find_map(|l| l.strip_prefix("PRETTY_NAME=").map(|v| v.trim_matches('"').to_string()))).unwrap_or_default();

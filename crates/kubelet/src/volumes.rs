@@ -60,7 +60,7 @@ pub async fn prepare(api: &Api, root: &Path, pod: &Value, pod_ip: &str, host_ip:
             continue;
         }
         if v["projected"].is_object() {
-            memory_dir(&dir)?;
+            memory_dir(&dir, VOLUME_TMPFS)?;
             let mut files = vec![];
             for src in v["projected"]["sources"].as_array().into_iter().flatten() {
                 if src["downwardAPI"].is_object() {
@@ -92,12 +92,15 @@ pub async fn prepare(api: &Api, root: &Path, pod: &Value, pod_ip: &str, host_ip:
                 std::fs::create_dir_all(&p)?;
             }
             continue;
+        } else if v["emptyDir"]["medium"] == "Memory" {
+            memory_dir(&dir, &format!("mode=0777,size={}", memory_volume_size(pod, &v["emptyDir"]["sizeLimit"])))?;
+            continue;
         } else {
             std::fs::create_dir_all(&dir)?;
             continue;
         };
         if kind == "secrets" {
-            memory_dir(&dir)?;
+            memory_dir(&dir, VOLUME_TMPFS)?;
         } else {
             std::fs::create_dir_all(&dir)?;
         }
@@ -120,15 +123,51 @@ const VOLUME_TMPFS: &str = "mode=0755,size=64m";
 /// then stay plain directories, with one warning.
 static MOUNTS_WORK: AtomicBool = AtomicBool::new(true);
 
-/// A secret or projected volume's directory, on a tmpfs of its own mounted
-/// before any file is written (once: later syncs find the mount). When
-/// mounting is not possible, a plain directory: never a reason to fail the pod.
-fn memory_dir(dir: &Path) -> Result<()> {
+/// The size of an emptyDir with medium Memory, in bytes, as upstream's
+/// kubelet sizes it (SizeMemoryBackedVolumes): the node's allocatable
+/// memory, or less, the pod's memory limit (when every container has one),
+/// or less still, the volume's own sizeLimit. Pages in a tmpfs are memory
+/// the pod could not otherwise have used, so no larger cap makes sense.
+fn memory_volume_size(pod: &Value, size_limit: &Value) -> i64 {
+    let mut size = crate::node::allocatable_memory();
+    if let Some(limit) = pod_memory_limit(pod).filter(|&l| l > 0 && l <= size) {
+        size = limit;
+    }
+    if let Some(limit) = size_limit.as_str().and_then(crate::resources::milli).map(|m| (m / 1000) as i64).filter(|&l| l > 0 && l <= size) {
+        size = limit;
+    }
+    size
+}
+
+/// The pod's memory limit when every container declares one (upstream's
+/// pod cgroup rule): its app containers and sidecars together, or its
+/// largest init container if that is more.
+fn pod_memory_limit(pod: &Value) -> Option<i64> {
+    let limit = |c: &Value| c["resources"]["limits"]["memory"].as_str().and_then(crate::resources::milli).map(|m| (m / 1000) as i64);
+    let (mut running, mut init) = (0i64, 0i64);
+    for c in pod["spec"]["containers"].as_array().into_iter().flatten() {
+        running += limit(c)?;
+    }
+    for c in pod["spec"]["initContainers"].as_array().into_iter().flatten() {
+        if crate::status::is_sidecar(c) {
+            running += limit(c)?;
+        } else {
+            init = init.max(limit(c)?);
+        }
+    }
+    Some(running.max(init))
+}
+
+/// A secret, projected or memory-medium emptyDir volume's directory, on a
+/// tmpfs of its own (mounted with `options`) before any file is written
+/// (once: later syncs find the mount). When mounting is not possible, a
+/// plain directory: never a reason to fail the pod.
+fn memory_dir(dir: &Path, options: &str) -> Result<()> {
     std::fs::create_dir_all(dir)?;
     if !MOUNTS_WORK.load(Ordering::Relaxed) || tmpfs::is_mount_point(dir) {
         return Ok(());
     }
-    if let Err(e) = tmpfs::mount(dir, VOLUME_TMPFS) {
+    if let Err(e) = tmpfs::mount(dir, options) {
         if matches!(e.raw_os_error(), Some(libc::EPERM) | Some(libc::EACCES)) {
             if MOUNTS_WORK.swap(false, Ordering::Relaxed) {
                 tracing::warn!("cannot mount tmpfs for secret and projected volumes ({e}); keeping them in plain directories");
@@ -144,7 +183,11 @@ fn memory_dir(dir: &Path) -> Result<()> {
 /// secret and projected volumes (else removing would only empty them,
 /// and leak the mounts).
 pub fn remove(root: &Path, pod: &Value) {
-    let dir = pod_dir(root, pod);
+    remove_dir(&pod_dir(root, pod));
+}
+
+/// [`remove`] by the pod directory's path (housekeeping knows only the uid).
+pub fn remove_dir(dir: &Path) {
     for e in std::fs::read_dir(dir.join("volumes")).into_iter().flatten().flatten() {
         if tmpfs::is_mount_point(&e.path()) {
             tmpfs::unmount(&e.path());
@@ -250,6 +293,30 @@ pub async fn env(api: &Api, pod: &Value, c: &Value, pod_ip: &str, host_ip: &str)
 mod tests {
     use super::*;
 
+    #[test]
+    fn memory_empty_dirs_are_sized_as_upstream_sizes_them() {
+        let node = crate::node::allocatable_memory();
+        let pod = |containers: Value, init: Value| serde_json::json!({"spec": {"containers": containers, "initContainers": init}});
+        let lim = |m: &str| serde_json::json!({"resources": {"limits": {"memory": m}}});
+        // No pod limit (a container without one), no sizeLimit: the node's allocatable memory.
+        let open = pod(serde_json::json!([lim("64Mi"), {}]), serde_json::json!([]));
+        assert_eq!(pod_memory_limit(&open), None);
+        assert_eq!(memory_volume_size(&open, &Value::Null), node);
+        // Every container limited: app containers and sidecars add up, init containers take the max.
+        let mut sidecar = lim("16Mi");
+        sidecar["restartPolicy"] = serde_json::json!("Always");
+        let limited = pod(serde_json::json!([lim("64Mi"), lim("32Mi")]), serde_json::json!([lim("80Mi"), sidecar]));
+        assert_eq!(pod_memory_limit(&limited), Some(112 << 20));
+        assert_eq!(memory_volume_size(&limited, &Value::Null), 112 << 20);
+        let big_init = pod(serde_json::json!([lim("64Mi")]), serde_json::json!([lim("1Gi")]));
+        assert_eq!(pod_memory_limit(&big_init), Some(1 << 30));
+        // A sizeLimit below the pod's limit wins; one above it, or zero, does not.
+        assert_eq!(memory_volume_size(&limited, &serde_json::json!("8Mi")), 8 << 20);
+        assert_eq!(memory_volume_size(&limited, &serde_json::json!("1Gi")), 112 << 20);
+        assert_eq!(memory_volume_size(&limited, &serde_json::json!("0")), 112 << 20);
+        assert_eq!(memory_volume_size(&open, &serde_json::json!("10M")), 10_000_000);
+    }
+
     /// A secret volume's tmpfs: mounted once, its files replaced in place on
     /// an update, and unmounted before the pod's directory is removed.
     #[test]
@@ -261,11 +328,11 @@ mod tests {
         let d = tempfile::tempdir_in(env!("CARGO_MANIFEST_DIR")).unwrap();
         let pod = serde_json::json!({"metadata": {"uid": "u1"}});
         let vol = pod_dir(d.path(), &pod).join("volumes/tok");
-        memory_dir(&vol).unwrap();
+        memory_dir(&vol, VOLUME_TMPFS).unwrap();
         assert!(tmpfs::is_tmpfs(&vol) && tmpfs::is_mount_point(&vol));
         write_files(&vol, vec![("token".into(), b"one".to_vec())]).unwrap();
         // The next sync: no second mount (which would hide the files), then the update.
-        memory_dir(&vol).unwrap();
+        memory_dir(&vol, VOLUME_TMPFS).unwrap();
         assert_eq!(std::fs::read(vol.join("token")).unwrap(), b"one");
         write_files(&vol, vec![("token".into(), b"two".to_vec())]).unwrap();
         assert_eq!(std::fs::read(vol.join("token")).unwrap(), b"two");

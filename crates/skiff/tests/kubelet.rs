@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::node::{apply, import_busybox, sh, spawn_agent, unmount_all_under, wait_pod, Agent};
+use common::node::{apply, import_busybox, mounts_at, sh, spawn_agent, unmount_all_under, wait_pod, Agent};
 use common::{free_port, wait_for_port, Kubectl, SkiffServer};
 use serde_json::Value;
 use std::path::Path;
@@ -131,7 +131,8 @@ fn pods_run_in_real_containers() {
         apply(&k, r#"{"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "sec"}, "data": {"password": "czNjcmV0"}}"#);
         let v = serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "config"},
             "spec": {"nodeName": "skiff-e2e", "terminationGracePeriodSeconds": 1,
-                "volumes": [{"name": "cm", "configMap": {"name": "cfg"}}, {"name": "sec", "secret": {"secretName": "sec"}}, {"name": "scratch", "emptyDir": {}}],
+                "volumes": [{"name": "cm", "configMap": {"name": "cfg"}}, {"name": "sec", "secret": {"secretName": "sec"}}, {"name": "scratch", "emptyDir": {}},
+                    {"name": "mem", "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}}],
                 "initContainers": [{"name": "fill", "image": "busybox:skiff-test", "command": ["sh", "-c", "echo init-wrote > /scratch/from-init"],
                     "volumeMounts": [{"name": "scratch", "mountPath": "/scratch"}]}],
                 "containers": [{"name": "main", "image": "busybox:skiff-test",
@@ -140,7 +141,7 @@ fn pods_run_in_real_containers() {
                             {"name": "PASS", "valueFrom": {"secretKeyRef": {"name": "sec", "key": "password"}}},
                             {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
                     "envFrom": [{"configMapRef": {"name": "cfg"}, "prefix": "CM_"}],
-                    "volumeMounts": [{"name": "cm", "mountPath": "/etc/cm"}, {"name": "sec", "mountPath": "/etc/sec"}, {"name": "scratch", "mountPath": "/scratch"}]}]}});
+                    "volumeMounts": [{"name": "cm", "mountPath": "/etc/cm"}, {"name": "sec", "mountPath": "/etc/sec"}, {"name": "scratch", "mountPath": "/scratch"}, {"name": "mem", "mountPath": "/mem"}]}]}});
         apply(&k, &v.to_string());
         let p = wait_pod(&k, "config", "Running", |p| p["status"]["phase"] == "Running");
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -153,6 +154,15 @@ fn pods_run_in_real_containers() {
             assert!(Instant::now() < deadline, "config pod logs: {logs:?}");
             std::thread::sleep(Duration::from_millis(300));
         }
+        // emptyDir with medium Memory: a tmpfs of its own, its size the volume's sizeLimit.
+        let mem = d.join("kubelet/pods").join(p["metadata"]["uid"].as_str().unwrap()).join("volumes/mem");
+        assert_eq!(mounts_at(&mem), ["tmpfs"], "the memory emptyDir's mounts");
+        let fs = String::from_utf8_lossy(&Command::new("stat").args(["-f", "-c", "%T %b %S"]).arg(&mem).output().unwrap().stdout).to_string();
+        let f: Vec<&str> = fs.split_whitespace().collect();
+        assert_eq!(f[0], "tmpfs", "{fs}");
+        assert_eq!(f[1].parse::<u64>().unwrap() * f[2].parse::<u64>().unwrap(), 16 << 20, "{fs}");
+        assert_eq!(k.ok(&["exec", "config", "--", "sh", "-c", "echo in-memory > /mem/f && cat /mem/f"]), "in-memory\n");
+        assert_eq!(std::fs::read_to_string(mem.join("f")).unwrap(), "in-memory\n");
         k.ok(&["patch", "configmap", "cfg", "-p", r#"{"data":{"greeting":"changed"}}"#]);
         let file = d.join("kubelet/pods").join(p["metadata"]["uid"].as_str().unwrap()).join("volumes/cm/greeting");
         let deadline = Instant::now() + Duration::from_secs(30);

@@ -273,6 +273,16 @@ fn containers_find_a_working_token() {
 
         // A restarted agent has no tokens in memory: the pod gets a new one.
         drop(agent.take());
+        // While no agent runs, "late" is deleted for good (forced, no grace):
+        // the restarted agent finds its sandbox, container, volume mount and
+        // directories left over and removes them (upstream's pod cleanups).
+        let late = common::node::get(&k, "late");
+        let late_uid = late["metadata"]["uid"].as_str().unwrap().to_string();
+        let late_cid = late["status"]["containerStatuses"][0]["containerID"].as_str().unwrap().trim_start_matches("skiff://").to_string();
+        let late_dir = d.join("kubelet/pods").join(&late_uid);
+        assert_eq!(mounts_under(&late_dir).len(), 1, "the late pod's token volume is mounted");
+        let late_pid: i32 = std::fs::read_to_string(state.join("containers").join(&late_cid).join("pid")).unwrap().trim().parse().unwrap();
+        k.ok(&["delete", "pod", "late", "--grace-period=0", "--force"]);
         agent = Some(start_agent());
         common::wait_for_port(kport, Duration::from_secs(30));
         let fresh = wait_until("a new token after the agent restart", Duration::from_secs(30), || {
@@ -285,6 +295,18 @@ fn containers_find_a_working_token() {
         assert_eq!(mounts_at(&vol), ["tmpfs"]);
         assert_eq!(mounts_at(&state), ["tmpfs"]);
         assert!(state.join(format!("runc/{cid}/state.json")).is_file());
+
+        wait_until("the force-deleted pod's leftovers to go", Duration::from_secs(30), || (!late_dir.exists()).then_some(()));
+        assert_eq!(mounts_under(&late_dir), Vec::<std::path::PathBuf>::new());
+        assert!(!std::path::Path::new(&format!("/proc/{late_pid}")).exists(), "the force-deleted pod's container is still running");
+        for gone in [state.join("containers").join(&late_cid), state.join("runc").join(&late_cid), runtime_root.join("containers").join(&late_cid)] {
+            assert!(!gone.exists(), "{} is still there", gone.display());
+        }
+        let logs: Vec<String> = std::fs::read_dir(d.join("pods")).unwrap().flatten().map(|e| e.file_name().to_string_lossy().to_string()).collect();
+        assert!(!logs.iter().any(|n| n.ends_with(&late_uid)), "the force-deleted pod's log directory is still there: {logs:?}");
+        assert!(logs.iter().any(|n| n.starts_with("default_sa_")), "the live pod's log directory went too: {logs:?}");
+        assert!(pod_dir.is_dir(), "the live pod's directory went too");
+        assert_eq!(k.ok(&["exec", "sa", "--", "cat", &format!("{dirpath}/namespace")]), "default", "the live pod was left alone");
 
         // A deleted pod leaves no mount, bundle or writable layer behind.
         k.ok(&["delete", "pod", "sa", "--wait=true", "--timeout=60s"]);
