@@ -45,7 +45,11 @@ where
     pub fn start(&self) {
         let Some(writer) = self.writer.lock().take() else { return };
         let handlers = self.handlers.clone();
-        let stream = watcher(self.api.clone(), watcher::Config::default()).default_backoff().reflect(writer);
+        // The cache drops managedFields, as upstream's controller-manager
+        // and scheduler do (client-go's TransformStripManagedFields): no
+        // controller reads them, and they are often the largest part of a
+        // pod's metadata. An update sent without them keeps the stored ones.
+        let stream = watcher(self.api.clone(), watcher::Config::default()).default_backoff().modify(|o| o.meta_mut().managed_fields = None).reflect(writer);
         tokio::spawn(async move {
             futures::pin_mut!(stream);
             // The reflector swaps a (re)list into the store only at InitDone:

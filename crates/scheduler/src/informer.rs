@@ -26,7 +26,9 @@ where
     D: Fn(&mut State, &str),
     F: Fn(&K) -> String,
 {
-    let mut stream = watcher::watcher(api, watcher::Config::default()).default_backoff().boxed();
+    // managedFields are dropped before caching, as upstream's scheduler
+    // does: nothing here reads them, and 50,000 cached pods carried them.
+    let mut stream = watcher::watcher(api, watcher::Config::default()).default_backoff().modify(|o| o.meta_mut().managed_fields = None).boxed();
     let mut known: HashSet<String> = HashSet::new();
     let mut relist: Option<HashSet<String>> = None;
     let mut synced = Some(synced);
