@@ -1052,7 +1052,12 @@ impl View {
     /// Whether a cached object passes this watcher's selectors; without
     /// selectors the object is not decoded.
     fn matches(&self, obj: &crate::watch_cache::CachedObject) -> bool {
-        self.selects_all() || self.matches_value(obj.value())
+        if self.selects_all() {
+            return true;
+        }
+        let res = self.res;
+        let s = obj.selectable((res.group, res.kind), |v| crate::watch_cache::Selectable { labels: labels_of(v, "labels"), fields: fields_of(res, v) });
+        (self.labels.is_empty() || self.labels.matches(&s.labels)) && (self.fields.is_empty() || self.fields.matches_fields(&s.fields))
     }
     fn selects_all(&self) -> bool {
         self.labels.is_empty() && self.fields.is_empty()

@@ -27,9 +27,21 @@ use crate::storage::{decode, Storage};
 /// decoded value.
 pub struct CachedObject {
     value: OnceLock<Value>,
+    /// What selectors read of it, for the resource (group, kind) that asked
+    /// first: kept instead of the decoded object, which for a pod is several
+    /// times its JSON in memory, and the watch cache holds every object.
+    selectable: OnceLock<((&'static str, &'static str), Selectable)>,
     json: Bytes,
     /// Where the resourceVersion's digits are in `json`, if it has one.
     rv_at: Option<usize>,
+}
+
+/// An object's labels and the selectable fields of its resource, as label
+/// and field selectors match them.
+#[derive(Clone, Debug, Default)]
+pub struct Selectable {
+    pub labels: BTreeMap<String, String>,
+    pub fields: BTreeMap<String, String>,
 }
 
 impl CachedObject {
@@ -37,20 +49,20 @@ impl CachedObject {
     /// (no decoding; objects not in the stored form are decoded now).
     fn from_kv(kv: &etcdpb::KeyValue) -> Option<CachedObject> {
         match crate::rawjson::with_resource_version_at(&kv.value, kv.mod_revision) {
-            Some((json, rv_at)) => Some(CachedObject { value: OnceLock::new(), json: Bytes::from(json), rv_at }),
+            Some((json, rv_at)) => Some(CachedObject { value: OnceLock::new(), selectable: OnceLock::new(), json: Bytes::from(json), rv_at }),
             None => Some(CachedObject::new(decode(kv).ok()?)),
         }
     }
 
     pub fn new(value: Value) -> CachedObject {
         let json = Bytes::from(serde_json::to_vec(&value).expect("JSON values always serialize"));
-        CachedObject { value: OnceLock::from(value), json, rv_at: None }
+        CachedObject { value: OnceLock::from(value), selectable: OnceLock::new(), json, rv_at: None }
     }
 
     /// This object as the last state of a deletion at `rev`.
     fn deleted_at(&self, rev: i64) -> CachedObject {
         if let Some(json) = self.rv_at.and_then(|at| crate::rawjson::replace_resource_version(&self.json, at, rev)) {
-            return CachedObject { value: OnceLock::new(), json: Bytes::from(json), rv_at: self.rv_at };
+            return CachedObject { value: OnceLock::new(), selectable: OnceLock::new(), json: Bytes::from(json), rv_at: self.rv_at };
         }
         let mut gone = self.value().clone();
         gone["metadata"]["resourceVersion"] = json!(rev.to_string());
@@ -60,6 +72,20 @@ impl CachedObject {
     /// The object as JSON, resourceVersion included.
     pub fn json(&self) -> &Bytes {
         &self.json
+    }
+
+    /// The labels and selectable fields of this object as resource `of`
+    /// (group, kind) sees them, computed by `read` from the value. Decodes
+    /// the bytes once but keeps only what `read` returns (unless the value
+    /// was decoded for another reason). Another resource sharing this
+    /// storage gets its own, uncached.
+    pub fn selectable(&self, of: (&'static str, &'static str), read: impl Fn(&Value) -> Selectable) -> std::borrow::Cow<'_, Selectable> {
+        let compute = || match self.value.get() {
+            Some(v) => read(v),
+            None => read(&serde_json::from_slice(&self.json).unwrap_or(Value::Null)),
+        };
+        let (who, s) = self.selectable.get_or_init(|| (of, compute()));
+        if *who == of { std::borrow::Cow::Borrowed(s) } else { std::borrow::Cow::Owned(compute()) }
     }
 
     pub fn value(&self) -> &Value {
@@ -329,6 +355,25 @@ async fn feed(cacher: Arc<Cacher>, mut stream: crate::kv::WatchStream, capacity:
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn selectors_keep_what_they_read_not_the_decoded_object() {
+        let kv = etcdpb::KeyValue { key: "/registry/pods/default/a".into(), value: br#"{"kind":"Pod","metadata":{"name":"a","labels":{"app":"web"}},"spec":{"nodeName":"n1"}}"#.to_vec().into(), mod_revision: 7, ..Default::default() };
+        let obj = CachedObject::from_kv(&kv).unwrap();
+        let calls = std::cell::Cell::new(0);
+        let read = |v: &Value| {
+            calls.set(calls.get() + 1);
+            Selectable { labels: [("app".to_string(), v["metadata"]["labels"]["app"].as_str().unwrap().to_string())].into(), fields: [("spec.nodeName".to_string(), v["spec"]["nodeName"].as_str().unwrap().to_string())].into() }
+        };
+        let s = obj.selectable(("", "Pod"), read);
+        assert_eq!(s.labels["app"], "web");
+        assert_eq!(s.fields["spec.nodeName"], "n1");
+        let _ = obj.selectable(("", "Pod"), read);
+        assert_eq!(calls.get(), 1, "read once, then kept");
+        assert!(obj.value.get().is_none(), "the decoded object is not kept");
+        let _ = obj.selectable(("events.k8s.io", "Event"), read);
+        assert_eq!(calls.get(), 2, "another resource reads for itself");
+    }
 
     #[test]
     fn watch_lines_put_the_type_first_as_upstream_does() {
