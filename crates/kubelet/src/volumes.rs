@@ -170,7 +170,7 @@ fn memory_dir(dir: &Path, options: &str) -> Result<()> {
     if let Err(e) = tmpfs::mount(dir, options) {
         if matches!(e.raw_os_error(), Some(libc::EPERM) | Some(libc::EACCES)) {
             if MOUNTS_WORK.swap(false, Ordering::Relaxed) {
-                tracing::warn!("cannot mount tmpfs for secret and projected volumes ({e}); keeping them in plain directories");
+                tracing::warn!("cannot mount tmpfs for secret, projected and memory emptyDir volumes ({e}); keeping them in plain directories");
             }
         } else {
             tracing::warn!(dir = %dir.display(), "mounting a tmpfs for a volume: {e}; keeping a plain directory");
@@ -180,7 +180,7 @@ fn memory_dir(dir: &Path, options: &str) -> Result<()> {
 }
 
 /// Remove the pod's volume directories: first unmount the tmpfs of its
-/// secret and projected volumes (else removing would only empty them,
+/// secret, projected and memory emptyDir volumes (else removing would only empty them,
 /// and leak the mounts).
 pub fn remove(root: &Path, pod: &Value) {
     remove_dir(&pod_dir(root, pod));
