@@ -243,12 +243,14 @@ async fn watch_pods(ctx: Arc<Ctx>, node: &str) -> Result<()> {
             feed(&mut workers, Some(p), uid);
         }
         if !housekept {
-            // Once, after the first list: every pod bound here now has a
-            // worker, so what the runtime and the disk hold for any other
-            // pod is left from pods deleted while no agent ran.
+            // Once, after the first list and before the watch can feed a new
+            // pod: every pod bound here now has a worker, so what the runtime
+            // and the disk hold for any other pod is left from pods deleted
+            // while no agent ran.
             housekept = true;
             let known = workers.keys().cloned().collect();
-            tokio::spawn(crate::housekeeping::remove_orphans(ctx.clone(), known));
+            let orphans = crate::housekeeping::find(&ctx, &known).await;
+            tokio::spawn(crate::housekeeping::remove(ctx.clone(), orphans));
         }
         let rv = list["metadata"]["resourceVersion"].as_str().unwrap_or("0").to_string();
         let mut events = match ctx.api.watch(&format!("/api/v1/pods?{sel}&watch=1&resourceVersion={rv}&allowWatchBookmarks=true")).await {
