@@ -803,8 +803,13 @@ fn selectors(req: &Request) -> ApiResult<(Selector, Selector)> {
     Ok((labels, fields))
 }
 
+/// What label and field selectors read of `obj` as a `res`.
+fn selectable_of(res: &Resource, obj: &Value) -> crate::watch_cache::Selectable {
+    crate::watch_cache::Selectable { labels: labels_of(obj, "labels"), fields: fields_of(res, obj) }
+}
+
 fn matches(res: &Resource, obj: &Value, labels: &Selector, fields: &Selector) -> bool {
-    (labels.is_empty() || labels.matches(&labels_of(obj, "labels"))) && (fields.is_empty() || fields.matches_fields(&fields_of(res, obj)))
+    selectable_of(res, obj).passes(labels, fields)
 }
 
 fn list_prefix(t: &Target) -> String {
@@ -1056,8 +1061,7 @@ impl View {
             return true;
         }
         let res = self.res;
-        let s = obj.selectable((res.group, res.kind), |v| crate::watch_cache::Selectable { labels: labels_of(v, "labels"), fields: fields_of(res, v) });
-        (self.labels.is_empty() || self.labels.matches(&s.labels)) && (self.fields.is_empty() || self.fields.matches_fields(&s.fields))
+        obj.selectable((res.group, res.kind), |v| selectable_of(res, v)).passes(&self.labels, &self.fields)
     }
     fn selects_all(&self) -> bool {
         self.labels.is_empty() && self.fields.is_empty()

@@ -22,7 +22,8 @@ use crate::storage::{decode, Storage};
 /// One version of an object: serialized with its resourceVersion once, so
 /// lists and watch events are written by copying bytes, and decoded only
 /// when something needs the value (a selector, a Table, an old-style
-/// metadata view) — once, however many watchers ask. Most events of a busy
+/// metadata view) — once, however many watchers ask; for selectors only
+/// what they read is kept ([`Selectable`]). Most events of a busy
 /// resource (pod creates under load) are never decoded here. Derefs to the
 /// decoded value.
 pub struct CachedObject {
@@ -42,6 +43,13 @@ pub struct CachedObject {
 pub struct Selectable {
     pub labels: BTreeMap<String, String>,
     pub fields: BTreeMap<String, String>,
+}
+
+impl Selectable {
+    /// Whether the object passes a label and a field selector (empty ones pass all).
+    pub fn passes(&self, labels: &crate::selector::Selector, fields: &crate::selector::Selector) -> bool {
+        (labels.is_empty() || labels.matches(&self.labels)) && (fields.is_empty() || fields.matches_fields(&self.fields))
+    }
 }
 
 impl CachedObject {
