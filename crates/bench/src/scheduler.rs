@@ -141,9 +141,10 @@ struct LeanSpec {
 
 /// Sends each pod's name when a watch event first shows it bound. The load
 /// generator shares the two cores with what it measures; a kube-runtime
-/// watcher builds a whole `Pod` from each event (two a pod). This one reads the lines itself and picks
-/// out three fields, resuming from the last resourceVersion if the server
-/// ends the watch.
+/// watcher builds a whole `Pod` from each event (two a pod). This one reads
+/// the lines itself and picks out three fields, resuming from the last
+/// resourceVersion if the server ends the watch. An ERROR event (say, that
+/// resourceVersion compacted away) ends it: the run then fails, waiting.
 async fn watch_bound(client: kube::Client, mut rv: String, tx: tokio::sync::mpsc::UnboundedSender<(String, Instant)>) {
     use futures::AsyncBufReadExt;
     loop {
@@ -163,7 +164,8 @@ async fn watch_bound(client: kube::Client, mut rv: String, tx: tokio::sync::mpsc
         while let Some(Ok(line)) = lines.next().await {
             let Ok(ev) = serde_json::from_str::<LeanEvent>(&line) else { continue };
             if ev.kind == "ERROR" {
-                break;
+                eprintln!("bench: pod watch ended: {line}");
+                return;
             }
             rv = ev.object.metadata.resource_version;
             if ev.kind != "DELETED" && ev.object.spec.and_then(|s| s.node_name).is_some_and(|n| !n.is_empty()) {
