@@ -44,6 +44,11 @@ impl Sample {
         Sample { at: Instant::now(), machine_busy: machine_busy(), ours }
     }
 
+    /// CPU seconds the whole machine was busy (all cores, all processes) since `earlier`.
+    pub fn machine_busy_secs_since(&self, earlier: &Sample) -> f64 {
+        self.machine_busy.saturating_sub(earlier.machine_busy) as f64 / ticks_per_sec()
+    }
+
     /// Share of the machine's total CPU capacity (all cores) that other
     /// processes used since `earlier`, in percent.
     pub fn others_since(&self, earlier: &Sample) -> f64 {

@@ -227,6 +227,7 @@ pub async fn run(args: PodStartupArgs) -> Result<String> {
     crate::progress(&format!("creating {} pods at once", args.burst));
     let names: Vec<String> = (0..args.burst).map(|i| format!("burst-{i}")).collect();
     let burst_t0 = Instant::now();
+    let cpu_t0 = (crate::noise::Sample::now(&[]), crate::noise::process_cpu(&agent.pid().to_string()), crate::noise::process_cpu(&server.pid().to_string()));
     let creates = futures::future::join_all(names.iter().map(|n| {
         let api = pods.clone();
         async move {
@@ -241,6 +242,14 @@ pub async fn run(args: PodStartupArgs) -> Result<String> {
     wait_for(&mut rx, &mut running, &mut Vec::new(), |r, _| names.iter().all(|n| r.contains_key(n)), timeout, "the burst Running").await?;
     let burst: Vec<Duration> = names.iter().map(|n| running[n].duration_since(sent[n])).collect();
     let all_running = names.iter().map(|n| running[n]).max().unwrap().duration_since(burst_t0);
+    // Where the burst's CPU went: the whole machine (runc, pause processes,
+    // kernel work for namespaces and mounts, all of it) and the two skiff processes.
+    let tick = crate::noise::ticks_per_sec();
+    let burst_cpu = (
+        crate::noise::Sample::now(&[]).machine_busy_secs_since(&cpu_t0.0),
+        crate::noise::process_cpu(&agent.pid().to_string()).saturating_sub(cpu_t0.1) as f64 / tick,
+        crate::noise::process_cpu(&server.pid().to_string()).saturating_sub(cpu_t0.2) as f64 / tick,
+    );
     crate::progress(&format!("all {} Running after {:.2}s", args.burst, all_running.as_secs_f64()));
 
     // (c) RSS with the burst running, after a short settle.
@@ -269,6 +278,10 @@ pub async fn run(args: PodStartupArgs) -> Result<String> {
     r += "| phase | pods | p50 ms | p99 ms | max ms |\n|---|---:|---:|---:|---:|\n";
     r += &format!("| (a) one at a time | {} | {s50:.0} | {s99:.0} | {smax:.0} |\n", args.sequential);
     r += &format!("| (b) all at once (all Running after {:.2} s) | {} | {b50:.0} | {b99:.0} | {bmax:.0} |\n\n", all_running.as_secs_f64(), args.burst);
+    r += &format!(
+        "CPU used from the burst's first create until all {} were Running: {:.2} CPU-seconds on the whole machine, of which the agent process {:.2} and the server process {:.2} (the rest: runc, the pause processes, the shells that keep containers, the bench, the kernel's threads).\n\n",
+        args.burst, burst_cpu.0, burst_cpu.1, burst_cpu.2
+    );
     r += "| process | idle VmRSS MiB | VmRSS MiB with the burst running |\n|---|---:|---:|\n";
     r += &format!("| skiff agent | {:.1} | {:.1} |\n| skiff server (API server, store, controllers) | - | {:.1} |\n", mib(idle_rss), mib(agent_rss), mib(server_rss));
     if let Some((daemon, shims, n)) = runtime_rss {

@@ -37,6 +37,8 @@ pub struct Worker {
     pruned: HashMap<String, usize>,
     /// Evicted under node pressure: stopped for good, waiting for deletion.
     evicted: bool,
+    /// When this worker began: the debug-level step timings count from here.
+    born: Instant,
 }
 
 /// The pod's log directory, upstream's layout.
@@ -55,7 +57,7 @@ fn strings(v: &Value) -> Vec<String> {
 
 impl Worker {
     pub fn new(ctx: Arc<Ctx>) -> Self {
-        Self { ctx, sandbox: None, ids: HashMap::new(), backoff: HashMap::new(), waiting: HashMap::new(), start_time: String::new(), last_status: Value::Null, cond_times: HashMap::new(), probes: HashMap::new(), volumes_synced: None, pruned: HashMap::new(), evicted: false }
+        Self { ctx, sandbox: None, ids: HashMap::new(), backoff: HashMap::new(), waiting: HashMap::new(), start_time: String::new(), last_status: Value::Null, cond_times: HashMap::new(), probes: HashMap::new(), volumes_synced: None, pruned: HashMap::new(), evicted: false, born: Instant::now() }
     }
 
     /// Run until the pod is gone.
@@ -203,6 +205,7 @@ impl Worker {
             let ip = st.status.and_then(|s| s.network).map(|n| n.ip).unwrap_or_default();
             self.start_time = rfc3339(now_nanos());
             self.sandbox = Some((id, ip, config));
+            self.step(pod, "sandbox ready");
         }
         if self.volumes_synced.is_none_or(|t| t.elapsed() > Duration::from_secs(5)) {
             self.volumes_synced = Some(Instant::now());
@@ -210,6 +213,7 @@ impl Worker {
             if let Err(e) = crate::volumes::prepare(&self.ctx.api, &self.ctx.root_dir, pod, &ip, &self.ctx.node_ip).await {
                 tracing::debug!("volumes: {e:#}");
             }
+            self.step(pod, "volumes synced");
         }
         let policy = pod["spec"]["restartPolicy"].as_str().unwrap_or("Always").to_string();
         let obs = self.observe().await;
@@ -256,6 +260,12 @@ impl Worker {
             }
         }
         Ok(())
+    }
+
+    /// A debug-level event with the time since the worker began, so that a
+    /// slow start can be traced step by step (`--log-level skiff_kubelet::worker=debug`).
+    fn step(&self, pod: &Value, what: &str) {
+        tracing::debug!(pod = %pod["metadata"]["name"], ms = self.born.elapsed().as_millis() as u64, "{what}");
     }
 
     fn grace(pod: &Value) -> i64 {
@@ -402,6 +412,7 @@ impl Worker {
                 }),
             }),
         };
+        self.step(pod, "container config ready");
         let mut rt = self.ctx.rt.clone();
         let id = match rt.create_container(cri::CreateContainerRequest { pod_sandbox_id: sid, config: Some(config), sandbox_config: Some(sconfig) }).await {
             Ok(r) => r.into_inner().container_id,
@@ -429,7 +440,9 @@ impl Worker {
                 }
             });
         }
+        self.step(pod, "container created");
         rt.start_container(cri::StartContainerRequest { container_id: id.clone() }).await?;
+        self.step(pod, "container running");
         self.waiting.remove(&name);
         let post = &c["lifecycle"]["postStart"];
         if post.is_object() {
@@ -464,6 +477,7 @@ impl Worker {
         let m = &pod["metadata"];
         let path = format!("/api/v1/namespaces/{}/pods/{}/status", s(&m["namespace"]), s(&m["name"]));
         self.ctx.api.ok("PATCH", &path, "application/merge-patch+json", Some(&json!({"status": st}))).await?;
+        self.step(pod, &format!("status sent ({})", st["phase"].as_str().unwrap_or_default()));
         self.last_status = st;
         Ok(())
     }
