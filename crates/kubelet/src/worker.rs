@@ -34,6 +34,10 @@ pub struct Worker {
     /// Startup, liveness and readiness probes, by container instance ID.
     probes: HashMap<String, [Option<Probe>; 3]>,
     volumes_synced: Option<Instant>,
+    /// The outcome of preparing the volumes earlier in the current `sync`,
+    /// if it did: containers started in the same pass use it instead of
+    /// preparing (API reads, file writes) a second time.
+    volumes_now: Option<Result<(), String>>,
     pruned: HashMap<String, usize>,
     /// Evicted under node pressure: stopped for good, waiting for deletion.
     evicted: bool,
@@ -57,7 +61,7 @@ fn strings(v: &Value) -> Vec<String> {
 
 impl Worker {
     pub fn new(ctx: Arc<Ctx>) -> Self {
-        Self { ctx, sandbox: None, ids: HashMap::new(), backoff: HashMap::new(), waiting: HashMap::new(), start_time: String::new(), last_status: Value::Null, cond_times: HashMap::new(), probes: HashMap::new(), volumes_synced: None, pruned: HashMap::new(), evicted: false, born: Instant::now() }
+        Self { ctx, sandbox: None, ids: HashMap::new(), backoff: HashMap::new(), waiting: HashMap::new(), start_time: String::new(), last_status: Value::Null, cond_times: HashMap::new(), probes: HashMap::new(), volumes_synced: None, volumes_now: None, pruned: HashMap::new(), evicted: false, born: Instant::now() }
     }
 
     /// Run until the pod is gone.
@@ -207,12 +211,15 @@ impl Worker {
             self.sandbox = Some((id, ip, config));
             self.step(pod, "sandbox ready");
         }
+        self.volumes_now = None;
         if self.volumes_synced.is_none_or(|t| t.elapsed() > Duration::from_secs(5)) {
             self.volumes_synced = Some(Instant::now());
             let ip = self.sandbox.as_ref().map(|s| s.1.clone()).unwrap_or_default();
-            if let Err(e) = crate::volumes::prepare(&self.ctx.api, &self.ctx.root_dir, pod, &ip, &self.ctx.node_ip).await {
+            let prepared = crate::volumes::prepare(&self.ctx.api, &self.ctx.root_dir, pod, &ip, &self.ctx.node_ip).await;
+            if let Err(e) = &prepared {
                 tracing::debug!("volumes: {e:#}");
             }
+            self.volumes_now = Some(prepared.map_err(|e| format!("{e:#}")));
             self.step(pod, "volumes synced");
         }
         let policy = pod["spec"]["restartPolicy"].as_str().unwrap_or("Always").to_string();
@@ -372,8 +379,12 @@ impl Worker {
             }
         }
         let ip = self.sandbox.as_ref().map(|s| s.1.clone()).unwrap_or_default();
+        let volumes_now = self.volumes_now.clone();
         let prepared = async {
-            crate::volumes::prepare(&self.ctx.api, &self.ctx.root_dir, pod, &ip, &self.ctx.node_ip).await?;
+            match volumes_now {
+                Some(r) => r.map_err(anyhow::Error::msg)?,
+                None => crate::volumes::prepare(&self.ctx.api, &self.ctx.root_dir, pod, &ip, &self.ctx.node_ip).await?,
+            }
             let mounts = crate::volumes::mounts(&self.ctx.root_dir, pod, c)?;
             let env = crate::volumes::env(&self.ctx.api, pod, c, &ip, &self.ctx.node_ip).await?;
             anyhow::Ok((mounts, env))

@@ -56,7 +56,26 @@ enum Command {
     },
 }
 
+/// `skiff pause` and `skiff keeper` as their callers spawn them, handled
+/// before clap builds the parser for every subcommand: each pod sandbox
+/// starts one pause process (fifty at once in a burst of pods), and the
+/// parser's construction was a visible share of a pause's start. Anything
+/// else (`skiff pause --help`, odd arguments) goes through clap as usual.
+fn fast_path() {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).take(8).collect();
+    let args: Option<Vec<&str>> = args.iter().map(|a| a.to_str()).collect();
+    match args.as_deref() {
+        Some(["pause"]) => skiff_runtime::pause::main(None),
+        Some(["pause", "--sandbox-hostname", host]) if !host.starts_with('-') => skiff_runtime::pause::main(Some(host)),
+        Some(["keeper", rest @ ..]) if rest.len() == 6 && rest.iter().all(|a| !a.starts_with('-')) => {
+            skiff_runtime::keeper::main(&rest.iter().map(|a| a.to_string()).collect::<Vec<_>>())
+        }
+        _ => {}
+    }
+}
+
 fn main() -> std::process::ExitCode {
+    fast_path();
     let cli = Cli::parse();
     if let Command::Pause { sandbox_hostname } = &cli.command {
         skiff_runtime::pause::main(sandbox_hostname.as_deref());

@@ -46,37 +46,57 @@ pub fn attach(cfg: &crate::Config, id: &str, pid: u32) -> Result<Ipv4Addr> {
 
 fn wire(cfg: &crate::Config, subnet: Subnet, id: &str, pid: u32, ip: Ipv4Addr) -> Result<()> {
     let mut nl = Netlink::open().context("opening rtnetlink")?;
-    let bridge = ensure_bridge(&mut nl, &cfg.bridge, subnet)?;
     let host = host_veth(id);
-    nl.del_link(&host).with_context(|| format!("removing a leftover {host}"))?;
-    nl.add_veth(&host, POD_IF, pid).with_context(|| format!("creating veth {host} for the pod (pid {pid})"))?;
-    let index = nl.link_index(&host)?.with_context(|| format!("{host} vanished"))?;
-    nl.set_up(index, Some(bridge)).with_context(|| format!("attaching {host} to {}", cfg.bridge))?;
-    // Hairpin: a pod reaching itself through a Service address comes back
-    // through its own bridge port.
-    if let Err(e) = std::fs::write(format!("/sys/class/net/{host}/brport/hairpin_mode"), "1") {
+    let bridge = bridge_index(&mut nl, &cfg.bridge, subnet, false)?;
+    if let Err(e) = nl.add_veth(&host, POD_IF, pid, bridge) {
+        // A leftover link of that name, or a bridge that is gone (or was
+        // made again, with a new index) since it was last checked: check
+        // the bridge afresh, clear the name, and try once more.
+        tracing::debug!(%host, "creating the veth: {e}; checking the bridge and retrying");
+        let bridge = bridge_index(&mut nl, &cfg.bridge, subnet, true)?;
+        nl.del_link(&host).with_context(|| format!("removing a leftover {host}"))?;
+        nl.add_veth(&host, POD_IF, pid, bridge).with_context(|| format!("creating veth {host} on {} for the pod (pid {pid})", cfg.bridge))?;
+    }
+    if let Err(e) = nl.set_hairpin(&host) {
         tracing::warn!(%host, "hairpin mode: {e}");
     }
     in_netns(pid, move || {
         let mut nl = Netlink::open().context("opening rtnetlink in the pod")?;
         let lo = nl.link_index("lo")?.context("no lo in the pod")?;
-        nl.set_up(lo, None).context("lo up")?;
+        nl.set_up(lo).context("lo up")?;
         let eth = nl.link_index(POD_IF)?.context("no eth0 in the pod")?;
         nl.add_address(eth, ip, subnet.prefix).context("eth0 address")?;
-        nl.set_up(eth, None).context("eth0 up")?;
+        nl.set_up(eth).context("eth0 up")?;
         nl.add_default_route(eth, subnet.gateway()).context("default route")?;
         Ok(())
     })
 }
 
-/// The bridge, up, with the gateway address; returns its index. Cheap when
-/// it is already there (each step accepts "exists"), so it is checked per
-/// pod rather than trusted from an earlier pod.
+/// The bridges this process has made ready, by name, with their index.
+static BRIDGES: std::sync::Mutex<Vec<(String, u32)>> = std::sync::Mutex::new(Vec::new());
+
+/// The bridge's index, made ready the first time (and whenever `recheck`
+/// says a pod's veth could not join it): four requests under the RTNL lock
+/// that every pod's setup would otherwise repeat.
+fn bridge_index(nl: &mut Netlink, name: &str, subnet: Subnet, recheck: bool) -> Result<u32> {
+    let mut known = BRIDGES.lock().unwrap_or_else(|e| e.into_inner());
+    if !recheck && let Some((_, index)) = known.iter().find(|(n, _)| n == name) {
+        return Ok(*index);
+    }
+    let index = ensure_bridge(nl, name, subnet)?;
+    known.retain(|(n, _)| n != name);
+    known.push((name.to_string(), index));
+    Ok(index)
+}
+
+/// The bridge, up, with the gateway address; returns its index. Each step
+/// accepts "exists", so this also repairs a bridge that lost its address or
+/// went down.
 fn ensure_bridge(nl: &mut Netlink, name: &str, subnet: Subnet) -> Result<u32> {
     nl.add_bridge(name).with_context(|| format!("creating bridge {name}"))?;
     let index = nl.link_index(name)?.with_context(|| format!("bridge {name} vanished"))?;
     nl.add_address(index, subnet.gateway(), subnet.prefix).with_context(|| format!("gateway address on {name}"))?;
-    nl.set_up(index, None)?;
+    nl.set_up(index)?;
     // The bridge routes for its pods (CNI's isGateway did the same).
     if std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").map(|v| v.trim() != "1").unwrap_or(false) {
         let _ = std::fs::write("/proc/sys/net/ipv4/ip_forward", "1");
@@ -135,7 +155,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let tag = format!("{:04x}", rand::random::<u16>());
         let cfg = crate::Config { root: dir.path().to_owned(), bridge: format!("sktest{tag}"), pod_cidr: "10.251.7.0/24".into(), ..Default::default() };
-        let mut pods: Vec<std::process::Child> = (0..2).map(|_| Command::new("unshare").args(["-n", "sleep", "60"]).spawn().unwrap()).collect();
+        let mut pods: Vec<std::process::Child> = (0..3).map(|_| Command::new("unshare").args(["-n", "sleep", "60"]).spawn().unwrap()).collect();
         // unshare execs sleep once the namespace exists.
         for p in &pods {
             let own = std::fs::read_link("/proc/self/ns/net").unwrap();
@@ -145,7 +165,7 @@ mod tests {
                 std::thread::sleep(std::time::Duration::from_millis(10));
             }
         }
-        let ids = [format!("a{tag}0000000000000"), format!("b{tag}0000000000000")];
+        let ids = [format!("a{tag}0000000000000"), format!("b{tag}0000000000000"), format!("c{tag}0000000000000")];
         let result = std::panic::catch_unwind(|| {
             let a = attach(&cfg, &ids[0], pods[0].id()).unwrap();
             let b = attach(&cfg, &ids[1], pods[1].id()).unwrap();
@@ -168,6 +188,13 @@ mod tests {
             let gone = String::from_utf8(in_pod(pods[0].id(), &["ip", "-o", "link"]).stdout).unwrap();
             assert!(!gone.contains("eth0"), "{gone}");
             detach(&cfg, &ids[1]);
+            // The bridge is looked up once and then trusted; if it goes away,
+            // the next pod's veth cannot join it, and the bridge is made again.
+            Netlink::open().and_then(|mut nl| nl.del_link(&cfg.bridge)).unwrap();
+            let c = attach(&cfg, &ids[2], pods[2].id()).unwrap();
+            let ping = in_pod(pods[2].id(), &["busybox", "ping", "-c", "1", "-W", "2", "10.251.7.1"]);
+            assert!(ping.status.success(), "ping the remade bridge from {c}: {}", String::from_utf8_lossy(&ping.stdout));
+            detach(&cfg, &ids[2]);
         });
         for p in &mut pods {
             let _ = p.kill();

@@ -14,7 +14,7 @@ use std::net::Ipv4Addr;
 
 use netlink_packet_core::{NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST};
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
-use netlink_packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage};
+use netlink_packet_route::link::{InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoPortKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage};
 use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
@@ -101,27 +101,43 @@ impl Netlink {
         ignore(self.request(RouteNetlinkMessage::NewLink(m), NLM_F_CREATE | NLM_F_EXCL).map(drop), libc::EEXIST)
     }
 
-    /// Create a veth pair: `host` here, and `peer` directly in the network
-    /// namespace of process `peer_pid`.
-    pub fn add_veth(&mut self, host: &str, peer: &str, peer_pid: u32) -> io::Result<()> {
+    /// Create a veth pair: `host` here, up and a port of the bridge
+    /// `controller`, and `peer` directly in the network namespace of process
+    /// `peer_pid`. One request: the kernel applies the flags and the
+    /// controller as it creates the link, so the host side takes no lookup
+    /// and no second change under the RTNL lock that every pod's setup (and
+    /// every namespace's creation) queues on.
+    pub fn add_veth(&mut self, host: &str, peer: &str, peer_pid: u32, controller: u32) -> io::Result<()> {
         let mut p = LinkMessage::default();
         p.attributes.push(LinkAttribute::IfName(peer.into()));
         p.attributes.push(LinkAttribute::NetNsPid(peer_pid));
         let mut m = LinkMessage::default();
+        m.header.flags = LinkFlags::Up;
+        m.header.change_mask = LinkFlags::Up;
         m.attributes.push(LinkAttribute::IfName(host.into()));
+        m.attributes.push(LinkAttribute::Controller(controller));
         m.attributes.push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(InfoKind::Veth), LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(p)))]));
         self.request(RouteNetlinkMessage::NewLink(m), NLM_F_CREATE | NLM_F_EXCL).map(drop)
     }
 
-    /// Bring a link up, and enslave it to `controller` (a bridge) if given.
-    pub fn set_up(&mut self, index: u32, controller: Option<u32>) -> io::Result<()> {
+    /// Turn on hairpin mode on the bridge port `name` (a pod reaching itself
+    /// through a Service address comes back through its own port). Over
+    /// netlink rather than sysfs: the `brport/hairpin_mode` file only
+    /// try-locks RTNL and restarts the write while it is busy, which spins
+    /// through a burst of pod setups.
+    pub fn set_hairpin(&mut self, name: &str) -> io::Result<()> {
+        let mut m = LinkMessage::default();
+        m.attributes.push(LinkAttribute::IfName(name.into()));
+        m.attributes.push(LinkAttribute::LinkInfo(vec![LinkInfo::PortKind(InfoPortKind::Bridge), LinkInfo::PortData(InfoPortData::BridgePort(vec![InfoBridgePort::HairpinMode(true)]))]));
+        self.request(RouteNetlinkMessage::NewLink(m), 0).map(drop)
+    }
+
+    /// Bring a link up.
+    pub fn set_up(&mut self, index: u32) -> io::Result<()> {
         let mut m = LinkMessage::default();
         m.header.index = index;
         m.header.flags = LinkFlags::Up;
         m.header.change_mask = LinkFlags::Up;
-        if let Some(c) = controller {
-            m.attributes.push(LinkAttribute::Controller(c));
-        }
         self.request(RouteNetlinkMessage::SetLink(m), 0).map(drop)
     }
 
