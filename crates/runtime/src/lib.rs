@@ -17,6 +17,7 @@ pub mod net;
 pub mod pause;
 pub mod persist;
 pub mod pull;
+pub mod runc_exe;
 pub mod sandbox;
 pub mod service;
 pub mod shim;
@@ -107,7 +108,7 @@ impl Config {
 pub const STATE_TMPFS: &str = "mode=0700,size=64m";
 
 impl Runtime {
-    pub fn new(cfg: Config) -> anyhow::Result<Arc<Self>> {
+    pub fn new(mut cfg: Config) -> anyhow::Result<Arc<Self>> {
         let images = images::Images::new(&cfg.root)?;
         std::fs::create_dir_all(cfg.root.join("containers"))?;
         let state = cfg.state_dir();
@@ -117,6 +118,13 @@ impl Runtime {
             Err(e) => tracing::warn!(dir = %state.display(), "cannot mount a tmpfs for the runtime's state, keeping it on disk: {e}"),
         }
         std::fs::create_dir_all(state.join("containers"))?;
+        match runc_exe::prepare(&cfg.runc, &state.join("bin")) {
+            Ok(link) => {
+                tracing::debug!(runc = %cfg.runc, copy = %link.display(), "starting runc from a sealed copy in memory");
+                cfg.runc = link.display().to_string();
+            }
+            Err(e) => tracing::info!(runc = %cfg.runc, "runc will copy itself for each container: {e:#}"),
+        }
         Ok(Arc::new(Self { cfg, images, sandboxes: Mutex::default(), containers: Arc::default(), streaming: Default::default(), cpu_rates: Default::default() }))
     }
 }

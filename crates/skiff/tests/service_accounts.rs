@@ -238,6 +238,13 @@ fn containers_find_a_working_token() {
             assert!(state.join(&f).is_file(), "{f} is not in the state dir");
         }
         assert_eq!(mounts_at(&state.join("containers").join(&cid).join("rootfs")), ["overlay"]);
+        // runc runs from the runtime's sealed copy of itself (`runc_exe.rs`):
+        // the container's parent, its `runc run`, executes a memfd.
+        let init: u32 = std::fs::read_to_string(state.join(format!("containers/{cid}/pid"))).unwrap().trim().parse().unwrap();
+        let stat = std::fs::read_to_string(format!("/proc/{init}/stat")).unwrap();
+        let parent = stat.rsplit_once(')').unwrap().1.split_whitespace().nth(1).unwrap().to_string();
+        let exe = std::fs::read_link(format!("/proc/{parent}/exe")).unwrap();
+        assert!(exe.to_string_lossy().starts_with("/memfd:runc"), "the container's runc runs {}", exe.display());
         k.ok(&["exec", "sa", "--", "touch", "/tmp/written"]);
         assert!(runtime_root.join("containers").join(&cid).join("upper/tmp/written").is_file(), "the writable layer is not on disk");
         assert_eq!(k.ok(&["exec", "sa", "--", "cat", &format!("{dirpath}/namespace")]), "default");
