@@ -57,8 +57,19 @@ impl Drop for SkiffStore {
     }
 }
 
+/// A loopback port nothing listens on, never the same one twice in a test
+/// binary. Its tests run in parallel threads, and the kernel can hand the
+/// same free port to two of them before either's server has bound it: one
+/// server then fails to start, its test waits for the port, finds the other
+/// test's server there, and fails once that one stops.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> = std::sync::Mutex::new(std::collections::BTreeSet::new());
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        if GIVEN.lock().unwrap_or_else(|e| e.into_inner()).insert(port) {
+            return port;
+        }
+    }
 }
 
 pub fn wait_for_port(port: u16, timeout: Duration) {
