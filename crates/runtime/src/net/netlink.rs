@@ -123,8 +123,8 @@ impl Netlink {
     /// Turn on hairpin mode on the bridge port `name` (a pod reaching itself
     /// through a Service address comes back through its own port). Over
     /// netlink rather than sysfs: the `brport/hairpin_mode` file only
-    /// try-locks RTNL and restarts the write while it is busy, which spins
-    /// through a burst of pod setups.
+    /// try-locks RTNL and restarts the write while it is busy, where a
+    /// netlink request waits its turn on the lock.
     pub fn set_hairpin(&mut self, name: &str) -> io::Result<()> {
         let mut m = LinkMessage::default();
         m.attributes.push(LinkAttribute::IfName(name.into()));
